@@ -1,0 +1,392 @@
+//! Creates or updates every stream, consumer and KV bucket tablewire needs. Idempotent: run by
+//! `tablewire provision`, by `tablewire dev` at start, and by the tests and benchmarks.
+
+use crate::{resource, subject};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use std::collections::HashMap;
+use std::time::Duration;
+use tablewire_schemas::Domain;
+
+/// The shape of the NATS resources. `Default` is what `tablewire dev` uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    /// Partitions per input stream: how many workers can apply one domain's commands at once.
+    /// Changing it needs drained input streams.
+    pub partitions: u16,
+    /// Replicas of every stream and bucket (3 in a 3-node cluster).
+    pub replicas: usize,
+    /// How long a delivered command may stay unacknowledged before it is delivered again.
+    pub ack_wait: Duration,
+    /// How long a worker keeps a partition after it stops pulling.
+    pub pin_timeout: Duration,
+    /// How long `Nats-Msg-Id` is remembered to drop repeated commands.
+    pub duplicate_window: Duration,
+    /// Most bytes an input stream or the records stream may hold while its consumers lag;
+    /// past it edges refuse new commands (with a retryable error) rather than lose any.
+    pub max_backlog_bytes: i64,
+    /// How long a worker's presence lasts without being refreshed.
+    pub worker_ttl: Duration,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            partitions: 16,
+            replicas: 1,
+            ack_wait: Duration::from_secs(10),
+            pin_timeout: Duration::from_secs(5),
+            duplicate_window: Duration::from_secs(120),
+            max_backlog_bytes: 1 << 30,
+            worker_ttl: Duration::from_secs(6),
+        }
+    }
+}
+
+/// What can go wrong while provisioning.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// A JetStream request failed.
+    #[error("{what}: {source}")]
+    JetStream {
+        /// Which resource.
+        what: String,
+        /// The error.
+        source: async_nats::Error,
+    },
+    /// The partition count would change while commands are still pending.
+    #[error(
+        "{stream} has {current} partitions and {pending} commands still pending; \
+         drain it (stop edges, let handlers finish) before changing to {wanted}"
+    )]
+    PartitionsBusy {
+        /// The stream.
+        stream: String,
+        /// Its partition count now.
+        current: u16,
+        /// The count asked for.
+        wanted: u16,
+        /// Commands not yet acknowledged.
+        pending: u64,
+    },
+}
+
+fn js_err(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> ProvisionError {
+    let what = what.into();
+    move |source| ProvisionError::JetStream { what, source }
+}
+
+/// Creates or updates everything for `domains`: one input stream with its partition consumers
+/// and one state bucket per domain, plus the records stream and the workers bucket.
+pub async fn provision(
+    js: &jetstream::Context,
+    domains: &[Domain],
+    topology: &Topology,
+) -> Result<(), ProvisionError> {
+    for &domain in domains {
+        provision_domain(js, domain, topology).await?;
+    }
+    provision_records(js, topology).await?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: resource::WORKERS_BUCKET.to_string(),
+        description: "live handler workers".to_string(),
+        history: 1,
+        max_age: topology.worker_ttl,
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(resource::WORKERS_BUCKET)(e.into()))?;
+    Ok(())
+}
+
+async fn provision_domain(
+    js: &jetstream::Context,
+    domain: Domain,
+    topology: &Topology,
+) -> Result<(), ProvisionError> {
+    let name = resource::input_stream(domain);
+    let current = current_partitions(js, &name).await;
+    if let Some(current) = current.filter(|&c| c != topology.partitions) {
+        let pending = pending_commands(js, domain, &name, current).await?;
+        if pending > 0 {
+            return Err(ProvisionError::PartitionsBusy {
+                stream: name,
+                current,
+                wanted: topology.partitions,
+                pending,
+            });
+        }
+    }
+
+    let config = stream::Config {
+        name: name.clone(),
+        description: Some(format!("accepted {domain} commands, partitioned by key")),
+        subjects: vec![subject::input_filter(domain)],
+        subject_transform: Some(stream::SubjectTransform {
+            source: subject::input_filter(domain),
+            destination: subject::input_partitioned_template(domain, topology.partitions),
+        }),
+        retention: stream::RetentionPolicy::Interest,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: topology.max_backlog_bytes,
+        storage: stream::StorageType::File,
+        num_replicas: topology.replicas,
+        duplicate_window: topology.duplicate_window,
+        allow_direct: true,
+        metadata: HashMap::from([(
+            resource::PARTITIONS_METADATA.to_string(),
+            topology.partitions.to_string(),
+        )]),
+        ..Default::default()
+    };
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| js_err(&name)(e.into()))?;
+
+    let stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| js_err(&name)(e.into()))?;
+    for partition in 0..topology.partitions {
+        let durable = resource::partition_consumer(domain, partition);
+        let config = consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            description: Some(format!("{domain} partition {partition}")),
+            filter_subject: subject::input_partition_filter(domain, partition),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: topology.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: 10_000,
+            priority_policy: consumer::PriorityPolicy::PinnedClient,
+            priority_groups: vec![resource::WORKER_GROUP.to_string()],
+            priority_timeout: topology.pin_timeout,
+            num_replicas: topology.replicas,
+            ..Default::default()
+        };
+        create_or_update_consumer(&stream, config, &durable).await?;
+    }
+    // Consumers of partitions that no longer exist (the count went down on a drained stream).
+    if let Some(current) = current {
+        for partition in topology.partitions..current {
+            let durable = resource::partition_consumer(domain, partition);
+            stream
+                .delete_consumer(&durable)
+                .await
+                .map_err(|e| js_err(&durable)(e.into()))?;
+        }
+    }
+
+    let bucket = resource::state_bucket(domain);
+    js.create_or_update_key_value(kv::Config {
+        bucket: bucket.clone(),
+        description: format!("state of each {domain} key"),
+        history: 1,
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(&bucket)(e.into()))?;
+    Ok(())
+}
+
+async fn create_or_update_consumer(
+    stream: &jetstream::stream::Stream,
+    config: consumer::pull::Config,
+    durable: &str,
+) -> Result<(), ProvisionError> {
+    match stream.consumer_info(durable).await {
+        Ok(_) => {
+            stream
+                .update_consumer(config)
+                .await
+                .map_err(|e| js_err(durable)(e.into()))?;
+        }
+        Err(_) => {
+            stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| js_err(durable)(e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn provision_records(
+    js: &jetstream::Context,
+    topology: &Topology,
+) -> Result<(), ProvisionError> {
+    let name = resource::RECORDS_STREAM;
+    js.create_or_update_stream(stream::Config {
+        name: name.to_string(),
+        description: Some("records waiting to be written to SQL".to_string()),
+        subjects: vec![subject::records_filter()],
+        retention: stream::RetentionPolicy::Interest,
+        discard: stream::DiscardPolicy::New,
+        max_bytes: topology.max_backlog_bytes,
+        storage: stream::StorageType::File,
+        num_replicas: topology.replicas,
+        duplicate_window: topology.duplicate_window,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(name)(e.into()))?;
+    let stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| js_err(name)(e.into()))?;
+    let config = consumer::pull::Config {
+        durable_name: Some(resource::RECORDS_CONSUMER.to_string()),
+        description: Some("the SQL writer".to_string()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: topology.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: 10_000,
+        num_replicas: topology.replicas,
+        ..Default::default()
+    };
+    create_or_update_consumer(&stream, config, resource::RECORDS_CONSUMER).await
+}
+
+/// The partition count an input stream was provisioned with, if it exists.
+pub async fn current_partitions(js: &jetstream::Context, stream: &str) -> Option<u16> {
+    let mut stream = js.get_stream(stream).await.ok()?;
+    let info = stream.info().await.ok()?;
+    info.config
+        .metadata
+        .get(resource::PARTITIONS_METADATA)
+        .and_then(|p| p.parse().ok())
+}
+
+async fn pending_commands(
+    js: &jetstream::Context,
+    domain: Domain,
+    name: &str,
+    partitions: u16,
+) -> Result<u64, ProvisionError> {
+    let stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| js_err(name)(e.into()))?;
+    let mut pending = 0;
+    for partition in 0..partitions {
+        let durable = resource::partition_consumer(domain, partition);
+        if let Ok(info) = stream.consumer_info(&durable).await {
+            pending += info.num_pending + info.num_ack_pending as u64;
+        }
+    }
+    Ok(pending)
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+    use crate::server::{NatsServer, ServerOptions};
+
+    async fn setup() -> (NatsServer, jetstream::Context) {
+        let server = NatsServer::start(ServerOptions::default())
+            .await
+            .expect("nats-server >= 2.11");
+        let client = crate::connect(server.client_url(), "test")
+            .await
+            .expect("connect");
+        (server, jetstream::new(client))
+    }
+
+    async fn consumers(js: &jetstream::Context, domain: Domain) -> usize {
+        use futures::TryStreamExt;
+        let stream = js
+            .get_stream(resource::input_stream(domain))
+            .await
+            .expect("stream");
+        let names: Vec<String> = stream.consumer_names().try_collect().await.expect("names");
+        names.len()
+    }
+
+    #[tokio::test]
+    async fn provisioning_twice_is_a_no_op() {
+        let (_server, js) = setup().await;
+        let topology = Topology {
+            partitions: 4,
+            ..Default::default()
+        };
+        provision(&js, &[Domain::Display], &topology)
+            .await
+            .expect("first");
+        provision(&js, &[Domain::Display], &topology)
+            .await
+            .expect("again");
+        assert_eq!(consumers(&js, Domain::Display).await, 4);
+        assert_eq!(
+            current_partitions(&js, &resource::input_stream(Domain::Display)).await,
+            Some(4)
+        );
+        js.get_key_value(resource::state_bucket(Domain::Display))
+            .await
+            .expect("state bucket");
+        js.get_key_value(resource::WORKERS_BUCKET)
+            .await
+            .expect("workers bucket");
+    }
+
+    #[tokio::test]
+    async fn the_partition_count_changes_only_on_a_drained_stream() {
+        let (_server, js) = setup().await;
+        provision(
+            &js,
+            &[Domain::Display],
+            &Topology {
+                partitions: 4,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("provision");
+        provision(
+            &js,
+            &[Domain::Display],
+            &Topology {
+                partitions: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("drained: may change");
+        assert_eq!(consumers(&js, Domain::Display).await, 2);
+        js.publish(
+            crate::subject::input(Domain::Display, "_", "s1"),
+            "{}".into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+        let err = provision(
+            &js,
+            &[Domain::Display],
+            &Topology {
+                partitions: 8,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("a pending command blocks the change");
+        assert!(
+            matches!(
+                err,
+                ProvisionError::PartitionsBusy {
+                    current: 2,
+                    wanted: 8,
+                    pending: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            current_partitions(&js, &resource::input_stream(Domain::Display)).await,
+            Some(2)
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! Names of every stream, consumer, priority group and KV bucket, built here and nowhere else.
+//!
+//! | name | kind | holds |
+//! |---|---|---|
+//! | `TW_IN_{DOMAIN}` | stream | accepted commands of one domain, partitioned, deduplicated by `Nats-Msg-Id` |
+//! | `{domain}-p{n}` | durable pull consumer on `TW_IN_{DOMAIN}` | partition `n`, one pinned worker at a time |
+//! | `TW_RECORDS` | stream | records on their way to SQL |
+//! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
+//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}` |
+//! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
+
+use crate::token::encode;
+use tablewire_schemas::Domain;
+
+/// The input stream of a domain.
+pub fn input_stream(domain: Domain) -> String {
+    format!("TW_IN_{}", domain.as_str().to_ascii_uppercase())
+}
+
+/// The durable consumer of one partition of a domain's input stream.
+pub fn partition_consumer(domain: Domain, partition: u16) -> String {
+    format!("{domain}-p{partition}")
+}
+
+/// The priority group handler workers pull partition consumers with.
+pub const WORKER_GROUP: &str = "workers";
+
+/// The stream of records waiting for the SQL writer.
+pub const RECORDS_STREAM: &str = "TW_RECORDS";
+
+/// The durable consumer the SQL writer reads records with.
+pub const RECORDS_CONSUMER: &str = "recorder";
+
+/// The KV bucket holding the state of each key of a domain.
+pub fn state_bucket(domain: Domain) -> String {
+    format!("tw_state_{domain}")
+}
+
+/// The key of one domain key's state inside [`state_bucket`].
+pub fn state_key(tenant: &str, key: &str) -> String {
+    format!("{}.{}", encode(tenant), encode(key))
+}
+
+/// The KV bucket where live handler workers announce themselves.
+pub const WORKERS_BUCKET: &str = "tw_workers";
+
+/// The key of one worker in [`WORKERS_BUCKET`].
+pub fn worker_key(domain: Domain, worker: &str) -> String {
+    format!("{domain}.{}", encode(worker))
+}
+
+/// Stream metadata key recording how many partitions an input stream has.
+pub const PARTITIONS_METADATA: &str = "tablewire.partitions";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_table() {
+        assert_eq!(input_stream(Domain::Display), "TW_IN_DISPLAY");
+        assert_eq!(partition_consumer(Domain::Display, 3), "display-p3");
+        assert_eq!(state_bucket(Domain::Display), "tw_state_display");
+        assert_eq!(state_key("_", "abc"), "_.abc");
+        assert_eq!(worker_key(Domain::Display, "w 1"), "display.=772031");
+    }
+}

@@ -1,0 +1,117 @@
+//! Every subject tablewire publishes or subscribes to, built here and nowhere else.
+//!
+//! | subject | what flows there |
+//! |---|---|
+//! | `tw.in.{domain}.{tenant}.{key}` | client commands, published by edges into the input stream |
+//! | `tw.in.{domain}.{partition}.{tenant}.{key}` | the same commands as the stream stores them |
+//! | `tw.out.{domain}.{tenant}.{key}` | events for every client of one key (core NATS) |
+//! | `tw.edge.{edge}` | replies for one sender on one edge (core NATS) |
+//! | `tw.rec.{domain}.{tenant}.{kind}` | records on their way to SQL (records stream) |
+//!
+//! `{tenant}` and `{key}` are ids encoded by [`crate::token::encode`].
+
+use crate::token::encode;
+use tablewire_schemas::Domain;
+
+/// The prefix of every tablewire subject.
+pub const ROOT: &str = "tw";
+
+/// Where an edge publishes a command for `key` of `tenant` in `domain`.
+pub fn input(domain: Domain, tenant: &str, key: &str) -> String {
+    format!("tw.in.{domain}.{}.{}", encode(tenant), encode(key))
+}
+
+/// What the input stream of `domain` listens to.
+pub fn input_filter(domain: Domain) -> String {
+    format!("tw.in.{domain}.*.*")
+}
+
+/// How the input stream of `domain` stores a command: a partition token is inserted, computed
+/// by the server from tenant and key, so that one consumer per partition sees every command of
+/// a key in order.
+pub fn input_partitioned_template(domain: Domain, partitions: u16) -> String {
+    format!(
+        "tw.in.{domain}.{{{{partition({partitions},1,2)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}"
+    )
+}
+
+/// Every stored command of one partition.
+pub fn input_partition_filter(domain: Domain, partition: u16) -> String {
+    format!("tw.in.{domain}.{partition}.>")
+}
+
+/// Every stored command of one key, whatever its partition (for direct gets).
+pub fn input_stored_key(domain: Domain, tenant: &str, key: &str) -> String {
+    format!("tw.in.{domain}.*.{}.{}", encode(tenant), encode(key))
+}
+
+/// Reads the partition from a stored command subject.
+pub fn partition_of_stored(subject: &str) -> Option<u16> {
+    subject.split('.').nth(3)?.parse().ok()
+}
+
+/// Where handlers publish the events of one key, and edges with a client of that key listen.
+pub fn output(domain: Domain, tenant: &str, key: &str) -> String {
+    format!("tw.out.{domain}.{}.{}", encode(tenant), encode(key))
+}
+
+/// Every event of one tenant in one domain (for inspection: `nats sub`).
+pub fn output_tenant(domain: Domain, tenant: &str) -> String {
+    format!("tw.out.{domain}.{}.>", encode(tenant))
+}
+
+/// Replies for single senders on one edge.
+pub fn edge_inbox(edge: &str) -> String {
+    format!("tw.edge.{}", encode(edge))
+}
+
+/// Where a handler publishes a record of `kind` for the SQL writer.
+pub fn record(domain: Domain, tenant: &str, kind: &str) -> String {
+    format!("tw.rec.{domain}.{}.{}", encode(tenant), encode(kind))
+}
+
+/// What the records stream listens to.
+pub fn records_filter() -> String {
+    "tw.rec.>".to_string()
+}
+
+/// Header names tablewire sets on its messages.
+pub mod header {
+    /// The per-key event sequence number of an event on `tw.out.…`.
+    pub const SEQ: &str = "Tw-Seq";
+    /// The connection on the edge a reply on `tw.edge.…` is for.
+    pub const CONN: &str = "Tw-Conn";
+    /// The HTTP request on the edge a reply on `tw.edge.…` is for.
+    pub const REQUEST: &str = "Tw-Request";
+    /// Marks an event as the answer to a command that was rejected.
+    pub const REJECTED: &str = "Tw-Rejected";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_carry_domain_tenant_and_key() {
+        assert_eq!(input(Domain::Display, "t1", "s1"), "tw.in.display.t1.s1");
+        assert_eq!(
+            output(Domain::Display, "t1", "s.1"),
+            "tw.out.display.t1.=732e31"
+        );
+        assert_eq!(
+            input_stored_key(Domain::Display, "t1", "s1"),
+            "tw.in.display.*.t1.s1"
+        );
+        assert_eq!(output_tenant(Domain::Display, "t1"), "tw.out.display.t1.>");
+    }
+
+    #[test]
+    fn partition_template_is_a_server_transform() {
+        assert_eq!(
+            input_partitioned_template(Domain::Display, 8),
+            "tw.in.display.{{partition(8,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}"
+        );
+        assert_eq!(partition_of_stored("tw.in.display.5.t1.s1"), Some(5));
+        assert_eq!(partition_of_stored("tw.in.display.t1.s1"), None);
+    }
+}

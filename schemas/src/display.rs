@@ -1,0 +1,233 @@
+//! Seed 000 (customer displays, formerly a Durable Object): the session state object and the
+//! frames of `/session/{id}/display`, `/init`, `/update` and `/state`, with the seed's names.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How many entries `transcriptions` and `displayUpdates` keep (the newest).
+pub const HISTORY_LIMIT: usize = 100;
+
+/// The session state, exactly as `initial_state` and `GET /session/{id}/state` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionState {
+    /// The session id from the path.
+    pub session_id: String,
+    /// The tenant given to `/init`, or null.
+    pub tenant_id: Option<String>,
+    /// The `displayData` of the last `order_summary` or `order_update`, or null.
+    pub current_order: Option<Value>,
+    /// The last 100 updates of type `transcription`.
+    pub transcriptions: Vec<DisplayUpdate>,
+    /// The last 100 updates of any type.
+    pub display_updates: Vec<DisplayUpdate>,
+    /// When the session was created, milliseconds since the Unix epoch.
+    pub started_at: i64,
+}
+
+impl SessionState {
+    /// A fresh session, as the first display, update or init creates it.
+    pub fn new(session_id: impl Into<String>, started_at: i64) -> Self {
+        SessionState {
+            session_id: session_id.into(),
+            tenant_id: None,
+            current_order: None,
+            transcriptions: Vec::new(),
+            display_updates: Vec::new(),
+            started_at,
+        }
+    }
+}
+
+/// One display update: the body of `POST /session/{id}/update`, and the `update` of an
+/// `update` frame. Fields other than `type`, `displayData` and `timestamp` are kept as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisplayUpdate {
+    /// What to show: `transcription`, `dish_card`, `menu`, `order_summary`, `order_update`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The content for the display.
+    #[serde(default)]
+    pub display_data: Value,
+    /// When the server accepted the update, milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+    /// Any other fields, passed through unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The longest update `type` accepted, bytes.
+pub const MAX_TYPE_LEN: usize = 64;
+
+impl DisplayUpdate {
+    /// Checks what every update must have: a non-empty `type` of at most [`MAX_TYPE_LEN`] bytes.
+    pub fn check(&self) -> Result<(), String> {
+        if self.kind.trim().is_empty() {
+            Err("update type is empty".to_string())
+        } else if self.kind.len() > MAX_TYPE_LEN {
+            Err(format!("update type is longer than {MAX_TYPE_LEN} bytes"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Update types that also go to `transcriptions`.
+pub const TRANSCRIPTION: &str = "transcription";
+/// Update types that also replace `currentOrder`.
+pub const ORDER_TYPES: [&str; 2] = ["order_summary", "order_update"];
+
+/// The body of `POST /session/{id}/init`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitRequest {
+    /// The tenant the session belongs to.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+/// Client → server frames on `/session/{id}/display`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Application-level heartbeat; answered with `pong`.
+    Ping,
+}
+
+/// Server → client frames on `/session/{id}/display`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Sent on connect (and again after a detected gap): the whole state.
+    InitialState {
+        /// The state.
+        state: SessionState,
+        /// Server time, ms.
+        timestamp: i64,
+        /// The per-session event sequence the state includes; updates continue at `seq + 1`.
+        seq: u64,
+    },
+    /// One update, in order.
+    Update {
+        /// The update.
+        update: DisplayUpdate,
+        /// Server time, ms.
+        timestamp: i64,
+        /// Per-session sequence number: gaps and repeats are detectable.
+        seq: u64,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// Server time, ms.
+        timestamp: i64,
+    },
+    /// Something the client sent could not be used; the connection stays open.
+    Error {
+        /// The error.
+        #[serde(flatten)]
+        error: crate::error::ErrorBody,
+        /// Server time, ms.
+        timestamp: i64,
+    },
+}
+
+/// The tenant part of display subjects and keys. Seed 000 addresses a session by its id alone
+/// (no tenant in its paths, no credentials on displays), so all sessions share this tenant and
+/// the session id is the capability; `tenantId` in the state is data set by `/init`.
+pub const SHARED_TENANT: &str = "_";
+
+/// `initial_state` with the state passed through as stored (the edge builds it from KV without
+/// parsing the state). Same JSON as [`ServerFrame::InitialState`].
+#[derive(Debug, Serialize)]
+pub struct InitialStateRaw<'a> {
+    /// Always `initial_state`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The state, as stored.
+    pub state: &'a serde_json::value::RawValue,
+    /// Server time, ms.
+    pub timestamp: i64,
+    /// The per-session event sequence the state includes.
+    pub seq: u64,
+}
+
+/// Commands of the display domain, inside the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Create the session if it does not exist (a display connected first).
+    Open,
+    /// `POST /init`: create the session, or set its tenant.
+    Init {
+        /// The tenant.
+        #[serde(rename = "tenantId")]
+        tenant_id: Option<String>,
+    },
+    /// `POST /update`.
+    Update {
+        /// The update as posted.
+        update: DisplayUpdate,
+    },
+}
+
+/// The answer to a successful `POST /init` or `POST /update`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// Always true.
+    pub success: bool,
+    /// The session.
+    pub session_id: String,
+    /// The message id the update was stored under (send it again as `Idempotency-Key` to retry safely).
+    pub message_id: String,
+    /// True when the same message id was already accepted earlier: nothing new was stored.
+    pub duplicate: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn state_uses_the_seed_field_names() {
+        let state = SessionState::new("abc123", 1234567890);
+        let json = serde_json::to_value(&state).expect("serialize");
+        assert_eq!(
+            json,
+            json!({"sessionId":"abc123","tenantId":null,"currentOrder":null,
+                   "transcriptions":[],"displayUpdates":[],"startedAt":1234567890})
+        );
+    }
+
+    #[test]
+    fn update_keeps_unknown_fields_and_the_type_tag() {
+        let update: DisplayUpdate = serde_json::from_value(
+            json!({"type":"dish_card","displayData":{"dish":{"n":1}},"lang":"en"}),
+        )
+        .expect("parse");
+        assert_eq!(update.kind, "dish_card");
+        let frame = ServerFrame::Update {
+            update,
+            timestamp: 7,
+            seq: 3,
+        };
+        let json = serde_json::to_value(&frame).expect("serialize");
+        assert_eq!(json["type"], "update");
+        assert_eq!(json["update"]["type"], "dish_card");
+        assert_eq!(json["update"]["lang"], "en");
+        assert_eq!(json["seq"], 3);
+    }
+
+    #[test]
+    fn ping_parses_and_other_types_do_not() {
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).expect("ping"),
+            ClientFrame::Ping
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"pong"}"#).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Seed 004 (restaurant events feed): the contract by which other domains (POS orders,
+//! collaborative orders, devices) and the HTTP API put events on a tenant's feed, and the
+//! frame subscribers receive. The feed is one key per tenant ([`FEED_KEY`]); its handler orders
+//! and numbers the events, edges deliver them to that tenant's subscribers only.
+//!
+//! Other domains send [`Command::Publish`] with `Effects::emit(Domain::Events, tenant,
+//! FEED_KEY, …)`; extend this module, do not change that command's shape.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The key of a tenant's event feed.
+pub const FEED_KEY: &str = "_";
+
+/// Event names of seed 004, and those tablewire adds for devices.
+pub mod event {
+    /// A new order.
+    pub const ORDER_CREATED: &str = "order:created";
+    /// An order's status or details changed.
+    pub const ORDER_UPDATED: &str = "order:updated";
+    /// An order's status changed (with the previous status).
+    pub const ORDER_STATUS: &str = "order:status";
+    /// A table's status changed.
+    pub const TABLE_UPDATED: &str = "table:updated";
+    /// A payment completed.
+    pub const PAYMENT_PROCESSED: &str = "payment:processed";
+    /// Kitchen display update.
+    pub const KDS_UPDATE: &str = "kds:update";
+    /// A device connected.
+    pub const DEVICE_ONLINE: &str = "device:online";
+    /// A device went away (closed, taken over, or silent past its heartbeat).
+    pub const DEVICE_OFFLINE: &str = "device:offline";
+    /// A device scanned a tag.
+    pub const DEVICE_SCAN: &str = "device:scan";
+}
+
+/// The longest event name, bytes.
+pub const MAX_EVENT_NAME: usize = 64;
+
+/// Whether `name` looks like an event name: `word:word` of lowercase letters and `_`.
+pub fn is_event_name(name: &str) -> bool {
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    name.len() <= MAX_EVENT_NAME
+        && name
+            .split_once(':')
+            .is_some_and(|(a, b)| word(a) && word(b))
+}
+
+/// Commands of the events domain, inside the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Put an event on the tenant's feed.
+    Publish {
+        /// The event name, e.g. `order:created`.
+        event: String,
+        /// The event's data, as seed 004 shapes it (e.g. `{"order": {...}}`).
+        data: Value,
+    },
+}
+
+/// What a subscriber receives: seed 004's event shape, plus the feed's sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventFrame {
+    /// The event name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The event's data.
+    pub data: Value,
+    /// When it was accepted, RFC 3339 (UTC).
+    pub timestamp: String,
+    /// Per-tenant sequence number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names() {
+        for ok in [
+            event::ORDER_CREATED,
+            event::KDS_UPDATE,
+            event::DEVICE_SCAN,
+            "a_b:c",
+        ] {
+            assert!(is_event_name(ok), "{ok}");
+        }
+        for bad in [
+            "order",
+            "Order:created",
+            "order:",
+            ":x",
+            "a:b:c",
+            "a b:c",
+            &"a:".repeat(40),
+        ] {
+            assert!(!is_event_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn publish_has_a_stable_shape() {
+        let c = Command::Publish {
+            event: "order:created".into(),
+            data: serde_json::json!({"order": {"id": 1}}),
+        };
+        assert_eq!(
+            serde_json::to_value(&c).expect("serialize"),
+            serde_json::json!({"type": "publish", "event": "order:created", "data": {"order": {"id": 1}}})
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! Every wire type of tablewire, and only here.
+//!
+//! # Layout
+//! - [`error`] — the numbered error catalogue ([`ErrorCode`]) and the error body every error
+//!   frame and HTTP error carries.
+//! - [`envelope`] — the edge→handler envelope and the verified JWT claims inside it.
+//! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
+//! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
+//! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
+//! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
+//!   in `schemas/json/` (a test fails when they are stale; regenerate with
+//!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
+
+pub mod display;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod stored;
+
+pub use envelope::{Claims, Domain, Envelope, Origin};
+pub use error::{ErrorBody, ErrorCode, HttpError};
+
+/// The JSON Schema documents clients get, as `(file name, document)`.
+pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    fn doc<T: schemars::JsonSchema>() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+    }
+    vec![
+        ("error.json", doc::<error::HttpError>()),
+        ("display.client.json", doc::<display::ClientFrame>()),
+        ("display.server.json", doc::<display::ServerFrame>()),
+        ("display.update.json", doc::<display::DisplayUpdate>()),
+        ("display.init.json", doc::<display::InitRequest>()),
+        ("display.state.json", doc::<display::SessionState>()),
+        ("claims.json", doc::<envelope::Claims>()),
+        ("events.event.json", doc::<events::EventFrame>()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    #[test]
+    fn json_schema_files_are_current() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("json");
+        let write = std::env::var_os("TABLEWIRE_WRITE_SCHEMAS").is_some();
+        let mut stale = Vec::new();
+        for (name, schema) in super::json_schemas() {
+            let text = serde_json::to_string_pretty(&schema).expect("schema serializes") + "\n";
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).expect("create schemas/json");
+                std::fs::write(&path, &text).expect("write schema");
+            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                stale.push(name);
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "stale JSON Schema files {stale:?}: run TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! The JSON stored in the state buckets (`tw_state_{domain}`): a key's domain state plus what
+//! the runtime needs for order and exactly-once effect. Written by handlers, read by edges (for
+//! `initial_state`, `sync`, …) and by anyone inspecting a bucket.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One key's stored state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored<S> {
+    /// The input stream sequence of the last command applied to this key. A command at or
+    /// below it is a redelivery and changes nothing.
+    pub applied: u64,
+    /// The per-key event sequence: the `seq` of the last event fanned out for this key.
+    pub seq: u64,
+    /// The domain state.
+    pub state: S,
+    /// What the last write produced, published again if that write's commands come back.
+    #[serde(default)]
+    pub outbox: Outbox,
+}
+
+/// The events and records of the last write of a key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outbox {
+    /// Fan-out frames with their sequence numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<SequencedEvent>,
+    /// Records for SQL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<Record>,
+    /// Commands for other keys or domains (e.g. an order announced on the events feed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<Emitted>,
+}
+
+/// A command one key's handler sends to another key, usually of another domain. Published to
+/// that key's input subject with `Nats-Msg-Id` = [`Emitted::id`], so publishing it again after a
+/// crash stores it once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emitted {
+    /// Unique per emitted command.
+    pub id: String,
+    /// The target domain.
+    pub domain: crate::Domain,
+    /// The target tenant.
+    pub tenant: String,
+    /// The target key.
+    pub key: String,
+    /// The command, as the target domain reads it.
+    pub command: Value,
+    /// The emitting command's acceptance time (ms), the target's "now".
+    pub at: i64,
+}
+
+/// One fan-out frame and its per-key sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequencedEvent {
+    /// The sequence number.
+    pub seq: u64,
+    /// The client frame, `seq` included.
+    pub frame: Value,
+}
+
+/// A business record on its way to SQL, as published on `tw.rec.{domain}.{tenant}.{kind}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// What kind of record: names the table it goes to.
+    pub kind: String,
+    /// Unique per record: a second write with the same id changes nothing.
+    pub id: String,
+    /// The tenant.
+    #[serde(default)]
+    pub tenant: String,
+    /// The record's fields.
+    pub data: Value,
+}
+
+/// What an edge reads of a stored state: the sequence and the domain state, nothing else.
+#[derive(Debug, Deserialize)]
+pub struct StoredView<'a> {
+    /// The per-key event sequence the state includes.
+    pub seq: u64,
+    /// The domain state, unparsed.
+    #[serde(borrow)]
+    pub state: &'a serde_json::value::RawValue,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_edge_reads_seq_and_state_without_the_outbox() {
+        let stored = Stored {
+            applied: 9,
+            seq: 4,
+            state: json!({"a": 1}),
+            outbox: Outbox {
+                events: vec![SequencedEvent {
+                    seq: 4,
+                    frame: json!({"type":"x","seq":4}),
+                }],
+                records: vec![],
+                commands: vec![],
+            },
+        };
+        let text = serde_json::to_string(&stored).expect("serialize");
+        let view: StoredView<'_> = serde_json::from_str(&text).expect("view");
+        assert_eq!(view.seq, 4);
+        assert_eq!(view.state.get(), r#"{"a":1}"#);
+    }
+}
