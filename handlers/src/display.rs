@@ -1,0 +1,201 @@
+//! The display domain (seed 000): one key per session. Every update goes to `displayUpdates`,
+//! transcriptions also to `transcriptions`, order summaries and updates replace `currentOrder`;
+//! each list keeps its newest [`HISTORY_LIMIT`] entries. Updates fan out as `update` frames.
+
+use crate::domain::{Context, Domain, Effects, Rejection};
+use serde_json::json;
+use tablewire_schemas::display::{
+    Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SessionState, TRANSCRIPTION,
+};
+use tablewire_schemas::{Domain as DomainName, ErrorCode};
+
+/// The display domain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Display;
+
+impl Domain for Display {
+    const NAME: DomainName = DomainName::Display;
+    type State = SessionState;
+    type Command = Command;
+
+    fn new_state(&self, ctx: &Context<'_>) -> SessionState {
+        SessionState::new(ctx.key, ctx.now_ms)
+    }
+
+    fn apply(
+        &self,
+        state: &mut SessionState,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        match command {
+            Command::Open => Ok(()),
+            Command::Init { tenant_id } => {
+                state.tenant_id = tenant_id;
+                effects.record(
+                    "display_session",
+                    json!({"sessionId": state.session_id, "tenantId": state.tenant_id,
+                           "startedAt": state.started_at, "version": ctx.stream_seq}),
+                );
+                Ok(())
+            }
+            Command::Update { mut update } => {
+                update
+                    .check()
+                    .map_err(|why| Rejection::new(ErrorCode::ValidationError, why))?;
+                if let (Some(claimed), Some(owner)) = (
+                    ctx.claims.and_then(|c| c.tenant.as_deref()),
+                    state.tenant_id.as_deref(),
+                ) && claimed != owner
+                {
+                    return Err(Rejection::new(
+                        ErrorCode::TenantMismatch,
+                        format!("session belongs to tenant {owner}"),
+                    ));
+                }
+                update.timestamp = Some(ctx.now_ms);
+                if update.kind == TRANSCRIPTION {
+                    push_bounded(&mut state.transcriptions, update.clone());
+                }
+                if ORDER_TYPES.contains(&update.kind.as_str()) {
+                    state.current_order = Some(update.display_data.clone());
+                }
+                push_bounded(&mut state.display_updates, update.clone());
+                effects.event(json!({"type": "update", "update": update, "timestamp": ctx.now_ms}));
+                Ok(())
+            }
+        }
+    }
+}
+
+fn push_bounded(list: &mut Vec<DisplayUpdate>, update: DisplayUpdate) {
+    if list.len() >= HISTORY_LIMIT {
+        list.drain(..=list.len() - HISTORY_LIMIT);
+    }
+    list.push(update);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use tablewire_schemas::{Claims, Origin};
+
+    fn origin() -> Origin {
+        Origin {
+            edge: "e1".into(),
+            conn: None,
+            request: None,
+        }
+    }
+
+    fn ctx<'a>(origin: &'a Origin, claims: Option<&'a Claims>, now: i64) -> Context<'a> {
+        Context {
+            now_ms: now,
+            stream_seq: 1,
+            message_id: "m",
+            tenant: "_",
+            key: "s1",
+            claims,
+            origin,
+        }
+    }
+
+    fn update(kind: &str, data: Value) -> Command {
+        Command::Update {
+            update: serde_json::from_value(json!({"type": kind, "displayData": data}))
+                .expect("update"),
+        }
+    }
+
+    #[test]
+    fn updates_fill_the_lists_the_seed_names() {
+        let o = origin();
+        let c = ctx(&o, None, 1000);
+        let mut state = Display.new_state(&c);
+        let mut fx = Effects::default();
+        for (kind, data) in [
+            ("transcription", json!({"text":"hi"})),
+            ("dish_card", json!({"dish":1})),
+            ("order_summary", json!({"total":5})),
+        ] {
+            Display
+                .apply(&mut state, update(kind, data), &c, &mut fx)
+                .expect("apply");
+        }
+        assert_eq!(state.display_updates.len(), 3);
+        assert_eq!(state.transcriptions.len(), 1);
+        assert_eq!(state.current_order, Some(json!({"total":5})));
+        assert_eq!(fx.events.len(), 3);
+        assert_eq!(fx.events[1]["type"], "update");
+        assert_eq!(fx.events[1]["update"]["type"], "dish_card");
+        assert_eq!(fx.events[1]["update"]["timestamp"], 1000);
+    }
+
+    #[test]
+    fn lists_keep_the_newest_hundred() {
+        let o = origin();
+        let c = ctx(&o, None, 1);
+        let mut state = Display.new_state(&c);
+        let mut fx = Effects::default();
+        for i in 0..250 {
+            Display
+                .apply(&mut state, update("transcription", json!(i)), &c, &mut fx)
+                .expect("apply");
+        }
+        assert_eq!(state.transcriptions.len(), HISTORY_LIMIT);
+        assert_eq!(state.display_updates.len(), HISTORY_LIMIT);
+        assert_eq!(state.transcriptions[0].display_data, json!(150));
+        assert_eq!(state.display_updates[99].display_data, json!(249));
+    }
+
+    #[test]
+    fn init_sets_the_tenant_and_records_the_session() {
+        let o = origin();
+        let c = ctx(&o, None, 7);
+        let mut state = Display.new_state(&c);
+        let mut fx = Effects::default();
+        Display
+            .apply(
+                &mut state,
+                Command::Init {
+                    tenant_id: Some("org_1".into()),
+                },
+                &c,
+                &mut fx,
+            )
+            .expect("init");
+        assert_eq!(state.tenant_id.as_deref(), Some("org_1"));
+        assert_eq!(state.started_at, 7);
+        assert_eq!(fx.records.len(), 1);
+        assert!(fx.events.is_empty());
+    }
+
+    #[test]
+    fn rejections_leave_the_state_unchanged() {
+        let o = origin();
+        let claims = Claims {
+            sub: "svc".into(),
+            tenant: Some("other".into()),
+            role: Some("service".into()),
+            exp: u64::MAX,
+            iat: None,
+        };
+        let c = ctx(&o, Some(&claims), 1);
+        let mut state = Display.new_state(&c);
+        state.tenant_id = Some("org_1".into());
+        let before = state.clone();
+        let mut fx = Effects::default();
+        let err = Display
+            .apply(&mut state, update("dish_card", json!(1)), &c, &mut fx)
+            .expect_err("tenant mismatch");
+        assert_eq!(err.0.code, ErrorCode::TenantMismatch);
+        let err = Display
+            .apply(&mut state, update("  ", json!(1)), &c, &mut fx)
+            .expect_err("empty type");
+        assert_eq!(err.0.code, ErrorCode::ValidationError);
+        assert_eq!(state, before);
+        assert_eq!(fx, Effects::default());
+    }
+}

@@ -1,0 +1,126 @@
+//! What a domain is: a pure function from (state, command, context) to a new state, events to
+//! fan out, replies for the sender and records for SQL, or a rejection with a catalogue code.
+//! Domains implement [`Domain`]; the runtime (`crate::runtime`) does all the I/O around it.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tablewire_schemas::{Claims, Domain as DomainName, ErrorBody, ErrorCode, Origin};
+
+/// Everything a domain may know about the command besides its payload. Built from the envelope,
+/// so applying the same command twice sees the same context.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// When the edge accepted the command, ms since the Unix epoch. The domain's "now".
+    pub now_ms: i64,
+    /// The command's input stream sequence: unique and increasing per key.
+    pub stream_seq: u64,
+    /// The command's message id.
+    pub message_id: &'a str,
+    /// The tenant (from the token or the path).
+    pub tenant: &'a str,
+    /// The key (session, room, tenant, device).
+    pub key: &'a str,
+    /// The verified claims, when the command came with a token.
+    pub claims: Option<&'a Claims>,
+    /// Who sent it.
+    pub origin: &'a Origin,
+}
+
+/// A command could not be applied; the state is unchanged and the sender gets an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection(pub ErrorBody);
+
+impl Rejection {
+    /// A rejection with a specific message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Rejection(ErrorBody::with_message(code, message))
+    }
+}
+
+impl From<ErrorCode> for Rejection {
+    fn from(code: ErrorCode) -> Self {
+        Rejection(ErrorBody::new(code))
+    }
+}
+
+/// What applying commands produced, collected across one key's batch.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Effects {
+    /// Frames for every client of the key, in order. The runtime adds `"seq"` to each.
+    pub events: Vec<Value>,
+    /// Frames for the sender of a command only, with that command's origin.
+    pub replies: Vec<(Origin, Value)>,
+    /// Records for SQL: `(kind, data)`; the runtime gives each a unique id.
+    pub records: Vec<(String, Value)>,
+    /// Commands for other keys: `(domain, tenant, key, command)`.
+    pub commands: Vec<(DomainName, String, String, Value)>,
+}
+
+impl Effects {
+    /// Fans a frame out to every client of the key.
+    pub fn event(&mut self, frame: impl Serialize) {
+        self.events.push(to_value(frame));
+    }
+
+    /// Sends a frame to the command's sender only.
+    pub fn reply(&mut self, ctx: &Context<'_>, frame: impl Serialize) {
+        self.replies.push((ctx.origin.clone(), to_value(frame)));
+    }
+
+    /// Persists a record of `kind`.
+    pub fn record(&mut self, kind: &str, data: impl Serialize) {
+        self.records.push((kind.to_string(), to_value(data)));
+    }
+
+    /// Sends `command` to `key` of `tenant` in `domain` (often another domain: an order
+    /// announced on the tenant's events feed). It is applied there exactly once, after this
+    /// command's state is written.
+    pub fn emit(&mut self, domain: DomainName, tenant: &str, key: &str, command: impl Serialize) {
+        self.commands.push((
+            domain,
+            tenant.to_string(),
+            key.to_string(),
+            to_value(command),
+        ));
+    }
+}
+
+fn to_value(value: impl Serialize) -> Value {
+    // Frames are built from plain structs and maps; they always serialize.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// A domain: one kind of key (a display session, an order room, a tenant's POS, a device) and
+/// the rules for changing it. Everything here is pure; it is unit-tested without NATS.
+pub trait Domain: Send + Sync + 'static {
+    /// Which domain this is.
+    const NAME: DomainName;
+    /// The state of one key, as stored in KV.
+    type State: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// The commands, as edges put them in the envelope.
+    type Command: DeserializeOwned + Send + 'static;
+
+    /// The state of a key that has none yet.
+    fn new_state(&self, ctx: &Context<'_>) -> Self::State;
+
+    /// Applies one command. On `Err` the state must be exactly as it was.
+    fn apply(
+        &self,
+        state: &mut Self::State,
+        command: Self::Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection>;
+
+    /// The frame that tells a sender its command was rejected. The default is the generic
+    /// `{"type":"error", code, errorCode, message, retryable, timestamp}`.
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        let mut frame = to_value(error);
+        if let Value::Object(map) = &mut frame {
+            map.insert("type".to_string(), json!("error"));
+            map.insert("timestamp".to_string(), json!(ctx.now_ms));
+        }
+        frame
+    }
+}

@@ -1,0 +1,113 @@
+//! The events domain (seed 004): one key per tenant, the tenant's feed. It orders and numbers
+//! the events other domains and the HTTP API publish, and fans them out in seed 004's shape
+//! (`{"type": "order:created", "data": {...}, "timestamp": "…Z"}`).
+
+use crate::domain::{Context, Domain, Effects, Rejection};
+use serde::{Deserialize, Serialize};
+use tablewire_schemas::events::{Command, EventFrame, MAX_EVENT_NAME, is_event_name};
+use tablewire_schemas::{Domain as DomainName, ErrorCode};
+
+/// The events domain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Events;
+
+/// A feed's state: only how many events it carried (its events are not kept).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedState {
+    /// Events published so far.
+    pub published: u64,
+}
+
+/// `ms` since the Unix epoch as RFC 3339 in UTC, as seed 004 writes timestamps.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Domain for Events {
+    const NAME: DomainName = DomainName::Events;
+    type State = FeedState;
+    type Command = Command;
+
+    fn new_state(&self, _ctx: &Context<'_>) -> FeedState {
+        FeedState::default()
+    }
+
+    fn apply(
+        &self,
+        state: &mut FeedState,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        match command {
+            Command::Publish { event, data } => {
+                if !is_event_name(&event) {
+                    return Err(Rejection::new(
+                        ErrorCode::ValidationError,
+                        format!(
+                            "event names look like `order:created` (at most {MAX_EVENT_NAME} bytes)"
+                        ),
+                    ));
+                }
+                state.published += 1;
+                effects.event(EventFrame {
+                    kind: event,
+                    data,
+                    timestamp: rfc3339(ctx.now_ms),
+                    seq: None,
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tablewire_schemas::Origin;
+
+    #[test]
+    fn published_events_fan_out_in_the_seed_shape() {
+        let origin = Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        };
+        let ctx = Context {
+            now_ms: 1_758_880_800_000,
+            stream_seq: 1,
+            message_id: "m",
+            tenant: "r1",
+            key: "_",
+            claims: None,
+            origin: &origin,
+        };
+        let mut state = FeedState::default();
+        let mut fx = Effects::default();
+        let publish = Command::Publish {
+            event: "order:created".into(),
+            data: json!({"order": {"id": "o1"}}),
+        };
+        Events
+            .apply(&mut state, publish, &ctx, &mut fx)
+            .expect("publish");
+        assert_eq!(state.published, 1);
+        assert_eq!(
+            fx.events[0],
+            json!({"type": "order:created", "data": {"order": {"id": "o1"}}, "timestamp": "2025-09-26T10:00:00.000Z"})
+        );
+        let bad = Command::Publish {
+            event: "Order Created".into(),
+            data: json!({}),
+        };
+        let err = Events
+            .apply(&mut state, bad, &ctx, &mut Effects::default())
+            .expect_err("bad name");
+        assert_eq!(err.0.code, ErrorCode::ValidationError);
+        assert_eq!(state.published, 1, "rejections change nothing");
+    }
+}

@@ -1,0 +1,23 @@
+//! tablewire's handlers: stateless workers that apply client commands in order, exactly once,
+//! with all state in JetStream KV, and write finished records to SQL.
+//!
+//! # Layout
+//! - [`domain`] — the [`Domain`](domain::Domain) trait: a pure `apply(state, command, ctx)`
+//!   returning events, replies and records, or a rejection with a catalogue code.
+//! - [`display`] — seed 000: display sessions.
+//! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
+//! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
+//!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
+//! - [`records`] — the SQL writer that drains the records stream into the database.
+//! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
+//! - [`metrics`] — Prometheus metrics of all of the above.
+
+pub mod display;
+pub mod domain;
+pub mod events;
+pub mod metrics;
+pub mod records;
+pub mod runtime;
+pub mod store;
+
+pub use runtime::{Config, RuntimeError, run};

@@ -1,0 +1,185 @@
+//! The SQL writer: consumes the records stream and writes each record to SQL, idempotently,
+//! acknowledging only after commit. When the database is down, records wait in the stream
+//! (nothing is dropped) and are written when it is back. One per handler process; any number
+//! may run against the same database.
+
+mod display;
+
+use crate::metrics::Metrics;
+use crate::store::{self, Pool};
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use std::time::Duration;
+use tablewire_nats::resource;
+use tablewire_schemas::stored::Record;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Writes one record inside `tx`; its id makes a second write a no-op.
+async fn write_record(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    record: &Record,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO records (id, kind, tenant, data, stored_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&record.id)
+    .bind(&record.kind)
+    .bind(&record.tenant)
+    .bind(record.data.to_string())
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    match record.kind.as_str() {
+        display::SESSION => display::write_session(tx, record).await,
+        _ => Ok(()),
+    }
+}
+
+/// Whether an error means "the database is not reachable" (wait and retry everything) rather
+/// than "this record does not fit" (retry it alone, later).
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let msg = db.message();
+            msg.contains("locked") || msg.contains("shutting down") || msg.contains("connection")
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+async fn write_batch(pool: &Pool, records: &[&Record]) -> Result<(), sqlx::Error> {
+    let now = crate::runtime::now_ms();
+    let mut tx = pool.begin().await?;
+    for record in records {
+        write_record(&mut tx, record, now).await?;
+    }
+    tx.commit().await
+}
+
+/// Runs the SQL writer until `shutdown`.
+pub async fn run(
+    client: async_nats::Client,
+    database_url: String,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let pool = loop {
+        match store::connect(&database_url).await {
+            Ok(pool) => break pool,
+            Err(e) => {
+                warn!(error = %e, "database unavailable; records wait in the stream");
+                metrics.record_failures.inc();
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    info!("records writer connected");
+    let js = jetstream::new(client);
+    'pull: loop {
+        let consumer: Result<jetstream::consumer::PullConsumer, _> =
+            match js.get_stream(resource::RECORDS_STREAM).await {
+                Ok(stream) => stream
+                    .get_consumer(resource::RECORDS_CONSUMER)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+        let messages = match consumer {
+            Ok(c) => c
+                .stream()
+                .max_messages_per_batch(256)
+                .messages()
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "records stream unavailable; retrying");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'pull,
+                }
+            }
+        };
+        let mut chunks = messages.ready_chunks(256);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let chunk = tokio::select! {
+                _ = shutdown.changed() => return,
+                chunk = chunks.next() => chunk,
+            };
+            let Some(results) = chunk else { continue 'pull };
+            let messages: Vec<jetstream::Message> =
+                results.into_iter().filter_map(Result::ok).collect();
+            let parsed: Vec<(jetstream::Message, Option<Record>)> = messages
+                .into_iter()
+                .map(|m| {
+                    let record = serde_json::from_slice::<Record>(&m.payload).ok();
+                    (m, record)
+                })
+                .collect();
+            let records: Vec<&Record> = parsed.iter().filter_map(|(_, r)| r.as_ref()).collect();
+            match write_batch(&pool, &records).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    metrics.records_written.inc_by(records.len() as u64);
+                    for (message, record) in &parsed {
+                        let kind = if record.is_some() {
+                            AckKind::Ack
+                        } else {
+                            AckKind::Term
+                        };
+                        let _ = message.ack_with(kind).await;
+                    }
+                }
+                Err(e) if is_unavailable(&e) => {
+                    metrics.record_failures.inc();
+                    warn!(error = %e, waiting = parsed.len(), "database unavailable; records wait in the stream");
+                    for (message, _) in &parsed {
+                        let _ = message.ack_with(AckKind::Nak(Some(backoff))).await;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    // One record does not fit: write the others, keep the misfit for later.
+                    warn!(error = %e, "a record batch failed; writing records one by one");
+                    for (message, record) in &parsed {
+                        let Some(record) = record else {
+                            let _ = message.ack_with(AckKind::Term).await;
+                            continue;
+                        };
+                        match write_batch(&pool, &[record]).await {
+                            Ok(()) => {
+                                metrics.records_written.inc();
+                                let _ = message.ack().await;
+                            }
+                            Err(e) => {
+                                metrics.record_failures.inc();
+                                warn!(id = %record.id, kind = %record.kind, error = %e, "record not written; kept for retry");
+                                let _ = message
+                                    .ack_with(AckKind::Nak(Some(Duration::from_secs(30))))
+                                    .await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! One partition of one domain's input stream, owned by this worker: pulls its commands,
+//! applies them per key in stream order, writes each key's state once per batch by
+//! compare-and-set, publishes what the write produced, then acknowledges.
+//!
+//! Order without trusting delivery: a batch is *trusted* while the consumer sequences this
+//! worker receives are contiguous and were preceded by nothing unacknowledged. Otherwise (at
+//! start, after a takeover, a redelivery or a failure) the batch is rebuilt from the stream:
+//! the input streams keep only unacknowledged commands (interest retention), so reading the
+//! partition's subject up to the batch's highest sequence yields, in order, every command not
+//! yet acknowledged, including those delivered to a worker that died. Together with the
+//! `applied` sequence in each key's state this keeps per-key order and exactly-once effect
+//! whatever the delivery did.
+
+use super::state::{Loaded, Written};
+use super::{RuntimeError, Shared};
+use crate::domain::{Context, Domain, Effects};
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tablewire_nats::{resource, subject, token};
+use tablewire_schemas::stored::{Emitted, Outbox, Record, SequencedEvent, Stored};
+use tablewire_schemas::{Envelope, ErrorBody, ErrorCode};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// How often a key's write is retried after losing a compare-and-set.
+const MAX_ATTEMPTS: usize = 8;
+/// How long a failed command waits before it is delivered again.
+const RETRY_DELAY: Duration = Duration::from_millis(250);
+/// Most cached key states per partition before the cache is emptied.
+const MAX_CACHED: usize = 20_000;
+
+/// One command to apply: from a delivery (with the message to acknowledge) or read from the
+/// stream while rebuilding a batch.
+struct Item {
+    seq: u64,
+    state_key: String,
+    envelope: Envelope,
+    message: Option<jetstream::Message>,
+}
+
+/// What this worker keeps for a partition between batches.
+struct PartitionState<S> {
+    cache: HashMap<String, Loaded<S>>,
+    /// The consumer sequence the next delivery must have for the batch to be trusted.
+    expected_next: Option<u64>,
+}
+
+/// Runs one partition until `stop` says so, then hands it over.
+pub(crate) async fn run<D: Domain>(
+    shared: Arc<Shared<D>>,
+    partition: u16,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = resource::partition_consumer(D::NAME, partition);
+    let mut state = PartitionState::<D::State> {
+        cache: HashMap::new(),
+        expected_next: None,
+    };
+    let mut received_any = false;
+    let mut backoff = Duration::from_millis(100);
+    'pull: while !*stop.borrow() {
+        let consumer: jetstream::consumer::PullConsumer =
+            match shared.stream.get_consumer(&name).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(consumer = %name, error = %e, "partition consumer unavailable; retrying");
+                    if wait_or_stop(&mut stop, backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+        let pin_timeout = consumer.cached_info().config.priority_timeout;
+        let expires = (pin_timeout / 3).clamp(Duration::from_millis(600), Duration::from_secs(10));
+        let messages = consumer
+            .stream()
+            .group(resource::WORKER_GROUP)
+            .max_messages_per_batch(shared.batch_size)
+            .expires(expires)
+            .heartbeat(expires / 3)
+            .messages()
+            .await;
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(consumer = %name, error = %e, "cannot pull; retrying");
+                if wait_or_stop(&mut stop, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        debug!(consumer = %name, "pulling");
+        backoff = Duration::from_millis(100);
+        // Whatever happened before this pull stream, nothing about it is trusted yet.
+        state.expected_next = None;
+        let mut chunks = messages.ready_chunks(shared.batch_size);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break 'pull,
+                chunk = chunks.next() => {
+                    let Some(results) = chunk else { continue 'pull };
+                    let mut batch = Vec::with_capacity(results.len());
+                    let mut broken = false;
+                    for result in results {
+                        match result {
+                            Ok(message) => batch.push(message),
+                            Err(e) => {
+                                debug!(consumer = %name, error = %e, "pull stream error");
+                                broken = true;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        received_any = true;
+                        process_batch(&shared, partition, &mut state, batch).await;
+                    }
+                    if broken {
+                        continue 'pull;
+                    }
+                }
+            }
+        }
+    }
+    if received_any {
+        // Hand the partition to its next owner now rather than after the pin times out.
+        if let Err(e) = shared
+            .stream
+            .unpin_consumer(&name, resource::WORKER_GROUP)
+            .await
+        {
+            debug!(consumer = %name, error = %e, "unpin failed; the pin will time out");
+        }
+    }
+    info!(consumer = %name, "released partition");
+}
+
+/// Sleeps for `delay` unless stopped first; true when stopped.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = stop.changed() => true,
+        _ = tokio::time::sleep(delay) => *stop.borrow(),
+    }
+}
+
+async fn process_batch<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    pstate: &mut PartitionState<D::State>,
+    messages: Vec<jetstream::Message>,
+) {
+    shared.metrics.batch_size.observe(messages.len() as f64);
+    let mut trusted = pstate.expected_next.is_some();
+    let mut items = Vec::with_capacity(messages.len());
+    let mut max_seq = 0;
+    let mut last_consumer_seq = None;
+    for message in messages {
+        let (seq, consumer_seq, delivered) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.consumer_sequence, info.delivered),
+            Err(e) => {
+                warn!(error = %e, subject = %message.subject, "message without JetStream metadata");
+                continue;
+            }
+        };
+        if pstate.expected_next != Some(consumer_seq) || delivered > 1 {
+            trusted = false;
+        }
+        pstate.expected_next = Some(consumer_seq + 1);
+        last_consumer_seq = Some(consumer_seq);
+        max_seq = max_seq.max(seq);
+        match parse_item::<D>(&message.subject, seq, &message.payload) {
+            Ok(mut item) => {
+                item.message = Some(message);
+                items.push(item);
+            }
+            Err(why) => {
+                warn!(seq, subject = %message.subject, %why, "dropping a command that cannot be read");
+                let _ = message.ack_with(AckKind::Term).await;
+            }
+        }
+    }
+
+    let mut foreign = 0;
+    if !trusted {
+        shared
+            .metrics
+            .untrusted_batches
+            .get_or_create(&shared.label)
+            .inc();
+        match scan_partition::<D>(shared, partition, max_seq).await {
+            Ok(scanned) => {
+                let have: std::collections::HashSet<u64> = items.iter().map(|i| i.seq).collect();
+                for item in scanned {
+                    if !have.contains(&item.seq) {
+                        foreign += 1;
+                        items.push(item);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(partition, error = %e, "cannot read the partition to rebuild a batch; retrying");
+                nak_all(items.iter().filter_map(|i| i.message.as_ref())).await;
+                pstate.expected_next = None;
+                return;
+            }
+        }
+        debug!(partition, foreign, "rebuilt batch from the stream");
+    }
+
+    // Group by key, each group in stream order.
+    items.sort_by_key(|i| i.seq);
+    let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+    for item in items {
+        groups.entry(item.state_key.clone()).or_default().push(item);
+    }
+    if pstate.cache.len() > MAX_CACHED {
+        pstate.cache.clear();
+    }
+    let work: Vec<_> = groups
+        .into_iter()
+        .map(|(key, items)| {
+            let cached = if trusted {
+                pstate.cache.remove(&key)
+            } else {
+                None
+            };
+            (key, items, cached)
+        })
+        .collect();
+    let work = work.into_iter().map(|(key, items, cached)| async move {
+        let result = apply_key(shared, &key, &items, trusted, cached).await;
+        (key, items, result)
+    });
+    let mut all_ok = true;
+    let mut done = futures::stream::iter(work).buffer_unordered(shared.key_concurrency);
+    while let Some((key, items, result)) = done.next().await {
+        match result {
+            Ok(loaded) => {
+                for message in items.iter().filter_map(|i| i.message.as_ref()) {
+                    if let Err(e) = message.ack().await {
+                        debug!(error = %e, "ack failed; the command will come back and be skipped");
+                    }
+                }
+                pstate.cache.insert(key, loaded);
+            }
+            Err(e) => {
+                all_ok = false;
+                warn!(key = %key, error = %e, "could not apply; will retry");
+                nak_all(items.iter().filter_map(|i| i.message.as_ref())).await;
+            }
+        }
+    }
+    if !all_ok {
+        pstate.expected_next = None;
+    } else if !trusted {
+        // Trust the next batch only if nothing outside this one was waiting.
+        pstate.expected_next = if foreign == 0 {
+            last_consumer_seq.map(|c| c + 1)
+        } else {
+            None
+        };
+    }
+}
+
+async fn nak_all<'a>(messages: impl Iterator<Item = &'a jetstream::Message>) {
+    for message in messages {
+        let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+    }
+}
+
+fn parse_item<D: Domain>(stored_subject: &str, seq: u64, payload: &[u8]) -> Result<Item, String> {
+    let envelope: Envelope =
+        serde_json::from_slice(payload).map_err(|e| format!("not an envelope: {e}"))?;
+    if envelope.domain != D::NAME {
+        return Err(format!(
+            "envelope for domain {} in {}",
+            envelope.domain,
+            D::NAME
+        ));
+    }
+    // The subject decides the partition; the envelope must agree with it.
+    let mut tokens = stored_subject.rsplit('.');
+    let (key_token, tenant_token) = (tokens.next(), tokens.next());
+    if key_token != Some(&*token::encode(&envelope.key))
+        || tenant_token != Some(&*token::encode(&envelope.tenant))
+    {
+        return Err("envelope tenant/key do not match its subject".to_string());
+    }
+    Ok(Item {
+        seq,
+        state_key: resource::state_key(&envelope.tenant, &envelope.key),
+        envelope,
+        message: None,
+    })
+}
+
+/// Every command still in the stream for `partition` up to `max_seq`, in order.
+async fn scan_partition<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    max_seq: u64,
+) -> Result<Vec<Item>, RuntimeError> {
+    let filter = subject::input_partition_filter(D::NAME, partition);
+    let mut items = Vec::new();
+    let mut next = 1;
+    while next <= max_seq {
+        let batch = super::direct::next_batch(shared, &filter, next, 256).await?;
+        let Some(last) = batch.last().map(|m| m.seq) else {
+            break;
+        };
+        for message in batch {
+            if message.seq > max_seq {
+                return Ok(items);
+            }
+            match parse_item::<D>(&message.subject, message.seq, &message.payload) {
+                Ok(item) => items.push(item),
+                Err(why) => debug!(seq = message.seq, %why, "skipping unreadable command in scan"),
+            }
+        }
+        next = last + 1;
+    }
+    Ok(items)
+}
+
+/// The result of applying a key's commands in memory.
+struct Applied<S> {
+    stored: Option<Stored<S>>,
+    replies: Vec<(tablewire_schemas::Origin, Value)>,
+    applied: u64,
+    rejected: u64,
+}
+
+fn apply_in_memory<D: Domain>(
+    shared: &Shared<D>,
+    loaded: &Loaded<D::State>,
+    items: &[&Item],
+) -> Applied<D::State> {
+    let mut stored = loaded.stored.clone();
+    let mut events = Vec::new();
+    let mut records = Vec::new();
+    let mut commands = Vec::new();
+    let mut replies = Vec::new();
+    let (mut applied, mut rejected) = (0, 0);
+    let mut last_seq = 0;
+    for item in items {
+        last_seq = item.seq;
+        let env = &item.envelope;
+        let ctx = Context {
+            now_ms: env.at,
+            stream_seq: item.seq,
+            message_id: &env.id,
+            tenant: &env.tenant,
+            key: &env.key,
+            claims: env.claims.as_ref(),
+            origin: &env.origin,
+        };
+        let command = match serde_json::from_str::<D::Command>(env.command.get()) {
+            Ok(command) => command,
+            Err(e) => {
+                let error = ErrorBody::with_message(ErrorCode::InvalidMessage, e.to_string());
+                replies.push((env.origin.clone(), shared.domain.error_frame(&error, &ctx)));
+                rejected += 1;
+                continue;
+            }
+        };
+        let mut fresh = None;
+        let state = match stored.as_mut() {
+            Some(s) => &mut s.state,
+            None => fresh.insert(shared.domain.new_state(&ctx)),
+        };
+        let mut effects = Effects::default();
+        match shared.domain.apply(state, command, &ctx, &mut effects) {
+            Ok(()) => {
+                applied += 1;
+                if let Some(state) = fresh {
+                    stored = Some(Stored {
+                        applied: 0,
+                        seq: 0,
+                        state,
+                        outbox: Outbox::default(),
+                    });
+                }
+                let Some(s) = stored.as_mut() else { continue };
+                for mut frame in effects.events {
+                    s.seq += 1;
+                    if let Value::Object(map) = &mut frame {
+                        map.insert("seq".to_string(), json!(s.seq));
+                    }
+                    events.push(SequencedEvent { seq: s.seq, frame });
+                }
+                for (i, (kind, data)) in effects.records.into_iter().enumerate() {
+                    records.push(Record {
+                        id: format!("{}:{}:{}:{i}", D::NAME, item.state_key, item.seq),
+                        kind,
+                        tenant: env.tenant.clone(),
+                        data,
+                    });
+                }
+                for (i, (domain, tenant, key, command)) in effects.commands.into_iter().enumerate()
+                {
+                    commands.push(Emitted {
+                        id: format!("{}:{}:{}:c{i}", D::NAME, item.state_key, item.seq),
+                        domain,
+                        tenant,
+                        key,
+                        command,
+                        at: env.at,
+                    });
+                }
+                replies.extend(effects.replies);
+            }
+            Err(rejection) => {
+                rejected += 1;
+                shared
+                    .metrics
+                    .rejected
+                    .get_or_create(&crate::metrics::RejectionLabels {
+                        domain: D::NAME.as_str().to_string(),
+                        code: rejection.0.code.name().to_string(),
+                    })
+                    .inc();
+                replies.push((
+                    env.origin.clone(),
+                    shared.domain.error_frame(&rejection.0, &ctx),
+                ));
+            }
+        }
+    }
+    let changed = applied > 0;
+    if let Some(s) = stored.as_mut().filter(|_| changed) {
+        s.applied = last_seq;
+        s.outbox = Outbox {
+            events,
+            records,
+            commands,
+        };
+    }
+    Applied {
+        stored: stored.filter(|_| changed),
+        replies,
+        applied,
+        rejected,
+    }
+}
+
+/// Applies one key's commands (sorted by sequence) and makes their effects durable and visible.
+async fn apply_key<D: Domain>(
+    shared: &Shared<D>,
+    state_key: &str,
+    items: &[Item],
+    trusted: bool,
+    cached: Option<Loaded<D::State>>,
+) -> Result<Loaded<D::State>, RuntimeError> {
+    let mut loaded = match cached {
+        Some(loaded) => loaded,
+        None => shared.state.load(state_key).await?,
+    };
+    let (tenant, key) = match items.first() {
+        Some(item) => (item.envelope.tenant.as_str(), item.envelope.key.as_str()),
+        None => return Ok(loaded),
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let applied_before = loaded.applied();
+        let stale = items.iter().filter(|i| i.seq <= applied_before).count();
+        if stale > 0 {
+            shared
+                .metrics
+                .skipped
+                .get_or_create(&shared.label)
+                .inc_by(stale as u64);
+        }
+        // A worker may have died between writing this key and publishing what the write
+        // produced: publish it again (edges drop repeated sequence numbers, SQL drops repeated
+        // record ids).
+        if (!trusted || stale > 0)
+            && let Some(stored) = &loaded.stored
+        {
+            publish_outbox::<D>(shared, tenant, key, &stored.outbox).await?;
+        }
+        let fresh: Vec<&Item> = items.iter().filter(|i| i.seq > applied_before).collect();
+        if fresh.is_empty() {
+            return Ok(loaded);
+        }
+        let outcome = apply_in_memory(shared, &loaded, &fresh);
+        let Some(stored) = outcome.stored else {
+            publish_replies(shared, outcome.replies).await;
+            return Ok(loaded);
+        };
+        match shared
+            .state
+            .write(state_key, &stored, loaded.revision)
+            .await?
+        {
+            Written::Ok(revision) => {
+                shared.metrics.writes.get_or_create(&shared.label).inc();
+                shared
+                    .metrics
+                    .applied
+                    .get_or_create(&shared.label)
+                    .inc_by(outcome.applied);
+                let now = super::now_ms();
+                for item in &fresh {
+                    let latency = (now - item.envelope.at).max(0) as f64 / 1000.0;
+                    shared.metrics.apply_latency.observe(latency);
+                }
+                debug!(
+                    key = state_key,
+                    applied = outcome.applied,
+                    rejected = outcome.rejected,
+                    "written"
+                );
+                publish_outbox::<D>(shared, tenant, key, &stored.outbox).await?;
+                publish_replies(shared, outcome.replies).await;
+                return Ok(Loaded {
+                    revision,
+                    stored: Some(stored),
+                });
+            }
+            Written::Conflict => {
+                shared.metrics.conflicts.get_or_create(&shared.label).inc();
+                loaded = shared.state.load(state_key).await?;
+            }
+        }
+    }
+    Err(RuntimeError::Contended(state_key.to_string()))
+}
+
+async fn publish_outbox<D: Domain>(
+    shared: &Shared<D>,
+    tenant: &str,
+    key: &str,
+    outbox: &Outbox,
+) -> Result<(), RuntimeError> {
+    if !outbox.events.is_empty() {
+        let subject = subject::output(D::NAME, tenant, key);
+        for event in &outbox.events {
+            let mut headers = HeaderMap::new();
+            headers.insert(subject::header::SEQ, event.seq.to_string().as_str());
+            let payload = Bytes::from(serde_json::to_vec(&event.frame).unwrap_or_default());
+            shared
+                .client
+                .publish_with_headers(subject.clone(), headers, payload)
+                .await
+                .map_err(|e| RuntimeError::Nats(format!("publish event: {e}")))?;
+        }
+        shared
+            .metrics
+            .events
+            .get_or_create(&shared.label)
+            .inc_by(outbox.events.len() as u64);
+    }
+    let mut acks = Vec::with_capacity(outbox.records.len());
+    for record in &outbox.records {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, record.id.as_str());
+        let payload = Bytes::from(serde_json::to_vec(record).unwrap_or_default());
+        let ack = shared
+            .js
+            .publish_with_headers(
+                subject::record(D::NAME, tenant, &record.kind),
+                headers,
+                payload,
+            )
+            .await
+            .map_err(|e| RuntimeError::Nats(format!("publish record: {e}")))?;
+        acks.push(ack);
+    }
+    for emitted in &outbox.commands {
+        let command = serde_json::value::to_raw_value(&emitted.command)
+            .map_err(|e| RuntimeError::Corrupt(format!("emitted command: {e}")))?;
+        let envelope = Envelope {
+            tenant: emitted.tenant.clone(),
+            domain: emitted.domain,
+            key: emitted.key.clone(),
+            id: emitted.id.clone(),
+            // Not from a client: nobody to answer.
+            origin: tablewire_schemas::Origin {
+                edge: String::new(),
+                conn: None,
+                request: None,
+            },
+            claims: None,
+            at: emitted.at,
+            command,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, emitted.id.as_str());
+        let payload = Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default());
+        let ack = shared
+            .js
+            .publish_with_headers(
+                subject::input(emitted.domain, &emitted.tenant, &emitted.key),
+                headers,
+                payload,
+            )
+            .await
+            .map_err(|e| RuntimeError::Nats(format!("publish command: {e}")))?;
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await
+            .map_err(|e| RuntimeError::Nats(format!("record or command not stored: {e}")))?;
+    }
+    Ok(())
+}
+
+async fn publish_replies<D: Domain>(
+    shared: &Shared<D>,
+    replies: Vec<(tablewire_schemas::Origin, Value)>,
+) {
+    // Commands emitted by other handlers have no edge: nobody to answer.
+    for (origin, frame) in replies.into_iter().filter(|(o, _)| !o.edge.is_empty()) {
+        let mut headers = HeaderMap::new();
+        if let Some(conn) = origin.conn {
+            headers.insert(subject::header::CONN, conn.to_string().as_str());
+        }
+        if let Some(request) = &origin.request {
+            headers.insert(subject::header::REQUEST, request.as_str());
+        }
+        let payload = Bytes::from(serde_json::to_vec(&frame).unwrap_or_default());
+        // A reply is best effort: its sender may be gone; state and events are what count.
+        let _ = shared
+            .client
+            .publish_with_headers(subject::edge_inbox(&origin.edge), headers, payload)
+            .await;
+    }
+}
