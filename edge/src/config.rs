@@ -1,0 +1,60 @@
+//! The edge's configuration, with the defaults `tablewire edge --help` documents.
+
+use crate::auth::AuthConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// TLS certificate and key (PEM) for `wss://` and `https://`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// How an edge node runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// NATS server URL(s), comma-separated.
+    pub nats_url: String,
+    /// Where to listen for HTTP and WebSocket clients.
+    pub listen: SocketAddr,
+    /// This edge's id; a unique one is made up when `None`.
+    pub edge_id: Option<String>,
+    /// Credentials clients may present.
+    pub auth: AuthConfig,
+    /// Serve TLS with these files.
+    pub tls: Option<TlsFiles>,
+    /// Largest WebSocket message or HTTP body, bytes (larger: close 1009 / HTTP 413).
+    pub max_message_bytes: usize,
+    /// WebSocket ping interval; a peer silent for two intervals is closed.
+    pub heartbeat: Duration,
+    /// How long a drain (SIGTERM) waits for clients to leave before closing the rest.
+    pub drain_timeout: Duration,
+    /// `Access-Control-Allow-Origin` for browser clients.
+    pub cors_origin: String,
+    /// Bytes that may wait for a slow WebSocket reader before it is closed with 1013.
+    pub max_queued_bytes: usize,
+    /// How long an HTTP request waits for a handler's answer when it needs one.
+    pub reply_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats_url: "nats://127.0.0.1:4222".to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            edge_id: None,
+            auth: AuthConfig::default(),
+            tls: None,
+            max_message_bytes: 64 * 1024,
+            heartbeat: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            cors_origin: "*".to_string(),
+            max_queued_bytes: 4 * 1024 * 1024,
+            reply_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Interest-based fan-out: the edge subscribes to a key's event subject when its first local
+//! client joins and unsubscribes after the last leaves, and writes each event to those
+//! clients. Every member first gets a snapshot (read from KV) and then exactly the events after
+//! it, in order: events are held while the snapshot is read, repeats (by `Tw-Seq`) are
+//! dropped, and a gap makes the member take a fresh snapshot.
+
+use crate::metrics::Metrics;
+use crate::ws::{Conn, frame};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tablewire_nats::subject;
+use tablewire_schemas::{ErrorBody, ErrorCode};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+/// What a snapshot gives: the per-key sequence it includes and the frame that carries it (an
+/// empty frame when the endpoint only needs to know where to resume).
+pub type SnapshotResult = Result<(u64, Bytes), ErrorBody>;
+/// Reads a key's state and builds the endpoint's snapshot frame (`initial_state`, `sync`, …).
+pub type Snapshot =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = SnapshotResult> + Send>> + Send + Sync>;
+
+/// Most events held for one member while its snapshot is read.
+const MAX_HELD: usize = 4096;
+/// Most events written to clients in one go.
+const MAX_BATCH: usize = 64;
+/// How long a client may wait for its snapshot while the state store is unreachable.
+const SNAPSHOT_PATIENCE: Duration = Duration::from_secs(15);
+
+/// An event as received: its sequence number and its encoded frame.
+fn event(message: &async_nats::Message) -> (Option<u64>, Bytes) {
+    let seq = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(subject::header::SEQ))
+        .and_then(|v| v.as_str().parse::<u64>().ok());
+    (seq, frame::text(&message.payload))
+}
+
+/// Frames laid end to end.
+fn concat(events: &[(Option<u64>, Bytes)]) -> Bytes {
+    if let [(_, only)] = events {
+        return only.clone();
+    }
+    let mut out = BytesMut::with_capacity(events.iter().map(|e| e.1.len()).sum());
+    for (_, frame) in events {
+        out.extend_from_slice(frame);
+    }
+    out.freeze()
+}
+
+enum Phase {
+    /// Waiting for a snapshot; events are held.
+    Syncing(Vec<(Option<u64>, Bytes)>),
+    /// Receiving events.
+    Live,
+}
+
+struct Member {
+    conn: Arc<Conn>,
+    phase: Phase,
+    last_seq: u64,
+    snapshot: Snapshot,
+}
+
+struct Topic {
+    subject: String,
+    subscribed: tokio::sync::OnceCell<()>,
+    members: Mutex<Vec<Member>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Topic {
+    fn members(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The fan-out of one edge.
+pub struct Fanout {
+    client: async_nats::Client,
+    topics: Mutex<HashMap<String, Arc<Topic>>>,
+    metrics: Metrics,
+}
+
+impl Fanout {
+    /// A fan-out publishing through `client`.
+    pub fn new(client: async_nats::Client, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Fanout {
+            client,
+            topics: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Topic>>> {
+        self.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many subjects this edge is subscribed to.
+    pub fn subscriptions(&self) -> usize {
+        self.topics().len()
+    }
+
+    /// Adds `conn` to the clients of `subject`: subscribes if it is the first, sends the
+    /// snapshot, then every later event.
+    pub async fn join(
+        self: &Arc<Self>,
+        subject: String,
+        conn: &Arc<Conn>,
+        snapshot: Snapshot,
+    ) -> Result<(), ErrorBody> {
+        let topic = {
+            let mut topics = self.topics();
+            let topic = topics
+                .entry(subject.clone())
+                .or_insert_with(|| {
+                    Arc::new(Topic {
+                        subject: subject.clone(),
+                        subscribed: tokio::sync::OnceCell::new(),
+                        members: Mutex::new(Vec::new()),
+                        task: Mutex::new(None),
+                    })
+                })
+                .clone();
+            topic.members().push(Member {
+                conn: conn.clone(),
+                phase: Phase::Syncing(Vec::new()),
+                last_seq: 0,
+                snapshot,
+            });
+            topic
+        };
+        let subscribed = topic
+            .subscribed
+            .get_or_try_init(|| self.subscribe(&topic))
+            .await;
+        if let Err(e) = subscribed {
+            self.leave(&subject, conn.id);
+            return Err(e);
+        }
+        self.resync(&topic, conn.id).await;
+        Ok(())
+    }
+
+    async fn subscribe(self: &Arc<Self>, topic: &Arc<Topic>) -> Result<(), ErrorBody> {
+        let unavailable = |e: String| {
+            warn!(subject = %topic.subject, error = %e, "cannot subscribe");
+            ErrorBody::with_message(ErrorCode::Unavailable, "event bus unavailable")
+        };
+        let mut subscriber = self
+            .client
+            .subscribe(topic.subject.clone())
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        // Make sure the server has the subscription before the snapshot is read, so no event
+        // published after the snapshot can be missed.
+        self.client
+            .flush()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let weak_topic = Arc::downgrade(topic);
+        let weak_fanout = Arc::downgrade(self);
+        let handle = tokio::spawn(async move {
+            while let Some(first) = subscriber.next().await {
+                let (Some(topic), Some(fanout)) = (weak_topic.upgrade(), weak_fanout.upgrade())
+                else {
+                    break;
+                };
+                // Take every event already here, to write them to each client at once; one
+                // yield first lets the NATS reader hand over the rest of a burst.
+                tokio::task::yield_now().await;
+                let mut events = vec![event(&first)];
+                while events.len() < MAX_BATCH {
+                    match subscriber.next().now_or_never() {
+                        Some(Some(message)) => events.push(event(&message)),
+                        _ => break,
+                    }
+                }
+                fanout.dispatch(&topic, &events);
+            }
+        });
+        *topic.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Delivers events (in order) to every member, each member getting one write.
+    fn dispatch(self: &Arc<Self>, topic: &Arc<Topic>, events: &[(Option<u64>, Bytes)]) {
+        self.metrics.fanout_events.inc_by(events.len() as u64);
+        let Some(&(first_seq, _)) = events.first() else {
+            return;
+        };
+        // The common case: consecutive sequence numbers, and members right before the first.
+        let consecutive = events.windows(2).all(|w| match (w[0].0, w[1].0) {
+            (Some(a), Some(b)) => b == a + 1,
+            _ => false,
+        });
+        let last_seq = events.last().and_then(|e| e.0);
+        let combined = (consecutive && first_seq.is_some()).then(|| concat(events));
+        let mut resync = Vec::new();
+        let mut members = topic.members();
+        for member in members.iter_mut() {
+            if let (Phase::Live, Some(combined), Some(first), Some(last)) =
+                (&member.phase, &combined, first_seq, last_seq)
+                && first == member.last_seq + 1
+            {
+                member.last_seq = last;
+                member
+                    .conn
+                    .send_frames(combined.clone(), events.len() as u64);
+                continue;
+            }
+            if self.dispatch_one_by_one(topic, member, events) {
+                resync.push(member.conn.id);
+            }
+        }
+        drop(members);
+        for conn_id in resync {
+            let fanout = self.clone();
+            let topic = topic.clone();
+            tokio::spawn(async move { fanout.resync(&topic, conn_id).await });
+        }
+    }
+
+    /// Delivers events to one member, checking each sequence number; true when the member
+    /// must take a new snapshot.
+    fn dispatch_one_by_one(
+        &self,
+        topic: &Topic,
+        member: &mut Member,
+        events: &[(Option<u64>, Bytes)],
+    ) -> bool {
+        let mut out = BytesMut::new();
+        let mut count = 0;
+        let mut gap = false;
+        for (seq, frame) in events {
+            match (&mut member.phase, *seq) {
+                (Phase::Syncing(held), _) => {
+                    if held.len() < MAX_HELD {
+                        held.push((*seq, frame.clone()));
+                    } else {
+                        member
+                            .conn
+                            .close(frame::close::TRY_AGAIN_LATER, "too far behind; reconnect");
+                    }
+                }
+                (Phase::Live, Some(s)) if s <= member.last_seq => {
+                    self.metrics.fanout_duplicates.inc();
+                }
+                (Phase::Live, Some(s)) if s != member.last_seq + 1 => {
+                    debug!(subject = %topic.subject, expected = member.last_seq + 1, got = s, "gap; resyncing");
+                    self.metrics.fanout_gaps.inc();
+                    member.phase = Phase::Syncing(vec![(*seq, frame.clone())]);
+                    gap = true;
+                }
+                (Phase::Live, seq) => {
+                    if let Some(s) = seq {
+                        member.last_seq = s;
+                    }
+                    out.extend_from_slice(frame);
+                    count += 1;
+                }
+            }
+        }
+        if count > 0 {
+            member.conn.send_frames(out.freeze(), count);
+        }
+        gap
+    }
+
+    /// Reads a snapshot for one member and switches it to live events after it.
+    async fn resync(&self, topic: &Arc<Topic>, conn_id: u64) {
+        let snapshot = {
+            let members = topic.members();
+            match members.iter().find(|m| m.conn.id == conn_id) {
+                Some(m) => m.snapshot.clone(),
+                None => return,
+            }
+        };
+        // The state store may be briefly unreachable (a NATS reconnect, a cluster electing a
+        // leader): keep holding events and try again before giving up on the client.
+        let deadline = tokio::time::Instant::now() + SNAPSHOT_PATIENCE;
+        let mut backoff = Duration::from_millis(50);
+        let result = loop {
+            match snapshot().await {
+                Ok(ok) => break Ok(ok),
+                Err(error) if tokio::time::Instant::now() + backoff < deadline => {
+                    debug!(subject = %topic.subject, error = %error.message, "snapshot failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    if !topic.members().iter().any(|m| m.conn.id == conn_id) {
+                        return;
+                    }
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        let mut members = topic.members();
+        let Some(member) = members.iter_mut().find(|m| m.conn.id == conn_id) else {
+            return;
+        };
+        match result {
+            Ok((seq, frame)) => {
+                // An endpoint without a snapshot frame only resumes after `seq`.
+                if !frame.is_empty() {
+                    member.conn.send(frame);
+                }
+                member.last_seq = seq;
+                if let Phase::Syncing(held) = std::mem::replace(&mut member.phase, Phase::Live) {
+                    for (event_seq, frame) in held {
+                        match event_seq {
+                            Some(s) if s <= member.last_seq => {}
+                            Some(s) => {
+                                member.last_seq = s;
+                                member.conn.send(frame);
+                            }
+                            None => {
+                                member.conn.send(frame);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                warn!(subject = %topic.subject, error = %error.message, "no snapshot; asking the client to come back");
+                member
+                    .conn
+                    .close(frame::close::TRY_AGAIN_LATER, &error.message);
+            }
+        }
+    }
+
+    /// Makes every client take a fresh snapshot (after a NATS reconnect, when events may have
+    /// been missed without a later one to reveal the gap).
+    pub async fn resync_all(self: &Arc<Self>) {
+        let mut pending = Vec::new();
+        for topic in self.topics().values() {
+            for member in topic.members().iter_mut() {
+                if matches!(member.phase, Phase::Live) {
+                    member.phase = Phase::Syncing(Vec::new());
+                }
+                pending.push((topic.clone(), member.conn.id));
+            }
+        }
+        tracing::info!(
+            clients = pending.len(),
+            "resyncing every client after a NATS reconnect"
+        );
+        let mut work = futures::stream::iter(pending)
+            .map(|(topic, conn)| async move { self.resync(&topic, conn).await })
+            .buffer_unordered(64);
+        while work.next().await.is_some() {}
+    }
+
+    /// Removes `conn_id` from `subject`'s clients; unsubscribes after the last.
+    pub fn leave(&self, subject: &str, conn_id: u64) {
+        let mut topics = self.topics();
+        let Some(topic) = topics.get(subject).cloned() else {
+            return;
+        };
+        let mut members = topic.members();
+        members.retain(|m| m.conn.id != conn_id);
+        if members.is_empty() {
+            topics.remove(subject);
+            if let Some(task) = topic.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                task.abort();
+            }
+        }
+    }
+}

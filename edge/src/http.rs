@@ -1,0 +1,173 @@
+//! HTTP helpers of the edge: JSON responses, error bodies from the catalogue, CORS headers and
+//! size-limited JSON request bodies.
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use tablewire_schemas::{ErrorBody, ErrorCode, HttpError};
+
+/// The body type of every edge response.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(empty_body()))
+}
+
+/// An error response: the catalogue's status and `{"error": {...}}`.
+pub fn error(error: ErrorBody) -> Response<Body> {
+    let status =
+        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = json(
+        status,
+        &HttpError {
+            error: error.clone(),
+        },
+    );
+    if let Some(ms) = error.retry_after_ms {
+        let secs = ms.div_ceil(1000).max(1).to_string();
+        if let Ok(v) = HeaderValue::from_str(&secs) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    response
+}
+
+/// An error response with the catalogue's default message.
+pub fn error_code(code: ErrorCode) -> Response<Body> {
+    error(ErrorBody::new(code))
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    Empty::new().boxed()
+}
+
+/// Adds the CORS headers browsers need to call the edge from another origin.
+pub fn cors(response: &mut Response<Body>, origin: &str) {
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Idempotency-Key"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    if origin != "*" {
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes. An empty body reads as `{}`.
+pub async fn read_json<T: DeserializeOwned>(
+    request: Request<hyper::body::Incoming>,
+    limit: usize,
+) -> Result<T, ErrorBody> {
+    let body = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ErrorBody::with_message(
+                    ErrorCode::MessageTooBig,
+                    format!("body larger than {limit} bytes"),
+                )
+            } else {
+                ErrorBody::with_message(ErrorCode::InvalidMessage, "could not read the body")
+            }
+        })?
+        .to_bytes();
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    parse_json(body)
+}
+
+/// Parses JSON, telling malformed JSON (MALFORMED_JSON) from the wrong shape (INVALID_MESSAGE).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorBody> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() {
+            ErrorCode::MalformedJson
+        } else {
+            ErrorCode::InvalidMessage
+        };
+        ErrorBody::with_message(code, e.to_string())
+    })
+}
+
+/// The first value of a query parameter (`?name=value`), percent-decoded.
+pub fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A header's value as text.
+pub fn header_str<'a>(request: &'a Request<hyper::body::Incoming>, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_use_the_catalogue_status_and_retry_header() {
+        let response = error(ErrorBody::new(ErrorCode::RateLimited).retry_after(1500));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(
+            error_code(ErrorCode::Unauthorized).status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn query_parameters_are_decoded_and_others_ignored() {
+        let request = Request::get("/ws/device?deviceId=ESP%2032&_pk=abc&deviceId=second")
+            .body(())
+            .expect("request");
+        assert_eq!(query_param(&request, "deviceId").as_deref(), Some("ESP 32"));
+        assert_eq!(query_param(&request, "missing"), None);
+    }
+
+    #[test]
+    fn malformed_and_misshapen_json_are_told_apart() {
+        #[derive(serde::Deserialize, Debug)]
+        struct T {
+            #[allow(dead_code)]
+            a: u32,
+        }
+        assert_eq!(
+            parse_json::<T>(b"{nope").expect_err("bad").code,
+            ErrorCode::MalformedJson
+        );
+        assert_eq!(
+            parse_json::<T>(br#"{"a":"x"}"#).expect_err("bad").code,
+            ErrorCode::InvalidMessage
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! tablewire's edge node: holds client WebSockets and serves HTTP, publishes every accepted
+//! command to NATS, and fans events out to the clients that care. No business logic: an edge
+//! can be added or killed at any time.
+//!
+//! # Layout
+//! - [`server`] — bind, accept (plain or TLS), upgrade, heartbeat, drain; [`Edge`] and the
+//!   [`server::Shared`] state every route sees.
+//! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
+//! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
+//! - [`ws`] — WebSocket frames, connections and the registry of live connections.
+//! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
+//! - [`publish`] — commands into the input streams, acknowledged once stored.
+//! - [`inbox`] — replies for one sender (`tw.edge.{edge}`).
+//! - [`auth`] — Bearer secret and JWT checks; development token minting.
+//! - [`limit`] — per-connection message limits (governor).
+//! - [`http`] — JSON, error bodies, CORS, bounded bodies.
+//! - [`config`], [`tls`], [`metrics`].
+
+pub mod auth;
+pub mod config;
+pub mod display;
+pub mod fanout;
+pub mod http;
+pub mod inbox;
+pub mod limit;
+pub mod metrics;
+pub mod publish;
+pub mod router;
+pub mod server;
+pub mod tls;
+pub mod ws;
+
+pub use auth::{AuthConfig, mint};
+pub use config::{Config, TlsFiles};
+pub use server::{Edge, EdgeError};

@@ -1,0 +1,122 @@
+//! Publishes accepted client commands into the input streams and waits for JetStream to store
+//! them: nothing is acknowledged to a client before that.
+
+use crate::metrics::Metrics;
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use bytes::Bytes;
+use serde::Serialize;
+use std::time::Instant;
+use tablewire_nats::subject;
+use tablewire_schemas::{Claims, Domain, Envelope, ErrorBody, ErrorCode, Origin};
+
+/// A command stored in its input stream.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Its message id (also `Nats-Msg-Id`).
+    pub message_id: String,
+    /// Its input stream sequence.
+    pub sequence: u64,
+    /// True when the id was seen before and nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// What to publish.
+pub struct Command<'a, C> {
+    /// The domain.
+    pub domain: Domain,
+    /// The tenant (from the token or the path).
+    pub tenant: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// The client's own id for the message, if it sent one; repeats of it are dropped.
+    pub client_id: Option<&'a str>,
+    /// The sender.
+    pub origin: Origin,
+    /// Verified claims.
+    pub claims: Option<Claims>,
+    /// The command.
+    pub command: &'a C,
+}
+
+/// Publishes commands for one edge.
+pub struct Publisher {
+    js: jetstream::Context,
+    metrics: Metrics,
+}
+
+impl Publisher {
+    /// A publisher on `client`.
+    pub fn new(client: async_nats::Client, metrics: Metrics) -> Self {
+        Publisher {
+            js: jetstream::new(client),
+            metrics,
+        }
+    }
+
+    /// Publishes and waits until JetStream has stored the command.
+    pub async fn publish<C: Serialize>(&self, cmd: Command<'_, C>) -> Result<Accepted, ErrorBody> {
+        let message_id = match cmd.client_id {
+            // Scoped, so one tenant's ids never collide with another's.
+            Some(id) => format!("{}:{}:{}:{id}", cmd.domain, cmd.tenant, cmd.key),
+            None => uuid::Uuid::now_v7().simple().to_string(),
+        };
+        let command = serde_json::value::to_raw_value(cmd.command)
+            .map_err(|e| ErrorBody::with_message(ErrorCode::Internal, e.to_string()))?;
+        let envelope = Envelope {
+            tenant: cmd.tenant.to_string(),
+            domain: cmd.domain,
+            key: cmd.key.to_string(),
+            id: message_id.clone(),
+            origin: cmd.origin,
+            claims: cmd.claims,
+            at: now_ms(),
+            command,
+        };
+        let payload = Bytes::from(
+            serde_json::to_vec(&envelope)
+                .map_err(|e| ErrorBody::with_message(ErrorCode::Internal, e.to_string()))?,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
+        let started = Instant::now();
+        let ack = self
+            .js
+            .publish_with_headers(
+                subject::input(cmd.domain, cmd.tenant, cmd.key),
+                headers,
+                payload,
+            )
+            .await
+            .map_err(|e| self.failed(e.to_string()))?
+            .await
+            .map_err(|e| self.failed(e.to_string()))?;
+        self.metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Accepted {
+            message_id,
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    fn failed(&self, why: String) -> ErrorBody {
+        let code = if why.contains("timed out") {
+            ErrorCode::Timeout
+        } else {
+            ErrorCode::Unavailable
+        };
+        self.metrics.error(code);
+        tracing::warn!(error = %why, "command not stored");
+        ErrorBody::with_message(code, "the command could not be stored; retry")
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,87 @@
+//! Routes HTTP requests and WebSocket upgrades to the endpoints, answers CORS preflights, and
+//! serves `/healthz` and `/metrics`.
+
+use crate::http::{self, Body};
+use crate::server::Shared;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::json;
+use std::sync::Arc;
+use tablewire_schemas::ErrorCode;
+
+/// Answers one request.
+pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+    let segments: Vec<String> = request
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (route, mut response) = if request.method() == Method::OPTIONS {
+        let mut preflight = Response::new(http::empty_body());
+        *preflight.status_mut() = StatusCode::NO_CONTENT;
+        ("preflight", preflight)
+    } else {
+        match segments.as_slice() {
+            ["healthz"] => ("/healthz", health(&shared)),
+            ["metrics"] => ("/metrics", metrics(&shared)),
+            ["session", id, action] => {
+                let (id, action) = (id.to_string(), action.to_string());
+                crate::display::route(&shared, request, &id, &action).await
+            }
+            _ => ("unknown", http::error_code(ErrorCode::NotFound)),
+        }
+    };
+    http::cors(&mut response, &shared.config.cors_origin);
+    shared
+        .metrics
+        .http
+        .get_or_create(&crate::metrics::HttpLabels {
+            route: route.to_string(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+fn health(shared: &Shared) -> Response<Body> {
+    let connected = shared.client.connection_state() == async_nats::connection::State::Connected;
+    let status = if connected && !shared.draining() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    http::json(
+        status,
+        &json!({
+            "status": if status == StatusCode::OK { "ok" } else { "unavailable" },
+            "edge": shared.id,
+            "nats": if connected { "connected" } else { "disconnected" },
+            "draining": shared.draining(),
+            "websockets": shared.conns.len(),
+            "subscriptions": shared.fanout.subscriptions(),
+        }),
+    )
+}
+
+fn metrics(shared: &Shared) -> Response<Body> {
+    let mut text = String::new();
+    if let Some(registry) = shared.registry()
+        && prometheus_client::encoding::text::encode(&mut text, registry).is_err()
+    {
+        return http::error_code(ErrorCode::Internal);
+    }
+    let mut response = Response::new(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+        bytes::Bytes::from(text),
+    )));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    response
+}

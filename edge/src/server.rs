@@ -1,0 +1,418 @@
+//! The edge node: binds, accepts HTTP and WebSocket connections (optionally over TLS), runs the
+//! heartbeat, and drains on shutdown (stop accepting, close WebSockets with 1001 so clients
+//! reconnect to another edge, finish HTTP requests).
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::fanout::Fanout;
+use crate::http::{self, Body};
+use crate::inbox::Inbox;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use crate::ws::{self, Handler, Io, frame};
+use async_nats::jetstream::{self, kv};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tablewire_nats::resource;
+use tablewire_schemas::{Domain, ErrorCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// Why an edge cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TLS files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// NATS resources are missing or unreachable.
+    #[error("NATS: {0} (is the server up and `tablewire provision` run?)")]
+    Nats(String),
+}
+
+/// Everything the routes and connections of one edge share.
+pub struct Shared {
+    /// This edge's id.
+    pub id: String,
+    /// Its configuration.
+    pub config: Config,
+    /// The NATS client.
+    pub client: async_nats::Client,
+    /// Publishes commands.
+    pub publisher: Publisher,
+    /// Fan-out to local clients.
+    pub fanout: Arc<Fanout>,
+    /// Live WebSocket connections.
+    pub conns: Arc<ws::Registry>,
+    /// Replies for single senders.
+    pub inbox: Arc<Inbox>,
+    /// Credential checks.
+    pub auth: Auth,
+    /// Metrics.
+    pub metrics: Metrics,
+    state: HashMap<Domain, kv::Store>,
+    draining: AtomicBool,
+    registry: OnceLock<Arc<Registry>>,
+}
+
+impl Shared {
+    /// The state bucket of a domain.
+    pub fn state_bucket(&self, domain: Domain) -> Option<&kv::Store> {
+        self.state.get(&domain)
+    }
+
+    /// Reads a key's stored state (raw JSON), `None` when it has none.
+    pub async fn read_state(
+        &self,
+        domain: Domain,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
+        let bucket = self
+            .state_bucket(domain)
+            .ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
+        bucket
+            .get(resource::state_key(tenant, key))
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "state read failed");
+                tablewire_schemas::ErrorBody::with_message(
+                    ErrorCode::Unavailable,
+                    "state store unavailable",
+                )
+            })
+    }
+
+    /// Whether the edge is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The metrics registry served on `/metrics`.
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.get()
+    }
+
+    /// Upgrades `request` to a WebSocket served by `handler`, or answers why not.
+    pub fn upgrade<H: Handler>(
+        self: &Arc<Self>,
+        request: &mut Request<Incoming>,
+        endpoint: &'static str,
+        handler: H,
+    ) -> Response<Body> {
+        if self.draining() {
+            return http::error_code(ErrorCode::Draining);
+        }
+        if !fastwebsockets::upgrade::is_upgrade_request(request) {
+            return http::error_code(ErrorCode::UpgradeRequired);
+        }
+        let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut *request) {
+            Ok(pair) => pair,
+            Err(e) => {
+                return http::error(tablewire_schemas::ErrorBody::with_message(
+                    ErrorCode::ProtocolError,
+                    e.to_string(),
+                ));
+            }
+        };
+        let label = Metrics::endpoint(endpoint);
+        let counters = ws::Counters {
+            messages_in: self.metrics.messages_in.get_or_create(&label).clone(),
+            messages_out: self.metrics.messages_out.get_or_create(&label).clone(),
+            socket_writes: self.metrics.socket_writes.clone(),
+        };
+        let conn = self
+            .conns
+            .open(endpoint, self.config.max_queued_bytes, counters);
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let upgraded = match upgrade.await {
+                Ok(ws) => ws.into_inner().into_inner(),
+                Err(e) => {
+                    debug!(error = %e, "upgrade did not complete");
+                    shared.conns.remove(conn.id);
+                    return;
+                }
+            };
+            let parts = match upgraded.downcast::<TokioIo<Io>>() {
+                Ok(parts) => parts,
+                Err(_) => {
+                    warn!("upgraded connection of an unexpected type");
+                    shared.conns.remove(conn.id);
+                    return;
+                }
+            };
+            shared.metrics.connections.get_or_create(&label).inc();
+            shared
+                .metrics
+                .connections_opened
+                .get_or_create(&label)
+                .inc();
+            let served = ws::conn::serve(
+                parts.io.into_inner(),
+                parts.read_buf,
+                conn.clone(),
+                &handler,
+                shared.config.max_message_bytes,
+            )
+            .await;
+            shared.metrics.connections.get_or_create(&label).dec();
+            if let Some(code) = served.protocol_error {
+                shared.metrics.error(match code {
+                    frame::close::TOO_BIG => ErrorCode::MessageTooBig,
+                    frame::close::INVALID_PAYLOAD => ErrorCode::InvalidUtf8,
+                    _ => ErrorCode::ProtocolError,
+                });
+            }
+            shared.conns.remove(conn.id);
+        });
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+    }
+}
+
+/// A bound edge, ready to [`run`](Edge::run).
+pub struct Edge {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    inbox_task: tokio::task::JoinHandle<()>,
+    reconnects: watch::Receiver<u64>,
+}
+
+/// A fresh edge id: host, process and a random part.
+pub fn new_edge_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string());
+    format!(
+        "edge-{host}-{}-{:04x}",
+        std::process::id(),
+        uuid::Uuid::new_v4().as_u128() as u16
+    )
+}
+
+impl Edge {
+    /// Binds the listen address, loads TLS, connects to NATS (`config.nats_url`), opens the
+    /// state buckets and this edge's inbox, and registers the edge's metrics.
+    pub async fn bind(config: Config, registry: &mut Registry) -> Result<Edge, EdgeError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| EdgeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::acceptor(files).map_err(EdgeError::Tls)?),
+            None => None,
+        };
+        let (client, reconnects) =
+            tablewire_nats::connect_watched(&config.nats_url, "tablewire-edge")
+                .await
+                .map_err(|e| EdgeError::Nats(format!("connect {}: {e}", config.nats_url)))?;
+        let js = jetstream::new(client.clone());
+        let mut state = HashMap::new();
+        for &domain in Domain::ALL {
+            let bucket = resource::state_bucket(domain);
+            let store = js
+                .get_key_value(&bucket)
+                .await
+                .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
+            state.insert(domain, store);
+        }
+        let metrics = Metrics::new(registry);
+        let id = config.edge_id.clone().unwrap_or_else(new_edge_id);
+        let conns = Arc::new(ws::Registry::default());
+        let inbox = Arc::new(Inbox::default());
+        let inbox_task = inbox
+            .start(&client, &id, conns.clone())
+            .await
+            .map_err(|e| EdgeError::Nats(format!("edge inbox: {e}")))?;
+        let shared = Arc::new(Shared {
+            id,
+            auth: Auth::new(&config.auth),
+            publisher: Publisher::new(client.clone(), metrics.clone()),
+            fanout: Fanout::new(client.clone(), metrics.clone()),
+            conns,
+            inbox,
+            metrics,
+            state,
+            draining: AtomicBool::new(false),
+            registry: OnceLock::new(),
+            client,
+            config,
+        });
+        Ok(Edge {
+            shared,
+            listener,
+            tls,
+            inbox_task,
+            reconnects,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// This edge's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Serves until `shutdown` turns true, then drains.
+    pub async fn run(self, registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+        let Edge {
+            shared,
+            listener,
+            tls,
+            inbox_task,
+            mut reconnects,
+        } = self;
+        let _ = shared.registry.set(registry);
+        let scheme = if tls.is_some() {
+            "https/wss"
+        } else {
+            "http/ws"
+        };
+        info!(edge = %shared.id, addr = ?listener.local_addr().ok(), scheme, "edge listening");
+        let heartbeat = tokio::spawn(heartbeat(shared.clone()));
+        // Events published while NATS was away are lost to this edge: every client takes a
+        // fresh snapshot when the connection is back.
+        let resync = {
+            let fanout = shared.fanout.clone();
+            tokio::spawn(async move {
+                while reconnects.changed().await.is_ok() {
+                    fanout.resync_all().await;
+                }
+            })
+        };
+        let (http_stop_tx, http_stop) = watch::channel(false);
+        let open_http = Arc::new(AtomicUsize::new(0));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let shared = shared.clone();
+                        let tls = tls.clone();
+                        let stop = http_stop.clone();
+                        let open = open_http.clone();
+                        open.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(async move {
+                            serve_tcp(shared, tcp, peer, tls, stop).await;
+                            open.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        drain(&shared, &open_http, http_stop_tx).await;
+        heartbeat.abort();
+        resync.abort();
+        inbox_task.abort();
+        info!(edge = %shared.id, "edge stopped");
+    }
+}
+
+async fn drain(shared: &Arc<Shared>, open_http: &AtomicUsize, http_stop: watch::Sender<bool>) {
+    shared.draining.store(true, Ordering::Relaxed);
+    let conns = shared.conns.all();
+    info!(edge = %shared.id, websockets = conns.len(), "draining");
+    for conn in &conns {
+        conn.close(frame::close::GOING_AWAY, "server going away; reconnect");
+    }
+    let _ = http_stop.send(true);
+    let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
+    while (!shared.conns.is_empty() || open_http.load(Ordering::Relaxed) > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn serve_tcp(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let io = match tls {
+        None => Io::Plain(tcp),
+        Some(acceptor) => {
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => Io::Tls(Box::new(stream)),
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(crate::router::route(shared, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result { debug!(%peer, error = %e, "HTTP connection ended"); }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Pings every WebSocket each interval; one that said nothing since the last ping is closed.
+async fn heartbeat(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.heartbeat);
+    tick.tick().await;
+    let ping = frame::ping(b"tw");
+    loop {
+        tick.tick().await;
+        for conn in shared.conns.all() {
+            if conn.take_alive() {
+                conn.send(ping.clone());
+            } else {
+                debug!(conn = conn.id, "no answer to heartbeat; closing");
+                conn.close(frame::close::GOING_AWAY, "heartbeat timeout");
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! One WebSocket connection: the [`Conn`] handle that fan-out, replies and endpoints send frames
+//! through, and [`serve`], the single task that owns the socket. The task waits for either
+//! readable bytes or queued frames, so an idle connection is one parked task, a small handle
+//! and no buffers. On plain TCP, a send to a connection with nothing queued is written straight
+//! to the socket by the sender (no task wake-up); only what the socket does not take is queued
+//! for the task.
+
+use super::frame::{self, Decoder, Message};
+use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// The socket under an HTTP connection, as hyper serves it: plain TCP or TLS.
+pub enum Io {
+    /// `ws://` and `http://`.
+    Plain(TcpStream),
+    /// `wss://` and `https://`.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The socket of an upgraded connection. Plain TCP is shared with the [`Conn`] so senders can
+/// write to it directly.
+enum Socket {
+    Plain(Arc<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Socket {
+    /// Reads what is available into `buf`. Cancel-safe: bytes are only taken once they are
+    /// there, so it can sit in a `select!`. The buffer grows only when there is something to
+    /// read.
+    async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Socket::Plain(stream) => loop {
+                stream.readable().await?;
+                buf.reserve(4096);
+                match stream.try_read_buf(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Socket::Tls(stream) => {
+                buf.reserve(4096);
+                stream.read_buf(buf).await
+            }
+        }
+    }
+
+    async fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Socket::Plain(stream) => {
+                while !data.is_empty() {
+                    stream.writable().await?;
+                    match stream.try_write(data) {
+                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                        Ok(n) => data = &data[n..],
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Socket::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        match self {
+            Socket::Plain(s) => {
+                let _ = socket2::SockRef::from(s.as_ref()).shutdown(std::net::Shutdown::Write);
+            }
+            Socket::Tls(s) => {
+                let _ = s.shutdown().await;
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    close: Option<(u16, String)>,
+    closed: bool,
+    /// The connection task holds frames taken from the queue and is writing them.
+    writing: bool,
+    /// The plain TCP socket, for senders to write to while nothing is queued.
+    direct: Option<Arc<TcpStream>>,
+}
+
+/// Counters a connection updates as it goes (shared with the edge's metrics).
+#[derive(Clone, Default)]
+pub struct Counters {
+    /// Messages received.
+    pub messages_in: Counter,
+    /// Frames sent.
+    pub messages_out: Counter,
+    /// Socket writes those frames took (frames per write shows how well sends batch).
+    pub socket_writes: Counter,
+}
+
+/// The handle of one connection. Shared behind an `Arc`; sending never blocks.
+pub struct Conn {
+    /// Unique on this edge.
+    pub id: u64,
+    /// Which endpoint it is on (a metrics label).
+    pub endpoint: &'static str,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    /// Set by any frame from the peer, cleared by each heartbeat.
+    alive: AtomicBool,
+    max_queued: usize,
+    counters: Counters,
+}
+
+impl Conn {
+    /// A new connection handle; `max_queued` bytes may wait for a slow reader before it is
+    /// closed with 1013.
+    pub fn new(id: u64, endpoint: &'static str, max_queued: usize, counters: Counters) -> Self {
+        Conn {
+            id,
+            endpoint,
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            alive: AtomicBool::new(true),
+            max_queued,
+            counters,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one encoded frame. False when the connection is closing.
+    pub fn send(&self, frame: Bytes) -> bool {
+        self.send_frames(frame, 1)
+    }
+
+    /// Sends `count` encoded frames laid end to end in `data`, in one write when possible.
+    /// False when the connection is closing.
+    pub fn send_frames(&self, mut data: Bytes, count: u64) -> bool {
+        let mut q = self.lock();
+        if q.closed || q.close.is_some() {
+            return false;
+        }
+        if q.frames.is_empty()
+            && !q.writing
+            && let Some(stream) = &q.direct
+        {
+            match stream.try_write(&data) {
+                Ok(n) if n == data.len() => {
+                    self.counters.messages_out.inc_by(count);
+                    self.counters.socket_writes.inc();
+                    return true;
+                }
+                Ok(n) => data = data.slice(n..),
+                // Full socket buffer or an error: the task writes (and sees the error).
+                Err(_) => {}
+            }
+        }
+        if q.bytes + data.len() > self.max_queued {
+            q.frames.clear();
+            q.bytes = 0;
+            q.close = Some((
+                frame::close::TRY_AGAIN_LATER,
+                "client reads too slowly; reconnect".into(),
+            ));
+            drop(q);
+            self.notify.notify_one();
+            return false;
+        }
+        q.bytes += data.len();
+        q.frames.push_back(data);
+        drop(q);
+        self.counters.messages_out.inc_by(count);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Sends a text frame with this JSON.
+    pub fn send_json(&self, json: &[u8]) -> bool {
+        self.send(frame::text(json))
+    }
+
+    /// Closes the connection after what is queued, with a close code and reason.
+    pub fn close(&self, code: u16, reason: &str) {
+        let mut q = self.lock();
+        if q.close.is_none() && !q.closed {
+            q.close = Some((code, reason.to_string()));
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Whether the connection is closed or closing.
+    pub fn is_closing(&self) -> bool {
+        let q = self.lock();
+        q.closed || q.close.is_some()
+    }
+
+    /// The heartbeat: true when the peer was heard from since the last call.
+    pub fn take_alive(&self) -> bool {
+        self.alive.swap(false, Ordering::Relaxed)
+    }
+
+    fn touch(&self) {
+        self.alive.store(true, Ordering::Relaxed);
+    }
+
+    fn attach(&self, stream: Arc<TcpStream>) {
+        self.lock().direct = Some(stream);
+    }
+
+    /// Takes what is queued; until [`finish_write`](Self::finish_write), senders queue too.
+    fn take_pending(&self) -> (Vec<Bytes>, Option<(u16, String)>) {
+        let mut q = self.lock();
+        let frames: Vec<Bytes> = q.frames.drain(..).collect();
+        q.bytes = 0;
+        q.writing = !frames.is_empty();
+        let close = q.close.take();
+        if close.is_some() {
+            q.closed = true;
+            q.direct = None;
+        }
+        (frames, close)
+    }
+
+    fn finish_write(&self) {
+        self.lock().writing = false;
+    }
+
+    fn mark_closed(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        q.frames.clear();
+        q.bytes = 0;
+        q.direct = None;
+    }
+}
+
+/// What an endpoint does with its connections.
+pub trait Handler: Send + Sync + 'static {
+    /// After the upgrade, before anything is read: send the initial state, join topics.
+    fn on_open(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
+    /// A complete text message.
+    fn on_text(&self, conn: &Arc<Conn>, text: Bytes) -> impl Future<Output = ()> + Send;
+    /// A binary message. The default treats it like text (some embedded WebSocket libraries
+    /// send JSON as binary); bytes that are not JSON get the endpoint's usual error frame.
+    fn on_binary(&self, conn: &Arc<Conn>, data: Bytes) -> impl Future<Output = ()> + Send {
+        self.on_text(conn, data)
+    }
+    /// The connection ended, however it ended.
+    fn on_close(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs a connection until it closes. `leftover` are bytes read with the HTTP upgrade.
+pub async fn serve<H: Handler>(
+    io: Io,
+    leftover: Bytes,
+    conn: Arc<Conn>,
+    handler: &H,
+    max_message: usize,
+) -> Served {
+    let mut socket = match io {
+        Io::Plain(stream) => {
+            let stream = Arc::new(stream);
+            conn.attach(stream.clone());
+            Socket::Plain(stream)
+        }
+        Io::Tls(stream) => Socket::Tls(stream),
+    };
+    let mut decoder = Decoder::new(max_message);
+    decoder.buffer.extend_from_slice(&leftover);
+    // `leftover` is a view into hyper's read buffer (kilobytes): an async fn keeps its
+    // arguments for its whole life, so let go of it now, not when the connection ends.
+    drop(leftover);
+    decoder.shrink_if_idle();
+    // Boxed: the opening work (snapshot, subscriptions) is large and done once; a parked
+    // connection's task should not carry room for it.
+    Box::pin(handler.on_open(&conn)).await;
+    let mut served = Served::default();
+    'run: loop {
+        loop {
+            match decoder.next_message() {
+                Ok(Some(message)) => {
+                    conn.touch();
+                    conn.counters.messages_in.inc();
+                    match message {
+                        Message::Text(text) => Box::pin(handler.on_text(&conn, text)).await,
+                        Message::Binary(data) => Box::pin(handler.on_binary(&conn, data)).await,
+                        Message::Ping(payload) => {
+                            conn.send(frame::pong(&payload));
+                        }
+                        Message::Pong => {}
+                        Message::Close(code) => {
+                            served.peer_closed = true;
+                            conn.close(
+                                match code {
+                                    Some(c) if c != 1005 && c != 1006 => c,
+                                    _ => frame::close::NORMAL,
+                                },
+                                "",
+                            );
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    served.protocol_error = Some(e.close_code());
+                    conn.close(e.close_code(), &e.to_string());
+                    decoder.buffer.clear();
+                    break;
+                }
+            }
+        }
+        decoder.shrink_if_idle();
+        let reading = !conn.is_closing();
+        tokio::select! {
+            biased;
+            _ = conn.notify.notified() => {
+                let (frames, close) = conn.take_pending();
+                if !frames.is_empty() {
+                    conn.counters.socket_writes.inc();
+                    let result = if frames.len() == 1 {
+                        socket.write_all(&frames[0]).await
+                    } else {
+                        let total = frames.iter().map(Bytes::len).sum();
+                        let mut batch = Vec::with_capacity(total);
+                        for f in &frames {
+                            batch.extend_from_slice(f);
+                        }
+                        socket.write_all(&batch).await
+                    };
+                    conn.finish_write();
+                    if result.is_err() {
+                        break 'run;
+                    }
+                }
+                if let Some((code, reason)) = close {
+                    served.close_code = Some(code);
+                    let _ = socket.write_all(&frame::close_frame(code, &reason)).await;
+                    linger(&mut socket, served.peer_closed).await;
+                    break 'run;
+                }
+            }
+            read = socket.read_into(&mut decoder.buffer), if reading => {
+                match read {
+                    Ok(0) | Err(_) => break 'run,
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    conn.mark_closed();
+    Box::pin(handler.on_close(&conn)).await;
+    served
+}
+
+/// After sending a close frame: stop writing, then read and drop what the peer still sends
+/// (its close frame) for a moment, so that unread bytes do not turn the close into a reset.
+async fn linger(socket: &mut Socket, peer_closed: bool) {
+    socket.shutdown().await;
+    if peer_closed {
+        return;
+    }
+    let mut sink = BytesMut::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            sink.clear();
+            match socket.read_into(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// How a connection ended, for metrics and logs.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// The close code the edge sent, if it sent one.
+    pub close_code: Option<u16>,
+    /// Whether the peer started the close.
+    pub peer_closed: bool,
+    /// The close code of a protocol error, if one ended it.
+    pub protocol_error: Option<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn conn(max_queued: usize) -> Conn {
+        Conn::new(1, "t", max_queued, Counters::default())
+    }
+
+    #[test]
+    fn a_slow_reader_is_closed_with_1013_instead_of_growing() {
+        let conn = conn(100);
+        assert!(conn.send(Bytes::from(vec![0u8; 60])));
+        assert!(!conn.send(Bytes::from(vec![0u8; 60])));
+        let (frames, close) = conn.take_pending();
+        assert!(frames.is_empty());
+        assert_eq!(close.map(|c| c.0), Some(1013));
+        assert!(
+            !conn.send(Bytes::from_static(b"x")),
+            "closed connections take nothing"
+        );
+    }
+
+    #[test]
+    fn heartbeat_sees_a_silent_peer() {
+        let conn = conn(100);
+        assert!(conn.take_alive(), "new connections count as alive");
+        assert!(!conn.take_alive());
+        conn.touch();
+        assert!(conn.take_alive());
+    }
+
+    #[tokio::test]
+    async fn sends_go_straight_to_an_idle_socket_and_queue_behind_a_write() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let conn = conn(1 << 20);
+        conn.attach(Arc::new(server));
+        assert!(conn.send_frames(Bytes::from_static(b"ab"), 2));
+        assert_eq!(conn.counters.messages_out.get(), 2);
+        assert!(
+            conn.take_pending().0.is_empty(),
+            "written directly, nothing queued"
+        );
+        let mut got = [0u8; 2];
+        client.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"ab");
+        // While the task is writing, later frames queue behind it to keep their order.
+        conn.lock().frames.push_back(Bytes::from_static(b"c"));
+        let (taken, _) = conn.take_pending();
+        assert_eq!(taken.len(), 1);
+        assert!(conn.send(Bytes::from_static(b"d")));
+        assert_eq!(conn.take_pending().0, vec![Bytes::from_static(b"d")]);
+        conn.finish_write();
+    }
+}
