@@ -1,0 +1,37 @@
+//! tablewire's benchmarks, run as `tablewire bench <name>`. Each starts its own nats-server,
+//! edge and handler processes, drives them with real clients, and prints throughput, latency
+//! percentiles, missing/duplicate counts and resource use.
+//!
+//! # Layout
+//! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
+//! - [`system`] — starting and measuring the processes under test.
+//! - [`client`] — WebSocket and HTTP clients for load.
+//! - [`report`] — latency histograms and CPU accounting.
+
+pub mod client;
+pub mod display;
+pub mod report;
+pub mod system;
+
+use clap::{Args, Subcommand};
+
+/// `tablewire bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub bench: Bench,
+}
+
+/// The benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Bench {
+    /// Customer displays (seed 000): fan-out throughput, latency, idle memory.
+    Display(display::DisplayArgs),
+}
+
+/// Runs the chosen benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.bench {
+        Bench::Display(a) => display::run(a).await,
+    }
+}

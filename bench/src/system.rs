@@ -1,0 +1,178 @@
+//! Starts what a benchmark measures: a nats-server of its own, provisioning, and `tablewire
+//! edge` / `tablewire handler` child processes of this same binary (so the edge's memory and
+//! each process's CPU can be read from /proc). Everything is stopped when dropped.
+
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+use tablewire_nats::{NatsServer, ServerOptions, Topology};
+use tablewire_schemas::Domain;
+use tokio::process::{Child, Command};
+
+/// The bearer secret benchmark clients post with.
+pub const AUTH_SECRET: &str = "bench-secret";
+/// The JWT secret of benchmark edges.
+pub const JWT_SECRET: &str = "bench-jwt-secret";
+
+/// A running system.
+pub struct System {
+    /// The nats-server.
+    pub nats: NatsServer,
+    /// The edge's address.
+    pub edge_addr: SocketAddr,
+    /// The edge process.
+    pub edge: Child,
+    /// The handler processes.
+    pub handlers: Vec<Child>,
+    /// Where the first handler serves its metrics.
+    pub handler_metrics: SocketAddr,
+}
+
+/// How many of what to start.
+pub struct Shape {
+    /// Handler processes.
+    pub handlers: usize,
+    /// Partitions per input stream.
+    pub partitions: u16,
+    /// Domains the handlers work for.
+    pub domains: Vec<Domain>,
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+impl System {
+    /// Starts nats-server, provisions, starts the edge and the handlers, and waits until the
+    /// edge answers `/healthz`.
+    pub async fn start(shape: &Shape) -> anyhow::Result<System> {
+        let nats = NatsServer::start(ServerOptions::default())
+            .await
+            .context("starting nats-server")?;
+        let client = tablewire_nats::connect(nats.client_url(), "tablewire-bench").await?;
+        let js = async_nats::jetstream::new(client);
+        let topology = Topology {
+            partitions: shape.partitions,
+            ..Default::default()
+        };
+        tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
+        let exe = std::env::current_exe().context("locating the tablewire binary")?;
+        let edge_addr = free_addr()?;
+        let edge = Command::new(&exe)
+            .args(["--log", "warn", "edge", "--nats-url", nats.client_url()])
+            .args([
+                "--listen",
+                &edge_addr.to_string(),
+                "--auth-secret",
+                AUTH_SECRET,
+                "--jwt-secret",
+                JWT_SECRET,
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the edge")?;
+        let domains = shape
+            .domains
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut handlers = Vec::new();
+        let handler_metrics = free_addr()?;
+        for i in 0..shape.handlers {
+            let metrics = if i == 0 {
+                handler_metrics
+            } else {
+                free_addr()?
+            };
+            handlers.push(
+                Command::new(&exe)
+                    .args([
+                        "--log",
+                        "warn",
+                        "handler",
+                        "--nats-url",
+                        nats.client_url(),
+                        "--domain",
+                        &domains,
+                    ])
+                    .args(["--no-records", "--metrics-listen", &metrics.to_string()])
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .context("starting a handler")?,
+            );
+        }
+        let system = System {
+            nats,
+            edge_addr,
+            edge,
+            handlers,
+            handler_metrics,
+        };
+        system.wait_healthy().await?;
+        Ok(system)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = crate::client::get(self.edge_addr, "/healthz").await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the edge did not become healthy on {}", self.edge_addr);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The edge's process id.
+    pub fn edge_pid(&self) -> Option<u32> {
+        self.edge.id()
+    }
+
+    /// Process ids by role, for CPU accounting.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        let mut pids = Vec::new();
+        if let Some(p) = self.nats.pid() {
+            pids.push(("nats-server", p));
+        }
+        if let Some(p) = self.edge.id() {
+            pids.push(("edge", p));
+        }
+        for h in &self.handlers {
+            if let Some(p) = h.id() {
+                pids.push(("handler", p));
+            }
+        }
+        pids
+    }
+}
+
+/// Resident memory of a process, bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time (user + system) a process has used, seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds of the bench process itself.
+pub fn own_cpu_seconds() -> Option<f64> {
+    cpu_seconds(std::process::id())
+}

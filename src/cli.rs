@@ -1,0 +1,212 @@
+//! Command-line flags of every `tablewire` subcommand. Each flag can also be set with the
+//! `TABLEWIRE_…` environment variable named in `--help`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// tablewire: a real-time broker for restaurants and their devices, on NATS.
+#[derive(Debug, Parser)]
+#[command(name = "tablewire", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `tablewire_handlers=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "TABLEWIRE_LOG",
+        default_value = "info,async_nats=warn"
+    )]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process on embedded defaults: a local nats-server (unless
+    /// --nats-url), provisioning, an edge, every handler, a SQLite file; prints URLs and dev
+    /// credentials. Ctrl-C stops it all.
+    Dev(DevArgs),
+    /// One edge node. Any number may run against the same NATS.
+    Edge(EdgeArgs),
+    /// Handler workers for the named domains. Any number may run.
+    Handler(HandlerArgs),
+    /// Create or update every stream, consumer and KV bucket (idempotent).
+    Provision(ProvisionArgs),
+    /// Mint a JWT for development.
+    Token(TokenArgs),
+    /// Run a benchmark and print its figures.
+    Bench(tablewire_bench::BenchArgs),
+}
+
+/// How to reach NATS.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated. Needs nats-server 2.11 or newer with JetStream.
+    #[arg(
+        long,
+        env = "TABLEWIRE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+}
+
+/// Credentials the edge accepts.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// The Bearer secret for `POST /session/{id}/update` (seed 000's AUTH_SECRET).
+    #[arg(long, env = "TABLEWIRE_AUTH_SECRET")]
+    pub auth_secret: Option<String>,
+    /// The HS256 secret JWTs are signed with.
+    #[arg(long, env = "TABLEWIRE_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+}
+
+/// Edge settings shared by `edge` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeSettings {
+    /// Address to serve HTTP and WebSockets on.
+    #[arg(long, env = "TABLEWIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest WebSocket message or HTTP body in bytes (larger: close 1009 / HTTP 413).
+    #[arg(long, env = "TABLEWIRE_MAX_MESSAGE_BYTES", default_value_t = 65536)]
+    pub max_message_bytes: usize,
+    /// WebSocket ping interval in seconds; a silent peer is closed after two.
+    #[arg(long, env = "TABLEWIRE_HEARTBEAT_SECS", default_value_t = 30)]
+    pub heartbeat_secs: u64,
+    /// Seconds a drain (SIGTERM) waits for clients to leave.
+    #[arg(long, env = "TABLEWIRE_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+    /// Access-Control-Allow-Origin for browser clients.
+    #[arg(long, env = "TABLEWIRE_CORS_ORIGIN", default_value = "*")]
+    pub cors_origin: String,
+    /// TLS certificate (PEM); with --tls-key serves https:// and wss://.
+    #[arg(long, env = "TABLEWIRE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "TABLEWIRE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `tablewire edge`.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub edge: EdgeSettings,
+    /// This edge's id (default: host, process id and a random part).
+    #[arg(long, env = "TABLEWIRE_EDGE_ID")]
+    pub edge_id: Option<String>,
+}
+
+/// Handler settings shared by `handler` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct HandlerSettings {
+    /// Most commands applied per batch.
+    #[arg(long, env = "TABLEWIRE_BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Most keys of a batch applied concurrently.
+    #[arg(long, env = "TABLEWIRE_KEY_CONCURRENCY", default_value_t = 64)]
+    pub key_concurrency: usize,
+    /// Where finished records go: sqlite://path or postgres://…
+    #[arg(long, env = "TABLEWIRE_DATABASE_URL", default_value = tablewire_handlers::store::DEFAULT_URL)]
+    pub database_url: String,
+    /// Do not run the SQL writer in this process (records wait in their stream).
+    #[arg(long, env = "TABLEWIRE_NO_RECORDS")]
+    pub no_records: bool,
+}
+
+/// `tablewire handler`.
+#[derive(Debug, Clone, Args)]
+pub struct HandlerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Domains to work for, comma-separated (display, events; "all" for every one).
+    #[arg(
+        long,
+        env = "TABLEWIRE_DOMAIN",
+        value_delimiter = ',',
+        default_value = "display"
+    )]
+    pub domain: Vec<String>,
+    /// This worker's id (default: host, process id and a random part).
+    #[arg(long, env = "TABLEWIRE_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Serve /metrics and /healthz on this address (off when unset).
+    #[arg(long, env = "TABLEWIRE_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub handler: HandlerSettings,
+}
+
+/// NATS resource shape shared by `provision` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct TopologyArgs {
+    /// Partitions per input stream (the most workers one domain can use at once).
+    #[arg(long, env = "TABLEWIRE_PARTITIONS", default_value_t = 16)]
+    pub partitions: u16,
+    /// Replicas of streams and buckets (3 in a 3-node cluster).
+    #[arg(long, env = "TABLEWIRE_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// Seconds before an unacknowledged command is delivered again.
+    #[arg(long, env = "TABLEWIRE_ACK_WAIT_SECS", default_value_t = 10)]
+    pub ack_wait_secs: u64,
+    /// Seconds a silent worker keeps its partitions.
+    #[arg(long, env = "TABLEWIRE_PIN_TIMEOUT_SECS", default_value_t = 5)]
+    pub pin_timeout_secs: u64,
+    /// Seconds a worker's presence lasts without a refresh.
+    #[arg(long, env = "TABLEWIRE_WORKER_TTL_SECS", default_value_t = 6)]
+    pub worker_ttl_secs: u64,
+}
+
+/// `tablewire provision`.
+#[derive(Debug, Clone, Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
+}
+
+/// `tablewire dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Use this NATS instead of starting a local nats-server.
+    #[arg(long, env = "TABLEWIRE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Directory for the local nats-server's store, the SQLite file and dev secrets.
+    #[arg(long, env = "TABLEWIRE_DATA_DIR", default_value = ".tablewire")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub edge: EdgeSettings,
+    #[command(flatten)]
+    pub handler: HandlerSettings,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
+}
+
+/// `tablewire token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The HS256 secret to sign with (the edge's --jwt-secret).
+    #[arg(long, env = "TABLEWIRE_JWT_SECRET")]
+    pub jwt_secret: String,
+    /// The tenant (restaurant) the token is for.
+    #[arg(long, default_value = "demo")]
+    pub tenant: String,
+    /// The role: service, admin, staff, kitchen, device, customer.
+    #[arg(long, default_value = "service")]
+    pub role: String,
+    /// The subject (user, terminal, service or device id).
+    #[arg(long, default_value = "dev")]
+    pub sub: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86400)]
+    pub ttl_secs: u64,
+}

@@ -1,0 +1,157 @@
+//! `tablewire dev`: the whole system in one process. Starts a local nats-server (unless
+//! --nats-url), provisions, runs an edge, every handler and the SQL writer on a SQLite file,
+//! and prints where everything is and the credentials to use. Ctrl-C stops it all, the
+//! nats-server included.
+
+use crate::cli::DevArgs;
+use crate::run::{connect, edge_config, handler_config, shutdown_signal, topology};
+use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use tablewire_nats::{NatsServer, ServerOptions};
+use tablewire_schemas::{Claims, Domain};
+
+/// Secrets made up for development, kept in the data dir so tokens survive restarts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DevSecrets {
+    auth_secret: String,
+    jwt_secret: String,
+}
+
+fn random_secret() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>())
+}
+
+fn dev_secrets(dir: &Path) -> anyhow::Result<DevSecrets> {
+    let path = dir.join("dev-secrets.json");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(secrets) = serde_json::from_str(&text)
+    {
+        return Ok(secrets);
+    }
+    let secrets = DevSecrets {
+        auth_secret: random_secret(),
+        jwt_secret: random_secret(),
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&secrets)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secrets)
+}
+
+pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let secrets = dev_secrets(&args.data_dir)?;
+    args.auth.auth_secret.get_or_insert(secrets.auth_secret);
+    args.auth.jwt_secret.get_or_insert(secrets.jwt_secret);
+
+    let mut server = None;
+    let nats_url = match &args.nats_url {
+        Some(url) => url.clone(),
+        None => {
+            let started = NatsServer::start(ServerOptions {
+                store_dir: Some(args.data_dir.join("nats")),
+                monitoring: true,
+                ..Default::default()
+            })
+            .await
+            .context("cannot start a local nats-server")?;
+            let url = started.client_url().to_string();
+            server = Some(started);
+            url
+        }
+    };
+    let client = connect(&nats_url, "tablewire-dev").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    tablewire_nats::provision(&js, Domain::ALL, &topology(&args.topology))
+        .await
+        .context("provisioning failed")?;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
+    let edge = tablewire_edge::Edge::bind(
+        edge_config(&nats_url, &args.edge, &args.auth, None),
+        &mut registry,
+    )
+    .await
+    .context("the edge cannot start (use --listen to pick another address)")?;
+    let addr = edge.local_addr()?;
+    let shutdown = shutdown_signal();
+
+    let database_url = if args.handler.database_url == tablewire_handlers::store::DEFAULT_URL {
+        format!("sqlite://{}", args.data_dir.join("tablewire.db").display())
+    } else {
+        args.handler.database_url.clone()
+    };
+    let records = (!args.handler.no_records).then(|| {
+        tokio::spawn(tablewire_handlers::records::run(
+            client.clone(),
+            database_url.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let handlers = tokio::spawn(tablewire_handlers::run(
+        client.clone(),
+        handler_config(&args.handler, Domain::ALL.to_vec(), None),
+        metrics,
+        shutdown.clone(),
+    ));
+    let edge_task = tokio::spawn(edge.run(Arc::new(registry), shutdown.clone()));
+
+    let now = tablewire_edge::auth::now_secs();
+    let jwt_secret = args.auth.jwt_secret.clone().unwrap_or_default();
+    let token = tablewire_edge::mint(
+        &jwt_secret,
+        &Claims {
+            sub: "dev".into(),
+            tenant: Some("demo".into()),
+            role: Some("service".into()),
+            exp: now + 86_400,
+            iat: Some(now),
+        },
+    )?;
+    let auth_secret = args.auth.auth_secret.clone().unwrap_or_default();
+    let scheme = if args.edge.tls_cert.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!(
+        "\ntablewire dev is up\n\
+         \n  edge        {http}://{addr}   (health: {http}://{addr}/healthz, metrics: {http}://{addr}/metrics)\
+         \n  nats        {nats_url}{monitor}\
+         \n  database    {database_url}\
+         \n\n  auth secret {auth_secret}\
+         \n  jwt secret  {jwt_secret}\
+         \n  dev JWT     {token}\
+         \n              (tenant demo, role service, 24 h; mint others with `tablewire token --jwt-secret …`)\
+         \n\n  try it:\
+         \n    websocat {ws}://{addr}/session/demo/display      (or: npx wscat -c …)\
+         \n    curl -X POST {http}://{addr}/session/demo/update -H 'Authorization: Bearer {auth_secret}' \\\
+         \n         -H 'Content-Type: application/json' -d '{{\"type\":\"transcription\",\"displayData\":{{\"text\":\"hello\"}}}}'\
+         \n    curl {http}://{addr}/session/demo/state\
+         \n\n  Ctrl-C stops everything.\n",
+        http = scheme.0,
+        ws = scheme.1,
+        monitor = server
+            .as_ref()
+            .and_then(|s| s.monitor_url().map(|m| format!("   (monitoring: {m})")))
+            .unwrap_or_default(),
+    );
+
+    let _ = edge_task.await;
+    if let Ok(Err(e)) = handlers.await {
+        tracing::warn!(error = %e, "handlers stopped with an error");
+    }
+    if let Some(records) = records {
+        let _ = records.await;
+    }
+    drop(client);
+    if let Some(mut server) = server {
+        server.stop().await;
+        println!("nats-server stopped");
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The `tablewire` binary: parses flags and environment, then runs the chosen component.
+//! All behaviour lives in the library crates (`tablewire-edge`, `tablewire-handlers`,
+//! `tablewire-nats`, `tablewire-bench`); `dev` wires them together in one process.
+
+mod cli;
+mod dev;
+mod metrics_http;
+mod run;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tablewire: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Edge(args) => run::edge(args).await,
+            Command::Handler(args) => run::handler(args).await,
+            Command::Provision(args) => run::provision(args).await,
+            Command::Token(args) => run::token(args),
+            Command::Bench(args) => tablewire_bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tablewire: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The single-component subcommands: `edge`, `handler`, `provision`, `token`, and the
+//! pieces `dev` reuses (shutdown on Ctrl-C or SIGTERM, topology and config from flags).
+
+use crate::cli::{
+    AuthArgs, EdgeArgs, EdgeSettings, HandlerArgs, HandlerSettings, ProvisionArgs, TokenArgs,
+    TopologyArgs,
+};
+use anyhow::{Context, bail};
+use std::sync::Arc;
+use std::time::Duration;
+use tablewire_schemas::{Claims, Domain};
+use tokio::sync::watch;
+
+/// A watch that turns true on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub fn topology(args: &TopologyArgs) -> tablewire_nats::Topology {
+    tablewire_nats::Topology {
+        partitions: args.partitions.max(1),
+        replicas: args.replicas.max(1),
+        ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
+        pin_timeout: Duration::from_secs(args.pin_timeout_secs.max(1)),
+        worker_ttl: Duration::from_secs(args.worker_ttl_secs.max(1)),
+        ..Default::default()
+    }
+}
+
+pub fn edge_config(
+    nats_url: &str,
+    settings: &EdgeSettings,
+    auth: &AuthArgs,
+    edge_id: Option<String>,
+) -> tablewire_edge::Config {
+    tablewire_edge::Config {
+        nats_url: nats_url.to_string(),
+        listen: settings.listen,
+        edge_id,
+        auth: tablewire_edge::AuthConfig {
+            bearer_secret: auth.auth_secret.clone(),
+            jwt_secret: auth.jwt_secret.clone(),
+        },
+        tls: match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(tablewire_edge::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        max_message_bytes: settings.max_message_bytes,
+        heartbeat: Duration::from_secs(settings.heartbeat_secs.max(1)),
+        drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
+        cors_origin: settings.cors_origin.clone(),
+        ..Default::default()
+    }
+}
+
+pub fn handler_config(
+    settings: &HandlerSettings,
+    domains: Vec<Domain>,
+    worker_id: Option<String>,
+) -> tablewire_handlers::Config {
+    tablewire_handlers::Config {
+        domains,
+        worker_id,
+        batch_size: settings.batch_size,
+        key_concurrency: settings.key_concurrency,
+    }
+}
+
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    tablewire_nats::connect(url, name)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
+    if args.auth.auth_secret.is_none() && args.auth.jwt_secret.is_none() {
+        tracing::warn!(
+            "neither --auth-secret nor --jwt-secret is set: authenticated endpoints refuse every request"
+        );
+    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    let config = edge_config(
+        &args.nats.nats_url,
+        &args.edge,
+        &args.auth,
+        args.edge_id.clone(),
+    );
+    let edge = tablewire_edge::Edge::bind(config, &mut registry).await?;
+    let shutdown = shutdown_signal();
+    edge.run(Arc::new(registry), shutdown).await;
+    Ok(())
+}
+
+pub fn parse_domains(names: &[String]) -> anyhow::Result<Vec<Domain>> {
+    let mut domains = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if name == "all" {
+            return Ok(Domain::ALL.to_vec());
+        }
+        match Domain::from_name(name) {
+            Some(d) if !domains.contains(&d) => domains.push(d),
+            Some(_) => {}
+            None => bail!(
+                "unknown domain {name:?}; known: {}",
+                Domain::ALL
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    if domains.is_empty() {
+        bail!("no domain given");
+    }
+    Ok(domains)
+}
+
+pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {
+    let domains = parse_domains(&args.domain)?;
+    let client = connect(&args.nats.nats_url, "tablewire-handler").await?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
+    let shutdown = shutdown_signal();
+    let records = (!args.handler.no_records).then(|| {
+        tokio::spawn(tablewire_handlers::records::run(
+            client.clone(),
+            args.handler.database_url.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let config = handler_config(&args.handler, domains, args.worker_id.clone());
+    let registry = Arc::new(registry);
+    if let Some(addr) = args.metrics_listen {
+        let (registry, shutdown) = (registry.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics_http::serve(addr, registry, shutdown).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+    }
+    tablewire_handlers::run(client, config, metrics, shutdown).await?;
+    if let Some(records) = records {
+        let _ = records.await;
+    }
+    Ok(())
+}
+
+pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats.nats_url, "tablewire-provision").await?;
+    let js = async_nats::jetstream::new(client);
+    let topology = topology(&args.topology);
+    tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
+    println!(
+        "provisioned {} domain(s) with {} partitions, {} replica(s)",
+        Domain::ALL.len(),
+        topology.partitions,
+        topology.replicas
+    );
+    Ok(())
+}
+
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let now = tablewire_edge::auth::now_secs();
+    let claims = Claims {
+        sub: args.sub,
+        tenant: Some(args.tenant),
+        role: Some(args.role),
+        exp: now + args.ttl_secs,
+        iat: Some(now),
+    };
+    println!("{}", tablewire_edge::mint(&args.jwt_secret, &claims)?);
+    Ok(())
+}
