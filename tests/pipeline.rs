@@ -1,0 +1,312 @@
+//! The runtime's invariants end to end, with real processes: per-key order through several
+//! handler workers, exactly-once effect across handler crashes, any edge serving any session,
+//! TLS, and no loss when a node of a 3-node NATS cluster dies.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use support::*;
+
+fn session() -> String {
+    format!("s{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Reads updates `0..n` from a display: each in order with contiguous sequence numbers after
+/// `base`. When the edge had to resynchronize (a gap it saw, or a NATS reconnect), the display
+/// gets a fresh `initial_state` instead of some updates; that snapshot must then contain them.
+async fn expect_in_order(ws: &mut Ws, base: u64, n: u64) {
+    let mut next = 0;
+    while next < n {
+        let frame = ws.json().await;
+        match frame["type"].as_str() {
+            Some("update") => {
+                assert_eq!(
+                    frame["update"]["displayData"]["i"], next,
+                    "update {next} in order: {frame}"
+                );
+                assert_eq!(
+                    frame["seq"].as_u64(),
+                    Some(base + next + 1),
+                    "sequence of update {next}"
+                );
+                next += 1;
+            }
+            Some("initial_state") => {
+                let covered = frame["seq"].as_u64().expect("seq") - base;
+                assert!(
+                    covered >= next,
+                    "a snapshot never goes back: {covered} < {next}"
+                );
+                if covered > next {
+                    let updates = frame["state"]["displayUpdates"]
+                        .as_array()
+                        .expect("updates");
+                    let last = updates.last().map(|u| u["displayData"]["i"].clone());
+                    assert_eq!(
+                        last,
+                        Some(json!(covered - 1)),
+                        "the snapshot holds what it covers"
+                    );
+                }
+                next = covered;
+            }
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+}
+
+/// The stored state of a display session, straight from KV.
+async fn stored(url: &str, session: &str) -> Value {
+    let kv = async_nats::jetstream::new(client(url).await)
+        .get_key_value("tw_state_display")
+        .await
+        .expect("bucket");
+    let bytes = kv
+        .get(format!("_.{session}"))
+        .await
+        .expect("get")
+        .expect("state exists");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+/// The last 100 updates are exactly 900..999, once each, and 1000 events were produced.
+async fn assert_applied_exactly_once(url: &str, session: &str, n: u64) {
+    let state = stored(url, session).await;
+    assert_eq!(
+        state["seq"].as_u64(),
+        Some(n),
+        "one event per update: nothing applied twice"
+    );
+    let kept: Vec<u64> = state["state"]["displayUpdates"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| u["displayData"]["i"].as_u64().expect("i"))
+        .collect();
+    assert_eq!(kept, ((n - 100)..n).collect::<Vec<_>>());
+}
+
+/// Posts 1,000 updates one after the other to a session served by three handler processes, and
+/// checks a display sees them in order and the state applied each exactly once. With
+/// `kill_workers`, a worker is killed outright (no release, no acks) and restarted after every
+/// 250 updates; over the run every worker dies once, so the one holding the session's partition
+/// does too.
+async fn thousand_updates_through_three_workers(kill_workers: bool) {
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &test_topology()).await;
+    let mut workers: Vec<Process> = (0..3).map(|_| handler_process(&url)).collect();
+    let edge = InProcessEdge::start(&url, edge_config()).await;
+    let s = session();
+    let mut ws = Ws::connect(edge.addr, &format!("/session/{s}/display")).await;
+    let base = ws.next_of("initial_state").await["seq"]
+        .as_u64()
+        .expect("seq");
+    let reader = tokio::spawn(async move {
+        expect_in_order(&mut ws, base, 1000).await;
+        ws
+    });
+    for i in 0..1000u64 {
+        if kill_workers && i > 0 && i % 250 == 0 {
+            let k = (i / 250 - 1) as usize;
+            workers[k].kill().await;
+            workers[k].restart();
+        }
+        update(edge.addr, &s, json!({"i": i})).await;
+    }
+    reader.await.expect("display saw all 1000 in order");
+    assert_applied_exactly_once(&url, &s, 1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_updates_through_three_workers_arrive_in_order() {
+    thousand_updates_through_three_workers(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_killed_mid_stream_and_restarted_lose_and_repeat_nothing() {
+    thousand_updates_through_three_workers(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_edge_process_serves_the_same_session() {
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &test_topology()).await;
+    let _worker = handler_process(&url);
+    let (mut edge_a, addr_a) = edge_process(&url).await;
+    let (_edge_b, addr_b) = edge_process(&url).await;
+    let s = session();
+    let mut on_a = Ws::connect(addr_a, &format!("/session/{s}/display")).await;
+    let mut on_b = Ws::connect(addr_b, &format!("/session/{s}/display")).await;
+    on_a.next_of("initial_state").await;
+    on_b.next_of("initial_state").await;
+    update(addr_a, &s, json!({"i": 0})).await;
+    update(addr_b, &s, json!({"i": 1})).await;
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(ws.next_of("update").await["update"]["displayData"]["i"], 0);
+        assert_eq!(ws.next_of("update").await["update"]["displayData"]["i"], 1);
+    }
+    // SIGTERM drains edge A: its display is told to go elsewhere (1001) and B keeps serving.
+    let status = edge_a.terminate().await.expect("edge A exits");
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert_eq!(on_a.closed().await, Some(1001));
+    update(addr_b, &s, json!({"i": 2})).await;
+    assert_eq!(
+        on_b.next_of("update").await["update"]["displayData"]["i"],
+        2
+    );
+    let mut back = Ws::connect(addr_b, &format!("/session/{s}/display")).await;
+    let initial = back.next_of("initial_state").await;
+    assert_eq!(
+        initial["state"]["displayUpdates"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
+
+mod tls {
+    use super::*;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsConnector;
+
+    pub struct Certs {
+        pub dir: tempfile::TempDir,
+        pub der: CertificateDer<'static>,
+    }
+
+    pub fn self_signed() -> Certs {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).expect("write cert");
+        std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem())
+            .expect("write key");
+        Certs {
+            der: cert.cert.der().clone(),
+            dir,
+        }
+    }
+
+    pub async fn connect(
+        addr: SocketAddr,
+        der: &CertificateDer<'static>,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).expect("root");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.expect("tcp");
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_and_https_serve_the_same_routes() {
+    use http_body_util::{BodyExt, Full};
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &test_topology()).await;
+    let handler = InProcessHandler::start(&url, None).await;
+    let certs = tls::self_signed();
+    let mut config = edge_config();
+    config.tls = Some(tablewire_edge::TlsFiles {
+        cert: certs.dir.path().join("cert.pem"),
+        key: certs.dir.path().join("key.pem"),
+    });
+    let edge = InProcessEdge::start(&url, config).await;
+    let s = session();
+    let stream = tls::connect(edge.addr, &certs.der).await;
+    let mut ws = Ws::over(stream, "localhost", &format!("/session/{s}/display"), &[])
+        .await
+        .expect("wss");
+    assert_eq!(ws.json().await["type"], "initial_state");
+
+    let stream = tls::connect(edge.addr, &certs.der).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("https");
+    tokio::spawn(conn);
+    let request = hyper::Request::post(format!("/session/{s}/update"))
+        .header("Host", "localhost")
+        .header("Authorization", format!("Bearer {AUTH_SECRET}"))
+        .body(Full::new(bytes::Bytes::from(
+            r#"{"type":"dish_card","displayData":{"i":0}}"#,
+        )))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    let _ = response.into_body().collect().await;
+    assert_eq!(ws.next_of("update").await["update"]["displayData"]["i"], 0);
+    // Plain HTTP to a TLS port is refused, not served.
+    assert!(get(edge.addr, "/healthz").await.is_err());
+    handler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_node_of_a_three_node_cluster_loses_nothing() {
+    let mut cluster = match tablewire_nats::Cluster::start(3).await {
+        Ok(c) => c,
+        Err(e) => panic!("a 3-node cluster needs nats-server >= 2.11: {e}"),
+    };
+    let urls = cluster.client_urls();
+    let mut topology = test_topology();
+    topology.replicas = 3;
+    provision(&urls, &topology).await;
+    let handler = InProcessHandler::start(&urls, None).await;
+    let edge = InProcessEdge::start(&urls, edge_config()).await;
+    let s = session();
+    let mut ws = Ws::connect(edge.addr, &format!("/session/{s}/display")).await;
+    let base = ws.next_of("initial_state").await["seq"]
+        .as_u64()
+        .expect("seq");
+    let reader = tokio::spawn(async move {
+        expect_in_order(&mut ws, base, 300).await;
+        ws
+    });
+    let auth = format!("Bearer {AUTH_SECRET}");
+    for i in 0..300u64 {
+        if i == 100 {
+            cluster.nodes[0].kill().await;
+        }
+        // A client retries until acknowledged, with the same key: never twice, never lost.
+        let key = format!("{s}-{i}");
+        let body = format!(r#"{{"type":"dish_card","displayData":{{"i":{i}}}}}"#);
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let (status, _, _) = send(
+                edge.addr,
+                "POST",
+                &format!("/session/{s}/update"),
+                &headers,
+                body.clone(),
+            )
+            .await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "update {i} never accepted (last status {status})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    reader.await.expect("all 300 in order after losing a node");
+    cluster.nodes[0].restart().await.expect("node comes back");
+    handler.stop().await;
+}
