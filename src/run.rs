@@ -87,6 +87,7 @@ pub fn handler_config(
         worker_id,
         batch_size: settings.batch_size,
         key_concurrency: settings.key_concurrency,
+        ..Default::default()
     }
 }
 
