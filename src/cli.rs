@@ -87,6 +87,17 @@ pub struct EdgeSettings {
     /// TLS private key (PEM).
     #[arg(long, env = "TABLEWIRE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Collab rooms: the tenant of room connections that bring no token ("open rooms"). Unset
+    /// on `edge`: a token is required. `dev` uses `demo` when unset.
+    #[arg(long, env = "TABLEWIRE_COLLAB_OPEN_TENANT")]
+    pub collab_open_tenant: Option<String>,
+    /// Collab rooms: messages one connection may send per second.
+    #[arg(
+        long,
+        env = "TABLEWIRE_COLLAB_MESSAGES_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub collab_messages_per_second: u32,
 }
 
 /// `tablewire edge`.
@@ -118,6 +129,19 @@ pub struct HandlerSettings {
     /// Do not run the SQL writer in this process (records wait in their stream).
     #[arg(long, env = "TABLEWIRE_NO_RECORDS")]
     pub no_records: bool,
+    /// Collab rooms: seconds without a change before a room is archived and removed.
+    #[arg(
+        long,
+        env = "TABLEWIRE_COLLAB_IDLE_TIMEOUT_SECS",
+        default_value_t = 7200
+    )]
+    pub collab_idle_timeout_secs: u64,
+    /// Collab rooms: changes one room accepts per second, sustained.
+    #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_RATE", default_value_t = 500)]
+    pub collab_room_rate: u32,
+    /// Collab rooms: changes one room accepts at once.
+    #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_BURST", default_value_t = 1000)]
+    pub collab_room_burst: u32,
 }
 
 /// `tablewire handler`.
