@@ -94,6 +94,12 @@ pub fn handler_config(
             room_rate: settings.collab_room_rate.max(1),
             room_burst: settings.collab_room_burst.max(1),
         },
+        collab_webhook: settings.collab_webhook_url.clone().map(|url| {
+            tablewire_handlers::collab::webhook::Webhook {
+                url,
+                secret: settings.collab_webhook_secret.clone(),
+            }
+        }),
     }
 }
 

@@ -47,7 +47,10 @@ fn path(room: &str, token: &str) -> String {
 struct Client {
     ws: Ws,
     id: String,
+    /// Every frame read, in order.
     seen: Vec<Value>,
+    /// Frames read but not yet returned by [`Client::until`].
+    backlog: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -65,6 +68,7 @@ impl Client {
                 ws,
                 id: id.to_string(),
                 seen: Vec::new(),
+                backlog: Default::default(),
             },
             sync,
         )
@@ -79,14 +83,19 @@ impl Client {
         self.ws.send_json(&message).await;
     }
 
-    /// The next frame of `kind`, remembering everything read on the way.
+    /// The earliest frame of `kind` not returned yet (a reply and an event of one command may
+    /// arrive in either order), remembering everything read on the way.
     async fn until(&mut self, kind: &str) -> Value {
+        if let Some(i) = self.backlog.iter().position(|f| f["type"] == kind) {
+            return self.backlog.remove(i).unwrap_or_default();
+        }
         loop {
             let frame = self.ws.json().await;
             self.seen.push(frame.clone());
             if frame["type"] == kind {
                 return frame;
             }
+            self.backlog.push_back(frame);
         }
     }
 
@@ -380,6 +389,101 @@ async fn open_rooms_and_connection_limits() {
     sys.handler.stop().await;
 }
 
+/// An HTTP server standing in for the backend's webhook: fails the first request with 500,
+/// then records each body with its signature and delivery headers.
+struct WebhookReceiver {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(Value, String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    async fn start() -> WebhookReceiver {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/orders", listener.local_addr().expect("addr"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failed_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (store, failed_once) = (store.clone(), failed_once.clone());
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (store, failed_once) = (store.clone(), failed_once.clone());
+                        async move {
+                            let header = |name: &str| {
+                                request
+                                    .headers()
+                                    .get(name)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_string()
+                            };
+                            let (signature, delivery) = (
+                                header("x-tablewire-signature"),
+                                header("x-tablewire-delivery"),
+                            );
+                            let body = request
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let status = if failed_once
+                                .swap(true, std::sync::atomic::Ordering::SeqCst)
+                            {
+                                let value: Value =
+                                    serde_json::from_slice(&body).unwrap_or(Value::Null);
+                                assert_eq!(
+                                    signature,
+                                    tablewire_handlers::collab::webhook::sign("hook-secret", &body),
+                                    "signed body"
+                                );
+                                store
+                                    .lock()
+                                    .expect("lock")
+                                    .push((value, signature, delivery));
+                                200
+                            } else {
+                                500
+                            };
+                            let mut response = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            *response.status_mut() =
+                                hyper::StatusCode::from_u16(status).expect("status");
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        WebhookReceiver {
+            url,
+            received,
+            task,
+        }
+    }
+
+    fn received(&self) -> Vec<(Value, String, String)> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 async fn finalize_an_order(addr: std::net::SocketAddr, room: &str) -> Value {
     let (mut a, _) = Client::connect(addr, room, "r1", "a").await;
     a.send("join", json!({"circleId": "circle_9"})).await;
@@ -446,11 +550,16 @@ async fn feed_published(nats: &tablewire_nats::NatsServer, tenant: &str) -> u64 
 async fn finalized_orders_reach_sqlite_and_the_events_feed_and_idle_rooms_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}/collab.db", dir.path().display());
+    let hook = WebhookReceiver::start().await;
     let handler = tablewire_handlers::Config {
         collab: tablewire_handlers::collab::Settings {
             idle_timeout: Duration::from_millis(1500),
             ..Default::default()
         },
+        collab_webhook: Some(tablewire_handlers::collab::webhook::Webhook {
+            url: hook.url.clone(),
+            secret: "hook-secret".into(),
+        }),
         ..Default::default()
     };
     let sys = system(Some(db.clone()), edge_config(), handler).await;
@@ -467,6 +576,17 @@ async fn finalized_orders_reach_sqlite_and_the_events_feed_and_idle_rooms_expire
         feed_published(&sys.nats, "r1").await >= 1
     })
     .await;
+    eventually(
+        "the webhook got the order after a failed attempt",
+        || async { !hook.received().is_empty() },
+    )
+    .await;
+    let (body, _, delivery) = &hook.received()[0];
+    assert_eq!(body["type"], "order_finalized");
+    assert_eq!(body["tenantId"], "r1");
+    assert_eq!(body["order"]["orderId"], order_id.as_str());
+    assert_eq!(body["order"]["items"].as_array().map(Vec::len), Some(2));
+    assert!(!delivery.is_empty());
 
     // Idle rooms (this one, finalized and quiet) are archived and their KV entry removed.
     let js = async_nats::jetstream::new(client(sys.nats.client_url()).await);

@@ -1,9 +1,10 @@
 //! The collab domain (seed 001): one key per order room. Pure rules for joining, editing items,
 //! splitting the bill, finalizing and leaving, a per-room rate limit kept in the state, and
 //! idle expiry (archive + removal) on the sweeper's `expire` command. The sweeper itself (I/O)
-//! is in [`expiry`].
+//! is in [`expiry`], the finalized-order webhook in [`webhook`].
 
 pub mod expiry;
+pub mod webhook;
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use serde_json::json;

@@ -65,6 +65,8 @@ pub struct Config {
     pub key_concurrency: usize,
     /// Collaborative order rooms: idle expiry and the per-room rate limit.
     pub collab: crate::collab::Settings,
+    /// Collaborative orders: post finalized orders here (off when `None`).
+    pub collab_webhook: Option<crate::collab::webhook::Webhook>,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             batch_size: 256,
             key_concurrency: 64,
             collab: crate::collab::Settings::default(),
+            collab_webhook: None,
         }
     }
 }
@@ -147,6 +150,13 @@ pub async fn run(
                     config.collab,
                     shutdown.clone(),
                 )));
+                if let Some(webhook) = &config.collab_webhook {
+                    tasks.push(tokio::spawn(crate::collab::webhook::run(
+                        client.clone(),
+                        webhook.clone(),
+                        shutdown.clone(),
+                    )));
+                }
                 spawn_domain(
                     crate::collab::Collab {
                         settings: config.collab,
