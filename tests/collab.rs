@@ -654,3 +654,32 @@ async fn finalized_orders_survive_a_postgres_outage() {
     .await;
     sys.handler.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partysocket_npm_client_works_unchanged() {
+    let js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/partysocket").is_dir(),
+        "the partysocket npm package is missing: run `npm ci --prefix tests/js` (scripts/test does)"
+    );
+    let sys = system(None, edge_config(), Default::default()).await;
+    let output = tokio::process::Command::new("node")
+        .arg(js.join("partysocket.mjs"))
+        .env("TW_HOST", sys.edge.addr.to_string())
+        .env("TW_ROOM", room())
+        .env("TW_TOKEN", token("r1", "customer", 3600))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (Node 20 or newer is required)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "partysocket client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("the client's JSON result");
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["total"], 897);
+    sys.handler.stop().await;
+}
