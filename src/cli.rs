@@ -156,7 +156,7 @@ pub struct HandlerSettings {
 pub struct HandlerArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// Domains to work for, comma-separated (display, events; "all" for every one).
+    /// Domains to work for, comma-separated (display, events, collab; "all" for every one).
     #[arg(
         long,
         env = "TABLEWIRE_DOMAIN",
