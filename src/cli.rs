@@ -87,6 +87,17 @@ pub struct EdgeSettings {
     /// TLS private key (PEM).
     #[arg(long, env = "TABLEWIRE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Collab rooms: the tenant of room connections that bring no token ("open rooms"). Unset
+    /// on `edge`: a token is required. `dev` uses `demo` when unset.
+    #[arg(long, env = "TABLEWIRE_COLLAB_OPEN_TENANT")]
+    pub collab_open_tenant: Option<String>,
+    /// Collab rooms: messages one connection may send per second.
+    #[arg(
+        long,
+        env = "TABLEWIRE_COLLAB_MESSAGES_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub collab_messages_per_second: u32,
 }
 
 /// `tablewire edge`.
@@ -118,6 +129,26 @@ pub struct HandlerSettings {
     /// Do not run the SQL writer in this process (records wait in their stream).
     #[arg(long, env = "TABLEWIRE_NO_RECORDS")]
     pub no_records: bool,
+    /// Collab rooms: seconds without a change before a room is archived and removed.
+    #[arg(
+        long,
+        env = "TABLEWIRE_COLLAB_IDLE_TIMEOUT_SECS",
+        default_value_t = 7200
+    )]
+    pub collab_idle_timeout_secs: u64,
+    /// Collab rooms: changes one room accepts per second, sustained.
+    #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_RATE", default_value_t = 500)]
+    pub collab_room_rate: u32,
+    /// Collab rooms: changes one room accepts at once.
+    #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_BURST", default_value_t = 1000)]
+    pub collab_room_burst: u32,
+    /// Collab rooms: POST every finalized order to this http:// URL (retried until it answers
+    /// 2xx), signed in `X-Tablewire-Signature: sha256=<HMAC-SHA256 hex>`.
+    #[arg(long, env = "TABLEWIRE_COLLAB_WEBHOOK_URL")]
+    pub collab_webhook_url: Option<String>,
+    /// The HMAC key of the webhook signature.
+    #[arg(long, env = "TABLEWIRE_COLLAB_WEBHOOK_SECRET", default_value = "")]
+    pub collab_webhook_secret: String,
 }
 
 /// `tablewire handler`.
@@ -125,7 +156,7 @@ pub struct HandlerSettings {
 pub struct HandlerArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// Domains to work for, comma-separated (display, events; "all" for every one).
+    /// Domains to work for, comma-separated (display, events, collab; "all" for every one).
     #[arg(
         long,
         env = "TABLEWIRE_DOMAIN",

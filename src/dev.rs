@@ -70,12 +70,14 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
-    let edge = tablewire_edge::Edge::bind(
-        edge_config(&nats_url, &args.edge, &args.auth, None),
-        &mut registry,
-    )
-    .await
-    .context("the edge cannot start (use --listen to pick another address)")?;
+    let mut config = edge_config(&nats_url, &args.edge, &args.auth, None);
+    // Seed 001's client sends no token: in dev, tokenless room connections are tenant `demo`.
+    config
+        .collab_open_tenant
+        .get_or_insert_with(|| "demo".to_string());
+    let edge = tablewire_edge::Edge::bind(config, &mut registry)
+        .await
+        .context("the edge cannot start (use --listen to pick another address)")?;
     let addr = edge.local_addr()?;
     let shutdown = shutdown_signal();
 

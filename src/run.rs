@@ -73,6 +73,8 @@ pub fn edge_config(
         heartbeat: Duration::from_secs(settings.heartbeat_secs.max(1)),
         drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
         cors_origin: settings.cors_origin.clone(),
+        collab_open_tenant: settings.collab_open_tenant.clone(),
+        collab_messages_per_second: settings.collab_messages_per_second.max(1),
         ..Default::default()
     }
 }
@@ -87,6 +89,17 @@ pub fn handler_config(
         worker_id,
         batch_size: settings.batch_size,
         key_concurrency: settings.key_concurrency,
+        collab: tablewire_handlers::collab::Settings {
+            idle_timeout: Duration::from_secs(settings.collab_idle_timeout_secs.max(1)),
+            room_rate: settings.collab_room_rate.max(1),
+            room_burst: settings.collab_room_burst.max(1),
+        },
+        collab_webhook: settings.collab_webhook_url.clone().map(|url| {
+            tablewire_handlers::collab::webhook::Webhook {
+                url,
+                secret: settings.collab_webhook_secret.clone(),
+            }
+        }),
     }
 }
 

@@ -3,12 +3,14 @@
 //! percentiles, missing/duplicate counts and resource use.
 //!
 //! # Layout
+//! - [`collab`] — seed 001: rooms × participants editing orders, latency, consistency with KV.
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
 
 pub mod client;
+pub mod collab;
 pub mod display;
 pub mod report;
 pub mod system;
@@ -27,11 +29,14 @@ pub struct BenchArgs {
 pub enum Bench {
     /// Customer displays (seed 000): fan-out throughput, latency, idle memory.
     Display(display::DisplayArgs),
+    /// Collaborative order rooms (seed 001): applied changes/s, latency, consistency.
+    Collab(collab::CollabArgs),
 }
 
 /// Runs the chosen benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Display(a) => display::run(a).await,
+        Bench::Collab(a) => collab::run(a).await,
     }
 }

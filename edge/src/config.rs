@@ -39,6 +39,11 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// How long an HTTP request waits for a handler's answer when it needs one.
     pub reply_timeout: Duration,
+    /// Collab rooms: the tenant of connections without a token ("open rooms", for `tablewire
+    /// dev` and seed clients that send none). `None`: a token is required.
+    pub collab_open_tenant: Option<String>,
+    /// Collab rooms: messages one connection may send per second (a burst of as many).
+    pub collab_messages_per_second: u32,
 }
 
 impl Default for Config {
@@ -55,6 +60,8 @@ impl Default for Config {
             cors_origin: "*".to_string(),
             max_queued_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(5),
+            collab_open_tenant: None,
+            collab_messages_per_second: 100,
         }
     }
 }

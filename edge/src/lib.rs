@@ -7,6 +7,7 @@
 //!   [`server::Shared`] state every route sees.
 //! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
+//! - [`collab`] — seed 001 room WebSocket (`/parties/collaborative_order/{room}`).
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -17,6 +18,7 @@
 //! - [`config`], [`tls`], [`metrics`].
 
 pub mod auth;
+pub mod collab;
 pub mod config;
 pub mod display;
 pub mod fanout;

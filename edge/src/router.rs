@@ -32,6 +32,10 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
                 let (id, action) = (id.to_string(), action.to_string());
                 crate::display::route(&shared, request, &id, &action).await
             }
+            ["parties", party, room] => {
+                let (party, room) = (party.to_string(), room.to_string());
+                crate::collab::route(&shared, request, &party, &room).await
+            }
             _ => ("unknown", http::error_code(ErrorCode::NotFound)),
         }
     };

@@ -55,6 +55,8 @@ pub struct Effects {
     pub records: Vec<(String, Value)>,
     /// Commands for other keys: `(domain, tenant, key, command)`.
     pub commands: Vec<(DomainName, String, String, Value)>,
+    /// Remove the key's state once these effects are published (see [`Effects::remove`]).
+    pub remove: bool,
 }
 
 impl Effects {
@@ -83,6 +85,15 @@ impl Effects {
             key.to_string(),
             to_value(command),
         ));
+    }
+}
+
+impl Effects {
+    /// Removes the key's state from KV after this command's state, events, records and
+    /// commands are written and published (an expired room, archived by a record). The next
+    /// command for the key starts from [`Domain::new_state`].
+    pub fn remove(&mut self) {
+        self.remove = true;
     }
 }
 

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`domain`] — the [`Domain`](domain::Domain) trait: a pure `apply(state, command, ctx)`
 //!   returning events, replies and records, or a rejection with a catalogue code.
+//! - [`collab`] — seed 001: collaborative order rooms, and their idle-expiry sweeper.
 //! - [`display`] — seed 000: display sessions.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
@@ -12,6 +13,7 @@
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
 
+pub mod collab;
 pub mod display;
 pub mod domain;
 pub mod events;

@@ -6,6 +6,7 @@
 //! | `{domain}-p{n}` | durable pull consumer on `TW_IN_{DOMAIN}` | partition `n`, one pinned worker at a time |
 //! | `TW_RECORDS` | stream | records on their way to SQL |
 //! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
+//! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
 //! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}` |
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
 
@@ -30,6 +31,10 @@ pub const RECORDS_STREAM: &str = "TW_RECORDS";
 
 /// The durable consumer the SQL writer reads records with.
 pub const RECORDS_CONSUMER: &str = "recorder";
+
+/// The durable consumer on `TW_RECORDS` that posts finalized collaborative orders to the
+/// configured webhook (created by handlers only when a webhook is configured).
+pub const COLLAB_WEBHOOK_CONSUMER: &str = "collab-webhook";
 
 /// The KV bucket holding the state of each key of a domain.
 pub fn state_bucket(domain: Domain) -> String {

@@ -70,6 +70,11 @@ pub fn record(domain: Domain, tenant: &str, kind: &str) -> String {
     format!("tw.rec.{domain}.{}.{}", encode(tenant), encode(kind))
 }
 
+/// Every record of one kind from one domain, all tenants (e.g. for a webhook consumer).
+pub fn record_kind_filter(domain: Domain, kind: &str) -> String {
+    format!("tw.rec.{domain}.*.{}", encode(kind))
+}
+
 /// What the records stream listens to.
 pub fn records_filter() -> String {
     "tw.rec.>".to_string()

@@ -6,11 +6,13 @@
 //! - [`envelope`] — the edge→handler envelope and the verified JWT claims inside it.
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
+//! - [`collab`] — seed 001: collaborative order rooms (`/parties/collaborative_order/{room}`).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
 
+pub mod collab;
 pub mod display;
 pub mod envelope;
 pub mod error;
@@ -34,6 +36,8 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("display.state.json", doc::<display::SessionState>()),
         ("claims.json", doc::<envelope::Claims>()),
         ("events.event.json", doc::<events::EventFrame>()),
+        ("collab.client.json", doc::<collab::ClientMessage>()),
+        ("collab.state.json", doc::<collab::OrderState>()),
     ]
 }
 

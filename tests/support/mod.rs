@@ -114,6 +114,15 @@ pub struct InProcessHandler {
 
 impl InProcessHandler {
     pub async fn start(url: &str, database_url: Option<String>) -> InProcessHandler {
+        Self::start_with(url, database_url, Default::default()).await
+    }
+
+    /// Like [`start`](Self::start) with a given runtime configuration (its domains: all).
+    pub async fn start_with(
+        url: &str,
+        database_url: Option<String>,
+        config: tablewire_handlers::Config,
+    ) -> InProcessHandler {
         let client = client(url).await;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
@@ -129,7 +138,7 @@ impl InProcessHandler {
         }
         let config = tablewire_handlers::Config {
             domains: Domain::ALL.to_vec(),
-            ..Default::default()
+            ..config
         };
         tasks.push(tokio::spawn(async move {
             tablewire_handlers::run(client, config, metrics, rx)

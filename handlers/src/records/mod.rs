@@ -3,6 +3,7 @@
 //! (nothing is dropped) and are written when it is back. One per handler process; any number
 //! may run against the same database.
 
+mod collab;
 mod display;
 
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ async fn write_record(
     .await?;
     match record.kind.as_str() {
         display::SESSION => display::write_session(tx, record).await,
+        collab::ORDER => collab::write_order(tx, record).await,
+        collab::ARCHIVE => collab::write_archive(tx, record).await,
         _ => Ok(()),
     }
 }

@@ -63,6 +63,10 @@ pub struct Config {
     pub batch_size: usize,
     /// Most keys of one batch applied at the same time.
     pub key_concurrency: usize,
+    /// Collaborative order rooms: idle expiry and the per-room rate limit.
+    pub collab: crate::collab::Settings,
+    /// Collaborative orders: post finalized orders here (off when `None`).
+    pub collab_webhook: Option<crate::collab::webhook::Webhook>,
 }
 
 impl Default for Config {
@@ -72,6 +76,8 @@ impl Default for Config {
             worker_id: None,
             batch_size: 256,
             key_concurrency: 64,
+            collab: crate::collab::Settings::default(),
+            collab_webhook: None,
         }
     }
 }
@@ -130,6 +136,31 @@ pub async fn run(
             DomainName::Events => {
                 spawn_domain(
                     crate::events::Events,
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
+            }
+            DomainName::Collab => {
+                tasks.push(tokio::spawn(crate::collab::expiry::run(
+                    client.clone(),
+                    config.collab,
+                    shutdown.clone(),
+                )));
+                if let Some(webhook) = &config.collab_webhook {
+                    tasks.push(tokio::spawn(crate::collab::webhook::run(
+                        client.clone(),
+                        webhook.clone(),
+                        shutdown.clone(),
+                    )));
+                }
+                spawn_domain(
+                    crate::collab::Collab {
+                        settings: config.collab,
+                    },
                     client,
                     config,
                     metrics,

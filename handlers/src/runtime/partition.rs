@@ -337,6 +337,10 @@ struct Applied<S> {
     replies: Vec<(tablewire_schemas::Origin, Value)>,
     applied: u64,
     rejected: u64,
+    /// A command asked for the key's removal; commands after it were left for the next round.
+    remove: bool,
+    /// The sequence of the last command this round looked at.
+    last_seq: u64,
 }
 
 fn apply_in_memory<D: Domain>(
@@ -351,7 +355,11 @@ fn apply_in_memory<D: Domain>(
     let mut replies = Vec::new();
     let (mut applied, mut rejected) = (0, 0);
     let mut last_seq = 0;
+    let mut remove = false;
     for item in items {
+        if remove {
+            break;
+        }
         last_seq = item.seq;
         let env = &item.envelope;
         let ctx = Context {
@@ -417,6 +425,7 @@ fn apply_in_memory<D: Domain>(
                     });
                 }
                 replies.extend(effects.replies);
+                remove = effects.remove;
             }
             Err(rejection) => {
                 rejected += 1;
@@ -449,6 +458,8 @@ fn apply_in_memory<D: Domain>(
         replies,
         applied,
         rejected,
+        remove,
+        last_seq,
     }
 }
 
@@ -468,8 +479,11 @@ async fn apply_key<D: Domain>(
         Some(item) => (item.envelope.tenant.as_str(), item.envelope.key.as_str()),
         None => return Ok(loaded),
     };
+    // Commands at or below this were applied before the key was removed in this call (its
+    // state, and so its `applied` sequence, is gone).
+    let mut removed_through = 0;
     for _ in 0..MAX_ATTEMPTS {
-        let applied_before = loaded.applied();
+        let applied_before = loaded.applied().max(removed_through);
         let stale = items.iter().filter(|i| i.seq <= applied_before).count();
         if stale > 0 {
             shared
@@ -520,6 +534,20 @@ async fn apply_key<D: Domain>(
                 );
                 publish_outbox::<D>(shared, tenant, key, &stored.outbox).await?;
                 publish_replies(shared, outcome.replies).await;
+                if outcome.remove {
+                    // Written (with its outbox) and published: now the key may go. A crash
+                    // before this line leaves the state, and the command comes back to remove it.
+                    let revision = shared.state.remove(state_key, revision).await?;
+                    removed_through = outcome.last_seq;
+                    loaded = Loaded {
+                        revision,
+                        stored: None,
+                    };
+                    if fresh.iter().all(|i| i.seq <= outcome.last_seq) {
+                        return Ok(loaded);
+                    }
+                    continue;
+                }
                 return Ok(Loaded {
                     revision,
                     stored: Some(stored),

@@ -91,4 +91,18 @@ impl StateStore {
             Err(e) => Err(RuntimeError::Nats(format!("write state {key}: {e}"))),
         }
     }
+
+    /// Deletes a key's state if its last revision is still `expected`; returns the revision of
+    /// the delete marker (what the next write must expect).
+    pub async fn remove(&self, key: &str, expected: u64) -> Result<u64, RuntimeError> {
+        self.kv
+            .delete_expect_revision(key, Some(expected))
+            .await
+            .map_err(|e| RuntimeError::Nats(format!("remove state {key}: {e}")))?;
+        match self.kv.entry(key).await {
+            Ok(Some(entry)) => Ok(entry.revision),
+            Ok(None) => Ok(0),
+            Err(e) => Err(RuntimeError::Nats(format!("read state {key}: {e}"))),
+        }
+    }
 }

@@ -1,0 +1,531 @@
+//! `tablewire bench collab`: R rooms × P participants on PartyKit-style room sockets. Each
+//! participant joins, adds its items, then sends `update_quantity` on its own items — first as
+//! fast as the system answers (a window of messages in flight per participant), then paced at
+//! half that rate for latency (send → each participant has the event). Ends with a consistency
+//! check: every participant's last order state equals the room's KV state, and totals add up.
+
+use crate::report::{CpuMeter, latency_histogram, latency_line};
+use crate::system::{JWT_SECRET, Shape, System};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketRead, WebSocketWrite, handshake};
+use hdrhistogram::Histogram;
+use http_body_util::Empty;
+use hyper::Request;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tablewire_schemas::{Claims, Domain};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+
+/// Flags of `tablewire bench collab`.
+#[derive(Debug, Clone, Args)]
+pub struct CollabArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// Participants per room.
+    #[arg(long, default_value_t = 4)]
+    pub participants: usize,
+    /// Items each participant adds before the measured phases.
+    #[arg(long, default_value_t = 2)]
+    pub items: usize,
+    /// Messages in flight per participant in the throughput phase.
+    #[arg(long, default_value_t = 4)]
+    pub window: usize,
+    /// Seconds of each measured phase.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Handler processes.
+    #[arg(long, default_value_t = 1)]
+    pub handlers: usize,
+    /// Partitions of the input stream.
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u16,
+    /// Changes per second for the latency phase (default: half of the throughput phase).
+    #[arg(long)]
+    pub latency_rate: Option<f64>,
+}
+
+type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+
+/// What every task shares.
+struct Shared {
+    start: Instant,
+    /// 0 setup, 1 throughput, 2 latency, 3 stopped.
+    phase: AtomicU8,
+    /// Changes applied (own events seen by their senders), per phase.
+    applied: [AtomicU64; 3],
+    errors: AtomicU64,
+    rate_limited: AtomicU64,
+    ready: AtomicU64,
+    changed: Notify,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// One room: each participant's send log (send time and phase of its k-th change).
+struct Room {
+    sends: Vec<Mutex<Vec<(u64, u8)>>>,
+}
+
+/// One participant's state shared between its reader and writer.
+struct Participant {
+    room: Arc<Room>,
+    index: usize,
+    items: Mutex<Vec<String>>,
+    permits: Semaphore,
+    pause_until_ns: AtomicU64,
+    last_frame: Mutex<Option<Bytes>>,
+    stop: AtomicBool,
+}
+
+fn token() -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = Claims {
+        sub: "bench".into(),
+        tenant: Some("bench".into()),
+        role: Some("customer".into()),
+        exp: now + 3600,
+        iat: Some(now),
+    };
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )?)
+}
+
+async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<(Reader, Writer)> {
+    let stream = TcpStream::connect(addr).await.context("connect")?;
+    stream.set_nodelay(true)?;
+    let request = Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("Host", addr.to_string())
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::CONNECTION, "upgrade")
+        .header("Sec-WebSocket-Key", handshake::generate_key())
+        .header("Sec-WebSocket-Version", "13")
+        .body(Empty::<Bytes>::new())?;
+    let (ws, _) = handshake::client(&crate::client::SpawnExecutor, request, stream)
+        .await
+        .context("handshake")?;
+    Ok(ws.split(tokio::io::split))
+}
+
+/// The text after `key` up to the next `"`.
+fn text_after<'a>(frame: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let start = memchr::memmem::find(frame, key)? + key.len();
+    let len = memchr::memchr(b'"', &frame[start..])?;
+    Some(&frame[start..start + len])
+}
+
+fn participant_index(id: &[u8]) -> Option<usize> {
+    std::str::from_utf8(id.strip_prefix(b"p")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn read_loop(
+    mut reader: Reader,
+    me: Arc<Participant>,
+    shared: Arc<Shared>,
+) -> [Histogram<u64>; 3] {
+    let mut hist = [
+        latency_histogram(),
+        latency_histogram(),
+        latency_histogram(),
+    ];
+    let mut cursors = vec![0usize; me.room.sends.len()];
+    let mut ignore = |_frame: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+    let my_id = format!("p{}", me.index);
+    loop {
+        let frame = match reader.read_frame(&mut ignore).await {
+            Ok(frame) => frame,
+            Err(_) => break,
+        };
+        match frame.opcode {
+            OpCode::Close => break,
+            OpCode::Text => {}
+            _ => continue,
+        }
+        let payload: &[u8] = &frame.payload;
+        if payload.starts_with(br#"{"code""#)
+            || memchr::memmem::find(payload, br#""type":"error""#).is_some()
+        {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            if let Some(wait) = crate::client::number_after(payload, b"\"retryAfterMs\":") {
+                shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+                me.pause_until_ns
+                    .fetch_max(shared.now_ns() + wait * 1_000_000, Ordering::Relaxed);
+            }
+            me.permits.add_permits(1);
+            continue;
+        }
+        let kind = text_after(payload, br#""type":""#).unwrap_or_default();
+        let now = shared.now_ns();
+        match kind {
+            b"item_added" => {
+                *me.last_frame.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Bytes::copy_from_slice(payload));
+                if text_after(payload, br#""addedBy":""#) == Some(my_id.as_bytes())
+                    && let Some(id) = text_after(payload, br#""id":""#)
+                {
+                    let mut items = me.items.lock().unwrap_or_else(|p| p.into_inner());
+                    items.push(String::from_utf8_lossy(id).into_owned());
+                    shared.changed.notify_waiters();
+                }
+            }
+            b"quantity_updated" => {
+                *me.last_frame.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Bytes::copy_from_slice(payload));
+                let (Some(sender), Some(quantity)) = (
+                    text_after(payload, br#""addedBy":""#).and_then(participant_index),
+                    crate::client::number_after(payload, b"\"quantity\":"),
+                ) else {
+                    continue;
+                };
+                let Some(log) = me.room.sends.get(sender) else {
+                    continue;
+                };
+                let sent = {
+                    let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    // The sender's k-th change sets quantity k % 99 + 1; skip rejected ones.
+                    let mut k = cursors[sender];
+                    while k < log.len() && (k as u64 % 99) + 1 != quantity {
+                        k += 1;
+                    }
+                    cursors[sender] = k + 1;
+                    log.get(k).copied()
+                };
+                if let Some((sent_ns, phase)) = sent {
+                    let phase = usize::from(phase.min(2));
+                    let _ = hist[phase].record((now.saturating_sub(sent_ns) / 1000).max(1));
+                    if sender == me.index {
+                        shared.applied[phase].fetch_add(1, Ordering::Relaxed);
+                        me.permits.add_permits(1);
+                    }
+                }
+            }
+            b"participant_joined" | b"sync" => {
+                *me.last_frame.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Bytes::copy_from_slice(payload));
+            }
+            _ => {}
+        }
+    }
+    hist
+}
+
+async fn send(writer: &mut Writer, text: String) -> anyhow::Result<()> {
+    writer
+        .write_frame(Frame::text(Payload::Owned(text.into_bytes())))
+        .await
+        .context("send")
+}
+
+/// Joins, adds the items, then sends `update_quantity` as the phases say.
+async fn write_loop(
+    mut writer: Writer,
+    me: Arc<Participant>,
+    shared: Arc<Shared>,
+    items: usize,
+    pace: Arc<Mutex<Option<Duration>>>,
+) -> anyhow::Result<()> {
+    let id = format!("p{}", me.index);
+    send(
+        &mut writer,
+        format!(
+            r#"{{"type":"join","participantId":"{id}","participantName":"P{}"}}"#,
+            me.index
+        ),
+    )
+    .await?;
+    for i in 0..items {
+        send(
+            &mut writer,
+            format!(
+                r#"{{"type":"add_item","participantId":"{id}","data":{{"dishName":"Dish {i}","dishType":"veg","quantity":1,"price":{}}}}}"#,
+                100 + i * 25 + me.index
+            ),
+        )
+        .await?;
+    }
+    loop {
+        let notified = shared.changed.notified();
+        if me.items.lock().unwrap_or_else(|p| p.into_inner()).len() >= items {
+            break;
+        }
+        notified.await;
+    }
+    shared.ready.fetch_add(1, Ordering::Relaxed);
+    while shared.phase.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let own: Vec<String> = me.items.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut k: u64 = 0;
+    let mut next = Instant::now();
+    loop {
+        let phase = shared.phase.load(Ordering::Relaxed);
+        if phase >= 3 || me.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let paced = *pace.lock().unwrap_or_else(|p| p.into_inner());
+        match paced {
+            Some(interval) if phase == 2 => {
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                next += interval;
+            }
+            _ => {
+                let Ok(permit) =
+                    tokio::time::timeout(Duration::from_millis(200), me.permits.acquire()).await
+                else {
+                    continue;
+                };
+                if let Ok(p) = permit {
+                    p.forget();
+                }
+                next = Instant::now();
+            }
+        }
+        let pause = me.pause_until_ns.load(Ordering::Relaxed);
+        let now = shared.now_ns();
+        if pause > now {
+            tokio::time::sleep(Duration::from_nanos(pause - now)).await;
+        }
+        let item = &own[(k as usize) % own.len()];
+        let quantity = k % 99 + 1;
+        me.room.sends[me.index]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((shared.now_ns(), shared.phase.load(Ordering::Relaxed)));
+        k += 1;
+        send(
+            &mut writer,
+            format!(
+                r#"{{"type":"update_quantity","participantId":"{id}","timestamp":{k},"data":{{"itemId":"{item}","quantity":{quantity}}}}}"#
+            ),
+        )
+        .await?;
+    }
+}
+
+/// Runs the collab benchmark.
+pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
+    println!(
+        "collab benchmark: {} rooms x {} participants, {} items each, window {}, {} s phases, {} handler process(es)",
+        args.rooms, args.participants, args.items, args.window, args.duration, args.handlers
+    );
+    let mut system = System::start(&Shape {
+        handlers: args.handlers,
+        partitions: args.partitions,
+        domains: vec![Domain::Collab, Domain::Events],
+    })
+    .await?;
+    let addr = system.edge_addr;
+    let token = token()?;
+    let run_id = std::process::id();
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        phase: AtomicU8::new(0),
+        applied: Default::default(),
+        errors: AtomicU64::new(0),
+        rate_limited: AtomicU64::new(0),
+        ready: AtomicU64::new(0),
+        changed: Notify::new(),
+    });
+    let pace: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+    let mut everyone = Vec::new();
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    let mut rooms = Vec::new();
+    for r in 0..args.rooms {
+        let name = format!("bench-{run_id}-{r}");
+        let room = Arc::new(Room {
+            sends: (0..args.participants)
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+        });
+        for p in 0..args.participants {
+            let path = format!("/parties/collaborative_order/{name}?_pk=bench{p}&token={token}");
+            let (reader, writer) = connect(addr, &path).await?;
+            let me = Arc::new(Participant {
+                room: room.clone(),
+                index: p,
+                items: Mutex::new(Vec::new()),
+                permits: Semaphore::new(args.window.max(1)),
+                pause_until_ns: AtomicU64::new(0),
+                last_frame: Mutex::new(None),
+                stop: AtomicBool::new(false),
+            });
+            readers.push(tokio::spawn(read_loop(reader, me.clone(), shared.clone())));
+            writers.push(tokio::spawn(write_loop(
+                writer,
+                me.clone(),
+                shared.clone(),
+                args.items.max(1),
+                pace.clone(),
+            )));
+            everyone.push((name.clone(), me));
+        }
+        rooms.push(name);
+    }
+    let total = (args.rooms * args.participants) as u64;
+    wait_until(Duration::from_secs(60), || {
+        shared.ready.load(Ordering::Relaxed) >= total
+    })
+    .await
+    .context("participants did not all join and add their items")?;
+    println!(
+        "  {total} participants joined, {} items added",
+        total * args.items as u64
+    );
+
+    // Phase 1: as fast as answered.
+    let cpu = CpuMeter::start(&system.pids());
+    let t1 = Instant::now();
+    shared.phase.store(1, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let applied1 = shared.applied[1].load(Ordering::Relaxed);
+    let rate1 = applied1 as f64 / t1.elapsed().as_secs_f64();
+    println!(
+        "  throughput: {applied1} changes applied = {rate1:.0} changes/s across {} rooms ({:.0} per room), {} errors ({} rate limited)",
+        args.rooms,
+        rate1 / args.rooms as f64,
+        shared.errors.load(Ordering::Relaxed),
+        shared.rate_limited.load(Ordering::Relaxed),
+    );
+    println!("  {}", cpu.line());
+
+    // Phase 2: paced at half that rate.
+    let rate = args.latency_rate.unwrap_or(rate1 / 2.0).max(1.0);
+    *pace.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(Duration::from_secs_f64(total as f64 / rate));
+    let errors_before = shared.errors.load(Ordering::Relaxed);
+    let cpu = CpuMeter::start(&system.pids());
+    let t2 = Instant::now();
+    shared.phase.store(2, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    shared.phase.store(3, Ordering::Relaxed);
+    let elapsed2 = t2.elapsed().as_secs_f64();
+    let cpu_line = cpu.line();
+    for w in writers {
+        if let Ok(Err(e)) = w.await {
+            println!("  a participant stopped sending: {e}");
+        }
+    }
+    // Let the last changes arrive.
+    let mut last = u64::MAX;
+    while last != shared.applied[2].load(Ordering::Relaxed) {
+        last = shared.applied[2].load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let applied2 = shared.applied[2].load(Ordering::Relaxed);
+
+    // Consistency: every participant's last state equals the room's KV state.
+    let client = tablewire_nats::connect(system.nats.client_url(), "tablewire-bench").await?;
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Collab))
+        .await?;
+    let (mut matching, mut mismatched, mut bad_totals) = (0, 0, 0);
+    for room in &rooms {
+        let stored = kv
+            .get(tablewire_nats::resource::state_key("bench", room))
+            .await?
+            .context("a room without state")?;
+        let stored: serde_json::Value = serde_json::from_slice(&stored)?;
+        let state = &stored["state"];
+        let items = state["items"].as_array().cloned().unwrap_or_default();
+        let sum: u64 = items
+            .iter()
+            .map(|i| i["price"].as_u64().unwrap_or(0) * i["quantity"].as_u64().unwrap_or(0))
+            .sum();
+        if state["total"].as_u64() != Some(sum) {
+            bad_totals += 1;
+        }
+        for (name, me) in everyone.iter().filter(|(n, _)| n == room) {
+            let frame = me
+                .last_frame
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let seen: Option<serde_json::Value> =
+                frame.and_then(|f| serde_json::from_slice(&f).ok());
+            let seen_state = seen.as_ref().map(|f| match f["data"].get("orderState") {
+                Some(s) => s.clone(),
+                None => f["data"].clone(),
+            });
+            if seen_state.as_ref() == Some(state) {
+                matching += 1;
+            } else {
+                mismatched += 1;
+                let _ = name;
+            }
+        }
+    }
+    let mut hist = [
+        latency_histogram(),
+        latency_histogram(),
+        latency_histogram(),
+    ];
+    for (_, me) in &everyone {
+        me.stop.store(true, Ordering::Relaxed);
+    }
+    // Closing the edge ends every participant's reader.
+    let _ = system.edge.start_kill();
+    for r in readers {
+        if let Ok(h) = r.await {
+            for p in 0..3 {
+                hist[p].add(&h[p]).ok();
+            }
+        }
+    }
+    println!(
+        "  throughput-phase latency (send -> each participant): {}",
+        latency_line(&hist[1])
+    );
+    println!(
+        "  latency at {rate:.0} changes/s target ({:.0} applied/s, {} errors): {}",
+        applied2 as f64 / elapsed2,
+        shared.errors.load(Ordering::Relaxed) - errors_before,
+        latency_line(&hist[2])
+    );
+    println!("  {cpu_line}");
+    drop(system);
+    println!(
+        "  consistency: {matching} participants' last state equals KV, {mismatched} differ; {} rooms, {bad_totals} with a wrong total",
+        rooms.len()
+    );
+    if mismatched > 0 || bad_totals > 0 {
+        bail!("inconsistent rooms");
+    }
+    Ok(())
+}
+
+async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            bail!("timed out");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

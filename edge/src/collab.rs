@@ -1,0 +1,247 @@
+//! Seed 001 endpoint: the PartyKit room WebSocket `/parties/collaborative_order/{room}`. Checks
+//! the token (query `token` or `Authorization: Bearer`), sends `sync` on connect and then the
+//! room's events in order, and publishes every well-formed client message for the collab
+//! handler. Per-connection message limit here; the rules live in the handler.
+
+use crate::fanout::{Snapshot, SnapshotResult};
+use crate::http::{self, Body};
+use crate::limit::ConnLimit;
+use crate::publish::{Command, now_ms};
+use crate::server::Shared;
+use crate::ws::{Conn, Handler};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use std::sync::Arc;
+use tablewire_nats::{subject, token};
+use tablewire_schemas::collab::{
+    self, ClientMessage, Command as CollabCommand, OrderState, SyncRaw,
+};
+use tablewire_schemas::stored::StoredView;
+use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
+
+/// Routes `/parties/{party}/{room}`.
+pub async fn route(
+    shared: &Arc<Shared>,
+    mut request: Request<Incoming>,
+    party: &str,
+    room: &str,
+) -> (&'static str, Response<Body>) {
+    const ROUTE: &str = "/parties/collaborative_order/{room}";
+    if party != collab::PARTY {
+        return ("unknown", http::error_code(ErrorCode::NotFound));
+    }
+    if let Err(e) = token::validate_id(room) {
+        return (
+            ROUTE,
+            http::error(ErrorBody::with_message(
+                ErrorCode::InvalidId,
+                format!("room id: {e}"),
+            )),
+        );
+    }
+    if request.method() != Method::GET {
+        return (ROUTE, http::error_code(ErrorCode::MethodNotAllowed));
+    }
+    let (tenant, claims) = match authenticate(shared, &request) {
+        Ok(who) => who,
+        Err(e) => {
+            shared.metrics.auth_failures.inc();
+            return (ROUTE, http::error(e));
+        }
+    };
+    let handler = RoomHandler {
+        shared: shared.clone(),
+        subject: subject::output(Domain::Collab, &tenant, room),
+        tenant,
+        room: room.to_string(),
+        claims,
+        limit: ConnLimit::per_second(shared.config.collab_messages_per_second),
+    };
+    (ROUTE, shared.upgrade(&mut request, "collab", handler))
+}
+
+/// The tenant (and claims) of a connection: from a verified JWT in the `token` query parameter
+/// (what PartySocket's `query: {token}` sends) or the `Authorization` header; without a token,
+/// the configured open-rooms tenant (development) or 401.
+fn authenticate(
+    shared: &Shared,
+    request: &Request<Incoming>,
+) -> Result<(String, Option<Claims>), ErrorBody> {
+    let token = http::query_param(request, "token").or_else(|| {
+        http::header_str(request, "authorization")
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(|t| t.trim().to_string())
+    });
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return match &shared.config.collab_open_tenant {
+            Some(tenant) => Ok((tenant.clone(), None)),
+            None => Err(ErrorBody::with_message(
+                ErrorCode::Unauthorized,
+                "a token is required (query parameter `token` or Authorization: Bearer)",
+            )),
+        };
+    };
+    let claims = shared.auth.verify_jwt(&token)?;
+    let tenant = claims
+        .tenant
+        .clone()
+        .filter(|t| token::validate_id(t).is_ok())
+        .ok_or_else(|| {
+            ErrorBody::with_message(ErrorCode::Forbidden, "the token names no tenant")
+        })?;
+    Ok((tenant, Some(claims)))
+}
+
+/// The `sync` frame for a room, and the event sequence it includes. A room without state is
+/// shown as it would start, without creating it.
+async fn snapshot(shared: &Arc<Shared>, tenant: &str, room: &str) -> SnapshotResult {
+    let now = now_ms();
+    let internal =
+        |e: serde_json::Error| ErrorBody::with_message(ErrorCode::Internal, e.to_string());
+    let fresh;
+    let bytes = shared.read_state(Domain::Collab, tenant, room).await?;
+    let (seq, state) = match &bytes {
+        Some(bytes) => {
+            let view: StoredView<'_> = serde_json::from_slice(bytes).map_err(internal)?;
+            (view.seq, view.state)
+        }
+        None => {
+            fresh = serde_json::value::to_raw_value(&OrderState::new(tenant, room, now))
+                .map_err(internal)?;
+            (0, fresh.as_ref())
+        }
+    };
+    let frame = SyncRaw {
+        kind: "sync",
+        data: state,
+        timestamp: now,
+        seq,
+    };
+    Ok((
+        seq,
+        crate::ws::frame::text(&serde_json::to_vec(&frame).map_err(internal)?),
+    ))
+}
+
+/// One room connection.
+struct RoomHandler {
+    shared: Arc<Shared>,
+    subject: String,
+    tenant: String,
+    room: String,
+    claims: Option<Claims>,
+    limit: ConnLimit,
+}
+
+impl RoomHandler {
+    fn send_error(&self, conn: &Conn, error: ErrorBody) {
+        self.shared.metrics.error(error.code);
+        let frame = collab::error_frame(&error, now_ms());
+        if let Ok(json) = serde_json::to_vec(&frame) {
+            conn.send_json(&json);
+        }
+    }
+}
+
+/// Reads a client frame: malformed JSON, a missing or unknown `type` and wrong field types each
+/// get their own code.
+fn parse(text: &[u8]) -> Result<ClientMessage, ErrorBody> {
+    let value: serde_json::Value = http::parse_json(text)?;
+    match value.get("type").and_then(|t| t.as_str()) {
+        None => Err(ErrorBody::with_message(
+            ErrorCode::InvalidMessage,
+            "a message needs a string \"type\"",
+        )),
+        Some(t) if !ClientMessage::TYPES.contains(&t) => Err(ErrorBody::with_message(
+            ErrorCode::UnknownType,
+            format!("unknown message type {t:?}"),
+        )),
+        Some(_) => serde_json::from_value(value)
+            .map_err(|e| ErrorBody::with_message(ErrorCode::InvalidMessage, e.to_string())),
+    }
+}
+
+impl Handler for RoomHandler {
+    async fn on_open(&self, conn: &Arc<Conn>) {
+        let shared = self.shared.clone();
+        let (tenant, room) = (self.tenant.clone(), self.room.clone());
+        let snapshot: Snapshot = Arc::new(move || {
+            let (shared, tenant, room) = (shared.clone(), tenant.clone(), room.clone());
+            Box::pin(async move { snapshot(&shared, &tenant, &room).await })
+        });
+        if let Err(e) = self
+            .shared
+            .fanout
+            .join(self.subject.clone(), conn, snapshot)
+            .await
+        {
+            self.send_error(conn, e);
+            conn.close(
+                crate::ws::frame::close::SERVER_ERROR,
+                "event bus unavailable",
+            );
+        }
+    }
+
+    async fn on_text(&self, conn: &Arc<Conn>, text: Bytes) {
+        if let Err(wait) = self.limit.check() {
+            return self.send_error(
+                conn,
+                ErrorBody::with_message(ErrorCode::RateLimited, "too many messages")
+                    .retry_after(wait),
+            );
+        }
+        let message = match parse(&text) {
+            Ok(m) => m,
+            Err(e) => return self.send_error(conn, e),
+        };
+        let result = self
+            .shared
+            .publisher
+            .publish(Command {
+                domain: Domain::Collab,
+                tenant: &self.tenant,
+                key: &self.room,
+                client_id: None,
+                origin: Origin {
+                    edge: self.shared.id.clone(),
+                    conn: Some(conn.id),
+                    request: None,
+                },
+                claims: self.claims.clone(),
+                command: &CollabCommand::Client { message },
+            })
+            .await;
+        if let Err(e) = result {
+            self.send_error(conn, e);
+        }
+    }
+
+    async fn on_close(&self, conn: &Arc<Conn>) {
+        self.shared.fanout.leave(&self.subject, conn.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_get_the_right_codes() {
+        let code = |text: &str| parse(text.as_bytes()).expect_err(text).code;
+        assert_eq!(code("{nope"), ErrorCode::MalformedJson);
+        assert_eq!(code(r#"{"participantId":"p"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(
+                r#"{"type":"update_quantity","participantId":"p","data":{"itemId":"i","quantity":"3"}}"#
+            ),
+            ErrorCode::InvalidMessage
+        );
+        assert!(parse(br#"{"type":"leave","participantId":"p","x":1}"#).is_ok());
+    }
+}

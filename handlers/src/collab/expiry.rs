@@ -1,0 +1,116 @@
+//! The idle-room sweeper: every collab handler process scans `tw_state_collab` now and then and
+//! sends an `expire` command to each room idle past the timeout. The room's handler decides (it
+//! checks the idle time again, archives the room with a record and removes its KV entry), so
+//! sweepers on several workers are harmless: their commands share a message id and the stream
+//! stores one.
+
+use super::Settings;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::time::Duration;
+use tablewire_nats::{resource, subject};
+use tablewire_schemas::collab::{Command, OrderState};
+use tablewire_schemas::stored::Stored;
+use tablewire_schemas::{Domain, Envelope, Origin};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+/// How often rooms are scanned: a quarter of the timeout, between 100 ms and a minute.
+pub fn interval(settings: &Settings) -> Duration {
+    (settings.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+/// Sweeps until `shutdown`.
+pub async fn run(
+    client: async_nats::Client,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let js = jetstream::new(client);
+    let mut tick = tokio::time::interval(interval(&settings));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match js
+            .get_key_value(resource::state_bucket(Domain::Collab))
+            .await
+        {
+            Ok(bucket) => {
+                if let Err(e) = sweep(&js, &bucket, &settings).await {
+                    debug!(error = %e, "collab sweep incomplete; next time");
+                }
+            }
+            Err(e) => warn!(error = %e, "collab state bucket unavailable"),
+        }
+    }
+}
+
+/// One pass: an `expire` command for every room idle for at least the timeout.
+pub async fn sweep(
+    js: &jetstream::Context,
+    bucket: &kv::Store,
+    settings: &Settings,
+) -> Result<usize, String> {
+    let now = crate::runtime::now_ms();
+    let idle_ms = settings.idle_timeout.as_millis() as i64;
+    let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
+    let mut sent = 0;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(|e| e.to_string())?;
+        let Ok(Some(value)) = bucket.get(&key).await else {
+            continue;
+        };
+        let Ok(stored) = serde_json::from_slice::<Stored<OrderState>>(&value) else {
+            continue;
+        };
+        let room = &stored.state;
+        if now - room.updated_at < idle_ms {
+            continue;
+        }
+        let id = format!(
+            "collab:expire:{}:{}:{}",
+            room.tenant_id, room.session_id, room.updated_at
+        );
+        let Ok(command) = serde_json::value::to_raw_value(&Command::Expire) else {
+            continue;
+        };
+        let envelope = Envelope {
+            tenant: room.tenant_id.clone(),
+            domain: Domain::Collab,
+            key: room.session_id.clone(),
+            id: id.clone(),
+            origin: Origin {
+                edge: String::new(),
+                conn: None,
+                request: None,
+            },
+            claims: None,
+            at: now,
+            command,
+        };
+        let Ok(payload) = serde_json::to_vec(&envelope) else {
+            continue;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        js.publish_with_headers(
+            subject::input(Domain::Collab, &room.tenant_id, &room.session_id),
+            headers,
+            Bytes::from(payload),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+        sent += 1;
+    }
+    Ok(sent)
+}

@@ -1,0 +1,555 @@
+//! The collab domain (seed 001): one key per order room. Pure rules for joining, editing items,
+//! splitting the bill, finalizing and leaving, a per-room rate limit kept in the state, and
+//! idle expiry (archive + removal) on the sweeper's `expire` command. The sweeper itself (I/O)
+//! is in [`expiry`], the finalized-order webhook in [`webhook`].
+
+pub mod expiry;
+pub mod webhook;
+
+use crate::domain::{Context, Domain, Effects, Rejection};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tablewire_schemas::collab::{
+    AddItemData, ClientMessage, Command, Item, JoinData, OrderState, Participant, RECORD_ARCHIVE,
+    RECORD_ORDER, Sender, Share, SplitData, SplitType, Status, limit,
+};
+use tablewire_schemas::envelope::role;
+use tablewire_schemas::events::{self, event};
+use tablewire_schemas::{Domain as DomainName, ErrorCode};
+
+/// How rooms behave; `tablewire handler --collab-…` flags set these.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// A room with no accepted change for this long expires (archived, then removed).
+    pub idle_timeout: Duration,
+    /// Changes one room accepts per second, sustained.
+    pub room_rate: u32,
+    /// Changes one room accepts at once.
+    pub room_burst: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_timeout: Duration::from_secs(2 * 3600),
+            room_rate: 500,
+            room_burst: 1000,
+        }
+    }
+}
+
+/// Roles that may finalize an order they did not start.
+pub const FINALIZE_ROLES: &[&str] = &[role::SERVICE, role::ADMIN, "staff"];
+
+/// The collab domain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Collab {
+    /// Its settings.
+    pub settings: Settings,
+}
+
+fn invalid(why: impl Into<String>) -> Rejection {
+    Rejection::new(ErrorCode::ValidationError, why)
+}
+
+/// Trims, removes control characters and cuts to `max` characters.
+pub fn sanitize(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(max)
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+fn optional(text: Option<&str>, max: usize) -> Option<String> {
+    text.map(|t| sanitize(t, max)).filter(|t| !t.is_empty())
+}
+
+fn participant_id(from: &Sender) -> Result<String, Rejection> {
+    let id = sanitize(&from.participant_id, usize::MAX);
+    if id.is_empty() || id.chars().count() > limit::PARTICIPANT_ID {
+        return Err(invalid(format!(
+            "participantId must be 1..{} characters",
+            limit::PARTICIPANT_ID
+        )));
+    }
+    Ok(id)
+}
+
+fn check_quantity(quantity: u32) -> Result<(), Rejection> {
+    if limit::QUANTITY.contains(&quantity) {
+        Ok(())
+    } else {
+        Err(invalid("quantity must be 1..99"))
+    }
+}
+
+/// Each participant's share of `state.total` under its split type. Equal: among active
+/// participants and those who left with items, in join order, the first `remainder` paying one
+/// minor unit more. Itemized: the subtotals of the items each added. Custom: as supplied.
+pub fn compute_splits(state: &OrderState) -> Vec<Share> {
+    match state.split_type {
+        SplitType::Equal => {
+            let payers: Vec<&Participant> = state
+                .participants
+                .iter()
+                .filter(|p| p.active || state.items.iter().any(|i| i.added_by == p.participant_id))
+                .collect();
+            let n = payers.len() as u64;
+            if n == 0 {
+                return Vec::new();
+            }
+            let (base, remainder) = (state.total / n, state.total % n);
+            payers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Share {
+                    participant_id: p.participant_id.clone(),
+                    amount: base + u64::from((i as u64) < remainder),
+                })
+                .collect()
+        }
+        SplitType::Itemized => {
+            let mut shares: Vec<Share> = state
+                .participants
+                .iter()
+                .map(|p| Share {
+                    participant_id: p.participant_id.clone(),
+                    amount: 0,
+                })
+                .collect();
+            for item in &state.items {
+                if let Some(share) = shares
+                    .iter_mut()
+                    .find(|s| s.participant_id == item.added_by)
+                {
+                    share.amount += item.subtotal;
+                }
+            }
+            shares
+        }
+        SplitType::Custom => state
+            .participants
+            .iter()
+            .map(|p| Share {
+                participant_id: p.participant_id.clone(),
+                amount: state
+                    .custom_amounts
+                    .as_ref()
+                    .and_then(|a| a.get(&p.participant_id).copied())
+                    .unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+fn custom_matches(state: &OrderState) -> bool {
+    state
+        .custom_amounts
+        .as_ref()
+        .is_some_and(|a| a.values().sum::<u64>() == state.total)
+}
+
+/// Recomputes the total and the splits after a change.
+fn settle(state: &mut OrderState, now_ms: i64) {
+    state.total = state.items.iter().map(|i| i.subtotal).sum();
+    state.splits = compute_splits(state);
+    state.updated_at = state.updated_at.max(now_ms);
+}
+
+impl Collab {
+    /// The per-room limit (GCRA over the state's `rateTatUs`): `Ok` with the new arrival time,
+    /// or how many ms until one more change is allowed.
+    fn rate_check(&self, state: &OrderState, now_ms: i64) -> Result<i64, u64> {
+        let interval = 1_000_000 / i64::from(self.settings.room_rate.max(1));
+        let burst = i64::from(self.settings.room_burst.max(1)) * interval;
+        let now = now_ms.saturating_mul(1000);
+        let tat = state.rate_tat_us.max(now) + interval;
+        if tat - now > burst {
+            Err((((tat - now - burst) / 1000) as u64).max(1))
+        } else {
+            Ok(tat)
+        }
+    }
+
+    fn expire(
+        &self,
+        state: &mut OrderState,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        let idle_ms = self.settings.idle_timeout.as_millis() as i64;
+        if ctx.now_ms - state.updated_at < idle_ms {
+            return Err(Rejection::new(ErrorCode::Conflict, "room is not idle"));
+        }
+        effects.record(
+            RECORD_ARCHIVE,
+            json!({"archivedAt": ctx.now_ms, "order": state}),
+        );
+        effects.remove();
+        Ok(())
+    }
+}
+
+impl Domain for Collab {
+    const NAME: DomainName = DomainName::Collab;
+    type State = OrderState;
+    type Command = Command;
+
+    fn new_state(&self, ctx: &Context<'_>) -> OrderState {
+        OrderState::new(ctx.tenant, ctx.key, ctx.now_ms)
+    }
+
+    fn apply(
+        &self,
+        state: &mut OrderState,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        let message = match command {
+            Command::Expire => {
+                if state.participants.is_empty() && state.items.is_empty() {
+                    // Nothing here (already removed, or never used): nothing to archive.
+                    return Err(Rejection::from(ErrorCode::UnknownResource));
+                }
+                return self.expire(state, ctx, effects);
+            }
+            Command::Client { message } => message,
+        };
+        if state.status == Status::Finalized {
+            return Err(Rejection::new(
+                ErrorCode::Conflict,
+                "the order is finalized; no more changes",
+            ));
+        }
+        let tat = self.rate_check(state, ctx.now_ms).map_err(|wait| {
+            Rejection(
+                tablewire_schemas::ErrorBody::with_message(
+                    ErrorCode::RateLimited,
+                    "too many changes in this room",
+                )
+                .retry_after(wait),
+            )
+        })?;
+        let sender = participant_id(message.sender())?;
+        // Work on a copy so that a rejection leaves the state exactly as it was.
+        let mut next = state.clone();
+        next.rate_tat_us = tat;
+        let name = match message.sender().participant_name.as_deref() {
+            Some(n) => optional(Some(n), limit::NAME),
+            None => None,
+        };
+        let out = match message {
+            ClientMessage::Join { data, .. } => {
+                join(&mut next, &sender, name, &data, ctx)?;
+                settle(&mut next, ctx.now_ms);
+                effects.reply(ctx, sync_frame(&next, ctx.now_ms));
+                json!({"type": "participant_joined", "participantId": sender,
+                       "participantName": display_name(&next, &sender), "data": next,
+                       "timestamp": ctx.now_ms})
+            }
+            ClientMessage::AddItem { data, .. } => {
+                let sender_name = member(&next, &sender)?;
+                let item = new_item(&mut next, data, &sender, &sender_name, ctx.now_ms)?;
+                next.items.push(item.clone());
+                settle(&mut next, ctx.now_ms);
+                change(
+                    ctx,
+                    &sender,
+                    &sender_name,
+                    "item_added",
+                    json!({"item": item, "orderState": next}),
+                )
+            }
+            ClientMessage::RemoveItem { data, .. } => {
+                let sender_name = member(&next, &sender)?;
+                let index = item_index(&next, &data.item_id)?;
+                let item = next.items.remove(index);
+                settle(&mut next, ctx.now_ms);
+                change(
+                    ctx,
+                    &sender,
+                    &sender_name,
+                    "item_removed",
+                    json!({"item": item, "orderState": next}),
+                )
+            }
+            ClientMessage::UpdateQuantity { data, .. } => {
+                let sender_name = member(&next, &sender)?;
+                check_quantity(data.quantity)?;
+                let index = item_index(&next, &data.item_id)?;
+                let item = &mut next.items[index];
+                item.quantity = data.quantity;
+                item.subtotal = item.price * u64::from(data.quantity);
+                let item = item.clone();
+                settle(&mut next, ctx.now_ms);
+                change(
+                    ctx,
+                    &sender,
+                    &sender_name,
+                    "quantity_updated",
+                    json!({"item": item, "orderState": next}),
+                )
+            }
+            ClientMessage::UpdateSplit { data, .. } => {
+                let sender_name = member(&next, &sender)?;
+                update_split(&mut next, data)?;
+                settle(&mut next, ctx.now_ms);
+                change(
+                    ctx,
+                    &sender,
+                    &sender_name,
+                    "split_updated",
+                    json!({"splitType": next.split_type, "orderState": next}),
+                )
+            }
+            ClientMessage::Finalize { .. } => {
+                let sender_name = member(&next, &sender)?;
+                let allowed = next.initiated_by.as_deref() == Some(sender.as_str())
+                    || ctx.claims.is_some_and(|c| c.has_role(FINALIZE_ROLES));
+                if !allowed {
+                    return Err(Rejection::new(
+                        ErrorCode::Forbidden,
+                        "only the initiator may finalize",
+                    ));
+                }
+                if next.items.is_empty() {
+                    return Err(Rejection::new(
+                        ErrorCode::Conflict,
+                        "the order has no items",
+                    ));
+                }
+                if next.split_type == SplitType::Custom && !custom_matches(&next) {
+                    return Err(Rejection::new(
+                        ErrorCode::Conflict,
+                        "custom split amounts no longer sum to the total",
+                    ));
+                }
+                settle(&mut next, ctx.now_ms);
+                next.status = Status::Finalized;
+                next.finalized_at = Some(ctx.now_ms);
+                next.finalized_by = Some(sender.clone());
+                effects.record(RECORD_ORDER, &next);
+                effects.emit(
+                    DomainName::Events,
+                    ctx.tenant,
+                    events::FEED_KEY,
+                    events::Command::Publish {
+                        event: event::ORDER_CREATED.to_string(),
+                        data: json!({"order": order_summary(&next)}),
+                    },
+                );
+                change(
+                    ctx,
+                    &sender,
+                    &sender_name,
+                    "order_finalized",
+                    json!({"orderState": next}),
+                )
+            }
+            ClientMessage::Leave { .. } => {
+                let sender_name = member(&next, &sender)?;
+                if let Some(p) = next
+                    .participants
+                    .iter_mut()
+                    .find(|p| p.participant_id == sender)
+                {
+                    p.active = false;
+                }
+                settle(&mut next, ctx.now_ms);
+                let data = serde_json::to_value(&next).unwrap_or_default();
+                change(ctx, &sender, &sender_name, "participant_left", data)
+            }
+        };
+        effects.event(out);
+        *state = next;
+        Ok(())
+    }
+}
+
+/// The name of `sender` if they joined and have not left; otherwise a rejection.
+fn member(state: &OrderState, sender: &str) -> Result<String, Rejection> {
+    state
+        .participants
+        .iter()
+        .find(|p| p.participant_id == sender && p.active)
+        .map(|p| p.participant_name.clone())
+        .ok_or_else(|| Rejection::new(ErrorCode::Forbidden, "join the order before changing it"))
+}
+
+/// A change frame in the seed's shape.
+fn change(
+    ctx: &Context<'_>,
+    sender: &str,
+    name: &str,
+    kind: &str,
+    data: serde_json::Value,
+) -> serde_json::Value {
+    json!({"type": kind, "participantId": sender, "participantName": name, "data": data,
+           "timestamp": ctx.now_ms})
+}
+
+fn display_name(state: &OrderState, id: &str) -> String {
+    state
+        .participants
+        .iter()
+        .find(|p| p.participant_id == id)
+        .map(|p| p.participant_name.clone())
+        .unwrap_or_default()
+}
+
+/// The `sync` frame for a state (also what the edge sends on connect).
+pub fn sync_frame(state: &OrderState, now_ms: i64) -> serde_json::Value {
+    json!({"type": "sync", "data": state, "timestamp": now_ms})
+}
+
+fn join(
+    next: &mut OrderState,
+    sender: &str,
+    name: Option<String>,
+    data: &JoinData,
+    ctx: &Context<'_>,
+) -> Result<(), Rejection> {
+    let phone = optional(data.phone.as_deref(), limit::SHORT_FIELD);
+    if next.circle_id.is_none() {
+        next.circle_id = optional(data.circle_id.as_deref(), limit::SHORT_FIELD);
+    }
+    if let Some(p) = next
+        .participants
+        .iter_mut()
+        .find(|p| p.participant_id == sender)
+    {
+        p.active = true;
+        if let Some(name) = name {
+            p.participant_name = name;
+        }
+        if phone.is_some() {
+            p.phone = phone;
+        }
+        return Ok(());
+    }
+    if next.participants.len() >= limit::PARTICIPANTS {
+        return Err(Rejection::new(
+            ErrorCode::Conflict,
+            format!("a room holds at most {} participants", limit::PARTICIPANTS),
+        ));
+    }
+    next.participants.push(Participant {
+        participant_id: sender.to_string(),
+        participant_name: name.unwrap_or_else(|| sender.to_string()),
+        phone,
+        joined_at: ctx.now_ms,
+        active: true,
+    });
+    if next.initiated_by.is_none() {
+        next.initiated_by = Some(sender.to_string());
+    }
+    Ok(())
+}
+
+fn new_item(
+    next: &mut OrderState,
+    data: AddItemData,
+    sender: &str,
+    sender_name: &str,
+    now_ms: i64,
+) -> Result<Item, Rejection> {
+    let dish_name = sanitize(&data.dish_name, usize::MAX);
+    if dish_name.is_empty() || dish_name.chars().count() > limit::DISH_NAME {
+        return Err(invalid(format!(
+            "dishName must be 1..{} characters",
+            limit::DISH_NAME
+        )));
+    }
+    check_quantity(data.quantity)?;
+    if data.price == 0 || data.price > limit::PRICE {
+        return Err(invalid(format!(
+            "price must be 1..{} (integer minor units)",
+            limit::PRICE
+        )));
+    }
+    if next.items.len() >= limit::ITEMS {
+        return Err(Rejection::new(
+            ErrorCode::Conflict,
+            format!("an order holds at most {} items", limit::ITEMS),
+        ));
+    }
+    let id = format!("item_{}", next.next_item);
+    next.next_item += 1;
+    Ok(Item {
+        id,
+        dish_name,
+        dish_type: optional(data.dish_type.as_deref(), limit::DISH_TYPE),
+        quantity: data.quantity,
+        price: data.price,
+        subtotal: data.price * u64::from(data.quantity),
+        customization: optional(data.customization.as_deref(), limit::CUSTOMIZATION),
+        added_by: sender.to_string(),
+        added_by_name: sender_name.to_string(),
+        added_at: now_ms,
+    })
+}
+
+fn item_index(state: &OrderState, item_id: &str) -> Result<usize, Rejection> {
+    state
+        .items
+        .iter()
+        .position(|i| i.id == item_id)
+        .ok_or_else(|| Rejection::new(ErrorCode::UnknownResource, "no such item"))
+}
+
+fn update_split(next: &mut OrderState, data: SplitData) -> Result<(), Rejection> {
+    match data.split_type {
+        SplitType::Custom => {
+            let amounts: BTreeMap<String, u64> = data
+                .amounts
+                .ok_or_else(|| invalid("a custom split needs \"amounts\""))?;
+            if let Some(stranger) = amounts
+                .keys()
+                .find(|id| !next.participants.iter().any(|p| &p.participant_id == *id))
+            {
+                return Err(invalid(format!("{stranger} is not a participant")));
+            }
+            let sum = amounts
+                .values()
+                .try_fold(0u64, |acc, a| acc.checked_add(*a))
+                .unwrap_or(u64::MAX);
+            let total: u64 = next.items.iter().map(|i| i.subtotal).sum();
+            if sum != total {
+                return Err(invalid(format!(
+                    "custom amounts sum to {sum}, the total is {total}"
+                )));
+            }
+            next.custom_amounts = Some(amounts);
+        }
+        _ => next.custom_amounts = None,
+    }
+    next.split_type = data.split_type;
+    Ok(())
+}
+
+/// The order as the events feed shows it (`order:created`).
+fn order_summary(state: &OrderState) -> serde_json::Value {
+    json!({
+        "id": state.order_id,
+        "source": "collaborative",
+        "sessionId": state.session_id,
+        "circleId": state.circle_id,
+        "initiatedBy": state.initiated_by,
+        "items": state.items,
+        "total": state.total,
+        "splitType": state.split_type,
+        "splits": state.splits,
+        "status": state.status,
+        "finalizedAt": state.finalized_at,
+    })
+}
+
+#[cfg(test)]
+mod tests;
