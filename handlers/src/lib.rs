@@ -6,6 +6,7 @@
 //!   returning events, replies and records, or a rejection with a catalogue code.
 //! - [`display`] — seed 000: display sessions.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
+//! - [`pos`] — seed 002: POS ↔ kitchen orders (numbering, status flow, idempotency claims).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
 //! - [`records`] — the SQL writer that drains the records stream into the database.
@@ -16,6 +17,7 @@ pub mod display;
 pub mod domain;
 pub mod events;
 pub mod metrics;
+pub mod pos;
 pub mod records;
 pub mod runtime;
 pub mod store;

@@ -7,6 +7,7 @@
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
+//! - [`pos`] — seed 002: POS ↔ kitchen order sync (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
@@ -15,6 +16,7 @@ pub mod display;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod pos;
 pub mod stored;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};
@@ -34,6 +36,9 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("display.state.json", doc::<display::SessionState>()),
         ("claims.json", doc::<envelope::Claims>()),
         ("events.event.json", doc::<events::EventFrame>()),
+        ("pos.client.json", doc::<pos::ClientFrame>()),
+        ("pos.server.json", doc::<pos::ServerFrame>()),
+        ("pos.submit.json", doc::<pos::SubmitRequest>()),
     ]
 }
 

@@ -138,6 +138,9 @@ pub async fn run(
                 )
                 .await?
             }
+            DomainName::Pos => {
+                spawn_domain(crate::pos::Pos, client, config, metrics, worker, shutdown).await?
+            }
         };
         tasks.push(task);
     }
