@@ -7,6 +7,7 @@
 //!   [`server::Shared`] state every route sees.
 //! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
+//! - [`pos`] — seed 002 endpoints (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod inbox;
 pub mod limit;
 pub mod metrics;
+pub mod pos;
 pub mod publish;
 pub mod router;
 pub mod server;

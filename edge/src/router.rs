@@ -32,6 +32,15 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
                 let (id, action) = (id.to_string(), action.to_string());
                 crate::display::route(&shared, request, &id, &action).await
             }
+            ["ws", "restaurant-pos", tenant] => {
+                let tenant = tenant.to_string();
+                crate::pos::route_ws(&shared, request, &tenant).await
+            }
+            ["api", "orders"] => crate::pos::route_api(&shared, request, None).await,
+            ["api", "orders", id] => {
+                let id = id.to_string();
+                crate::pos::route_api(&shared, request, Some(&id)).await
+            }
             _ => ("unknown", http::error_code(ErrorCode::NotFound)),
         }
     };

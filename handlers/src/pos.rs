@@ -279,12 +279,17 @@ fn update_status(
     if status.is_final() {
         book.active.remove(index);
     }
-    effects.event(ServerFrame::OrderStatusUpdate {
+    let frame = ServerFrame::OrderStatusUpdate {
         order_id: id.clone(),
         order_number: number.clone(),
         status,
         updated_by: updated_by.clone(),
-    });
+    };
+    // HTTP senders wait for an answer; WebSocket senders already get the event.
+    if ctx.origin.request.is_some() {
+        effects.reply(ctx, &frame);
+    }
+    effects.event(frame);
     effects.record(
         record::STATUS,
         json!({"orderId": id, "orderNumber": number, "status": status,

@@ -4,6 +4,7 @@
 //! may run against the same database.
 
 mod display;
+mod pos;
 
 use crate::metrics::Metrics;
 use crate::store::{self, Pool};
@@ -34,6 +35,8 @@ async fn write_record(
     .await?;
     match record.kind.as_str() {
         display::SESSION => display::write_session(tx, record).await,
+        pos::ORDER => pos::write_order(tx, record).await,
+        pos::STATUS => pos::write_status(tx, record).await,
         _ => Ok(()),
     }
 }
