@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
+//! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
 
 pub mod client;
 pub mod display;
+pub mod pos;
 pub mod report;
 pub mod system;
 
@@ -27,11 +29,14 @@ pub struct BenchArgs {
 pub enum Bench {
     /// Customer displays (seed 000): fan-out throughput, latency, idle memory.
     Display(display::DisplayArgs),
+    /// POS ↔ kitchen orders (seed 002): orders/s, submit → order_created and → kitchen latency.
+    Pos(pos::PosArgs),
 }
 
 /// Runs the chosen benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Display(a) => display::run(a).await,
+        Bench::Pos(a) => pos::run(a).await,
     }
 }

@@ -206,7 +206,7 @@ fn create(
     };
     let frame = serde_json::to_value(ServerFrame::OrderCreated {
         kitchen_order: order.kitchen(),
-        order: order.clone(),
+        order: Box::new(order.clone()),
     })
     .unwrap_or(Value::Null);
     effects.event(&frame);

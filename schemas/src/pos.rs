@@ -306,7 +306,7 @@ pub enum ServerFrame {
     /// re-submits with the same idempotency key).
     OrderCreated {
         /// The order.
-        order: Order,
+        order: Box<Order>,
         /// Its kitchen view.
         #[serde(rename = "kitchenOrder")]
         kitchen_order: KitchenOrder,
