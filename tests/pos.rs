@@ -311,6 +311,53 @@ async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restart
     assert_eq!(status, 200);
     let (status, _, _) = send(edge.addr, "GET", "/api/orders", &[], "").await;
     assert_eq!(status, 401);
+
+    // The tenant's clock: only admins set it; at UTC+14 the local day starts 14 hours earlier.
+    let settings = json!({"utcOffsetMinutes": 840});
+    let (status, body) = http(edge.addr, "PUT", "/api/pos/settings", &t, &[], &settings).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!("FORBIDDEN"))
+    );
+    let admin = format!("Bearer {}", token(&t, "admin", 600));
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", admin.as_str()),
+    ];
+    let (status, _, _) = send(
+        edge.addr,
+        "PUT",
+        "/api/pos/settings",
+        &headers,
+        settings.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, later) = http(edge.addr, "POST", "/api/orders", &t, &[], &order("Cy")).await;
+    assert_eq!(status, 201, "{later}");
+    let utc_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 3600
+        % 24;
+    let (before, after) = (
+        fresh["orderNumber"].as_str().expect("n"),
+        later["orderNumber"].as_str().expect("n"),
+    );
+    if utc_hour >= 10 {
+        assert!(
+            after > before && after.ends_with("-001"),
+            "a new local day: {before} then {after}"
+        );
+    } else {
+        assert_eq!(
+            &after[..13],
+            &before[..13],
+            "same local day: {before} then {after}"
+        );
+        assert!(after.ends_with("-003"), "{after}");
+    }
     handler.stop().await;
 }
 

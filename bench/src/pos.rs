@@ -72,9 +72,8 @@ async fn connect(addr: std::net::SocketAddr, tenant: &str, shared: &Shared) -> a
 
 /// An order_created frame's bench fields: (pos, n, phase, sent_ns).
 fn created(payload: &[u8]) -> Option<(u64, u64, u64, u64)> {
-    if !payload.starts_with(br#"{"type":"order_created""#) {
-        return None;
-    }
+    // Handlers' frames are JSON maps with sorted keys: `type` is not first.
+    memchr::memmem::find(payload, br#""type":"order_created""#)?;
     Some((
         number_after(payload, b"\"bp\":")?,
         number_after(payload, b"\"bn\":")?,
@@ -135,7 +134,7 @@ async fn run_pos(
                     _ => continue,
                 }
                 let payload: &[u8] = &frame.payload;
-                if payload.starts_with(br#"{"type":"error""#) {
+                if memchr::memmem::find(payload, br#""type":"error""#).is_some() {
                     result.errors += 1;
                     outstanding -= 1;
                     continue;

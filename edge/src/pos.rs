@@ -1,6 +1,7 @@
 //! Seed 002 endpoints: `GET /ws/restaurant-pos/{tenantId}` (WebSocket for POS and kitchen
 //! displays) and its HTTP fallback `POST /api/orders`, `GET /api/orders?status=active`,
-//! `PATCH /api/orders/{id}`. The edge checks, publishes and fans out; the pos handler decides.
+//! `PATCH /api/orders/{id}`, and the tenant's `PUT /api/pos/settings`. The edge checks, publishes
+//! and fans out; the pos handler decides.
 
 use crate::fanout::{Snapshot, SnapshotResult};
 use crate::http::{self, Body};
@@ -14,8 +15,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use tablewire_nats::subject;
 use tablewire_schemas::pos::{
-    ClientFrame, Command as PosCommand, OrderInput, OrderList, PosState, ServerFrame, StatusChange,
-    SubmitRequest, TENANT_KEY, TenantOrders, check_idempotency_key, idempotency_state_key,
+    ClientFrame, Command as PosCommand, OrderInput, OrderList, PosState, ServerFrame, Settings,
+    StatusChange, SubmitRequest, TENANT_KEY, TenantOrders, check_idempotency_key,
+    idempotency_state_key,
 };
 use tablewire_schemas::stored::StoredView;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
@@ -66,16 +68,27 @@ pub async fn route_ws(
     )
 }
 
-/// Routes `/api/orders` and `/api/orders/{id}`.
+/// What an `/api/…` request of this module is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Api<'a> {
+    /// `/api/orders`.
+    Orders,
+    /// `/api/orders/{id}`.
+    Order(&'a str),
+    /// `/api/pos/settings`.
+    Settings,
+}
+
+/// Routes `/api/orders`, `/api/orders/{id}` and `/api/pos/settings`.
 pub async fn route_api(
     shared: &Arc<Shared>,
     request: Request<Incoming>,
-    order_id: Option<&str>,
+    api: Api<'_>,
 ) -> (&'static str, Response<Body>) {
-    let route = if order_id.is_some() {
-        "/api/orders/{id}"
-    } else {
-        "/api/orders"
+    let route = match api {
+        Api::Orders => "/api/orders",
+        Api::Order(_) => "/api/orders/{id}",
+        Api::Settings => "/api/pos/settings",
     };
     let claims = match authenticate(shared, &request, false) {
         Ok(Some(claims)) => claims,
@@ -100,10 +113,11 @@ pub async fn route_api(
         );
     };
     let method = request.method().clone();
-    let response = match (method, order_id) {
-        (Method::POST, None) => submit_http(shared, request, &tenant, claims).await,
-        (Method::GET, None) => list(shared, &request, &tenant).await,
-        (Method::PATCH, Some(id)) => patch(shared, request, &tenant, id, claims).await,
+    let response = match (method, api) {
+        (Method::POST, Api::Orders) => submit_http(shared, request, &tenant, claims).await,
+        (Method::GET, Api::Orders) => list(shared, &request, &tenant).await,
+        (Method::PATCH, Api::Order(id)) => patch(shared, request, &tenant, id, claims).await,
+        (Method::PUT, Api::Settings) => settings(shared, request, &tenant, claims).await,
         _ => http::error_code(ErrorCode::MethodNotAllowed),
     };
     (route, response)
@@ -289,6 +303,25 @@ async fn patch(
     };
     match request_reply(shared, tenant, TENANT_KEY, Some(claims), &command).await {
         Ok(frame) => http::json(StatusCode::OK, &frame),
+        Err(e) => http::error(e),
+    }
+}
+
+async fn settings(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    tenant: &str,
+    claims: Claims,
+) -> Response<Body> {
+    let body: Settings = match http::read_json(request, shared.config.max_message_bytes).await {
+        Ok(body) => body,
+        Err(e) => return http::error(e),
+    };
+    let command = PosCommand::Configure {
+        utc_offset_minutes: body.utc_offset_minutes,
+    };
+    match request_reply(shared, tenant, TENANT_KEY, Some(claims), &command).await {
+        Ok(_) => http::json(StatusCode::OK, &body),
         Err(e) => http::error(e),
     }
 }

@@ -36,10 +36,15 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
                 let tenant = tenant.to_string();
                 crate::pos::route_ws(&shared, request, &tenant).await
             }
-            ["api", "orders"] => crate::pos::route_api(&shared, request, None).await,
+            ["api", "orders"] => {
+                crate::pos::route_api(&shared, request, crate::pos::Api::Orders).await
+            }
             ["api", "orders", id] => {
                 let id = id.to_string();
-                crate::pos::route_api(&shared, request, Some(&id)).await
+                crate::pos::route_api(&shared, request, crate::pos::Api::Order(&id)).await
+            }
+            ["api", "pos", "settings"] => {
+                crate::pos::route_api(&shared, request, crate::pos::Api::Settings).await
             }
             _ => ("unknown", http::error_code(ErrorCode::NotFound)),
         }

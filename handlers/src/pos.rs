@@ -109,6 +109,12 @@ impl Pos {
                     return Err(validation("utcOffsetMinutes must be within ±840".into()));
                 }
                 book.utc_offset_minutes = utc_offset_minutes;
+                if ctx.origin.request.is_some() {
+                    effects.reply(
+                        ctx,
+                        json!({"type": "settings", "utcOffsetMinutes": utc_offset_minutes}),
+                    );
+                }
                 Ok(())
             }
             Command::Submit { .. } | Command::Created { .. } => Err(Rejection::new(

@@ -39,6 +39,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("pos.client.json", doc::<pos::ClientFrame>()),
         ("pos.server.json", doc::<pos::ServerFrame>()),
         ("pos.submit.json", doc::<pos::SubmitRequest>()),
+        ("pos.settings.json", doc::<pos::Settings>()),
     ]
 }
 

@@ -461,6 +461,15 @@ pub struct StatusChange {
     pub updated_by: Option<String>,
 }
 
+/// `PUT /api/pos/settings` body (admin or service token) and answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Minutes east of UTC of the tenant's local time; order numbers' days start at local
+    /// midnight. Default 0 (UTC). Within ±840.
+    pub utc_offset_minutes: i32,
+}
+
 /// `POST /api/orders` body: seed 002's order, optionally wrapped as `{order, idempotencyKey}`.
 /// The idempotency key may also come in the `Idempotency-Key` header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
