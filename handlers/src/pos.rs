@@ -25,7 +25,8 @@ pub struct Pos;
 pub mod record {
     /// A new order (`data` is the order).
     pub const ORDER: &str = "pos_order";
-    /// A status change (`{orderId, status, previousStatus, updatedBy, at}`).
+    /// A status change (`{orderId, status, previousStatus, updatedBy, at, order}`, the order as
+    /// it is after the change).
     pub const STATUS: &str = "pos_order_status";
 }
 
@@ -278,6 +279,7 @@ fn update_status(
     order.status = status;
     order.updated_at = ctx.now_ms;
     let (id, number) = (order.id.clone(), order.order_number.clone());
+    let changed = order.clone();
     if let Some(recent) = book.recent.iter_mut().find(|o| o.id == id) {
         recent.status = status;
         recent.updated_at = ctx.now_ms;
@@ -299,7 +301,8 @@ fn update_status(
     effects.record(
         record::STATUS,
         json!({"orderId": id, "orderNumber": number, "status": status,
-               "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms}),
+               "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms,
+               "order": changed}),
     );
     effects.emit(
         DomainName::Events,

@@ -11,36 +11,48 @@ pub(crate) async fn write_order(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
 ) -> Result<(), sqlx::Error> {
-    let data = &record.data;
-    let text = |field: &str| data[field].as_str().unwrap_or_default().to_string();
+    upsert_order(tx, &record.tenant, &record.data).await
+}
+
+/// Writes `order` unless the row already holds the same or a later version (`updatedAt`).
+/// Writers run concurrently: the upsert on the primary key serialises an order's record and
+/// its status changes, whichever commits first, so the row ends with the newest status.
+async fn upsert_order(
+    tx: &mut Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    order: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let text = |field: &str| order[field].as_str().unwrap_or_default().to_string();
     sqlx::query(
         "INSERT INTO pos_orders (tenant_id, order_id, order_number, order_type, status, \
          idempotency_key, data, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (tenant_id, order_id) DO UPDATE SET status = excluded.status, \
+         data = excluded.data, updated_at = excluded.updated_at \
+         WHERE pos_orders.updated_at < excluded.updated_at",
     )
-    .bind(&record.tenant)
+    .bind(tenant)
     .bind(text("id"))
     .bind(text("orderNumber"))
     .bind(text("orderType"))
     .bind(text("status"))
-    .bind(data["idempotencyKey"].as_str().map(str::to_string))
-    .bind(data.to_string())
-    .bind(data["createdAt"].as_i64().unwrap_or_default())
-    .bind(data["updatedAt"].as_i64().unwrap_or_default())
+    .bind(order["idempotencyKey"].as_str().map(str::to_string))
+    .bind(order.to_string())
+    .bind(order["createdAt"].as_i64().unwrap_or_default())
+    .bind(order["updatedAt"].as_i64().unwrap_or_default())
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Adds a status change to the history and moves the order's status forward.
+/// Adds a status change to the history and moves the order's row forward.
 pub(crate) async fn write_status(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
 ) -> Result<(), sqlx::Error> {
     let data = &record.data;
     let text = |field: &str| data[field].as_str().unwrap_or_default().to_string();
-    let at = data["at"].as_i64().unwrap_or_default();
-    let inserted = sqlx::query(
+    sqlx::query(
         "INSERT INTO pos_order_status (record_id, tenant_id, order_id, status, previous_status, \
          updated_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
@@ -50,20 +62,11 @@ pub(crate) async fn write_status(
     .bind(text("status"))
     .bind(text("previousStatus"))
     .bind(text("updatedBy"))
-    .bind(at)
+    .bind(data["at"].as_i64().unwrap_or_default())
     .execute(&mut **tx)
     .await?;
-    if inserted.rows_affected() > 0 {
-        sqlx::query(
-            "UPDATE pos_orders SET status = $1, updated_at = $2 \
-             WHERE tenant_id = $3 AND order_id = $4 AND updated_at <= $2",
-        )
-        .bind(text("status"))
-        .bind(at)
-        .bind(&record.tenant)
-        .bind(text("orderId"))
-        .execute(&mut **tx)
-        .await?;
+    if data["order"].is_object() {
+        upsert_order(tx, &record.tenant, &data["order"]).await?;
     }
     Ok(())
 }
