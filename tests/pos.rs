@@ -171,7 +171,9 @@ async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restart
     provision(nats.client_url(), &test_topology()).await;
     let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
     let edge2 = InProcessEdge::start(nats.client_url(), edge_config()).await;
-    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/records.db", dir.path().display());
+    let handler = InProcessHandler::start(nats.client_url(), Some(db.clone())).await;
     let t = tenant();
     let (mut till, _) = pos(edge.addr, &t).await;
     let (mut kitchen, _) = pos(edge2.addr, &t).await;
@@ -213,7 +215,7 @@ async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restart
     assert_eq!(body["id"], ids[0].0);
     // After a handler restart, still the same order.
     handler.stop().await;
-    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let handler = InProcessHandler::start(nats.client_url(), Some(db.clone())).await;
     let (status, body) = http(
         edge.addr,
         "POST",
@@ -358,6 +360,29 @@ async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restart
         );
         assert!(after.ends_with("-003"), "{after}");
     }
+
+    // SQL (SQLite here) holds each order once, the repeated one too.
+    let pool = tablewire_handlers::store::connect(&db)
+        .await
+        .expect("sqlite");
+    eventually("three orders and one status change in SQLite", || {
+        let (pool, t) = (pool.clone(), t.clone());
+        async move {
+            let rows = sqlx::query_as::<_, (String, Option<String>, String)>(
+                "SELECT order_id, idempotency_key, status FROM pos_orders WHERE tenant_id = $1 \
+                 ORDER BY created_at",
+            )
+            .bind(&t)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            let keys: Vec<Option<&str>> = rows.iter().map(|r| r.1.as_deref()).collect();
+            rows.len() == 3
+                && keys == [Some("till-1:42"), Some("till-1:43"), None]
+                && rows[1].2 == "cancelled"
+        }
+    })
+    .await;
     handler.stop().await;
 }
 
