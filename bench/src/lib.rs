@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`collab`] — seed 001: rooms × participants editing orders, latency, consistency with KV.
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
+//! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod collab;
 pub mod display;
+pub mod pos;
 pub mod report;
 pub mod system;
 
@@ -31,6 +33,8 @@ pub enum Bench {
     Display(display::DisplayArgs),
     /// Collaborative order rooms (seed 001): applied changes/s, latency, consistency.
     Collab(collab::CollabArgs),
+    /// POS ↔ kitchen orders (seed 002): orders/s, submit → order_created and → kitchen latency.
+    Pos(pos::PosArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -38,5 +42,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Display(a) => display::run(a).await,
         Bench::Collab(a) => collab::run(a).await,
+        Bench::Pos(a) => pos::run(a).await,
     }
 }

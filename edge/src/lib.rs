@@ -8,6 +8,7 @@
 //! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
 //! - [`collab`] — seed 001 room WebSocket (`/parties/collaborative_order/{room}`).
+//! - [`pos`] — seed 002 endpoints (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -26,6 +27,7 @@ pub mod http;
 pub mod inbox;
 pub mod limit;
 pub mod metrics;
+pub mod pos;
 pub mod publish;
 pub mod router;
 pub mod server;

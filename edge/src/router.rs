@@ -36,6 +36,20 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
                 let (party, room) = (party.to_string(), room.to_string());
                 crate::collab::route(&shared, request, &party, &room).await
             }
+            ["ws", "restaurant-pos", tenant] => {
+                let tenant = tenant.to_string();
+                crate::pos::route_ws(&shared, request, &tenant).await
+            }
+            ["api", "orders"] => {
+                crate::pos::route_api(&shared, request, crate::pos::Api::Orders).await
+            }
+            ["api", "orders", id] => {
+                let id = id.to_string();
+                crate::pos::route_api(&shared, request, crate::pos::Api::Order(&id)).await
+            }
+            ["api", "pos", "settings"] => {
+                crate::pos::route_api(&shared, request, crate::pos::Api::Settings).await
+            }
             _ => ("unknown", http::error_code(ErrorCode::NotFound)),
         }
     };

@@ -7,6 +7,7 @@
 //! - [`collab`] — seed 001: collaborative order rooms, and their idle-expiry sweeper.
 //! - [`display`] — seed 000: display sessions.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
+//! - [`pos`] — seed 002: POS ↔ kitchen orders (numbering, status flow, idempotency claims).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
 //! - [`records`] — the SQL writer that drains the records stream into the database.
@@ -18,6 +19,7 @@ pub mod display;
 pub mod domain;
 pub mod events;
 pub mod metrics;
+pub mod pos;
 pub mod records;
 pub mod runtime;
 pub mod store;

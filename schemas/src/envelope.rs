@@ -61,11 +61,14 @@ pub enum Domain {
     Events,
     /// Seed 001: collaborative order rooms.
     Collab,
+    /// Seed 002: POS and kitchen display order sync.
+    Pos,
 }
 
 impl Domain {
     /// Every domain.
-    pub const ALL: &'static [Domain] = &[Domain::Display, Domain::Events, Domain::Collab];
+    pub const ALL: &'static [Domain] =
+        &[Domain::Display, Domain::Events, Domain::Collab, Domain::Pos];
 
     /// The name used in subjects, stream and bucket names and on the command line.
     pub const fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Domain {
             Domain::Display => "display",
             Domain::Events => "events",
             Domain::Collab => "collab",
+            Domain::Pos => "pos",
         }
     }
 

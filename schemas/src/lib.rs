@@ -8,6 +8,7 @@
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
 //! - [`collab`] — seed 001: collaborative order rooms (`/parties/collaborative_order/{room}`).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
+//! - [`pos`] — seed 002: POS ↔ kitchen order sync (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
@@ -17,6 +18,7 @@ pub mod display;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod pos;
 pub mod stored;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};
@@ -38,6 +40,10 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("events.event.json", doc::<events::EventFrame>()),
         ("collab.client.json", doc::<collab::ClientMessage>()),
         ("collab.state.json", doc::<collab::OrderState>()),
+        ("pos.client.json", doc::<pos::ClientFrame>()),
+        ("pos.server.json", doc::<pos::ServerFrame>()),
+        ("pos.submit.json", doc::<pos::SubmitRequest>()),
+        ("pos.settings.json", doc::<pos::Settings>()),
     ]
 }
 

@@ -5,6 +5,7 @@
 
 mod collab;
 mod display;
+mod pos;
 
 use crate::metrics::Metrics;
 use crate::store::{self, Pool};
@@ -37,6 +38,8 @@ async fn write_record(
         display::SESSION => display::write_session(tx, record).await,
         collab::ORDER => collab::write_order(tx, record).await,
         collab::ARCHIVE => collab::write_archive(tx, record).await,
+        pos::ORDER => pos::write_order(tx, record).await,
+        pos::STATUS => pos::write_status(tx, record).await,
         _ => Ok(()),
     }
 }

@@ -169,6 +169,9 @@ pub async fn run(
                 )
                 .await?
             }
+            DomainName::Pos => {
+                spawn_domain(crate::pos::Pos, client, config, metrics, worker, shutdown).await?
+            }
         };
         tasks.push(task);
     }

@@ -1,0 +1,523 @@
+//! Seed 002 endpoints: `GET /ws/restaurant-pos/{tenantId}` (WebSocket for POS and kitchen
+//! displays) and its HTTP fallback `POST /api/orders`, `GET /api/orders?status=active`,
+//! `PATCH /api/orders/{id}`, and the tenant's `PUT /api/pos/settings`. The edge checks, publishes
+//! and fans out; the pos handler decides.
+
+use crate::fanout::{Snapshot, SnapshotResult};
+use crate::http::{self, Body};
+use crate::publish::{Command, now_ms};
+use crate::server::Shared;
+use crate::ws::{Conn, Handler};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+use tablewire_nats::subject;
+use tablewire_schemas::pos::{
+    ClientFrame, Command as PosCommand, OrderInput, OrderList, PosState, ServerFrame, Settings,
+    StatusChange, SubmitRequest, TENANT_KEY, TenantOrders, check_idempotency_key,
+    idempotency_state_key,
+};
+use tablewire_schemas::stored::StoredView;
+use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
+
+/// Routes `/ws/restaurant-pos/{tenantId}`.
+pub async fn route_ws(
+    shared: &Arc<Shared>,
+    mut request: Request<Incoming>,
+    tenant: &str,
+) -> (&'static str, Response<Body>) {
+    let route = "/ws/restaurant-pos/{tenantId}";
+    if request.method() != Method::GET {
+        return (route, http::error_code(ErrorCode::MethodNotAllowed));
+    }
+    if let Err(e) = tablewire_nats::token::validate_id(tenant) {
+        return (
+            route,
+            http::error(ErrorBody::with_message(
+                ErrorCode::InvalidId,
+                format!("tenant id: {e}"),
+            )),
+        );
+    }
+    let claims = match authenticate(shared, &request, true) {
+        Ok(claims) => claims,
+        Err(e) => return (route, http::error(e)),
+    };
+    if let Some(c) = &claims
+        && c.tenant.as_deref() != Some(tenant)
+    {
+        shared.metrics.auth_failures.inc();
+        return (
+            route,
+            http::error(ErrorBody::with_message(
+                ErrorCode::TenantMismatch,
+                "the token's tenant is not the tenant in the path",
+            )),
+        );
+    }
+    let handler = PosHandler {
+        shared: shared.clone(),
+        tenant: tenant.to_string(),
+        claims,
+    };
+    (
+        route,
+        shared.upgrade(&mut request, "restaurant-pos", handler),
+    )
+}
+
+/// What an `/api/…` request of this module is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Api<'a> {
+    /// `/api/orders`.
+    Orders,
+    /// `/api/orders/{id}`.
+    Order(&'a str),
+    /// `/api/pos/settings`.
+    Settings,
+}
+
+/// Routes `/api/orders`, `/api/orders/{id}` and `/api/pos/settings`.
+pub async fn route_api(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    api: Api<'_>,
+) -> (&'static str, Response<Body>) {
+    let route = match api {
+        Api::Orders => "/api/orders",
+        Api::Order(_) => "/api/orders/{id}",
+        Api::Settings => "/api/pos/settings",
+    };
+    let claims = match authenticate(shared, &request, false) {
+        Ok(Some(claims)) => claims,
+        Ok(None) => {
+            return (
+                route,
+                http::error(ErrorBody::with_message(
+                    ErrorCode::Unauthorized,
+                    "orders need a JWT that names the tenant",
+                )),
+            );
+        }
+        Err(e) => return (route, http::error(e)),
+    };
+    let Some(tenant) = claims.tenant.clone() else {
+        return (
+            route,
+            http::error(ErrorBody::with_message(
+                ErrorCode::Forbidden,
+                "the token names no tenant",
+            )),
+        );
+    };
+    let method = request.method().clone();
+    let response = match (method, api) {
+        (Method::POST, Api::Orders) => submit_http(shared, request, &tenant, claims).await,
+        (Method::GET, Api::Orders) => list(shared, &request, &tenant).await,
+        (Method::PATCH, Api::Order(id)) => patch(shared, request, &tenant, id, claims).await,
+        (Method::PUT, Api::Settings) => settings(shared, request, &tenant, claims).await,
+        _ => http::error_code(ErrorCode::MethodNotAllowed),
+    };
+    (route, response)
+}
+
+/// The verified claims of the request's JWT (`Authorization: Bearer` or, for WebSockets,
+/// `?token=`). The shared Bearer secret passes with no claims (a trusted backend).
+fn authenticate<B>(
+    shared: &Shared,
+    request: &Request<B>,
+    query_allowed: bool,
+) -> Result<Option<Claims>, ErrorBody> {
+    let header = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match (header, query_allowed) {
+        (Some(h), _) => shared.auth.check_header(Some(h)),
+        (None, true) => match http::query_param(request, "token") {
+            Some(token) => shared.auth.check_token(&token),
+            None => shared.auth.check_header(None),
+        },
+        (None, false) => shared.auth.check_header(None),
+    };
+    principal.map(|p| p.claims()).inspect_err(|_| {
+        shared.metrics.auth_failures.inc();
+    })
+}
+
+/// Checks a submission and publishes it to the idempotency key's claim, or straight to the
+/// tenant's order book when it has none.
+async fn publish_submit(
+    shared: &Shared,
+    tenant: &str,
+    order: OrderInput,
+    idempotency_key: Option<String>,
+    origin: Origin,
+    claims: Option<Claims>,
+) -> Result<(), ErrorBody> {
+    let invalid = |why: String| ErrorBody::with_message(ErrorCode::ValidationError, why);
+    order.check().map_err(invalid)?;
+    if let Some(key) = &idempotency_key {
+        check_idempotency_key(key).map_err(invalid)?;
+    }
+    let key = match &idempotency_key {
+        Some(k) => idempotency_state_key(k),
+        None => TENANT_KEY.to_string(),
+    };
+    // No client id: a repeat must reach the claim, which answers it (the stream would drop it).
+    shared
+        .publisher
+        .publish(Command {
+            domain: Domain::Pos,
+            tenant,
+            key: &key,
+            client_id: None,
+            origin,
+            claims,
+            command: &PosCommand::Submit {
+                order,
+                idempotency_key,
+            },
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Publishes a command for the tenant's order book and waits for the handler's answer.
+async fn request_reply(
+    shared: &Shared,
+    tenant: &str,
+    key: &str,
+    claims: Option<Claims>,
+    command: &PosCommand,
+) -> Result<Value, ErrorBody> {
+    let request_id = uuid::Uuid::now_v7().simple().to_string();
+    let origin = Origin {
+        edge: shared.id.clone(),
+        conn: None,
+        request: Some(request_id.clone()),
+    };
+    let answer = shared.inbox.expect(&request_id);
+    let published = match command {
+        PosCommand::Submit {
+            order,
+            idempotency_key,
+        } => {
+            publish_submit(
+                shared,
+                tenant,
+                order.clone(),
+                idempotency_key.clone(),
+                origin,
+                claims,
+            )
+            .await
+        }
+        other => shared
+            .publisher
+            .publish(Command {
+                domain: Domain::Pos,
+                tenant,
+                key,
+                client_id: None,
+                origin,
+                claims,
+                command: other,
+            })
+            .await
+            .map(|_| ()),
+    };
+    if let Err(e) = published {
+        shared.inbox.forget(&request_id);
+        return Err(e);
+    }
+    let payload = match tokio::time::timeout(shared.config.reply_timeout, answer).await {
+        Ok(Ok(payload)) => payload,
+        _ => {
+            shared.inbox.forget(&request_id);
+            return Err(ErrorBody::with_message(
+                ErrorCode::Timeout,
+                "the order was accepted but its answer did not come in time; retry with the same idempotency key",
+            ));
+        }
+    };
+    let frame: Value = http::parse_json(&payload)?;
+    if frame["type"] == "error" {
+        return Err(
+            serde_json::from_value(frame).unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal))
+        );
+    }
+    Ok(frame)
+}
+
+async fn submit_http(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    tenant: &str,
+    claims: Claims,
+) -> Response<Body> {
+    let header_key = http::header_str(&request, "idempotency-key").map(str::to_string);
+    let body: SubmitRequest = match http::read_json(request, shared.config.max_message_bytes).await
+    {
+        Ok(body) => body,
+        Err(e) => return http::error(e),
+    };
+    let (order, body_key) = match body {
+        SubmitRequest::Wrapped {
+            order,
+            idempotency_key,
+        }
+        | SubmitRequest::Bare {
+            order,
+            idempotency_key,
+        } => (order, idempotency_key),
+    };
+    let command = PosCommand::Submit {
+        order,
+        idempotency_key: body_key.or(header_key),
+    };
+    match request_reply(shared, tenant, TENANT_KEY, Some(claims), &command).await {
+        Ok(frame) => http::json(StatusCode::CREATED, &frame["order"]),
+        Err(e) => http::error(e),
+    }
+}
+
+async fn patch(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    tenant: &str,
+    order_id: &str,
+    claims: Claims,
+) -> Response<Body> {
+    let change: StatusChange = match http::read_json(request, shared.config.max_message_bytes).await
+    {
+        Ok(change) => change,
+        Err(e) => return http::error(e),
+    };
+    let command = PosCommand::UpdateStatus {
+        order_id: order_id.to_string(),
+        status: change.status,
+        updated_by: change.updated_by.unwrap_or_else(|| claims.sub.clone()),
+    };
+    match request_reply(shared, tenant, TENANT_KEY, Some(claims), &command).await {
+        Ok(frame) => http::json(StatusCode::OK, &frame),
+        Err(e) => http::error(e),
+    }
+}
+
+async fn settings(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    tenant: &str,
+    claims: Claims,
+) -> Response<Body> {
+    let body: Settings = match http::read_json(request, shared.config.max_message_bytes).await {
+        Ok(body) => body,
+        Err(e) => return http::error(e),
+    };
+    let command = PosCommand::Configure {
+        utc_offset_minutes: body.utc_offset_minutes,
+    };
+    match request_reply(shared, tenant, TENANT_KEY, Some(claims), &command).await {
+        Ok(_) => http::json(StatusCode::OK, &body),
+        Err(e) => http::error(e),
+    }
+}
+
+async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders), ErrorBody> {
+    let internal =
+        |e: serde_json::Error| ErrorBody::with_message(ErrorCode::Internal, e.to_string());
+    match shared.read_state(Domain::Pos, tenant, TENANT_KEY).await? {
+        Some(bytes) => {
+            let view: StoredView<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
+            match serde_json::from_str::<PosState>(view.state.get()).map_err(internal)? {
+                PosState::Tenant(book) => Ok((view.seq, book)),
+                PosState::Idempotency(_) => Err(ErrorBody::new(ErrorCode::Internal)),
+            }
+        }
+        None => Ok((0, TenantOrders::default())),
+    }
+}
+
+async fn list(shared: &Arc<Shared>, request: &Request<Incoming>, tenant: &str) -> Response<Body> {
+    let which = http::query_param(request, "status").unwrap_or_else(|| "active".to_string());
+    let book = match read_orders(shared, tenant).await {
+        Ok((_, book)) => book,
+        Err(e) => return http::error(e),
+    };
+    let orders = match which.as_str() {
+        "active" => book.active,
+        "recent" => book.recent,
+        _ => {
+            return http::error(ErrorBody::with_message(
+                ErrorCode::ValidationError,
+                "status must be `active` or `recent`",
+            ));
+        }
+    };
+    http::json(StatusCode::OK, &OrderList { orders })
+}
+
+/// The `sync_state` frame of a tenant and the sequence it includes.
+async fn snapshot(shared: &Arc<Shared>, tenant: &str) -> SnapshotResult {
+    let (seq, book) = read_orders(shared, tenant).await?;
+    let frame = ServerFrame::SyncState {
+        active_orders: book.active.iter().map(|o| o.kitchen()).collect(),
+        recent_orders: book.recent,
+        seq,
+    };
+    let json = serde_json::to_vec(&frame)
+        .map_err(|e| ErrorBody::with_message(ErrorCode::Internal, e.to_string()))?;
+    Ok((seq, crate::ws::frame::text(&json)))
+}
+
+/// A POS or kitchen display WebSocket of one tenant.
+struct PosHandler {
+    shared: Arc<Shared>,
+    tenant: String,
+    claims: Option<Claims>,
+}
+
+impl PosHandler {
+    fn subject(&self) -> String {
+        subject::output(Domain::Pos, &self.tenant, TENANT_KEY)
+    }
+
+    fn origin(&self, conn: &Conn) -> Origin {
+        Origin {
+            edge: self.shared.id.clone(),
+            conn: Some(conn.id),
+            request: None,
+        }
+    }
+
+    fn send_frame(&self, conn: &Conn, frame: &ServerFrame) {
+        if let Ok(json) = serde_json::to_vec(frame) {
+            conn.send_json(&json);
+        }
+    }
+
+    fn send_error(&self, conn: &Conn, error: ErrorBody) {
+        self.shared.metrics.error(error.code);
+        self.send_frame(
+            conn,
+            &ServerFrame::Error {
+                error,
+                timestamp: now_ms(),
+            },
+        );
+    }
+}
+
+impl Handler for PosHandler {
+    async fn on_open(&self, conn: &Arc<Conn>) {
+        let shared = self.shared.clone();
+        let tenant = self.tenant.clone();
+        let snapshot: Snapshot = Arc::new(move || {
+            let shared = shared.clone();
+            let tenant = tenant.clone();
+            Box::pin(async move { snapshot(&shared, &tenant).await })
+        });
+        if let Err(e) = self
+            .shared
+            .fanout
+            .join(self.subject(), conn, snapshot)
+            .await
+        {
+            self.send_error(conn, e);
+            conn.close(
+                crate::ws::frame::close::SERVER_ERROR,
+                "event bus unavailable",
+            );
+        }
+    }
+
+    async fn on_text(&self, conn: &Arc<Conn>, text: Bytes) {
+        let value: Value = match http::parse_json(&text) {
+            Ok(v) => v,
+            Err(e) => return self.send_error(conn, e),
+        };
+        let frame = match serde_json::from_value::<ClientFrame>(value.clone()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let error = match value.get("type").and_then(Value::as_str) {
+                    Some(t @ ("submit_order" | "update_order_status" | "ping")) => {
+                        ErrorBody::with_message(
+                            ErrorCode::ValidationError,
+                            format!("invalid {t}: {e}"),
+                        )
+                    }
+                    Some(t) => ErrorBody::with_message(
+                        ErrorCode::UnknownType,
+                        format!("unknown message type {t:?}"),
+                    ),
+                    None => ErrorBody::with_message(
+                        ErrorCode::InvalidMessage,
+                        "a message needs a string \"type\"",
+                    ),
+                };
+                return self.send_error(conn, error);
+            }
+        };
+        let result = match frame {
+            ClientFrame::Ping => {
+                self.send_frame(
+                    conn,
+                    &ServerFrame::Pong {
+                        timestamp: now_ms(),
+                    },
+                );
+                Ok(())
+            }
+            ClientFrame::SubmitOrder {
+                order,
+                idempotency_key,
+            } => {
+                publish_submit(
+                    &self.shared,
+                    &self.tenant,
+                    order,
+                    idempotency_key,
+                    self.origin(conn),
+                    self.claims.clone(),
+                )
+                .await
+            }
+            ClientFrame::UpdateOrderStatus {
+                order_id,
+                status,
+                updated_by,
+            } => {
+                let updated_by = updated_by
+                    .or_else(|| self.claims.as_ref().map(|c| c.sub.clone()))
+                    .unwrap_or_else(|| "unknown".to_string());
+                self.shared
+                    .publisher
+                    .publish(Command {
+                        domain: Domain::Pos,
+                        tenant: &self.tenant,
+                        key: TENANT_KEY,
+                        client_id: None,
+                        origin: self.origin(conn),
+                        claims: self.claims.clone(),
+                        command: &PosCommand::UpdateStatus {
+                            order_id,
+                            status,
+                            updated_by,
+                        },
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            self.send_error(conn, e);
+        }
+    }
+
+    async fn on_close(&self, conn: &Arc<Conn>) {
+        self.shared.fanout.leave(&self.subject(), conn.id);
+    }
+}

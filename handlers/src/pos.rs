@@ -1,0 +1,654 @@
+//! The pos domain (seed 002): per tenant one order book (key `_`: order numbers, active orders,
+//! the newest ten) and one small claim per idempotency key (`idem:{key}`). Orders fan out as
+//! `order_created` / `order_status_update`, go to SQL as records and to the tenant's events feed.
+//!
+//! A submission with an idempotency key goes to its claim first: the first one forwards the
+//! order to the tenant (`Create`), which creates it and sends the `order_created` frame back
+//! (`Created`); later ones are answered from the claim. So a retry on any edge, after any
+//! restart, within 24 hours, gets the same order; the tenant's state never holds the keys.
+
+use crate::domain::{Context, Domain, Effects, Rejection};
+use chrono::{Datelike, FixedOffset, TimeZone};
+use serde_json::{Value, json};
+use tablewire_schemas::events::{self, event};
+use tablewire_schemas::pos::{
+    ACTIVE_LIMIT, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput, OrderStatus,
+    PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
+};
+use tablewire_schemas::{Domain as DomainName, ErrorCode, Origin, envelope::role};
+
+/// The pos domain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pos;
+
+/// Record kinds the pos domain writes.
+pub mod record {
+    /// A new order (`data` is the order).
+    pub const ORDER: &str = "pos_order";
+    /// A status change (`{orderId, status, previousStatus, updatedBy, at, order}`, the order as
+    /// it is after the change).
+    pub const STATUS: &str = "pos_order_status";
+}
+
+/// Most repeats waiting on one idempotency key before its order exists.
+const MAX_WAITING: usize = 32;
+
+/// The local day `YYYYMMDD` of `now_ms` at `offset_minutes` east of UTC.
+pub fn local_day(now_ms: i64, offset_minutes: i32) -> String {
+    let offset = FixedOffset::east_opt(offset_minutes * 60)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
+    let date = offset
+        .timestamp_millis_opt(now_ms)
+        .single()
+        .map(|t| t.date_naive())
+        .unwrap_or_default();
+    format!("{:04}{:02}{:02}", date.year(), date.month(), date.day())
+}
+
+/// `ORD-YYYYMMDD-NNN`: at least three digits, more past 999.
+pub fn order_number(day: &str, n: u64) -> String {
+    format!("ORD-{day}-{n:03}")
+}
+
+fn validation(why: String) -> Rejection {
+    Rejection::new(ErrorCode::ValidationError, why)
+}
+
+impl Pos {
+    fn tenant(
+        &self,
+        book: &mut TenantOrders,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        match command {
+            Command::Submit {
+                order,
+                idempotency_key: None,
+            } => {
+                let reply_to = ctx.origin.clone();
+                create(book, order, None, &reply_to, ctx, effects).map(|_| ())
+            }
+            Command::Create {
+                order,
+                idempotency_key,
+                reply_to,
+            } => {
+                let frame = create(
+                    book,
+                    order,
+                    Some(idempotency_key.clone()),
+                    &reply_to,
+                    ctx,
+                    effects,
+                )?;
+                effects.emit(
+                    DomainName::Pos,
+                    ctx.tenant,
+                    &tablewire_schemas::pos::idempotency_state_key(&idempotency_key),
+                    Command::Created { frame },
+                );
+                Ok(())
+            }
+            Command::UpdateStatus {
+                order_id,
+                status,
+                updated_by,
+            } => update_status(book, &order_id, status, updated_by, ctx, effects),
+            Command::Configure { utc_offset_minutes } => {
+                if !ctx
+                    .claims
+                    .is_some_and(|c| c.has_role(&[role::ADMIN, role::SERVICE]))
+                {
+                    return Err(Rejection::new(
+                        ErrorCode::Forbidden,
+                        "configuring needs an admin or service token",
+                    ));
+                }
+                if !(-14 * 60..=14 * 60).contains(&utc_offset_minutes) {
+                    return Err(validation("utcOffsetMinutes must be within ±840".into()));
+                }
+                book.utc_offset_minutes = utc_offset_minutes;
+                if ctx.origin.request.is_some() {
+                    effects.reply(
+                        ctx,
+                        json!({"type": "settings", "utcOffsetMinutes": utc_offset_minutes}),
+                    );
+                }
+                Ok(())
+            }
+            Command::Submit { .. } | Command::Created { .. } => Err(Rejection::new(
+                ErrorCode::InvalidMessage,
+                "this command belongs to an idempotency key",
+            )),
+        }
+    }
+
+    fn claim(
+        &self,
+        claim: &mut IdempotencyClaim,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        match command {
+            Command::Submit {
+                order,
+                idempotency_key: Some(key),
+            } => {
+                let expired = ctx.now_ms - claim.claimed_at >= IDEMPOTENCY_WINDOW_MS;
+                if claim.claimed_at == 0 || expired {
+                    order.check().map_err(validation)?;
+                    *claim = IdempotencyClaim {
+                        claimed_at: ctx.now_ms,
+                        frame: None,
+                        waiting: Vec::new(),
+                    };
+                    effects.emit(
+                        DomainName::Pos,
+                        ctx.tenant,
+                        TENANT_KEY,
+                        Command::Create {
+                            order,
+                            idempotency_key: key,
+                            reply_to: ctx.origin.clone(),
+                        },
+                    );
+                } else if let Some(frame) = &claim.frame {
+                    effects.reply(ctx, frame);
+                } else if claim.waiting.len() < MAX_WAITING {
+                    claim.waiting.push(ctx.origin.clone());
+                }
+                Ok(())
+            }
+            Command::Created { frame } => {
+                for origin in claim.waiting.drain(..) {
+                    effects.replies.push((origin, frame.clone()));
+                }
+                claim.frame = Some(frame);
+                Ok(())
+            }
+            _ => Err(Rejection::new(
+                ErrorCode::InvalidMessage,
+                "an idempotency key only takes submissions",
+            )),
+        }
+    }
+}
+
+/// Creates an order on the tenant's book: number, fan out, record, announce. Returns the
+/// `order_created` frame.
+fn create(
+    book: &mut TenantOrders,
+    input: OrderInput,
+    idempotency_key: Option<String>,
+    reply_to: &Origin,
+    ctx: &Context<'_>,
+    effects: &mut Effects,
+) -> Result<Value, Rejection> {
+    input.check().map_err(validation)?;
+    // Days only move forward: a late clock never makes a number of an earlier day again.
+    let today = local_day(ctx.now_ms, book.utc_offset_minutes);
+    if today > book.day {
+        book.day = today;
+        book.day_count = 0;
+    }
+    book.day_count += 1;
+    book.total += 1;
+    let order = Order {
+        id: format!("order-{}", book.total),
+        order_number: order_number(&book.day, book.day_count),
+        tenant_id: ctx.tenant.to_string(),
+        order_type: input.order_type().to_string(),
+        payment_method: input.payment_method,
+        customer: input.customer,
+        cart: input.cart.unwrap_or(Value::Null),
+        status: OrderStatus::Pending,
+        pos_status: input.status,
+        source: input.source,
+        idempotency_key,
+        created_at: ctx.now_ms,
+        updated_at: ctx.now_ms,
+    };
+    let frame = serde_json::to_value(ServerFrame::OrderCreated {
+        kitchen_order: order.kitchen(),
+        order: Box::new(order.clone()),
+    })
+    .unwrap_or(Value::Null);
+    effects.event(&frame);
+    // HTTP senders wait for an answer; WebSocket senders already get the event.
+    if reply_to.request.is_some() {
+        effects.replies.push((reply_to.clone(), frame.clone()));
+    }
+    effects.record(record::ORDER, &order);
+    let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
+    effects.emit(
+        DomainName::Events,
+        ctx.tenant,
+        events::FEED_KEY,
+        events::Command::Publish {
+            event: event::ORDER_CREATED.to_string(),
+            data: json!({"order": {"id": order.id, "orderNumber": order.order_number,
+                "status": order.status, "items": order.kitchen().items, "total": total,
+                "orderType": order.order_type}}),
+        },
+    );
+    book.recent.insert(0, order.clone());
+    book.recent.truncate(RECENT_LIMIT);
+    book.active.push(order);
+    if book.active.len() > ACTIVE_LIMIT {
+        let excess = book.active.len() - ACTIVE_LIMIT;
+        book.active.drain(..excess);
+    }
+    Ok(frame)
+}
+
+fn update_status(
+    book: &mut TenantOrders,
+    order_id: &str,
+    status: OrderStatus,
+    updated_by: String,
+    ctx: &Context<'_>,
+    effects: &mut Effects,
+) -> Result<(), Rejection> {
+    let Some(index) = book.active.iter().position(|o| o.id == order_id) else {
+        return Err(match book.recent.iter().find(|o| o.id == order_id) {
+            Some(done) => Rejection::new(
+                ErrorCode::Conflict,
+                format!("order {order_id} is already {}", done.status.as_str()),
+            ),
+            None => Rejection::new(
+                ErrorCode::UnknownResource,
+                format!("no active order {order_id}"),
+            ),
+        });
+    };
+    let previous = book.active[index].status;
+    if !previous.can_become(status) {
+        return Err(Rejection::new(
+            ErrorCode::Conflict,
+            format!(
+                "an order cannot go from {} to {}",
+                previous.as_str(),
+                status.as_str()
+            ),
+        ));
+    }
+    let order = &mut book.active[index];
+    order.status = status;
+    order.updated_at = ctx.now_ms;
+    let (id, number) = (order.id.clone(), order.order_number.clone());
+    let changed = order.clone();
+    if let Some(recent) = book.recent.iter_mut().find(|o| o.id == id) {
+        recent.status = status;
+        recent.updated_at = ctx.now_ms;
+    }
+    if status.is_final() {
+        book.active.remove(index);
+    }
+    let frame = ServerFrame::OrderStatusUpdate {
+        order_id: id.clone(),
+        order_number: number.clone(),
+        status,
+        updated_by: updated_by.clone(),
+    };
+    // HTTP senders wait for an answer; WebSocket senders already get the event.
+    if ctx.origin.request.is_some() {
+        effects.reply(ctx, &frame);
+    }
+    effects.event(frame);
+    effects.record(
+        record::STATUS,
+        json!({"orderId": id, "orderNumber": number, "status": status,
+               "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms,
+               "order": changed}),
+    );
+    effects.emit(
+        DomainName::Events,
+        ctx.tenant,
+        events::FEED_KEY,
+        events::Command::Publish {
+            event: event::ORDER_STATUS.to_string(),
+            data: json!({"order_id": id, "orderNumber": number, "status": status,
+                         "previous_status": previous, "updatedBy": updated_by}),
+        },
+    );
+    Ok(())
+}
+
+impl Domain for Pos {
+    const NAME: DomainName = DomainName::Pos;
+    type State = PosState;
+    type Command = Command;
+
+    fn new_state(&self, ctx: &Context<'_>) -> PosState {
+        if ctx.key == TENANT_KEY {
+            PosState::Tenant(TenantOrders::default())
+        } else {
+            PosState::Idempotency(IdempotencyClaim::default())
+        }
+    }
+
+    fn apply(
+        &self,
+        state: &mut PosState,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        // Every check comes before the first change, so a rejection changes nothing.
+        match state {
+            PosState::Tenant(book) => self.tenant(book, command, ctx, effects),
+            PosState::Idempotency(claim) => self.claim(claim, command, ctx, effects),
+        }
+    }
+
+    fn error_frame(&self, error: &tablewire_schemas::ErrorBody, ctx: &Context<'_>) -> Value {
+        serde_json::to_value(ServerFrame::Error {
+            error: error.clone(),
+            timestamp: ctx.now_ms,
+        })
+        .unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tablewire_schemas::pos::idempotency_state_key;
+
+    const DAY1: i64 = 1_736_121_600_000; // 2025-01-06T00:00:00Z
+
+    fn origin() -> Origin {
+        Origin {
+            edge: "e1".into(),
+            conn: Some(7),
+            request: None,
+        }
+    }
+
+    fn ctx<'a>(origin: &'a Origin, key: &'a str, now: i64) -> Context<'a> {
+        Context {
+            now_ms: now,
+            stream_seq: 1,
+            message_id: "m",
+            tenant: "r1",
+            key,
+            claims: None,
+            origin,
+        }
+    }
+
+    fn order() -> OrderInput {
+        serde_json::from_value(json!({"tenantId": "r1", "orderType": "dine-in",
+            "paymentMethod": "cash", "customer": {"name": "Ann", "phone": "555"},
+            "cart": {"items": [{"id": "i1", "name": "Dosa", "price": 120, "quantity": 2}], "total": 240},
+            "status": "confirmed", "source": "pos"}))
+        .expect("order")
+    }
+
+    fn submit() -> Command {
+        Command::Submit {
+            order: order(),
+            idempotency_key: None,
+        }
+    }
+
+    fn book(state: &PosState) -> &TenantOrders {
+        match state {
+            PosState::Tenant(b) => b,
+            PosState::Idempotency(_) => panic!("not a tenant"),
+        }
+    }
+
+    #[test]
+    fn orders_are_numbered_per_day_and_reset_at_local_midnight() {
+        let o = origin();
+        let mut state = Pos.new_state(&ctx(&o, TENANT_KEY, DAY1));
+        let mut fx = Effects::default();
+        for i in 0..3 {
+            Pos.apply(
+                &mut state,
+                submit(),
+                &ctx(&o, TENANT_KEY, DAY1 + i),
+                &mut fx,
+            )
+            .expect("submit");
+        }
+        assert_eq!(fx.events[0]["type"], "order_created");
+        assert_eq!(fx.events[0]["order"]["orderNumber"], "ORD-20250106-001");
+        assert_eq!(fx.events[2]["order"]["orderNumber"], "ORD-20250106-003");
+        assert_eq!(fx.events[2]["kitchenOrder"]["status"], "pending");
+        assert_eq!(fx.events[2]["kitchenOrder"]["items"][0]["name"], "Dosa");
+        // One millisecond before the next UTC midnight, then at it.
+        let next_day = DAY1 + 86_400_000;
+        let mut fx = Effects::default();
+        Pos.apply(
+            &mut state,
+            submit(),
+            &ctx(&o, TENANT_KEY, next_day - 1),
+            &mut fx,
+        )
+        .expect("late");
+        Pos.apply(
+            &mut state,
+            submit(),
+            &ctx(&o, TENANT_KEY, next_day),
+            &mut fx,
+        )
+        .expect("midnight");
+        assert_eq!(fx.events[0]["order"]["orderNumber"], "ORD-20250106-004");
+        assert_eq!(fx.events[1]["order"]["orderNumber"], "ORD-20250107-001");
+        assert_eq!(fx.events[1]["order"]["id"], "order-5");
+        // A clock that went back does not reuse a number of the earlier day.
+        let mut fx = Effects::default();
+        Pos.apply(
+            &mut state,
+            submit(),
+            &ctx(&o, TENANT_KEY, next_day - 10),
+            &mut fx,
+        )
+        .expect("late clock");
+        assert_eq!(fx.events[0]["order"]["orderNumber"], "ORD-20250107-002");
+        assert_eq!(book(&state).recent.len(), 6);
+        assert_eq!(book(&state).active.len(), 6);
+        assert_eq!(fx.records[0].0, record::ORDER);
+        assert_eq!(fx.commands[0].0, DomainName::Events);
+    }
+
+    #[test]
+    fn the_tenant_time_zone_decides_the_day_and_numbers_grow_past_999() {
+        // 2025-01-06T20:00Z is already the 7th at UTC+05:30.
+        assert_eq!(local_day(DAY1 + 20 * 3_600_000, 330), "20250107");
+        assert_eq!(local_day(DAY1 + 20 * 3_600_000, 0), "20250106");
+        assert_eq!(local_day(DAY1 + 3_600_000, -300), "20250105");
+        assert_eq!(order_number("20250106", 7), "ORD-20250106-007");
+        assert_eq!(order_number("20250106", 1000), "ORD-20250106-1000");
+    }
+
+    #[test]
+    fn status_changes_follow_the_allowed_transitions() {
+        let o = origin();
+        let c = ctx(&o, TENANT_KEY, DAY1);
+        let mut state = Pos.new_state(&c);
+        Pos.apply(&mut state, submit(), &c, &mut Effects::default())
+            .expect("submit");
+        let change = |status| Command::UpdateStatus {
+            order_id: "order-1".into(),
+            status,
+            updated_by: "kitchen-terminal-1".into(),
+        };
+        let before = state.clone();
+        let err = Pos
+            .apply(
+                &mut state,
+                change(OrderStatus::Ready),
+                &c,
+                &mut Effects::default(),
+            )
+            .expect_err("skip preparing");
+        assert_eq!(err.0.code, ErrorCode::Conflict);
+        assert_eq!(state, before);
+        let mut fx = Effects::default();
+        for s in [
+            OrderStatus::Preparing,
+            OrderStatus::Ready,
+            OrderStatus::Completed,
+        ] {
+            Pos.apply(&mut state, change(s), &c, &mut fx)
+                .expect("allowed");
+        }
+        assert_eq!(
+            fx.events[2],
+            json!({"type": "order_status_update", "orderId": "order-1",
+                   "orderNumber": "ORD-20250106-001", "status": "completed",
+                   "updatedBy": "kitchen-terminal-1"})
+        );
+        assert!(book(&state).active.is_empty());
+        assert_eq!(book(&state).recent[0].status, OrderStatus::Completed);
+        let err = Pos
+            .apply(
+                &mut state,
+                change(OrderStatus::Cancelled),
+                &c,
+                &mut Effects::default(),
+            )
+            .expect_err("already completed");
+        assert_eq!(err.0.code, ErrorCode::Conflict);
+        let unknown = Command::UpdateStatus {
+            order_id: "order-9".into(),
+            status: OrderStatus::Preparing,
+            updated_by: "k".into(),
+        };
+        let err = Pos
+            .apply(&mut state, unknown, &c, &mut Effects::default())
+            .expect_err("unknown");
+        assert_eq!(err.0.code, ErrorCode::UnknownResource);
+        assert_eq!(fx.records.len(), 3);
+    }
+
+    #[test]
+    fn invalid_orders_change_nothing() {
+        let o = origin();
+        let c = ctx(&o, TENANT_KEY, DAY1);
+        let mut state = Pos.new_state(&c);
+        let before = state.clone();
+        let mut fx = Effects::default();
+        let mut bad = order();
+        bad.cart = None;
+        let err = Pos
+            .apply(
+                &mut state,
+                Command::Submit {
+                    order: bad,
+                    idempotency_key: None,
+                },
+                &c,
+                &mut fx,
+            )
+            .expect_err("no cart");
+        assert_eq!(err.0.code, ErrorCode::ValidationError);
+        assert_eq!(state, before);
+        assert_eq!(fx, Effects::default());
+        let frame = Pos.error_frame(&err.0, &c);
+        assert_eq!(frame["type"], "error");
+        assert_eq!(frame["code"], "VALIDATION_ERROR");
+        assert!(frame["message"].as_str().is_some());
+    }
+
+    #[test]
+    fn an_idempotency_key_creates_one_order_and_answers_every_repeat() {
+        let (first, second) = (
+            origin(),
+            Origin {
+                edge: "e2".into(),
+                conn: None,
+                request: Some("r".into()),
+            },
+        );
+        let key = idempotency_state_key("k1");
+        let submit = || Command::Submit {
+            order: order(),
+            idempotency_key: Some("k1".into()),
+        };
+        let mut claim = Pos.new_state(&ctx(&first, &key, DAY1));
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
+            .expect("first");
+        assert_eq!(fx.commands.len(), 1);
+        let create: Command = serde_json::from_value(fx.commands[0].3.clone()).expect("create");
+        // A repeat before the order exists waits for it.
+        let mut fx2 = Effects::default();
+        Pos.apply(
+            &mut claim,
+            submit(),
+            &ctx(&second, &key, DAY1 + 1),
+            &mut fx2,
+        )
+        .expect("repeat");
+        assert!(fx2.commands.is_empty() && fx2.replies.is_empty());
+        // The tenant creates it and answers the claim.
+        let mut book_state = Pos.new_state(&ctx(&first, TENANT_KEY, DAY1));
+        let mut fx3 = Effects::default();
+        let emitted = Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        };
+        Pos.apply(
+            &mut book_state,
+            create,
+            &ctx(&emitted, TENANT_KEY, DAY1 + 2),
+            &mut fx3,
+        )
+        .expect("create");
+        assert_eq!(fx3.events.len(), 1);
+        assert!(
+            fx3.replies.is_empty(),
+            "the WebSocket sender gets the event"
+        );
+        let created = fx3
+            .commands
+            .iter()
+            .find(|c| c.0 == DomainName::Pos)
+            .expect("created");
+        assert_eq!(created.2, key);
+        let created: Command = serde_json::from_value(created.3.clone()).expect("created");
+        let mut fx4 = Effects::default();
+        Pos.apply(
+            &mut claim,
+            created,
+            &ctx(&emitted, &key, DAY1 + 3),
+            &mut fx4,
+        )
+        .expect("created");
+        assert_eq!(fx4.replies.len(), 1);
+        assert_eq!(fx4.replies[0].0, second);
+        assert_eq!(fx4.replies[0].1, fx3.events[0]);
+        // Later repeats are answered at once, until 24 hours have passed.
+        let mut fx5 = Effects::default();
+        Pos.apply(
+            &mut claim,
+            submit(),
+            &ctx(&first, &key, DAY1 + 1000),
+            &mut fx5,
+        )
+        .expect("later");
+        assert_eq!(fx5.replies[0].1["order"]["orderNumber"], "ORD-20250106-001");
+        assert!(fx5.commands.is_empty());
+        let mut fx6 = Effects::default();
+        Pos.apply(
+            &mut claim,
+            submit(),
+            &ctx(&first, &key, DAY1 + IDEMPOTENCY_WINDOW_MS),
+            &mut fx6,
+        )
+        .expect("expired");
+        assert_eq!(
+            fx6.commands.len(),
+            1,
+            "a day later the key makes a new order"
+        );
+    }
+}

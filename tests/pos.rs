@@ -1,0 +1,473 @@
+//! Seed 002 against a real nats-server: POS and kitchen WebSockets of a tenant, isolation from
+//! other tenants, sync_state on reconnect, validation, idempotent submits over WebSocket and
+//! HTTP across edges and handler restarts, the HTTP fallback, and numbering with two workers.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+fn tenant() -> String {
+    format!("r{}", uuid::Uuid::new_v4().simple())
+}
+
+fn order(name: &str) -> Value {
+    json!({"tenantId": "ignored", "orderType": "dine-in", "paymentMethod": "cash",
+        "customer": {"name": name, "phone": "555-0100"},
+        "cart": {"items": [{"id": "i1", "name": "Masala dosa", "price": 120, "quantity": 2}], "total": 240},
+        "status": "confirmed", "source": "pos"})
+}
+
+async fn pos(addr: std::net::SocketAddr, tenant: &str) -> (Ws, Value) {
+    let path = format!(
+        "/ws/restaurant-pos/{tenant}?token={}",
+        token(tenant, "staff", 600)
+    );
+    let mut ws = Ws::connect(addr, &path).await;
+    let sync = ws.json().await;
+    assert_eq!(sync["type"], "sync_state", "first frame: {sync}");
+    (ws, sync)
+}
+
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    tenant: &str,
+    extra: &[(&str, &str)],
+    body: &Value,
+) -> (u16, Value) {
+    let auth = format!("Bearer {}", token(tenant, "staff", 600));
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    let (status, _, body) = send(addr, method, path, &headers, body.to_string()).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_status_reach_every_connection_of_the_tenant_and_no_other() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let (a, b) = (tenant(), tenant());
+    let (mut till, sync) = pos(edge.addr, &a).await;
+    assert_eq!(sync["activeOrders"], json!([]));
+    assert_eq!(sync["recentOrders"], json!([]));
+    let (mut kitchen, _) = pos(edge.addr, &a).await;
+    let (mut other, _) = pos(edge.addr, &b).await;
+
+    // A token of another tenant is refused.
+    let wrong = format!("/ws/restaurant-pos/{b}?token={}", token(&a, "staff", 600));
+    assert!(Ws::try_connect(edge.addr, &wrong).await.is_err());
+    assert!(
+        Ws::try_connect(edge.addr, &format!("/ws/restaurant-pos/{a}"))
+            .await
+            .is_err()
+    );
+
+    till.send_json(&json!({"type": "submit_order", "order": order("Ann")}))
+        .await;
+    let mine = till.next_of("order_created").await;
+    let seen = kitchen.next_of("order_created").await;
+    let number = mine["order"]["orderNumber"]
+        .as_str()
+        .expect("number")
+        .to_string();
+    assert!(
+        number.starts_with("ORD-") && number.ends_with("-001"),
+        "{number}"
+    );
+    assert_eq!(number.len(), "ORD-20250106-001".len());
+    assert_eq!(seen["order"]["id"], mine["order"]["id"]);
+    assert_eq!(seen["kitchenOrder"]["status"], "pending");
+    assert_eq!(seen["kitchenOrder"]["orderNumber"], number.as_str());
+    assert_eq!(seen["kitchenOrder"]["items"][0]["name"], "Masala dosa");
+    assert_eq!(mine["order"]["customer"]["name"], "Ann");
+    let id = mine["order"]["id"].as_str().expect("id").to_string();
+
+    // Kitchen moves it on; both see it. A skipped step is refused with a code.
+    kitchen
+        .send_json(&json!({"type": "update_order_status", "orderId": id, "status": "preparing", "updatedBy": "kitchen-terminal-1"}))
+        .await;
+    for ws in [&mut till, &mut kitchen] {
+        let update = ws.next_of("order_status_update").await;
+        assert_eq!(
+            update,
+            json!({"type": "order_status_update", "orderId": id, "orderNumber": number,
+                   "status": "preparing", "updatedBy": "kitchen-terminal-1", "seq": update["seq"]})
+        );
+    }
+    kitchen
+        .send_json(&json!({"type": "update_order_status", "orderId": id, "status": "completed"}))
+        .await;
+    let refused = kitchen.next_of("error").await;
+    assert_eq!(refused["code"], "CONFLICT", "{refused}");
+
+    // Invalid orders are refused and store nothing.
+    let mut no_cart = order("x");
+    no_cart.as_object_mut().expect("object").remove("cart");
+    let mut negative = order("x");
+    negative["cart"]["items"][0]["price"] = json!(-5);
+    let mut unknown_type = order("x");
+    unknown_type["orderType"] = json!("drive-thru");
+    for bad in [no_cart, negative, unknown_type] {
+        till.send_json(&json!({"type": "submit_order", "order": bad}))
+            .await;
+        let error = till.next_of("error").await;
+        assert_eq!(error["code"], "VALIDATION_ERROR", "{error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    till.send_json(&json!({"type": "submit_order", "order": order("Bo")}))
+        .await;
+    let second = till.next_of("order_created").await;
+    assert!(
+        second["order"]["orderNumber"]
+            .as_str()
+            .expect("n")
+            .ends_with("-002"),
+        "invalid orders took no number: {second}"
+    );
+
+    // The other tenant saw none of it: its first order is its own 001.
+    other
+        .send_json(&json!({"type": "submit_order", "order": order("Cy")}))
+        .await;
+    let first_other = other.json().await;
+    assert_eq!(first_other["type"], "order_created", "{first_other}");
+    assert!(
+        first_other["order"]["orderNumber"]
+            .as_str()
+            .expect("n")
+            .ends_with("-001")
+    );
+    assert_eq!(first_other["order"]["tenantId"], b.as_str());
+
+    // A reconnect gets the active and recent orders.
+    drop(till);
+    let (_till, sync) = pos(edge.addr, &a).await;
+    let active: Vec<&str> = sync["activeOrders"]
+        .as_array()
+        .expect("active")
+        .iter()
+        .map(|o| o["orderNumber"].as_str().expect("n"))
+        .collect();
+    assert_eq!(active.len(), 2);
+    assert_eq!(sync["activeOrders"][0]["status"], "preparing");
+    assert_eq!(
+        sync["recentOrders"][0]["orderNumber"],
+        second["order"]["orderNumber"]
+    );
+    assert_eq!(sync["recentOrders"].as_array().map(Vec::len), Some(2));
+    handler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restarts() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let edge2 = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/records.db", dir.path().display());
+    let handler = InProcessHandler::start(nats.client_url(), Some(db.clone())).await;
+    let t = tenant();
+    let (mut till, _) = pos(edge.addr, &t).await;
+    let (mut kitchen, _) = pos(edge2.addr, &t).await;
+    let submit =
+        json!({"type": "submit_order", "idempotencyKey": "till-1:42", "order": order("Ann")});
+    for _ in 0..3 {
+        till.send_json(&submit).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let created = till.next_of("order_created").await;
+        ids.push((
+            created["order"]["id"].clone(),
+            created["order"]["orderNumber"].clone(),
+        ));
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    let first = kitchen.next_of("order_created").await;
+    assert_eq!(
+        (
+            first["order"]["id"].clone(),
+            first["order"]["orderNumber"].clone()
+        ),
+        ids[0]
+    );
+    assert_eq!(first["order"]["idempotencyKey"], "till-1:42");
+
+    // Over HTTP, on the other edge, with the key in the body and in the header.
+    let (status, body) = http(
+        edge2.addr,
+        "POST",
+        "/api/orders",
+        &t,
+        &[],
+        &json!({"order": order("Ann"), "idempotencyKey": "till-1:42"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], ids[0].0);
+    // After a handler restart, still the same order.
+    handler.stop().await;
+    let handler = InProcessHandler::start(nats.client_url(), Some(db.clone())).await;
+    let (status, body) = http(
+        edge.addr,
+        "POST",
+        "/api/orders",
+        &t,
+        &[("Idempotency-Key", "till-1:42")],
+        &order("Ann"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["orderNumber"], ids[0].1);
+
+    // A new key over HTTP makes a new order that reaches the kitchen like any other.
+    let (status, fresh) = http(
+        edge.addr,
+        "POST",
+        "/api/orders",
+        &t,
+        &[("Idempotency-Key", "till-1:43")],
+        &order("Bo"),
+    )
+    .await;
+    assert_eq!(status, 201, "{fresh}");
+    assert!(
+        fresh["orderNumber"].as_str().expect("n").ends_with("-002"),
+        "{fresh}"
+    );
+    let next = kitchen.next_of("order_created").await;
+    assert_eq!(
+        next["order"]["id"], fresh["id"],
+        "the kitchen saw the first order once"
+    );
+    let (status, bad) = http(
+        edge.addr,
+        "POST",
+        "/api/orders",
+        &t,
+        &[],
+        &json!({"orderType": "dine-in"}),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["error"]["code"].clone()),
+        (400, json!("VALIDATION_ERROR"))
+    );
+
+    // The rest of the fallback: list active, change status.
+    let (status, list) = http(
+        edge.addr,
+        "GET",
+        "/api/orders?status=active",
+        &t,
+        &[],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["orders"].as_array().map(Vec::len), Some(2), "{list}");
+    let path = format!("/api/orders/{}", fresh["id"].as_str().expect("id"));
+    let (status, changed) = http(
+        edge.addr,
+        "PATCH",
+        &path,
+        &t,
+        &[],
+        &json!({"status": "cancelled", "updatedBy": "manager"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["status"], "cancelled");
+    let update = kitchen.next_of("order_status_update").await;
+    assert_eq!(update["orderId"], fresh["id"]);
+    let (status, again) = http(
+        edge.addr,
+        "PATCH",
+        &path,
+        &t,
+        &[],
+        &json!({"status": "preparing"}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"]["code"].clone()),
+        (409, json!("CONFLICT"))
+    );
+    let (status, _) = http(
+        edge.addr,
+        "GET",
+        "/api/orders?status=active",
+        &tenant(),
+        &[],
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(edge.addr, "GET", "/api/orders", &[], "").await;
+    assert_eq!(status, 401);
+
+    // The tenant's clock: only admins set it; at UTC+14 the local day starts 14 hours earlier.
+    let settings = json!({"utcOffsetMinutes": 840});
+    let (status, body) = http(edge.addr, "PUT", "/api/pos/settings", &t, &[], &settings).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!("FORBIDDEN"))
+    );
+    let admin = format!("Bearer {}", token(&t, "admin", 600));
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", admin.as_str()),
+    ];
+    let (status, _, _) = send(
+        edge.addr,
+        "PUT",
+        "/api/pos/settings",
+        &headers,
+        settings.to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, later) = http(edge.addr, "POST", "/api/orders", &t, &[], &order("Cy")).await;
+    assert_eq!(status, 201, "{later}");
+    let utc_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 3600
+        % 24;
+    let (before, after) = (
+        fresh["orderNumber"].as_str().expect("n"),
+        later["orderNumber"].as_str().expect("n"),
+    );
+    if utc_hour >= 10 {
+        assert!(
+            after > before && after.ends_with("-001"),
+            "a new local day: {before} then {after}"
+        );
+    } else {
+        assert_eq!(
+            &after[..13],
+            &before[..13],
+            "same local day: {before} then {after}"
+        );
+        assert!(after.ends_with("-003"), "{after}");
+    }
+
+    // SQL (SQLite here) holds each order once, the repeated one too.
+    let pool = tablewire_handlers::store::connect(&db)
+        .await
+        .expect("sqlite");
+    eventually("three orders and one status change in SQLite", || {
+        let (pool, t) = (pool.clone(), t.clone());
+        async move {
+            let rows = sqlx::query_as::<_, (String, Option<String>, String)>(
+                "SELECT order_id, idempotency_key, status FROM pos_orders WHERE tenant_id = $1 \
+                 ORDER BY created_at",
+            )
+            .bind(&t)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            let keys: Vec<Option<&str>> = rows.iter().map(|r| r.1.as_deref()).collect();
+            rows.len() == 3
+                && keys == [Some("till-1:42"), Some("till-1:43"), None]
+                && rows[1].2 == "cancelled"
+        }
+    })
+    .await;
+    handler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_number_500_concurrent_orders_consecutively_and_record_them() {
+    let pg = PostgresDb::create().await;
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let one = InProcessHandler::start(nats.client_url(), Some(pg.url.clone())).await;
+    let two = InProcessHandler::start(nats.client_url(), Some(pg.url.clone())).await;
+    let t = tenant();
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let t = t.clone();
+        let addr = edge.addr;
+        tasks.push(tokio::spawn(async move {
+            let key = format!("k{i}");
+            let (status, body) = http(
+                addr,
+                "POST",
+                "/api/orders",
+                &t,
+                &[("Idempotency-Key", &key)],
+                &order("N"),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+            body["orderNumber"].as_str().expect("number").to_string()
+        }));
+    }
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.expect("task"));
+    }
+    let mut nnn: Vec<u64> = numbers
+        .iter()
+        .map(|n| {
+            n.rsplit('-')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .expect("NNN")
+        })
+        .collect();
+    nnn.sort_unstable();
+    assert_eq!(nnn, (1..=500).collect::<Vec<u64>>());
+
+    // Every order and a status change reach SQL once (the oldest left the live state: at most
+    // ACTIVE_LIMIT active orders are kept there).
+    let (status, changed) = http(
+        edge.addr,
+        "PATCH",
+        "/api/orders/order-500",
+        &t,
+        &[],
+        &json!({"status": "preparing"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let pool = tablewire_handlers::store::connect(&pg.url)
+        .await
+        .expect("postgres");
+    eventually("500 orders and one status change in PostgreSQL", || {
+        let (pool, t) = (pool.clone(), t.clone());
+        async move {
+            let orders = sqlx::query_as::<_, (i64, i64)>(
+                "SELECT COUNT(*), COUNT(DISTINCT order_number) FROM pos_orders WHERE tenant_id = $1",
+            )
+            .bind(&t)
+            .fetch_one(&pool)
+            .await
+            .ok();
+            let history = sqlx::query_as::<_, (String, String)>(
+                "SELECT h.status, o.status FROM pos_order_status h JOIN pos_orders o \
+                 ON o.tenant_id = h.tenant_id AND o.order_id = h.order_id WHERE h.tenant_id = $1",
+            )
+            .bind(&t)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            orders == Some((500, 500))
+                && history == vec![("preparing".to_string(), "preparing".to_string())]
+        }
+    })
+    .await;
+    one.stop().await;
+    two.stop().await;
+}
