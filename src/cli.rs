@@ -61,6 +61,9 @@ pub struct AuthArgs {
     /// The HS256 secret JWTs are signed with.
     #[arg(long, env = "TABLEWIRE_JWT_SECRET")]
     pub jwt_secret: Option<String>,
+    /// A PEM file with the public key (RSA, EC or Ed25519) that verifies RS256/ES256/EdDSA JWTs.
+    #[arg(long, env = "TABLEWIRE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
 }
 
 /// Edge settings shared by `edge` and `dev`.

@@ -39,6 +39,9 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// How long an HTTP request waits for a handler's answer when it needs one.
     pub reply_timeout: Duration,
+    /// How long a WebSocket without a token in its upgrade request may take to send its
+    /// `auth` message before it is closed with 1008.
+    pub auth_timeout: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             cors_origin: "*".to_string(),
             max_queued_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(5),
         }
     }
 }

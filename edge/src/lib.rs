@@ -7,6 +7,8 @@
 //!   [`server::Shared`] state every route sees.
 //! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
+//! - [`events`] — seed 004 endpoints: the events socket (`/`, `/ws`) with its per-restaurant
+//!   fan-out and subscriptions, and `POST /api/events`.
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -19,6 +21,7 @@
 pub mod auth;
 pub mod config;
 pub mod display;
+pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod inbox;

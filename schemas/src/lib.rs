@@ -34,6 +34,9 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("display.state.json", doc::<display::SessionState>()),
         ("claims.json", doc::<envelope::Claims>()),
         ("events.event.json", doc::<events::EventFrame>()),
+        ("events.client.json", doc::<events::ClientFrame>()),
+        ("events.server.json", doc::<events::ServerFrame>()),
+        ("events.publish.json", doc::<events::PublishRequest>()),
     ]
 }
 
