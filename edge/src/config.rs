@@ -42,6 +42,8 @@ pub struct Config {
     /// How long a WebSocket without a token in its upgrade request may take to send its
     /// `auth` message before it is closed with 1008.
     pub auth_timeout: Duration,
+    /// The clock per-connection message limits run on (tests freeze it).
+    pub rate_limit_clock: crate::limit::LimitClock,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             max_queued_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(5),
+            rate_limit_clock: Default::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod hub;
 pub mod subscription;
 
 use crate::http::{self, Body};
-use crate::limit::ConnLimit;
+use crate::limit::{ConnLimit, LimitClock};
 use crate::publish::Command;
 use crate::server::Shared;
 use crate::ws::{Conn, Handler, frame};
@@ -143,7 +143,10 @@ fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Bod
     };
     let handler = EventsSocket {
         shared: shared.clone(),
-        limit: ConnLimit::per_minute(MESSAGES_PER_MINUTE),
+        limit: ConnLimit::per_minute_on(
+            MESSAGES_PER_MINUTE,
+            shared.config.rate_limit_clock.clone(),
+        ),
         session: Mutex::new(match authenticated {
             Some((tenant, claims)) => Session::Authenticated(tenant, claims),
             None => Session::Waiting,
@@ -171,7 +174,7 @@ enum Session {
 /// One events WebSocket.
 struct EventsSocket {
     shared: Arc<Shared>,
-    limit: ConnLimit,
+    limit: ConnLimit<LimitClock>,
     session: Mutex<Session>,
     timer: Mutex<Option<JoinHandle<()>>>,
 }
