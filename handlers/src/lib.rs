@@ -6,8 +6,9 @@
 //!   returning events, replies and records, or a rejection with a catalogue code.
 //! - [`display`] — seed 000: display sessions.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
+//! - [`voice`] — seed 004: voice sessions, audio reassembled in order for a transcriber.
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
-//!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
+//!   state writes, fan-out, acknowledgements, and the follow-ups domains ask for. Entry point: [`runtime::run`].
 //! - [`records`] — the SQL writer that drains the records stream into the database.
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
@@ -19,5 +20,6 @@ pub mod metrics;
 pub mod records;
 pub mod runtime;
 pub mod store;
+pub mod voice;
 
 pub use runtime::{Config, RuntimeError, run};

@@ -7,6 +7,7 @@
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
+//! - [`voice`] — seed 004: voice sessions (`/voice-stream`) and the transcriber contract.
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
@@ -16,6 +17,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod stored;
+pub mod voice;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};
 pub use error::{ErrorBody, ErrorCode, HttpError};
@@ -37,6 +39,15 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("events.client.json", doc::<events::ClientFrame>()),
         ("events.server.json", doc::<events::ServerFrame>()),
         ("events.publish.json", doc::<events::PublishRequest>()),
+        ("voice.client.json", doc::<voice::ClientFrame>()),
+        (
+            "voice.transcribe.request.json",
+            doc::<voice::TranscribeRequest>(),
+        ),
+        (
+            "voice.transcribe.reply.json",
+            doc::<voice::TranscribeReply>(),
+        ),
     ]
 }
 

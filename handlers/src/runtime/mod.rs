@@ -3,6 +3,7 @@
 //! here: consume, order, dedupe, read state, compare-and-set write, publish, ack.
 
 mod direct;
+mod follow_up;
 mod membership;
 mod partition;
 mod state;
@@ -130,6 +131,17 @@ pub async fn run(
             DomainName::Events => {
                 spawn_domain(
                     crate::events::Events,
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
+            }
+            DomainName::Voice => {
+                spawn_domain(
+                    crate::voice::Voice,
                     client,
                     config,
                     metrics,

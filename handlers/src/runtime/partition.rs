@@ -520,6 +520,7 @@ async fn apply_key<D: Domain>(
                 );
                 publish_outbox::<D>(shared, tenant, key, &stored.outbox).await?;
                 publish_replies(shared, outcome.replies).await;
+                super::follow_up::start(shared, tenant, key, loaded.stored.as_ref(), &stored);
                 return Ok(Loaded {
                     revision,
                     stored: Some(stored),
