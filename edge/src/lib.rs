@@ -9,6 +9,7 @@
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
 //! - [`events`] — seed 004 endpoints: the events socket (`/`, `/ws`) with its per-restaurant
 //!   fan-out and subscriptions, and `POST /api/events`.
+//! - [`voice`] — seed 004's voice socket (`/voice-stream`): audio chunks to the voice handler.
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -31,6 +32,7 @@ pub mod publish;
 pub mod router;
 pub mod server;
 pub mod tls;
+pub mod voice;
 pub mod ws;
 
 pub use auth::{AuthConfig, mint};

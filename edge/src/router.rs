@@ -30,6 +30,7 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
             ["metrics"] => ("/metrics", metrics(&shared)),
             [] => crate::events::route(&shared, request, "/").await,
             ["ws"] => crate::events::route(&shared, request, "/ws").await,
+            ["voice-stream"] => crate::voice::route(&shared, request),
             ["api", "events"] => crate::events::route(&shared, request, "/api/events").await,
             ["session", id, action] => {
                 let (id, action) = (id.to_string(), action.to_string());

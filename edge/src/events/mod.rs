@@ -74,11 +74,11 @@ pub fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn encode(frame: &ServerFrame) -> Bytes {
+pub(crate) fn encode(frame: &ServerFrame) -> Bytes {
     frame::text(&serde_json::to_vec(frame).unwrap_or_default())
 }
 
-fn error_frame(error: ErrorBody) -> Bytes {
+pub(crate) fn error_frame(error: ErrorBody) -> Bytes {
     encode(&ServerFrame::Error {
         data: error,
         timestamp: timestamp(),
@@ -102,7 +102,7 @@ pub async fn route(
 }
 
 /// The token the upgrade request carries: `Authorization: Bearer …` or `?token=…`.
-fn request_token(request: &Request<Incoming>) -> Option<Result<String, ErrorBody>> {
+pub(crate) fn request_token(request: &Request<Incoming>) -> Option<Result<String, ErrorBody>> {
     if let Some(header) = http::header_str(request, "authorization") {
         return Some(
             header
@@ -118,7 +118,7 @@ fn request_token(request: &Request<Incoming>) -> Option<Result<String, ErrorBody
 }
 
 /// Verifies a JWT for the events endpoints: it must name a restaurant.
-fn verify(shared: &Shared, token: &str) -> Result<(String, Claims), ErrorBody> {
+pub(crate) fn verify(shared: &Shared, token: &str) -> Result<(String, Claims), ErrorBody> {
     let claims = shared.auth.verify_jwt(token)?;
     match claims.tenant.clone() {
         Some(tenant) if token::validate_id(&tenant).is_ok() => Ok((tenant, claims)),
