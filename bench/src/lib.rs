@@ -4,12 +4,14 @@
 //!
 //! # Layout
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
+//! - [`events`] — seed 004: connections × restaurants, events over `POST /api/events`.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
 
 pub mod client;
 pub mod display;
+pub mod events;
 pub mod report;
 pub mod system;
 
@@ -27,11 +29,14 @@ pub struct BenchArgs {
 pub enum Bench {
     /// Customer displays (seed 000): fan-out throughput, latency, idle memory.
     Display(display::DisplayArgs),
+    /// Restaurant events (seed 004): subscribed connections, events over HTTP.
+    Events(events::EventsArgs),
 }
 
 /// Runs the chosen benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Display(a) => display::run(a).await,
+        Bench::Events(a) => events::run(a).await,
     }
 }
