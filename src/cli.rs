@@ -38,6 +38,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Run a benchmark and print its figures.
     Bench(tablewire_bench::BenchArgs),
+    /// Serve voice transcription requests (`tw.svc.transcribe`) with an OpenAI-compatible
+    /// HTTP endpoint.
+    Transcriber(TranscriberArgs),
 }
 
 /// How to reach NATS.
@@ -212,4 +215,27 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86400)]
     pub ttl_secs: u64,
+}
+
+/// `tablewire transcriber`.
+#[derive(Debug, Clone, Args)]
+pub struct TranscriberArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Base URL of the OpenAI-compatible endpoint (`/v1/audio/transcriptions` is appended).
+    #[arg(long, env = "TABLEWIRE_TRANSCRIBER_URL")]
+    pub url: String,
+    /// The model to ask for.
+    #[arg(long, env = "TABLEWIRE_TRANSCRIBER_MODEL", default_value = "whisper-1")]
+    pub model: String,
+    /// API key, sent as a Bearer token.
+    #[arg(long, env = "TABLEWIRE_TRANSCRIBER_API_KEY")]
+    pub api_key: Option<String>,
+    /// File name sent with the audio; its extension tells the endpoint the format.
+    #[arg(
+        long,
+        env = "TABLEWIRE_TRANSCRIBER_FILE_NAME",
+        default_value = "audio.webm"
+    )]
+    pub file_name: String,
 }

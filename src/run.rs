@@ -160,6 +160,19 @@ pub fn parse_domains(names: &[String]) -> anyhow::Result<Vec<Domain>> {
     Ok(domains)
 }
 
+pub async fn transcriber(args: crate::cli::TranscriberArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats.nats_url, "tablewire-transcriber").await?;
+    let config = tablewire_handlers::transcriber::Config {
+        url: args.url,
+        model: args.model,
+        api_key: args.api_key,
+        file_name: args.file_name,
+        ..Default::default()
+    };
+    tablewire_handlers::transcriber::run(client, config, shutdown_signal()).await?;
+    Ok(())
+}
+
 pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {
     let domains = parse_domains(&args.domain)?;
     let client = connect(&args.nats.nats_url, "tablewire-handler").await?;

@@ -163,3 +163,129 @@ async fn chunks_3_1_2_2_reach_the_transcriber_as_1_2_3_once_and_nothing_is_lost_
     task.abort();
     handler.stop().await;
 }
+
+/// What the stand-in endpoint received: (path and authorization, body) per call.
+type Calls = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A stand-in for an OpenAI-compatible endpoint: records each request body, answers a text.
+async fn transcription_endpoint() -> (String, Calls) {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let bodies: Calls = Arc::default();
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let path = request.uri().path().to_string();
+                        let auth = request
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        let body = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .expect("body")
+                            .to_bytes();
+                        seen.lock()
+                            .expect("lock")
+                            .push((format!("{path} {auth}"), body.to_vec()));
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::from_static(br#"{"text":"hello there"}"#),
+                        )))
+                    }
+                },
+            );
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_adapter_transcribes_the_whole_recording_in_order() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let (url, bodies) = transcription_endpoint().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let adapter = tokio::spawn(tablewire_handlers::transcriber::run(
+        client(nats.client_url()).await,
+        tablewire_handlers::transcriber::Config {
+            url,
+            api_key: Some("sk-test".into()),
+            ..Default::default()
+        },
+        stopped,
+    ));
+    let tenant = format!("r{}", uuid::Uuid::new_v4().simple());
+    let auth = format!("Bearer {}", token(&tenant, "staff", 600));
+    let mut ws = Ws::connect_with_headers(
+        edge.addr,
+        "/voice-stream",
+        &[("Authorization", auth.as_str())],
+    )
+    .await
+    .expect("upgrade");
+    assert_eq!(ws.json().await["type"], "connected");
+    ws.send_json(
+        &json!({"type": "voice:start", "data": {"session_id": "v1", "language": "en-US"}}),
+    )
+    .await;
+    // Wait for the adapter's subscription by sending once it answers (its first answer is an
+    // empty partial transcript, which clients never see).
+    for (sequence, text) in [(2, "lo"), (1, "hel")] {
+        ws.send_json(
+            &json!({"type": "voice:audio", "data": {"audio": b64(text), "sequence": sequence}}),
+        )
+        .await;
+    }
+    ws.send_json(&json!({"type": "voice:end", "data": {"session_id": "v1", "duration": 1}}))
+        .await;
+    let transcript = loop {
+        let frame = ws.json().await;
+        match frame["type"].as_str() {
+            Some("voice:transcript") => break frame,
+            // The adapter may not have subscribed yet when the first request went out: the
+            // audio is kept and sent with the next message.
+            Some("error") => {
+                assert_eq!(frame["data"]["code"], "TRANSCRIBER_UNAVAILABLE");
+                ws.send_json(&json!({"type": "voice:end", "data": {"session_id": "v1"}}))
+                    .await;
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(transcript["data"]["text"], "hello there");
+    assert_eq!(transcript["data"]["is_final"], true);
+    let bodies = bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 1, "one call for the whole recording");
+    let (head, body) = &bodies[0];
+    assert_eq!(head, "/v1/audio/transcriptions Bearer sk-test");
+    let body = String::from_utf8_lossy(body);
+    assert!(body.contains("name=\"model\"\r\n\r\nwhisper-1"), "{body}");
+    assert!(body.contains("name=\"language\"\r\n\r\nen\r\n"), "{body}");
+    assert!(
+        body.contains("\r\n\r\nhello\r\n--"),
+        "audio in sequence order: {body}"
+    );
+    let _ = stop.send(true);
+    let _ = adapter.await;
+    handler.stop().await;
+}

@@ -7,6 +7,8 @@
 //! - [`display`] — seed 000: display sessions.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`voice`] — seed 004: voice sessions, audio reassembled in order for a transcriber.
+//! - [`transcriber`] — a `tw.svc.transcribe` service forwarding to an OpenAI-compatible
+//!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes, fan-out, acknowledgements, and the follow-ups domains ask for. Entry point: [`runtime::run`].
 //! - [`records`] — the SQL writer that drains the records stream into the database.
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod records;
 pub mod runtime;
 pub mod store;
+pub mod transcriber;
 pub mod voice;
 
 pub use runtime::{Config, RuntimeError, run};

@@ -185,6 +185,8 @@ impl Domain for Voice {
             }
             Command::End { duration } => {
                 if state.ended_at.is_some() {
+                    // A repeated end retries a transcription that failed.
+                    state.schedule(now);
                     return Ok(());
                 }
                 state.ended_at = Some(now);
@@ -215,6 +217,11 @@ impl Domain for Voice {
                 let is_final = flight.is_final;
                 if is_final {
                     state.finished = true;
+                }
+                // A transcriber with nothing to say yet answers with empty text.
+                if transcript.text.is_empty() && !is_final {
+                    state.schedule(now);
+                    return Ok(());
                 }
                 effects.event(json!({
                     "type": event::TRANSCRIPT,
@@ -450,5 +457,16 @@ mod tests {
         assert_eq!(fx.events[0]["type"], "voice:gap");
         assert_eq!(fx.events[0]["data"]["missing"], json!([2, 3]));
         assert_eq!(requested(&state), vec![4]);
+        let id = state.in_flight.as_ref().expect("final request").id;
+        apply(
+            &mut state,
+            Command::TranscribeFailed {
+                request: id,
+                message: "timeout".into(),
+            },
+        );
+        assert!(state.in_flight.is_none());
+        apply(&mut state, Command::End { duration: None });
+        assert_eq!(requested(&state), vec![4], "a repeated end retries");
     }
 }
