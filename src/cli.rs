@@ -38,6 +38,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Run a benchmark and print its figures.
     Bench(tablewire_bench::BenchArgs),
+    /// Serve voice transcription requests (`tw.svc.transcribe`) with an OpenAI-compatible
+    /// HTTP endpoint.
+    Transcriber(TranscriberArgs),
 }
 
 /// How to reach NATS.
@@ -61,6 +64,9 @@ pub struct AuthArgs {
     /// The HS256 secret JWTs are signed with.
     #[arg(long, env = "TABLEWIRE_JWT_SECRET")]
     pub jwt_secret: Option<String>,
+    /// A PEM file with the public key (RSA, EC or Ed25519) that verifies RS256/ES256/EdDSA JWTs.
+    #[arg(long, env = "TABLEWIRE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
 }
 
 /// Edge settings shared by `edge` and `dev`.
@@ -240,4 +246,27 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86400)]
     pub ttl_secs: u64,
+}
+
+/// `tablewire transcriber`.
+#[derive(Debug, Clone, Args)]
+pub struct TranscriberArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Base URL of the OpenAI-compatible endpoint (`/v1/audio/transcriptions` is appended).
+    #[arg(long, env = "TABLEWIRE_TRANSCRIBER_URL")]
+    pub url: String,
+    /// The model to ask for.
+    #[arg(long, env = "TABLEWIRE_TRANSCRIBER_MODEL", default_value = "whisper-1")]
+    pub model: String,
+    /// API key, sent as a Bearer token.
+    #[arg(long, env = "TABLEWIRE_TRANSCRIBER_API_KEY")]
+    pub api_key: Option<String>,
+    /// File name sent with the audio; its extension tells the endpoint the format.
+    #[arg(
+        long,
+        env = "TABLEWIRE_TRANSCRIBER_FILE_NAME",
+        default_value = "audio.webm"
+    )]
+    pub file_name: String,
 }

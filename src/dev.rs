@@ -45,6 +45,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     let secrets = dev_secrets(&args.data_dir)?;
     args.auth.auth_secret.get_or_insert(secrets.auth_secret);
     args.auth.jwt_secret.get_or_insert(secrets.jwt_secret);
+    crate::run::check_public_key(&args.auth)?;
 
     let mut server = None;
     let nats_url = match &args.nats_url {

@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
             Command::Provision(args) => run::provision(args).await,
             Command::Token(args) => run::token(args),
             Command::Bench(args) => tablewire_bench::run(args).await,
+            Command::Transcriber(args) => run::transcriber(args).await,
         }
     });
     match result {

@@ -61,6 +61,11 @@ pub fn edge_config(
         auth: tablewire_edge::AuthConfig {
             bearer_secret: auth.auth_secret.clone(),
             jwt_secret: auth.jwt_secret.clone(),
+            // Checked readable by `read_public_key` before the edge starts.
+            jwt_public_key_pem: auth
+                .jwt_public_key
+                .as_ref()
+                .and_then(|path| std::fs::read_to_string(path).ok()),
         },
         tls: match (&settings.tls_cert, &settings.tls_key) {
             (Some(cert), Some(key)) => Some(tablewire_edge::TlsFiles {
@@ -109,7 +114,22 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
         .with_context(|| format!("cannot connect to NATS at {url}"))
 }
 
+/// Fails when `--jwt-public-key` names a file that cannot be read as a usable public key.
+pub fn check_public_key(auth: &AuthArgs) -> anyhow::Result<()> {
+    if let Some(path) = &auth.jwt_public_key {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --jwt-public-key {}", path.display()))?;
+        tablewire_edge::auth::Auth::try_new(&tablewire_edge::AuthConfig {
+            jwt_public_key_pem: Some(pem),
+            ..Default::default()
+        })
+        .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
+    check_public_key(&args.auth)?;
     if args.auth.auth_secret.is_none() && args.auth.jwt_secret.is_none() {
         tracing::warn!(
             "neither --auth-secret nor --jwt-secret is set: authenticated endpoints refuse every request"
@@ -151,6 +171,19 @@ pub fn parse_domains(names: &[String]) -> anyhow::Result<Vec<Domain>> {
         bail!("no domain given");
     }
     Ok(domains)
+}
+
+pub async fn transcriber(args: crate::cli::TranscriberArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats.nats_url, "tablewire-transcriber").await?;
+    let config = tablewire_handlers::transcriber::Config {
+        url: args.url,
+        model: args.model,
+        api_key: args.api_key,
+        file_name: args.file_name,
+        ..Default::default()
+    };
+    tablewire_handlers::transcriber::run(client, config, shutdown_signal()).await?;
+    Ok(())
 }
 
 pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {

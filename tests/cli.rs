@@ -36,6 +36,7 @@ fn token_mints_a_jwt_the_edge_accepts() {
     let auth = tablewire_edge::auth::Auth::new(&tablewire_edge::AuthConfig {
         bearer_secret: None,
         jwt_secret: Some("s".into()),
+        ..Default::default()
     });
     let claims = auth.verify_jwt(token.trim()).expect("valid token");
     assert_eq!(

@@ -6,6 +6,7 @@
 //! - [`collab`] — seed 001: rooms × participants editing orders, latency, consistency with KV.
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
 //! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
+//! - [`events`] — seed 004: connections × restaurants, events over `POST /api/events`.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod collab;
 pub mod display;
+pub mod events;
 pub mod pos;
 pub mod report;
 pub mod system;
@@ -35,6 +37,8 @@ pub enum Bench {
     Collab(collab::CollabArgs),
     /// POS ↔ kitchen orders (seed 002): orders/s, submit → order_created and → kitchen latency.
     Pos(pos::PosArgs),
+    /// Restaurant events (seed 004): subscribed connections, events over HTTP.
+    Events(events::EventsArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -43,5 +47,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Display(a) => display::run(a).await,
         Bench::Collab(a) => collab::run(a).await,
         Bench::Pos(a) => pos::run(a).await,
+        Bench::Events(a) => events::run(a).await,
     }
 }

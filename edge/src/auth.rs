@@ -1,6 +1,7 @@
 //! Authentication at the edge: the shared Bearer secret of seed 000, and JWTs (HS256 with a
-//! shared secret) whose verified claims travel with every command. Also mints development
-//! tokens for `tablewire token` and `tablewire dev`.
+//! shared secret, or RS256/PS256/ES256/EdDSA with a public key in PEM) whose verified claims
+//! travel with every command. Also mints development tokens for `tablewire token` and
+//! `tablewire dev`.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use tablewire_schemas::{Claims, ErrorBody, ErrorCode};
@@ -12,6 +13,9 @@ pub struct AuthConfig {
     pub bearer_secret: Option<String>,
     /// The HS256 secret JWTs are signed with.
     pub jwt_secret: Option<String>,
+    /// A public key (PEM: RSA, EC or Ed25519) that verifies JWTs signed with the matching
+    /// private key (RS256/RS384/RS512/PS256…, ES256/ES384, EdDSA).
+    pub jwt_public_key_pem: Option<String>,
 }
 
 /// The result of checking credentials.
@@ -37,22 +41,67 @@ impl Principal {
 #[derive(Clone)]
 pub struct Auth {
     bearer_secret: Option<String>,
-    jwt: Option<(DecodingKey, Validation)>,
+    /// One verifier per key; a token is checked with the key whose algorithms include its own.
+    jwt: Vec<(DecodingKey, Validation)>,
+}
+
+fn validation(algorithms: &[Algorithm]) -> Validation {
+    let mut validation = Validation::new(algorithms[0]);
+    validation.algorithms = algorithms.to_vec();
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation
+}
+
+/// A public key in PEM and the algorithms it verifies.
+fn public_key(pem: &str) -> Result<(DecodingKey, Validation), String> {
+    use Algorithm::*;
+    let pem = pem.as_bytes();
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        return Ok((key, validation(&[RS256, RS384, RS512, PS256, PS384, PS512])));
+    }
+    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+        return Ok((key, validation(&[EdDSA])));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+        return Ok((key, validation(&[ES256, ES384])));
+    }
+    Err("the JWT public key is not an RSA, EC or Ed25519 public key in PEM".to_string())
 }
 
 impl Auth {
-    /// Builds the verifier from configuration.
+    /// Builds the verifier from configuration; a public key that cannot be read is ignored
+    /// (with a warning). [`Auth::try_new`] refuses it instead.
     pub fn new(config: &AuthConfig) -> Self {
-        let jwt = config.jwt_secret.as_ref().map(|secret| {
-            let mut validation = Validation::new(Algorithm::HS256);
-            validation.leeway = 5;
-            validation.set_required_spec_claims(&["exp", "sub"]);
-            (DecodingKey::from_secret(secret.as_bytes()), validation)
-        });
-        Auth {
+        Self::try_new(config).unwrap_or_else(|why| {
+            tracing::warn!(%why, "JWT public key ignored");
+            Self::try_new(&AuthConfig {
+                jwt_public_key_pem: None,
+                ..config.clone()
+            })
+            .unwrap_or(Auth {
+                bearer_secret: config.bearer_secret.clone(),
+                jwt: Vec::new(),
+            })
+        })
+    }
+
+    /// Builds the verifier from configuration, or says why the public key is unusable.
+    pub fn try_new(config: &AuthConfig) -> Result<Self, String> {
+        let mut jwt = Vec::new();
+        if let Some(secret) = &config.jwt_secret {
+            jwt.push((
+                DecodingKey::from_secret(secret.as_bytes()),
+                validation(&[Algorithm::HS256]),
+            ));
+        }
+        if let Some(pem) = &config.jwt_public_key_pem {
+            jwt.push(public_key(pem)?);
+        }
+        Ok(Auth {
             bearer_secret: config.bearer_secret.clone(),
             jwt,
-        }
+        })
     }
 
     /// Checks an `Authorization` header value (`Bearer …`).
@@ -81,7 +130,15 @@ impl Auth {
 
     /// Verifies a JWT and returns its claims.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ErrorBody> {
-        let Some((key, validation)) = &self.jwt else {
+        let invalid = || ErrorBody::with_message(ErrorCode::Unauthorized, "invalid token");
+        let algorithm = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid())?
+            .alg;
+        let Some((key, validation)) = self
+            .jwt
+            .iter()
+            .find(|(_, v)| v.algorithms.contains(&algorithm))
+        else {
             return Err(ErrorBody::with_message(
                 ErrorCode::Unauthorized,
                 "invalid credentials",
@@ -140,6 +197,7 @@ mod tests {
         Auth::new(&AuthConfig {
             bearer_secret: Some("s3cret".into()),
             jwt_secret: Some("k".into()),
+            jwt_public_key_pem: None,
         })
     }
 
@@ -176,6 +234,46 @@ mod tests {
         assert_eq!(
             a.check_token(&expired).expect_err("expired").code,
             ErrorCode::TokenExpired
+        );
+    }
+
+    #[test]
+    fn an_eddsa_token_verifies_with_the_configured_public_key() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        let auth = Auth::try_new(&AuthConfig {
+            jwt_secret: Some("k".into()),
+            jwt_public_key_pem: Some(pair.public_key_pem()),
+            ..Default::default()
+        })
+        .expect("an Ed25519 public key");
+        let sign = |pem: &str| {
+            encode(
+                &Header::new(Algorithm::EdDSA),
+                &claims(now_secs() + 60),
+                &EncodingKey::from_ed_pem(pem.as_bytes()).expect("private key"),
+            )
+            .expect("sign")
+        };
+        let token = sign(&pair.serialize_pem());
+        assert_eq!(
+            auth.verify_jwt(&token).expect("valid").tenant.as_deref(),
+            Some("t1")
+        );
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        assert_eq!(
+            auth.verify_jwt(&sign(&other.serialize_pem()))
+                .expect_err("another key")
+                .code,
+            ErrorCode::Unauthorized
+        );
+        let hs = mint("k", &claims(now_secs() + 60)).expect("mint");
+        assert!(auth.verify_jwt(&hs).is_ok(), "the HS256 secret still works");
+        assert!(
+            Auth::try_new(&AuthConfig {
+                jwt_public_key_pem: Some("not a key".into()),
+                ..Default::default()
+            })
+            .is_err()
         );
     }
 }

@@ -44,6 +44,11 @@ pub struct Config {
     pub collab_open_tenant: Option<String>,
     /// Collab rooms: messages one connection may send per second (a burst of as many).
     pub collab_messages_per_second: u32,
+    /// How long a WebSocket without a token in its upgrade request may take to send its
+    /// `auth` message before it is closed with 1008.
+    pub auth_timeout: Duration,
+    /// The clock per-connection message limits run on (tests freeze it).
+    pub rate_limit_clock: crate::limit::LimitClock,
 }
 
 impl Default for Config {
@@ -62,6 +67,8 @@ impl Default for Config {
             reply_timeout: Duration::from_secs(5),
             collab_open_tenant: None,
             collab_messages_per_second: 100,
+            auth_timeout: Duration::from_secs(5),
+            rate_limit_clock: Default::default(),
         }
     }
 }

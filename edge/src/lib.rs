@@ -9,6 +9,9 @@
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
 //! - [`collab`] — seed 001 room WebSocket (`/parties/collaborative_order/{room}`).
 //! - [`pos`] — seed 002 endpoints (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
+//! - [`events`] — seed 004 endpoints: the events socket (`/`, `/ws`) with its per-restaurant
+//!   fan-out and subscriptions, and `POST /api/events`.
+//! - [`voice`] — seed 004's voice socket (`/voice-stream`): audio chunks to the voice handler.
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -22,6 +25,7 @@ pub mod auth;
 pub mod collab;
 pub mod config;
 pub mod display;
+pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod inbox;
@@ -32,6 +36,7 @@ pub mod publish;
 pub mod router;
 pub mod server;
 pub mod tls;
+pub mod voice;
 pub mod ws;
 
 pub use auth::{AuthConfig, mint};

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub fanout_duplicates: Counter,
     /// Gaps in a key's events that made a client resync.
     pub fanout_gaps: Counter,
+    /// Events-socket clients that connected again within a minute of their last connection.
+    pub events_reconnects: Counter,
+    /// Time to handle one message from an events-socket client, seconds.
+    pub events_processing: Histogram,
 }
 
 impl Metrics {
@@ -77,6 +81,8 @@ impl Metrics {
             fanout_events: Counter::default(),
             fanout_duplicates: Counter::default(),
             fanout_gaps: Counter::default(),
+            events_reconnects: Counter::default(),
+            events_processing: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
         };
         let r = registry.sub_registry_with_prefix("tablewire_edge");
         r.register(
@@ -138,6 +144,16 @@ impl Metrics {
             "fanout_gaps",
             "Event gaps that made a client resync",
             m.fanout_gaps.clone(),
+        );
+        r.register(
+            "events_reconnects",
+            "Events-socket clients back within a minute of their last connection",
+            m.events_reconnects.clone(),
+        );
+        r.register(
+            "events_processing_seconds",
+            "Time to handle one message from an events-socket client",
+            m.events_processing.clone(),
         );
         m
     }

@@ -28,6 +28,10 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
         match segments.as_slice() {
             ["healthz"] => ("/healthz", health(&shared)),
             ["metrics"] => ("/metrics", metrics(&shared)),
+            [] => crate::events::route(&shared, request, "/").await,
+            ["ws"] => crate::events::route(&shared, request, "/ws").await,
+            ["voice-stream"] => crate::voice::route(&shared, request),
+            ["api", "events"] => crate::events::route(&shared, request, "/api/events").await,
             ["session", id, action] => {
                 let (id, action) = (id.to_string(), action.to_string());
                 crate::display::route(&shared, request, &id, &action).await

@@ -41,6 +41,9 @@ pub enum EdgeError {
     /// The TLS files cannot be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The JWT public key cannot be used.
+    #[error("auth: {0}")]
+    Auth(String),
     /// NATS resources are missing or unreachable.
     #[error("NATS: {0} (is the server up and `tablewire provision` run?)")]
     Nats(String),
@@ -66,6 +69,8 @@ pub struct Shared {
     pub auth: Auth,
     /// Metrics.
     pub metrics: Metrics,
+    /// The events feeds' fan-out (seed 004).
+    pub events: crate::events::EventsEdge,
     state: HashMap<Domain, kv::Store>,
     draining: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
@@ -247,9 +252,10 @@ impl Edge {
             .map_err(|e| EdgeError::Nats(format!("edge inbox: {e}")))?;
         let shared = Arc::new(Shared {
             id,
-            auth: Auth::new(&config.auth),
+            auth: Auth::try_new(&config.auth).map_err(EdgeError::Auth)?,
             publisher: Publisher::new(client.clone(), metrics.clone()),
             fanout: Fanout::new(client.clone(), metrics.clone()),
+            events: crate::events::EventsEdge::new(client.clone(), metrics.clone()),
             conns,
             inbox,
             metrics,

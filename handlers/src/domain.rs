@@ -102,6 +102,35 @@ fn to_value(value: impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
+/// I/O a domain asks the runtime to do for a key after its state is written (a pure `apply`
+/// cannot). The outcome comes back to the same key as the command `outcome` builds, published
+/// into the input stream with a message id made from `id`, so it is applied once even when the
+/// follow-up runs twice. The runtime starts a follow-up when the written state asks for one
+/// whose `id` differs from what the state before the write asked for.
+pub struct FollowUp {
+    /// Names this follow-up within its key; the same id is the same follow-up.
+    pub id: String,
+    /// What to do.
+    pub action: FollowUpAction,
+    /// Turns the outcome (a reply's payload, or why there was none) into a command.
+    pub outcome: Box<dyn FnOnce(Result<bytes::Bytes, String>) -> Value + Send>,
+}
+
+/// The I/O of a [`FollowUp`].
+pub enum FollowUpAction {
+    /// A NATS request; the outcome is the reply's payload.
+    Request {
+        /// The subject (from `tablewire_nats::subject`).
+        subject: String,
+        /// The request body.
+        payload: bytes::Bytes,
+        /// How long to wait for a reply.
+        timeout: std::time::Duration,
+    },
+    /// Only time: the outcome (empty) comes after the delay.
+    Wait(std::time::Duration),
+}
+
 /// A domain: one kind of key (a display session, an order room, a tenant's POS, a device) and
 /// the rules for changing it. Everything here is pure; it is unit-tested without NATS.
 pub trait Domain: Send + Sync + 'static {
@@ -133,5 +162,10 @@ pub trait Domain: Send + Sync + 'static {
             map.insert("timestamp".to_string(), json!(ctx.now_ms));
         }
         frame
+    }
+
+    /// I/O to do after a write of this key's state (see [`FollowUp`]). Default: none.
+    fn follow_up(&self, _state: &Self::State, _tenant: &str, _key: &str) -> Option<FollowUp> {
+        None
     }
 }

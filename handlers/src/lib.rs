@@ -8,8 +8,11 @@
 //! - [`display`] — seed 000: display sessions.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`pos`] — seed 002: POS ↔ kitchen orders (numbering, status flow, idempotency claims).
+//! - [`voice`] — seed 004: voice sessions, audio reassembled in order for a transcriber.
+//! - [`transcriber`] — a `tw.svc.transcribe` service forwarding to an OpenAI-compatible
+//!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
-//!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
+//!   state writes, fan-out, acknowledgements, and the follow-ups domains ask for. Entry point: [`runtime::run`].
 //! - [`records`] — the SQL writer that drains the records stream into the database.
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
@@ -23,5 +26,7 @@ pub mod pos;
 pub mod records;
 pub mod runtime;
 pub mod store;
+pub mod transcriber;
+pub mod voice;
 
 pub use runtime::{Config, RuntimeError, run};

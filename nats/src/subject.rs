@@ -7,6 +7,7 @@
 //! | `tw.out.{domain}.{tenant}.{key}` | events for every client of one key (core NATS) |
 //! | `tw.edge.{edge}` | replies for one sender on one edge (core NATS) |
 //! | `tw.rec.{domain}.{tenant}.{kind}` | records on their way to SQL (records stream) |
+//! | `tw.svc.transcribe` | transcriber requests and replies (core NATS request/reply) |
 //!
 //! `{tenant}` and `{key}` are ids encoded by [`crate::token::encode`].
 
@@ -79,6 +80,14 @@ pub fn record_kind_filter(domain: Domain, kind: &str) -> String {
 pub fn records_filter() -> String {
     "tw.rec.>".to_string()
 }
+
+/// Where the voice handler asks a transcriber (request/reply; JSON contract in
+/// `tablewire_schemas::voice`). Transcribers subscribe in the queue group
+/// [`TRANSCRIBER_GROUP`] so each request goes to one of them.
+pub const TRANSCRIBE: &str = "tw.svc.transcribe";
+
+/// The queue group transcribers share.
+pub const TRANSCRIBER_GROUP: &str = "tw-transcribers";
 
 /// Header names tablewire sets on its messages.
 pub mod header {

@@ -63,12 +63,19 @@ pub enum Domain {
     Collab,
     /// Seed 002: POS and kitchen display order sync.
     Pos,
+    /// Seed 004: voice sessions (`/voice-stream`), one key per session.
+    Voice,
 }
 
 impl Domain {
     /// Every domain.
-    pub const ALL: &'static [Domain] =
-        &[Domain::Display, Domain::Events, Domain::Collab, Domain::Pos];
+    pub const ALL: &'static [Domain] = &[
+        Domain::Display,
+        Domain::Events,
+        Domain::Collab,
+        Domain::Pos,
+        Domain::Voice,
+    ];
 
     /// The name used in subjects, stream and bucket names and on the command line.
     pub const fn as_str(self) -> &'static str {
@@ -77,6 +84,7 @@ impl Domain {
             Domain::Events => "events",
             Domain::Collab => "collab",
             Domain::Pos => "pos",
+            Domain::Voice => "voice",
         }
     }
 

@@ -110,6 +110,8 @@ catalogue! {
     Timeout = (5002, "TIMEOUT", 504, true, "timed out"),
     /// The edge is shutting down; reconnect to another one (WebSocket close 1001).
     Draining = (5003, "DRAINING", 503, true, "server is going away, reconnect"),
+    /// No transcriber answered on `tw.svc.transcribe`; the audio is kept and sent again.
+    TranscriberUnavailable = (5400, "TRANSCRIBER_UNAVAILABLE", 503, true, "no transcriber reachable; audio kept"),
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -75,6 +75,112 @@ pub struct EventFrame {
     pub seq: Option<u64>,
 }
 
+/// The most subscriptions (event names) one connection may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 10;
+
+/// Messages per minute one events connection may send.
+pub const MESSAGES_PER_MINUTE: u32 = 100;
+
+/// Filters of a subscription: `{"table_id": "t7"}` delivers only events whose data names that
+/// value under that field (at the top of `data`, in an object inside it such as
+/// `data.order.table_id`, or as `data.table.id` for `table_id`).
+pub type Filters = serde_json::Map<String, Value>;
+
+/// What a client sends on the events socket (`/` and `/ws`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Authenticate with a JWT; the first message, within 5 s, when the token did not come
+    /// with the upgrade request.
+    Auth {
+        /// The JWT.
+        token: String,
+    },
+    /// Receive these events (replacing the filters of any already subscribed). Until the
+    /// first `subscribe`, a connection receives every event of its restaurant.
+    Subscribe {
+        /// Event names, e.g. `order:created`.
+        events: Vec<String>,
+        /// Only events matching every filter.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filters: Option<Filters>,
+    },
+    /// Stop receiving these events.
+    Unsubscribe {
+        /// Event names.
+        events: Vec<String>,
+    },
+    /// Client heartbeat; answered with `pong`.
+    Ping,
+}
+
+/// The `data` of the `subscribed` and `unsubscribed` acknowledgements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Subscriptions {
+    /// Every event name the connection is subscribed to now.
+    pub events: Vec<String>,
+}
+
+/// What the edge sends on the events socket besides the events themselves ([`EventFrame`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Authentication succeeded; events of the token's restaurant follow.
+    Connected {
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// A `subscribe` was accepted.
+    Subscribed {
+        /// The subscriptions now active.
+        data: Subscriptions,
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// An `unsubscribe` was accepted.
+    Unsubscribed {
+        /// The subscriptions now active.
+        data: Subscriptions,
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// Something the client sent was refused; the connection stays open.
+    Error {
+        /// `code` (catalogue name), `errorCode`, `message`, `retryable`, `retryAfterMs`.
+        data: crate::ErrorBody,
+        /// RFC 3339.
+        timestamp: String,
+    },
+}
+
+/// `POST /api/events`: a backend publishes an event to its restaurant's feed (service JWT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PublishRequest {
+    /// The event name, e.g. `table:updated`.
+    #[serde(rename = "type", alias = "event")]
+    pub kind: String,
+    /// The event's data in seed 004's shape.
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// The answer to `POST /api/events`: the event is stored and will be delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishAccepted {
+    /// Always true.
+    pub success: bool,
+    /// The message id (the `Idempotency-Key` when one was sent).
+    pub message_id: String,
+    /// True when this `Idempotency-Key` was seen before and nothing new was published.
+    pub duplicate: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 //! - [`collab`] — seed 001: collaborative order rooms (`/parties/collaborative_order/{room}`).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
 //! - [`pos`] — seed 002: POS ↔ kitchen order sync (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
+//! - [`voice`] — seed 004: voice sessions (`/voice-stream`) and the transcriber contract.
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
@@ -20,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod pos;
 pub mod stored;
+pub mod voice;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};
 pub use error::{ErrorBody, ErrorCode, HttpError};
@@ -44,6 +46,18 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("pos.server.json", doc::<pos::ServerFrame>()),
         ("pos.submit.json", doc::<pos::SubmitRequest>()),
         ("pos.settings.json", doc::<pos::Settings>()),
+        ("events.client.json", doc::<events::ClientFrame>()),
+        ("events.server.json", doc::<events::ServerFrame>()),
+        ("events.publish.json", doc::<events::PublishRequest>()),
+        ("voice.client.json", doc::<voice::ClientFrame>()),
+        (
+            "voice.transcribe.request.json",
+            doc::<voice::TranscribeRequest>(),
+        ),
+        (
+            "voice.transcribe.reply.json",
+            doc::<voice::TranscribeReply>(),
+        ),
     ]
 }
 

@@ -67,6 +67,7 @@ pub fn edge_config() -> tablewire_edge::Config {
         auth: tablewire_edge::AuthConfig {
             bearer_secret: Some(AUTH_SECRET.into()),
             jwt_secret: Some(JWT_SECRET.into()),
+            ..Default::default()
         },
         ..Default::default()
     }

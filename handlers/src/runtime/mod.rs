@@ -3,6 +3,7 @@
 //! here: consume, order, dedupe, read state, compare-and-set write, publish, ack.
 
 mod direct;
+mod follow_up;
 mod membership;
 mod partition;
 mod state;
@@ -171,6 +172,17 @@ pub async fn run(
             }
             DomainName::Pos => {
                 spawn_domain(crate::pos::Pos, client, config, metrics, worker, shutdown).await?
+            }
+            DomainName::Voice => {
+                spawn_domain(
+                    crate::voice::Voice,
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
             }
         };
         tasks.push(task);

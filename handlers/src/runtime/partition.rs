@@ -548,6 +548,7 @@ async fn apply_key<D: Domain>(
                     }
                     continue;
                 }
+                super::follow_up::start(shared, tenant, key, loaded.stored.as_ref(), &stored);
                 return Ok(Loaded {
                     revision,
                     stored: Some(stored),

@@ -1,0 +1,235 @@
+//! The events fan-out of one edge: one NATS subscription per restaurant feed with a local
+//! client (`tw.out.events.{tenant}._`), taken with the first client and dropped after the
+//! last. Each event is parsed once, repeats (by `Tw-Seq`) are dropped once per feed, and each
+//! client gets the events its subscriptions and filters want, batched into one write. A client
+//! only ever joins the feed of the restaurant in its token.
+
+use super::subscription::{ParsedEvent, Subscriptions};
+use crate::metrics::Metrics;
+use crate::ws::{Conn, frame};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tablewire_nats::subject;
+use tablewire_schemas::events::FEED_KEY;
+use tablewire_schemas::{Domain, ErrorBody, ErrorCode};
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// Most events written to clients in one go.
+const MAX_BATCH: usize = 64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One connection on a feed, with what it wants.
+pub struct Member {
+    /// The connection.
+    pub conn: Arc<Conn>,
+    subs: Mutex<Subscriptions>,
+    ready: AtomicBool,
+}
+
+impl Member {
+    /// A member wanting every event until it subscribes.
+    pub fn new(conn: Arc<Conn>) -> Arc<Member> {
+        Arc::new(Member {
+            conn,
+            subs: Mutex::new(Subscriptions::default()),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Changes the subscriptions and sends the acknowledgement `ack` builds, under one lock,
+    /// so every event after the acknowledgement is filtered by the new subscriptions.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Subscriptions) -> Result<T, ErrorBody>,
+        ack: impl FnOnce(&Subscriptions) -> Bytes,
+    ) -> Result<T, ErrorBody> {
+        let mut subs = lock(&self.subs);
+        let out = change(&mut subs)?;
+        self.conn.send(ack(&subs));
+        Ok(out)
+    }
+}
+
+struct Feed {
+    subject: String,
+    subscribed: tokio::sync::OnceCell<()>,
+    members: Mutex<Vec<Arc<Member>>>,
+    last_seq: AtomicU64,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The events fan-out of one edge.
+pub struct Hub {
+    client: async_nats::Client,
+    feeds: Mutex<HashMap<String, Arc<Feed>>>,
+    metrics: Metrics,
+}
+
+impl Hub {
+    /// A hub receiving through `client`.
+    pub fn new(client: async_nats::Client, metrics: Metrics) -> Arc<Hub> {
+        Arc::new(Hub {
+            client,
+            feeds: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    /// How many restaurant feeds this edge listens to.
+    pub fn feeds(&self) -> usize {
+        lock(&self.feeds).len()
+    }
+
+    /// Adds `member` to `tenant`'s feed, subscribing when it is the first, and sends `first`
+    /// (the `connected` frame) before any event.
+    pub async fn join(
+        self: &Arc<Self>,
+        tenant: &str,
+        member: Arc<Member>,
+        first: Bytes,
+    ) -> Result<(), ErrorBody> {
+        let feed = {
+            let mut feeds = lock(&self.feeds);
+            let feed = feeds
+                .entry(tenant.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Feed {
+                        subject: subject::output(Domain::Events, tenant, FEED_KEY),
+                        subscribed: tokio::sync::OnceCell::new(),
+                        members: Mutex::new(Vec::new()),
+                        last_seq: AtomicU64::new(0),
+                        task: Mutex::new(None),
+                    })
+                })
+                .clone();
+            // A member from the start (so the feed is not dropped meanwhile), but not ready:
+            // it gets no event before `first`.
+            lock(&feed.members).push(member.clone());
+            feed
+        };
+        if let Err(e) = feed
+            .subscribed
+            .get_or_try_init(|| self.subscribe(&feed))
+            .await
+        {
+            self.leave(tenant, member.conn.id);
+            return Err(e);
+        }
+        let _members = lock(&feed.members);
+        member.conn.send(first);
+        member.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn subscribe(self: &Arc<Self>, feed: &Arc<Feed>) -> Result<(), ErrorBody> {
+        let unavailable = |e: String| {
+            warn!(subject = %feed.subject, error = %e, "cannot subscribe to an events feed");
+            ErrorBody::with_message(ErrorCode::Unavailable, "event bus unavailable")
+        };
+        let mut subscriber = self
+            .client
+            .subscribe(feed.subject.clone())
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        // The server has the subscription before the client hears `connected`.
+        self.client
+            .flush()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let weak = Arc::downgrade(feed);
+        let metrics = self.metrics.clone();
+        let handle = tokio::spawn(async move {
+            while let Some(first) = subscriber.next().await {
+                let Some(feed) = weak.upgrade() else { break };
+                tokio::task::yield_now().await;
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match subscriber.next().now_or_never() {
+                        Some(Some(message)) => batch.push(message),
+                        _ => break,
+                    }
+                }
+                dispatch(&feed, &metrics, &batch);
+            }
+        });
+        *lock(&feed.task) = Some(handle);
+        Ok(())
+    }
+
+    /// Removes `conn_id` from `tenant`'s feed; unsubscribes after the last client.
+    pub fn leave(&self, tenant: &str, conn_id: u64) {
+        let Some(feed) = lock(&self.feeds).get(tenant).cloned() else {
+            return;
+        };
+        lock(&feed.members).retain(|m| m.conn.id != conn_id);
+        self.drop_if_empty(tenant, &feed);
+    }
+
+    fn drop_if_empty(&self, tenant: &str, feed: &Arc<Feed>) {
+        let mut feeds = lock(&self.feeds);
+        let members = lock(&feed.members);
+        if members.is_empty() && feeds.get(tenant).is_some_and(|f| Arc::ptr_eq(f, feed)) {
+            feeds.remove(tenant);
+            if let Some(task) = lock(&feed.task).take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Delivers a batch of one feed's events to each of its members that wants them.
+fn dispatch(feed: &Feed, metrics: &Metrics, batch: &[async_nats::Message]) {
+    let mut events = Vec::with_capacity(batch.len());
+    for message in batch {
+        let seq = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(subject::header::SEQ))
+            .and_then(|v| v.as_str().parse::<u64>().ok());
+        if let Some(seq) = seq {
+            // Republished after a handler takeover: already delivered.
+            if seq <= feed.last_seq.load(Ordering::Relaxed) {
+                metrics.fanout_duplicates.inc();
+                continue;
+            }
+            feed.last_seq.store(seq, Ordering::Relaxed);
+        }
+        events.push((
+            ParsedEvent::parse(&message.payload),
+            frame::text(&message.payload),
+        ));
+    }
+    metrics.fanout_events.inc_by(events.len() as u64);
+    if events.is_empty() {
+        return;
+    }
+    let members = lock(&feed.members);
+    for member in members.iter().filter(|m| m.ready.load(Ordering::Relaxed)) {
+        let subs = lock(&member.subs);
+        let wanted: Vec<&Bytes> = events
+            .iter()
+            .filter(|(event, _)| subs.wants(event))
+            .map(|(_, frame)| frame)
+            .collect();
+        match wanted.as_slice() {
+            [] => {}
+            [only] => {
+                member.conn.send((*only).clone());
+            }
+            many => {
+                let mut out = BytesMut::with_capacity(many.iter().map(|f| f.len()).sum());
+                for frame in many {
+                    out.extend_from_slice(frame);
+                }
+                member.conn.send_frames(out.freeze(), many.len() as u64);
+            }
+        }
+    }
+}

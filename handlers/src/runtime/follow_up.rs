@@ -1,0 +1,116 @@
+//! Runs the I/O a domain asks for after a key's state is written ([`FollowUp`]): a NATS
+//! request (the voice domain asks its transcriber) or a wait, then publishes the outcome as a
+//! command to the same key, with a message id made from the follow-up's id so that it is
+//! applied once. Called by the partition worker after a successful write.
+
+use super::Shared;
+use crate::domain::{Domain, FollowUp, FollowUpAction};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use std::time::Duration;
+use tablewire_nats::subject;
+use tablewire_schemas::stored::Stored;
+use tablewire_schemas::{Envelope, Origin};
+use tracing::{debug, warn};
+
+/// Starts the follow-up `after` asks for, unless `before` already asked for the same one.
+pub(crate) fn start<D: Domain>(
+    shared: &Shared<D>,
+    tenant: &str,
+    key: &str,
+    before: Option<&Stored<D::State>>,
+    after: &Stored<D::State>,
+) {
+    let Some(follow_up) = shared.domain.follow_up(&after.state, tenant, key) else {
+        return;
+    };
+    let previous = before.and_then(|b| shared.domain.follow_up(&b.state, tenant, key));
+    if previous.is_some_and(|p| p.id == follow_up.id) {
+        return;
+    }
+    let client = shared.client.clone();
+    let js = shared.js.clone();
+    let (tenant, key) = (tenant.to_string(), key.to_string());
+    tokio::spawn(async move { run::<D>(client, js, tenant, key, follow_up).await });
+}
+
+async fn run<D: Domain>(
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    tenant: String,
+    key: String,
+    follow_up: FollowUp,
+) {
+    let FollowUp {
+        id,
+        action,
+        outcome,
+    } = follow_up;
+    let result = match action {
+        FollowUpAction::Request {
+            subject,
+            payload,
+            timeout,
+        } => match tokio::time::timeout(timeout, client.request(subject, payload)).await {
+            Ok(Ok(reply)) => Ok(reply.payload),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no reply in time".to_string()),
+        },
+        FollowUpAction::Wait(delay) => {
+            tokio::time::sleep(delay).await;
+            Ok(Bytes::new())
+        }
+    };
+    let command = outcome(result);
+    let message_id = format!("{}:{tenant}:{key}:follow-up:{id}", D::NAME);
+    let Ok(command) = serde_json::value::to_raw_value(&command) else {
+        return;
+    };
+    let envelope = Envelope {
+        tenant: tenant.clone(),
+        domain: D::NAME,
+        key: key.clone(),
+        id: message_id.clone(),
+        // From the runtime itself: nobody to answer.
+        origin: Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        },
+        claims: None,
+        at: super::now_ms(),
+        command,
+    };
+    let Ok(payload) = serde_json::to_vec(&envelope) else {
+        return;
+    };
+    let payload = Bytes::from(payload);
+    let mut backoff = Duration::from_millis(100);
+    for _ in 0..8 {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
+        let stored = match js
+            .publish_with_headers(
+                subject::input(D::NAME, &tenant, &key),
+                headers,
+                payload.clone(),
+            )
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => {
+                debug!(domain = %D::NAME, %key, %id, "follow-up outcome stored");
+                return;
+            }
+            Err(e) => {
+                debug!(domain = %D::NAME, %key, error = %e, "follow-up outcome not stored; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    warn!(domain = %D::NAME, %key, %id, "follow-up outcome could not be stored; the next write of the key asks again");
+}

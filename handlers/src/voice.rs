@@ -1,0 +1,472 @@
+//! The voice domain (seed 004's `/voice-stream`): one key per voice session. `apply`
+//! reassembles audio chunks in `sequence` order (duplicates dropped, gaps reported at the end)
+//! and decides what to send to the transcriber next; the runtime makes that request as a
+//! [`FollowUp`] on `tw.svc.transcribe` and feeds the answer back as `transcribed` or
+//! `transcribe_failed`. Audio stays in the state until `voice:end` plus [`GRACE`], so nothing
+//! is lost while no transcriber is reachable.
+
+use crate::domain::{Context, Domain, Effects, FollowUp, FollowUpAction, Rejection};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tablewire_nats::subject;
+use tablewire_schemas::voice::{
+    Chunk, Command, TranscribeReply, TranscribeRequest, Transcript, event,
+};
+use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
+
+/// How long audio is kept after `voice:end`.
+pub const GRACE: Duration = Duration::from_secs(300);
+/// How long the transcriber may take to answer one request.
+pub const TRANSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most audio (base64 bytes) one session keeps.
+pub const MAX_AUDIO_BYTES: usize = 512 * 1024;
+/// Chunks held out of order waiting for a missing one.
+pub const MAX_WAITING: usize = 256;
+
+/// The voice domain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Voice;
+
+/// A transcriber request in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Its id.
+    pub id: u64,
+    /// How many of `audio` it carries (from `sent`).
+    pub upto: usize,
+    /// Whether it is the final one.
+    pub is_final: bool,
+    /// When it was decided, ms.
+    pub at: i64,
+}
+
+/// One voice session.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiceState {
+    /// From `voice:start`.
+    pub language: Option<String>,
+    /// The next sequence number to release in order.
+    pub next: u64,
+    /// Chunks that arrived ahead of a missing one, by sequence.
+    pub waiting: BTreeMap<u64, String>,
+    /// Released chunks, in order: kept until the end plus the grace period.
+    pub audio: Vec<Chunk>,
+    /// How many of `audio` the transcriber has received and answered.
+    pub sent: usize,
+    /// The request in flight.
+    pub in_flight: Option<InFlight>,
+    /// The last request id used.
+    pub last_request: u64,
+    /// Repeated chunks dropped.
+    pub duplicates: u64,
+    /// Sequence numbers skipped at the end.
+    pub gaps: Vec<u64>,
+    /// When `voice:end` came, ms.
+    pub ended_at: Option<i64>,
+    /// Seconds recorded, from `voice:end`.
+    pub duration: Option<f64>,
+    /// Whether the final transcript was delivered.
+    pub finished: bool,
+    /// Whether the audio was dropped after the grace period.
+    pub expired: bool,
+}
+
+impl VoiceState {
+    fn audio_bytes(&self) -> usize {
+        self.audio.iter().map(|c| c.audio.len()).sum::<usize>()
+            + self.waiting.values().map(String::len).sum::<usize>()
+    }
+
+    /// Releases waiting chunks that now follow in order.
+    fn release(&mut self) {
+        while let Some(audio) = self.waiting.remove(&self.next) {
+            self.audio.push(Chunk {
+                sequence: self.next,
+                audio,
+            });
+            self.next += 1;
+        }
+    }
+
+    /// Decides the next transcriber request, if one is due and none is in flight.
+    fn schedule(&mut self, now: i64) {
+        if self.expired || self.finished {
+            return;
+        }
+        // A request whose answer never came (its worker died) is given up on.
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| now - f.at > 2 * TRANSCRIBE_TIMEOUT.as_millis() as i64)
+        {
+            self.in_flight = None;
+        }
+        if self.in_flight.is_some() {
+            return;
+        }
+        let is_final = self.ended_at.is_some();
+        if self.sent < self.audio.len() || is_final {
+            self.last_request += 1;
+            self.in_flight = Some(InFlight {
+                id: self.last_request,
+                upto: self.audio.len(),
+                is_final,
+                at: now,
+            });
+        }
+    }
+}
+
+fn error_event(code: ErrorCode, message: impl Into<String>, now: i64) -> Value {
+    json!({
+        "type": "error",
+        "data": ErrorBody::with_message(code, message),
+        "timestamp": crate::events::rfc3339(now),
+    })
+}
+
+impl Domain for Voice {
+    const NAME: DomainName = DomainName::Voice;
+    type State = VoiceState;
+    type Command = Command;
+
+    fn new_state(&self, _ctx: &Context<'_>) -> VoiceState {
+        VoiceState {
+            next: 1,
+            ..VoiceState::default()
+        }
+    }
+
+    fn apply(
+        &self,
+        state: &mut VoiceState,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        let now = ctx.now_ms;
+        match command {
+            Command::Start { language } => {
+                if state.ended_at.is_some() {
+                    return Err(Rejection::new(
+                        ErrorCode::Conflict,
+                        "this voice session has ended; start another session id",
+                    ));
+                }
+                state.language = language;
+            }
+            Command::Audio { sequence, audio } => {
+                if state.ended_at.is_some() {
+                    return Err(Rejection::new(
+                        ErrorCode::Conflict,
+                        "this voice session has ended",
+                    ));
+                }
+                // Sessions may count from 0: a chunk 0 before anything was released.
+                if sequence == 0 && state.next == 1 && state.audio.is_empty() {
+                    state.next = 0;
+                }
+                if sequence < state.next || state.waiting.contains_key(&sequence) {
+                    state.duplicates += 1;
+                    return Ok(());
+                }
+                if state.waiting.len() >= MAX_WAITING
+                    || state.audio_bytes() + audio.len() > MAX_AUDIO_BYTES
+                {
+                    return Err(Rejection::new(
+                        ErrorCode::MessageTooBig,
+                        format!("a voice session keeps at most {MAX_AUDIO_BYTES} bytes of audio"),
+                    ));
+                }
+                state.waiting.insert(sequence, audio);
+                state.release();
+            }
+            Command::End { duration } => {
+                if state.ended_at.is_some() {
+                    // A repeated end retries a transcription that failed.
+                    state.schedule(now);
+                    return Ok(());
+                }
+                state.ended_at = Some(now);
+                state.duration = duration;
+                // Whatever never arrived will not: pass the rest on without it.
+                while let Some((&first, _)) = state.waiting.iter().next() {
+                    state.gaps.extend(state.next..first);
+                    state.next = first;
+                    state.release();
+                }
+                if !state.gaps.is_empty() {
+                    effects.event(json!({
+                        "type": event::GAP,
+                        "data": {"missing": state.gaps},
+                        "timestamp": crate::events::rfc3339(now),
+                    }));
+                }
+            }
+            Command::Transcribed {
+                request,
+                transcript,
+            } => {
+                let Some(flight) = state.in_flight.clone().filter(|f| f.id == request) else {
+                    return Ok(()); // an answer to a request given up on
+                };
+                state.in_flight = None;
+                state.sent = flight.upto;
+                let is_final = flight.is_final;
+                if is_final {
+                    state.finished = true;
+                }
+                // A transcriber with nothing to say yet answers with empty text.
+                if transcript.text.is_empty() && !is_final {
+                    state.schedule(now);
+                    return Ok(());
+                }
+                effects.event(json!({
+                    "type": event::TRANSCRIPT,
+                    "data": Transcript {
+                        is_final,
+                        ..transcript
+                    },
+                    "timestamp": crate::events::rfc3339(now),
+                }));
+            }
+            Command::TranscribeFailed { request, message } => {
+                if state.in_flight.as_ref().is_none_or(|f| f.id != request) {
+                    return Ok(());
+                }
+                state.in_flight = None;
+                effects.event(error_event(
+                    ErrorCode::TranscriberUnavailable,
+                    format!(
+                        "no transcriber reachable ({message}); the audio is kept and sent again"
+                    ),
+                    now,
+                ));
+                // Sent again with the next chunk or the end, not in a loop.
+                return Ok(());
+            }
+            Command::Expire => {
+                state.expired = true;
+                state.audio.clear();
+                state.waiting.clear();
+                state.in_flight = None;
+                return Ok(());
+            }
+        }
+        state.schedule(now);
+        Ok(())
+    }
+
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        error_event(error.code, error.message.clone(), ctx.now_ms)
+    }
+
+    fn follow_up(&self, state: &VoiceState, tenant: &str, key: &str) -> Option<FollowUp> {
+        if let Some(flight) = &state.in_flight {
+            let request = TranscribeRequest {
+                tenant: tenant.to_string(),
+                session_id: key.to_string(),
+                language: state.language.clone(),
+                request_id: flight.id,
+                chunks: state.audio[state.sent.min(flight.upto)..flight.upto].to_vec(),
+                is_final: flight.is_final,
+            };
+            let payload = serde_json::to_vec(&request).ok()?;
+            let id = flight.id;
+            return Some(FollowUp {
+                id: format!("transcribe-{id}"),
+                action: FollowUpAction::Request {
+                    subject: subject::TRANSCRIBE.to_string(),
+                    payload: payload.into(),
+                    timeout: TRANSCRIBE_TIMEOUT,
+                },
+                outcome: Box::new(move |result| {
+                    let command = match result.map_err(|e| e.to_string()).and_then(|bytes| {
+                        serde_json::from_slice::<TranscribeReply>(&bytes)
+                            .map_err(|e| format!("unreadable transcriber reply: {e}"))
+                    }) {
+                        Ok(TranscribeReply::Transcript(transcript)) => Command::Transcribed {
+                            request: id,
+                            transcript,
+                        },
+                        Ok(TranscribeReply::Error { error }) => Command::TranscribeFailed {
+                            request: id,
+                            message: error,
+                        },
+                        Err(message) => Command::TranscribeFailed {
+                            request: id,
+                            message,
+                        },
+                    };
+                    serde_json::to_value(command).unwrap_or(Value::Null)
+                }),
+            });
+        }
+        if state.ended_at.is_some() && !state.expired {
+            return Some(FollowUp {
+                id: "expire".to_string(),
+                action: FollowUpAction::Wait(GRACE),
+                outcome: Box::new(|_| serde_json::to_value(Command::Expire).unwrap_or(Value::Null)),
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tablewire_schemas::Origin;
+
+    fn apply(state: &mut VoiceState, command: Command) -> Effects {
+        let origin = Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        };
+        let ctx = Context {
+            now_ms: 1_000,
+            stream_seq: 1,
+            message_id: "m",
+            tenant: "r1",
+            key: "s1",
+            claims: None,
+            origin: &origin,
+        };
+        let mut fx = Effects::default();
+        Voice.apply(state, command, &ctx, &mut fx).expect("applies");
+        fx
+    }
+
+    fn audio(sequence: u64) -> Command {
+        Command::Audio {
+            sequence,
+            audio: format!("chunk{sequence}"),
+        }
+    }
+
+    fn requested(state: &VoiceState) -> Vec<u64> {
+        let Some(follow_up) = Voice.follow_up(state, "r1", "s1") else {
+            return Vec::new();
+        };
+        let FollowUpAction::Request { payload, .. } = follow_up.action else {
+            return Vec::new();
+        };
+        let request: TranscribeRequest = serde_json::from_slice(&payload).expect("request");
+        request.chunks.iter().map(|c| c.sequence).collect()
+    }
+
+    fn answer(state: &mut VoiceState, text: &str) -> Effects {
+        let request = state.in_flight.as_ref().expect("in flight").id;
+        apply(
+            state,
+            Command::Transcribed {
+                request,
+                transcript: Transcript {
+                    text: text.into(),
+                    confidence: 0.9,
+                    is_final: false,
+                },
+            },
+        )
+    }
+
+    #[test]
+    fn chunks_3_1_2_2_go_to_the_transcriber_as_1_2_3_once() {
+        let mut state = Voice.new_state(&Context {
+            now_ms: 0,
+            stream_seq: 0,
+            message_id: "",
+            tenant: "",
+            key: "",
+            claims: None,
+            origin: &Origin {
+                edge: String::new(),
+                conn: None,
+                request: None,
+            },
+        });
+        apply(
+            &mut state,
+            Command::Start {
+                language: Some("en-US".into()),
+            },
+        );
+        apply(&mut state, audio(3));
+        assert_eq!(requested(&state), Vec::<u64>::new(), "3 waits for 1 and 2");
+        apply(&mut state, audio(1));
+        assert_eq!(requested(&state), vec![1]);
+        apply(&mut state, audio(2));
+        apply(&mut state, audio(2));
+        assert_eq!(state.duplicates, 1);
+        assert_eq!(requested(&state), vec![1], "one request at a time");
+        let fx = answer(&mut state, "one");
+        assert_eq!(fx.events[0]["type"], "voice:transcript");
+        assert_eq!(requested(&state), vec![2, 3]);
+        answer(&mut state, "one two three");
+        assert_eq!(requested(&state), Vec::<u64>::new());
+        apply(
+            &mut state,
+            Command::End {
+                duration: Some(3.0),
+            },
+        );
+        assert_eq!(
+            requested(&state),
+            Vec::<u64>::new(),
+            "final request, no new audio"
+        );
+        assert!(state.in_flight.as_ref().is_some_and(|f| f.is_final));
+        let fx = answer(&mut state, "one two three");
+        assert_eq!(fx.events[0]["data"]["is_final"], true);
+        assert_eq!(
+            state.audio.len(),
+            3,
+            "audio kept until the grace period ends"
+        );
+        let expire = Voice.follow_up(&state, "r1", "s1").expect("grace timer");
+        assert!(matches!(expire.action, FollowUpAction::Wait(GRACE)));
+        apply(&mut state, Command::Expire);
+        assert!(state.audio.is_empty() && Voice.follow_up(&state, "r1", "s1").is_none());
+    }
+
+    #[test]
+    fn a_failed_request_keeps_the_audio_and_gaps_are_reported_at_the_end() {
+        let mut state = VoiceState {
+            next: 1,
+            ..Default::default()
+        };
+        apply(&mut state, audio(1));
+        let id = state.in_flight.as_ref().expect("request").id;
+        let fx = apply(
+            &mut state,
+            Command::TranscribeFailed {
+                request: id,
+                message: "no responders".into(),
+            },
+        );
+        assert_eq!(fx.events[0]["data"]["code"], "TRANSCRIBER_UNAVAILABLE");
+        assert_eq!(state.audio.len(), 1);
+        assert!(state.in_flight.is_none());
+        apply(&mut state, audio(4));
+        assert_eq!(requested(&state), vec![1], "sent again with the next chunk");
+        answer(&mut state, "one");
+        let fx = apply(&mut state, Command::End { duration: None });
+        assert_eq!(fx.events[0]["type"], "voice:gap");
+        assert_eq!(fx.events[0]["data"]["missing"], json!([2, 3]));
+        assert_eq!(requested(&state), vec![4]);
+        let id = state.in_flight.as_ref().expect("final request").id;
+        apply(
+            &mut state,
+            Command::TranscribeFailed {
+                request: id,
+                message: "timeout".into(),
+            },
+        );
+        assert!(state.in_flight.is_none());
+        apply(&mut state, Command::End { duration: None });
+        assert_eq!(requested(&state), vec![4], "a repeated end retries");
+    }
+}
