@@ -5,6 +5,7 @@
 //! - [`domain`] — the [`Domain`](domain::Domain) trait: a pure `apply(state, command, ctx)`
 //!   returning events, replies and records, or a rejection with a catalogue code.
 //! - [`display`] — seed 000: display sessions.
+//! - [`device`] — seed 003: RFID readers (holder, presence, scan interval, config, scans).
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
@@ -12,6 +13,7 @@
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
 
+pub mod device;
 pub mod display;
 pub mod domain;
 pub mod events;

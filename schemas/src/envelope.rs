@@ -59,17 +59,20 @@ pub enum Domain {
     Display,
     /// Seed 004: each tenant's restaurant events feed.
     Events,
+    /// Seed 003: RFID readers, one key per device.
+    Device,
 }
 
 impl Domain {
     /// Every domain.
-    pub const ALL: &'static [Domain] = &[Domain::Display, Domain::Events];
+    pub const ALL: &'static [Domain] = &[Domain::Display, Domain::Events, Domain::Device];
 
     /// The name used in subjects, stream and bucket names and on the command line.
     pub const fn as_str(self) -> &'static str {
         match self {
             Domain::Display => "display",
             Domain::Events => "events",
+            Domain::Device => "device",
         }
     }
 

@@ -6,11 +6,13 @@
 //! - [`envelope`] — the edge→handler envelope and the verified JWT claims inside it.
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
+//! - [`device`] — seed 003: RFID readers (`/ws/device`, `/api/rfid/scan`, device config).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
 
+pub mod device;
 pub mod display;
 pub mod envelope;
 pub mod error;
@@ -34,6 +36,10 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("display.state.json", doc::<display::SessionState>()),
         ("claims.json", doc::<envelope::Claims>()),
         ("events.event.json", doc::<events::EventFrame>()),
+        ("device.client.json", doc::<device::ClientFrame>()),
+        ("device.scan.json", doc::<device::ScanRequest>()),
+        ("device.config.json", doc::<device::DeviceConfig>()),
+        ("device.state.json", doc::<device::DeviceState>()),
     ]
 }
 

@@ -138,6 +138,17 @@ pub async fn run(
                 )
                 .await?
             }
+            DomainName::Device => {
+                spawn_domain(
+                    crate::device::Device,
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
+            }
         };
         tasks.push(task);
     }
