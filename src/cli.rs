@@ -87,6 +87,16 @@ pub struct EdgeSettings {
     /// TLS private key (PEM).
     #[arg(long, env = "TABLEWIRE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How RFID devices authenticate: `token` (a device JWT; the default of `edge`) or `none`
+    /// (any deviceId, all in --device-tenant; the default of `dev`).
+    #[arg(long, env = "TABLEWIRE_DEVICE_AUTH", value_parser = ["none", "token"])]
+    pub device_auth: Option<String>,
+    /// The tenant of every device when device auth is `none`.
+    #[arg(long, env = "TABLEWIRE_DEVICE_TENANT", default_value = tablewire_schemas::device::DEFAULT_TENANT)]
+    pub device_tenant: String,
+    /// Device heartbeat interval in seconds; a device silent for two is closed and goes offline.
+    #[arg(long, env = "TABLEWIRE_DEVICE_HEARTBEAT_SECS", default_value_t = 30)]
+    pub device_heartbeat_secs: u64,
 }
 
 /// `tablewire edge`.

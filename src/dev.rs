@@ -70,12 +70,12 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
-    let edge = tablewire_edge::Edge::bind(
-        edge_config(&nats_url, &args.edge, &args.auth, None),
-        &mut registry,
-    )
-    .await
-    .context("the edge cannot start (use --listen to pick another address)")?;
+    let mut edge_settings = edge_config(&nats_url, &args.edge, &args.auth, None);
+    // Seed 003's readers connect with a bare deviceId: `dev` accepts them unless told otherwise.
+    edge_settings.device_auth = crate::run::device_auth(&args.edge, "none");
+    let edge = tablewire_edge::Edge::bind(edge_settings, &mut registry)
+        .await
+        .context("the edge cannot start (use --listen to pick another address)")?;
     let addr = edge.local_addr()?;
     let shutdown = shutdown_signal();
 

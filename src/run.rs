@@ -73,7 +73,19 @@ pub fn edge_config(
         heartbeat: Duration::from_secs(settings.heartbeat_secs.max(1)),
         drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
         cors_origin: settings.cors_origin.clone(),
+        device_auth: device_auth(settings, "token"),
+        device_heartbeat: Duration::from_secs(settings.device_heartbeat_secs.max(1)),
         ..Default::default()
+    }
+}
+
+/// The device auth of `settings`, or of `default` (`none` or `token`) when none was given.
+pub fn device_auth(settings: &EdgeSettings, default: &str) -> tablewire_edge::DeviceAuth {
+    match settings.device_auth.as_deref().unwrap_or(default) {
+        "none" => tablewire_edge::DeviceAuth::None {
+            tenant: settings.device_tenant.clone(),
+        },
+        _ => tablewire_edge::DeviceAuth::Token,
     }
 }
 

@@ -14,6 +14,21 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// How RFID devices on `/ws/device` and `POST /api/rfid/scan` prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAuth {
+    /// Any `deviceId` is accepted, as seed 003's readers connect; every device belongs to
+    /// `tenant`. The default of `tablewire dev`.
+    None {
+        /// The tenant all devices share.
+        tenant: String,
+    },
+    /// A device JWT (`sub` = the device id, `role` = `device`, `tenant`) in the
+    /// `Authorization: Bearer` header or the `token` query parameter; anything else is refused
+    /// with HTTP 401 before the upgrade. The default of `tablewire edge`.
+    Token,
+}
+
 /// How an edge node runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -39,6 +54,11 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// How long an HTTP request waits for a handler's answer when it needs one.
     pub reply_timeout: Duration,
+    /// How RFID devices authenticate.
+    pub device_auth: DeviceAuth,
+    /// The heartbeat interval devices are told to keep; a device that sends nothing for two
+    /// intervals is closed (4002) and goes offline.
+    pub device_heartbeat: Duration,
 }
 
 impl Default for Config {
@@ -55,6 +75,8 @@ impl Default for Config {
             cors_origin: "*".to_string(),
             max_queued_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(5),
+            device_auth: DeviceAuth::Token,
+            device_heartbeat: Duration::from_secs(30),
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   [`server::Shared`] state every route sees.
 //! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
+//! - [`device`] — seed 003 endpoints (`/ws/device`, `/api/rfid/scan`, `/api/devices/{id}/config`).
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod device;
 pub mod display;
 pub mod fanout;
 pub mod http;
@@ -31,5 +33,5 @@ pub mod tls;
 pub mod ws;
 
 pub use auth::{AuthConfig, mint};
-pub use config::{Config, TlsFiles};
+pub use config::{Config, DeviceAuth, TlsFiles};
 pub use server::{Edge, EdgeError};

@@ -32,6 +32,9 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
                 let (id, action) = (id.to_string(), action.to_string());
                 crate::display::route(&shared, request, &id, &action).await
             }
+            ["ws", "device"] | ["api", "rfid", "scan"] | ["api", "devices", _, "config"] => {
+                crate::device::route(&shared, request, &segments).await
+            }
             _ => ("unknown", http::error_code(ErrorCode::NotFound)),
         }
     };

@@ -66,6 +66,8 @@ pub struct Shared {
     pub auth: Auth,
     /// Metrics.
     pub metrics: Metrics,
+    /// The RFID tag directory (`tw_device_tags`).
+    pub device_tags: kv::Store,
     state: HashMap<Domain, kv::Store>,
     draining: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
@@ -237,6 +239,10 @@ impl Edge {
                 .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
             state.insert(domain, store);
         }
+        let device_tags = js
+            .get_key_value(resource::DEVICE_TAGS_BUCKET)
+            .await
+            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_TAGS_BUCKET)))?;
         let metrics = Metrics::new(registry);
         let id = config.edge_id.clone().unwrap_or_else(new_edge_id);
         let conns = Arc::new(ws::Registry::default());
@@ -253,6 +259,7 @@ impl Edge {
             conns,
             inbox,
             metrics,
+            device_tags,
             state,
             draining: AtomicBool::new(false),
             registry: OnceLock::new(),

@@ -7,7 +7,7 @@
 use crate::domain::{Context, Domain, Effects, Rejection};
 use serde_json::{Value, json};
 use tablewire_schemas::device::{
-    Command, DeviceEvent, DeviceState, Holder, Scan, check_scan, config_frame,
+    Command, DeviceEvent, DeviceState, Holder, Scan, check_scan, config_frame, error_frame,
 };
 use tablewire_schemas::events::{self, event};
 use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
@@ -16,6 +16,8 @@ use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 pub const SCAN_RECORD: &str = "device_scan";
 /// The record kind of a tag registered in registration mode (`device_tags`).
 pub const TAG_RECORD: &str = "device_tag";
+/// The record kind of a stored configuration (`device_configs`).
+pub const CONFIG_RECORD: &str = "device_config";
 
 /// The device domain.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,7 +46,7 @@ fn feed(effects: &mut Effects, ctx: &Context<'_>, name: &str, data: Value) {
 fn interval_words(ms: u64) -> String {
     if ms == 1000 {
         "1 second".to_string()
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{} seconds", ms / 1000)
     } else {
         format!("{ms} ms")
@@ -130,10 +132,7 @@ impl Domain for Device {
                         return Err(Rejection(
                             ErrorBody::with_message(
                                 ErrorCode::TooSoon,
-                                format!(
-                                    "Please wait {} between scans",
-                                    interval_words(interval)
-                                ),
+                                format!("Please wait {} between scans", interval_words(interval)),
                             )
                             .retry_after(interval - elapsed),
                         ));
@@ -181,6 +180,10 @@ impl Domain for Device {
             Command::Configure { config } => {
                 state.config = config.clone();
                 state.configured = true;
+                effects.record(
+                    CONFIG_RECORD,
+                    json!({"deviceId": ctx.key, "config": config, "version": ctx.stream_seq}),
+                );
                 effects.event(DeviceEvent::Config {
                     config: config.clone(),
                 });
@@ -194,20 +197,9 @@ impl Domain for Device {
         }
     }
 
-    /// Seed 003 answers errors as `{"success": false, "error": "…"}`; the catalogue fields
-    /// ride along.
+    /// Seed 003 answers errors as `{"success": false, "error": "…"}`.
     fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
-        let mut frame = json!({"success": false, "error": error.message, "timestamp": ctx.now_ms});
-        if let (Value::Object(map), Ok(Value::Object(body))) =
-            (&mut frame, serde_json::to_value(error))
-        {
-            for (k, v) in body {
-                if k != "message" {
-                    map.insert(k, v);
-                }
-            }
-        }
-        frame
+        error_frame(error, ctx.now_ms)
     }
 }
 
@@ -272,7 +264,11 @@ mod tests {
         assert_eq!(fx.commands[0].3["event"], event::DEVICE_SCAN);
         let fx = apply(&mut state, scan("UNKNOWN", None), &ctx(&a, 3_000, 3)).expect("scan");
         assert_eq!(fx.replies[0].1["user"], Value::Null);
-        assert_eq!(fx.records.len(), 1, "unknown tags are not registered by default");
+        assert_eq!(
+            fx.records.len(),
+            1,
+            "unknown tags are not registered by default"
+        );
     }
 
     #[test]
@@ -363,8 +359,12 @@ mod tests {
     fn malformed_scans_are_refused() {
         let a = origin("e1", 1);
         let mut state = Device.new_state(&ctx(&a, 0, 1));
-        let err = apply(&mut state, scan(&"x".repeat(10 * 1024), None), &ctx(&a, 1, 1))
-            .expect_err("huge");
+        let err = apply(
+            &mut state,
+            scan(&"x".repeat(10 * 1024), None),
+            &ctx(&a, 1, 1),
+        )
+        .expect_err("huge");
         assert_eq!(err.0.code, ErrorCode::ValidationError);
         assert_eq!(state.scans, 0);
     }

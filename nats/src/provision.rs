@@ -76,7 +76,8 @@ fn js_err(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> Provisio
 }
 
 /// Creates or updates everything for `domains`: one input stream with its partition consumers
-/// and one state bucket per domain, plus the records stream and the workers bucket.
+/// and one state bucket per domain, plus the records stream, the workers bucket and the device
+/// tag directory.
 pub async fn provision(
     js: &jetstream::Context,
     domains: &[Domain],
@@ -97,6 +98,16 @@ pub async fn provision(
     })
     .await
     .map_err(|e| js_err(resource::WORKERS_BUCKET)(e.into()))?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: resource::DEVICE_TAGS_BUCKET.to_string(),
+        description: "RFID tag directory, copied from SQL device_tags".to_string(),
+        history: 1,
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(resource::DEVICE_TAGS_BUCKET)(e.into()))?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
 //! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}` |
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
+//! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
 
 use crate::token::encode;
 use tablewire_schemas::Domain;
@@ -47,6 +48,15 @@ pub const WORKERS_BUCKET: &str = "tw_workers";
 /// The key of one worker in [`WORKERS_BUCKET`].
 pub fn worker_key(domain: Domain, worker: &str) -> String {
     format!("{domain}.{}", encode(worker))
+}
+
+/// The KV bucket edges look RFID tags up in: a copy of SQL `device_tags` kept by the records
+/// writer, so a scan finds its user without the edge or the pure device domain touching SQL.
+pub const DEVICE_TAGS_BUCKET: &str = "tw_device_tags";
+
+/// The key of one tag in [`DEVICE_TAGS_BUCKET`].
+pub fn device_tag_key(tenant: &str, tag: &str) -> String {
+    format!("{}.{}", encode(tenant), encode(tag))
 }
 
 /// Stream metadata key recording how many partitions an input stream has.

@@ -221,6 +221,20 @@ pub fn config_frame(config: &DeviceConfig) -> Value {
     frame
 }
 
+/// An error as seed 003 answers it, `{"success": false, "error": "…"}`, with the catalogue's
+/// `code`, `errorCode`, `retryable` and `retryAfterMs` alongside. Built by the edge and the
+/// device handler alike.
+pub fn error_frame(error: &crate::ErrorBody, now_ms: i64) -> Value {
+    let mut frame = Map::new();
+    frame.insert("success".into(), Value::Bool(false));
+    frame.insert("error".into(), Value::from(error.message.clone()));
+    if let Ok(Value::Object(body)) = serde_json::to_value(error) {
+        frame.extend(body.into_iter().filter(|(k, _)| k != "message"));
+    }
+    frame.insert("timestamp".into(), Value::from(now_ms));
+    Value::Object(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
