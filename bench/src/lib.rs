@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
+//! - [`devices`] — seed 003: RFID readers scanning over WebSockets, replies and rows in SQL.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
 
 pub mod client;
+pub mod devices;
 pub mod display;
 pub mod report;
 pub mod system;
@@ -27,11 +29,14 @@ pub struct BenchArgs {
 pub enum Bench {
     /// Customer displays (seed 000): fan-out throughput, latency, idle memory.
     Display(display::DisplayArgs),
+    /// RFID readers (seed 003): scans/s, scan → reply latency, rows in SQL vs accepted.
+    Devices(devices::DevicesArgs),
 }
 
 /// Runs the chosen benchmark.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Display(a) => display::run(a).await,
+        Bench::Devices(a) => devices::run(a).await,
     }
 }
