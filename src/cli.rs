@@ -171,6 +171,9 @@ pub struct TopologyArgs {
     /// Seconds a worker's presence lasts without a refresh.
     #[arg(long, env = "TABLEWIRE_WORKER_TTL_SECS", default_value_t = 6)]
     pub worker_ttl_secs: u64,
+    /// Seconds a device stays online without a heartbeat or scan (two device heartbeats).
+    #[arg(long, env = "TABLEWIRE_DEVICE_PRESENCE_TTL_SECS", default_value_t = 60)]
+    pub device_presence_ttl_secs: u64,
 }
 
 /// `tablewire provision`.

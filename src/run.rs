@@ -44,6 +44,7 @@ pub fn topology(args: &TopologyArgs) -> tablewire_nats::Topology {
         ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
         pin_timeout: Duration::from_secs(args.pin_timeout_secs.max(1)),
         worker_ttl: Duration::from_secs(args.worker_ttl_secs.max(1)),
+        device_presence_ttl: Duration::from_secs(args.device_presence_ttl_secs.max(1)),
         ..Default::default()
     }
 }

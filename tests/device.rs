@@ -369,3 +369,99 @@ async fn no_scan_is_lost_while_the_database_is_down() {
     pool.close().await;
     handler.stop().await;
 }
+
+/// A `tablewire edge` process accepting devices without credentials.
+async fn open_edge_process(url: &str) -> (Process, SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let process = Process::spawn(&[
+        "edge",
+        "--nats-url",
+        url,
+        "--listen",
+        &addr.to_string(),
+        "--device-auth",
+        "none",
+    ]);
+    eventually("edge process healthy", || async move {
+        get(addr, "/healthz").await.ok().map(|(s, _)| s == 200) == Some(true)
+    })
+    .await;
+    (process, addr)
+}
+
+/// Reads the feed until an event of `kind` about `device`; returns its data.
+async fn feed_event(feed: &mut async_nats::Subscriber, kind: &str, device: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} for {device} in time"))
+            .expect("feed open");
+        let event: Value = serde_json::from_slice(&message.payload).expect("JSON");
+        if event["type"] == kind && event["data"]["deviceId"] == device {
+            return event["data"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_across_edge_processes_and_offline_when_the_edge_dies() {
+    let nats = nats().await;
+    let topology = tablewire_nats::Topology {
+        device_presence_ttl: Duration::from_secs(1),
+        ..test_topology()
+    };
+    provision(nats.client_url(), &topology).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let nc = client(nats.client_url()).await;
+    let mut feed = nc
+        .subscribe(tablewire_nats::subject::output(
+            Domain::Events,
+            DEFAULT_TENANT,
+            tablewire_schemas::events::FEED_KEY,
+        ))
+        .await
+        .expect("feed");
+    nc.flush().await.expect("flush");
+    let (mut edge_a, a) = open_edge_process(nats.client_url()).await;
+    let (mut edge_b, b) = open_edge_process(nats.client_url()).await;
+
+    let r = device();
+    let mut on_a = connect(a, &r).await;
+    assert_eq!(
+        feed_event(&mut feed, "device:online", &r).await["takeover"],
+        false
+    );
+    let mut on_b = connect(b, &r).await;
+    assert_eq!(on_a.closed().await, Some(CLOSE_REPLACED), "A lets go");
+    assert_eq!(
+        feed_event(&mut feed, "device:online", &r).await["takeover"],
+        true
+    );
+    on_b.send_json(&json!({"action": "heartbeat", "timestamp": 1}))
+        .await;
+    assert_eq!(on_b.json().await["success"], true);
+
+    // B dies without a word: nothing refreshes the device's presence, which expires.
+    edge_b.kill().await;
+    let offline = feed_event(&mut feed, "device:offline", &r).await;
+    assert_eq!(offline["reason"], "expired");
+    let js = async_nats::jetstream::new(nc.clone());
+    let states = js
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Device))
+        .await
+        .expect("state bucket");
+    let stored = states
+        .get(tablewire_nats::resource::state_key(DEFAULT_TENANT, &r))
+        .await
+        .expect("read")
+        .expect("state");
+    let stored: Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["state"]["online"], false);
+    assert_eq!(stored["state"]["holder"], Value::Null);
+    edge_a.kill().await;
+    handler.stop().await;
+}

@@ -135,6 +135,7 @@ fn websocket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<
         device,
         claims: identity.claims,
         heard: Arc::new(AtomicI64::new(now_ms())),
+        refreshed: AtomicI64::new(0),
         limit: crate::limit::ConnLimit::per_second(MESSAGES_PER_SECOND),
         ended_by: Arc::new(Mutex::new(None)),
         tasks: Mutex::new(Vec::new()),
@@ -173,6 +174,8 @@ struct DeviceHandler {
     claims: Option<Claims>,
     /// When the device last sent anything, ms.
     heard: Arc<AtomicI64>,
+    /// When this connection last refreshed the device's presence, ms.
+    refreshed: AtomicI64,
     limit: crate::limit::ConnLimit,
     /// Why the edge ended the connection, when it did.
     ended_by: Arc<Mutex<Option<&'static str>>>,
@@ -249,6 +252,27 @@ impl DeviceHandler {
         }))
     }
 
+    /// Refreshes the device's presence in KV (its TTL is two heartbeat intervals): always on
+    /// connect and heartbeat, on scans at most every half interval. Not awaited.
+    fn refresh_presence(&self, conn: &Conn, always: bool) {
+        let now = now_ms();
+        let half = self.shared.config.device_heartbeat.as_millis() as i64 / 2;
+        if !always && now - self.refreshed.load(Ordering::Relaxed) < half {
+            return;
+        }
+        self.refreshed.store(now, Ordering::Relaxed);
+        let holder = serde_json::json!({"edge": self.shared.id, "conn": conn.id, "at": now});
+        let (bucket, key) = (
+            self.shared.device_presence.clone(),
+            resource::state_key(&self.tenant, &self.device),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = bucket.put(key, holder.to_string().into()).await {
+                debug!(error = %e, "device presence not refreshed");
+            }
+        });
+    }
+
     async fn scan(&self, conn: &Conn, tag_id: String, location: Option<String>) {
         if let Err(why) = check_scan(&tag_id, location.as_deref()) {
             return self.send_error(
@@ -288,6 +312,7 @@ impl Handler for DeviceHandler {
             self.send_error(conn, e);
             return conn.close(frame::close::TRY_AGAIN_LATER, "cannot register the device");
         }
+        self.refresh_presence(conn, true);
         // Presence: a device silent for two heartbeat intervals is closed and goes offline.
         let interval = self.shared.config.device_heartbeat;
         let silent_after = 2 * interval.as_millis() as i64;
@@ -345,8 +370,12 @@ impl Handler for DeviceHandler {
             }
         };
         match frame {
-            ClientFrame::Scan { tag_id, location } => self.scan(conn, tag_id, location).await,
+            ClientFrame::Scan { tag_id, location } => {
+                self.refresh_presence(conn, false);
+                self.scan(conn, tag_id, location).await
+            }
             ClientFrame::Heartbeat { timestamp } => {
+                self.refresh_presence(conn, true);
                 if let Err(e) = self
                     .publish(conn, &DeviceCommand::Heartbeat { timestamp })
                     .await

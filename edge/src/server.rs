@@ -68,6 +68,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The RFID tag directory (`tw_device_tags`).
     pub device_tags: kv::Store,
+    /// Presence of the devices this edge holds (`tw_device_presence`).
+    pub device_presence: kv::Store,
     state: HashMap<Domain, kv::Store>,
     draining: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
@@ -243,6 +245,10 @@ impl Edge {
             .get_key_value(resource::DEVICE_TAGS_BUCKET)
             .await
             .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_TAGS_BUCKET)))?;
+        let device_presence = js
+            .get_key_value(resource::DEVICE_PRESENCE_BUCKET)
+            .await
+            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_PRESENCE_BUCKET)))?;
         let metrics = Metrics::new(registry);
         let id = config.edge_id.clone().unwrap_or_else(new_edge_id);
         let conns = Arc::new(ws::Registry::default());
@@ -260,6 +266,7 @@ impl Edge {
             inbox,
             metrics,
             device_tags,
+            device_presence,
             state,
             draining: AtomicBool::new(false),
             registry: OnceLock::new(),

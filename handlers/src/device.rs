@@ -177,6 +177,21 @@ impl Domain for Device {
                 );
                 Ok(())
             }
+            Command::Expire { silent_ms } => {
+                let silent = ctx.now_ms.saturating_sub(state.last_seen) >= silent_ms as i64;
+                if state.online && silent {
+                    state.holder = None;
+                    state.online = false;
+                    feed(
+                        effects,
+                        ctx,
+                        event::DEVICE_OFFLINE,
+                        json!({"deviceId": ctx.key, "reason": "expired",
+                               "lastSeen": state.last_seen, "timestamp": ctx.now_ms}),
+                    );
+                }
+                Ok(())
+            }
             Command::Configure { config } => {
                 state.config = config.clone();
                 state.configured = true;
@@ -353,6 +368,30 @@ mod tests {
         assert_eq!(fx.replies[0].1["scan"]["registered"], true);
         assert_eq!(fx.records[1].0, TAG_RECORD);
         apply(&mut state, scan("NEW", None), &ctx(&a, 1_200, 4)).expect("200 ms later is fine");
+    }
+
+    #[test]
+    fn an_expired_presence_takes_a_silent_device_offline_only() {
+        let a = origin("e1", 1);
+        let none = Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        };
+        let mut state = Device.new_state(&ctx(&a, 0, 1));
+        apply(&mut state, Command::Connect, &ctx(&a, 1_000, 1)).expect("connect");
+        apply(
+            &mut state,
+            Command::Heartbeat { timestamp: None },
+            &ctx(&a, 5_000, 2),
+        )
+        .expect("heartbeat");
+        let expire = || Command::Expire { silent_ms: 4_000 };
+        let fx = apply(&mut state, expire(), &ctx(&none, 8_000, 3)).expect("recently heard");
+        assert!(state.online && fx.commands.is_empty());
+        let fx = apply(&mut state, expire(), &ctx(&none, 9_000, 4)).expect("silent");
+        assert!(!state.online && state.holder.is_none());
+        assert_eq!(fx.commands[0].3["data"]["reason"], "expired");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   returning events, replies and records, or a rejection with a catalogue code.
 //! - [`display`] — seed 000: display sessions.
 //! - [`device`] — seed 003: RFID readers (holder, presence, scan interval, config, scans).
+//! - [`device_presence`] — turns expired device presence (KV limit markers) into `expire` commands.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes, fan-out, acknowledgements. Entry point: [`runtime::run`].
@@ -14,6 +15,7 @@
 //! - [`metrics`] — Prometheus metrics of all of the above.
 
 pub mod device;
+pub mod device_presence;
 pub mod display;
 pub mod domain;
 pub mod events;

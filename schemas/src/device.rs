@@ -170,6 +170,13 @@ pub enum Command {
         #[serde(default)]
         timestamp: Option<Value>,
     },
+    /// The device's presence expired (nothing refreshed it for `silentMs`): offline unless
+    /// it was heard from since.
+    Expire {
+        /// How long it had been silent when its presence expired, ms.
+        #[serde(rename = "silentMs")]
+        silent_ms: u64,
+    },
     /// An administrator stored a new configuration.
     Configure {
         /// The configuration.

@@ -139,6 +139,10 @@ pub async fn run(
                 .await?
             }
             DomainName::Device => {
+                tokio::spawn(crate::device_presence::watch(
+                    client.clone(),
+                    shutdown.clone(),
+                ));
                 spawn_domain(
                     crate::device::Device,
                     client,
