@@ -104,6 +104,16 @@ pub struct EdgeSettings {
         default_value_t = 100
     )]
     pub collab_messages_per_second: u32,
+    /// How RFID devices authenticate: `token` (a device JWT; the default of `edge`) or `none`
+    /// (any deviceId, all in --device-tenant; the default of `dev`).
+    #[arg(long, env = "TABLEWIRE_DEVICE_AUTH", value_parser = ["none", "token"])]
+    pub device_auth: Option<String>,
+    /// The tenant of every device when device auth is `none`.
+    #[arg(long, env = "TABLEWIRE_DEVICE_TENANT", default_value = tablewire_schemas::device::DEFAULT_TENANT)]
+    pub device_tenant: String,
+    /// Device heartbeat interval in seconds; a device silent for two is closed and goes offline.
+    #[arg(long, env = "TABLEWIRE_DEVICE_HEARTBEAT_SECS", default_value_t = 30)]
+    pub device_heartbeat_secs: u64,
 }
 
 /// `tablewire edge`.
@@ -198,6 +208,9 @@ pub struct TopologyArgs {
     /// Seconds a worker's presence lasts without a refresh.
     #[arg(long, env = "TABLEWIRE_WORKER_TTL_SECS", default_value_t = 6)]
     pub worker_ttl_secs: u64,
+    /// Seconds a device stays online without a heartbeat or scan (two device heartbeats).
+    #[arg(long, env = "TABLEWIRE_DEVICE_PRESENCE_TTL_SECS", default_value_t = 60)]
+    pub device_presence_ttl_secs: u64,
 }
 
 /// `tablewire provision`.

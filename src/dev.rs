@@ -76,6 +76,8 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     config
         .collab_open_tenant
         .get_or_insert_with(|| "demo".to_string());
+    // Seed 003's readers connect with a bare deviceId: `dev` accepts them unless told otherwise.
+    config.device_auth = crate::run::device_auth(&args.edge, "none");
     let edge = tablewire_edge::Edge::bind(config, &mut registry)
         .await
         .context("the edge cannot start (use --listen to pick another address)")?;

@@ -44,6 +44,7 @@ pub fn topology(args: &TopologyArgs) -> tablewire_nats::Topology {
         ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
         pin_timeout: Duration::from_secs(args.pin_timeout_secs.max(1)),
         worker_ttl: Duration::from_secs(args.worker_ttl_secs.max(1)),
+        device_presence_ttl: Duration::from_secs(args.device_presence_ttl_secs.max(1)),
         ..Default::default()
     }
 }
@@ -80,7 +81,19 @@ pub fn edge_config(
         cors_origin: settings.cors_origin.clone(),
         collab_open_tenant: settings.collab_open_tenant.clone(),
         collab_messages_per_second: settings.collab_messages_per_second.max(1),
+        device_auth: device_auth(settings, "token"),
+        device_heartbeat: Duration::from_secs(settings.device_heartbeat_secs.max(1)),
         ..Default::default()
+    }
+}
+
+/// The device auth of `settings`, or of `default` (`none` or `token`) when none was given.
+pub fn device_auth(settings: &EdgeSettings, default: &str) -> tablewire_edge::DeviceAuth {
+    match settings.device_auth.as_deref().unwrap_or(default) {
+        "none" => tablewire_edge::DeviceAuth::None {
+            tenant: settings.device_tenant.clone(),
+        },
+        _ => tablewire_edge::DeviceAuth::Token,
     }
 }
 

@@ -7,12 +7,14 @@
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
 //! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
 //! - [`events`] — seed 004: connections × restaurants, events over `POST /api/events`.
+//! - [`devices`] — seed 003: RFID readers scanning over WebSockets, replies and rows in SQL.
 //! - [`system`] — starting and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
 
 pub mod client;
 pub mod collab;
+pub mod devices;
 pub mod display;
 pub mod events;
 pub mod pos;
@@ -39,6 +41,8 @@ pub enum Bench {
     Pos(pos::PosArgs),
     /// Restaurant events (seed 004): subscribed connections, events over HTTP.
     Events(events::EventsArgs),
+    /// RFID readers (seed 003): scans/s, scan → reply latency, rows in SQL vs accepted.
+    Devices(devices::DevicesArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -48,5 +52,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Collab(a) => collab::run(a).await,
         Bench::Pos(a) => pos::run(a).await,
         Bench::Events(a) => events::run(a).await,
+        Bench::Devices(a) => devices::run(a).await,
     }
 }

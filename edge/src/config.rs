@@ -14,6 +14,21 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// How RFID devices on `/ws/device` and `POST /api/rfid/scan` prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAuth {
+    /// Any `deviceId` is accepted, as seed 003's readers connect; every device belongs to
+    /// `tenant`. The default of `tablewire dev`.
+    None {
+        /// The tenant all devices share.
+        tenant: String,
+    },
+    /// A device JWT (`sub` = the device id, `role` = `device`, `tenant`) in the
+    /// `Authorization: Bearer` header or the `token` query parameter; anything else is refused
+    /// with HTTP 401 before the upgrade. The default of `tablewire edge`.
+    Token,
+}
+
 /// How an edge node runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -49,6 +64,11 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// The clock per-connection message limits run on (tests freeze it).
     pub rate_limit_clock: crate::limit::LimitClock,
+    /// How RFID devices authenticate.
+    pub device_auth: DeviceAuth,
+    /// The heartbeat interval devices are told to keep; a device that sends nothing for two
+    /// intervals is closed (4002) and goes offline.
+    pub device_heartbeat: Duration,
 }
 
 impl Default for Config {
@@ -69,6 +89,8 @@ impl Default for Config {
             collab_messages_per_second: 100,
             auth_timeout: Duration::from_secs(5),
             rate_limit_clock: Default::default(),
+            device_auth: DeviceAuth::Token,
+            device_heartbeat: Duration::from_secs(30),
         }
     }
 }

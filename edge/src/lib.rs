@@ -12,6 +12,7 @@
 //! - [`events`] — seed 004 endpoints: the events socket (`/`, `/ws`) with its per-restaurant
 //!   fan-out and subscriptions, and `POST /api/events`.
 //! - [`voice`] — seed 004's voice socket (`/voice-stream`): audio chunks to the voice handler.
+//! - [`device`] — seed 003 endpoints (`/ws/device`, `/api/rfid/scan`, `/api/devices/{id}/config`).
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -24,6 +25,7 @@
 pub mod auth;
 pub mod collab;
 pub mod config;
+pub mod device;
 pub mod display;
 pub mod events;
 pub mod fanout;
@@ -40,5 +42,5 @@ pub mod voice;
 pub mod ws;
 
 pub use auth::{AuthConfig, mint};
-pub use config::{Config, TlsFiles};
+pub use config::{Config, DeviceAuth, TlsFiles};
 pub use server::{Edge, EdgeError};

@@ -71,6 +71,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The events feeds' fan-out (seed 004).
     pub events: crate::events::EventsEdge,
+    /// The RFID tag directory (`tw_device_tags`).
+    pub device_tags: kv::Store,
+    /// Presence of the devices this edge holds (`tw_device_presence`).
+    pub device_presence: kv::Store,
     state: HashMap<Domain, kv::Store>,
     draining: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
@@ -242,6 +246,14 @@ impl Edge {
                 .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
             state.insert(domain, store);
         }
+        let device_tags = js
+            .get_key_value(resource::DEVICE_TAGS_BUCKET)
+            .await
+            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_TAGS_BUCKET)))?;
+        let device_presence = js
+            .get_key_value(resource::DEVICE_PRESENCE_BUCKET)
+            .await
+            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_PRESENCE_BUCKET)))?;
         let metrics = Metrics::new(registry);
         let id = config.edge_id.clone().unwrap_or_else(new_edge_id);
         let conns = Arc::new(ws::Registry::default());
@@ -259,6 +271,8 @@ impl Edge {
             conns,
             inbox,
             metrics,
+            device_tags,
+            device_presence,
             state,
             draining: AtomicBool::new(false),
             registry: OnceLock::new(),

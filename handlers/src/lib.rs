@@ -6,6 +6,8 @@
 //!   returning events, replies and records, or a rejection with a catalogue code.
 //! - [`collab`] — seed 001: collaborative order rooms, and their idle-expiry sweeper.
 //! - [`display`] — seed 000: display sessions.
+//! - [`device`] — seed 003: RFID readers (holder, presence, scan interval, config, scans).
+//! - [`device_presence`] — turns expired device presence (KV limit markers) into `expire` commands.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`pos`] — seed 002: POS ↔ kitchen orders (numbering, status flow, idempotency claims).
 //! - [`voice`] — seed 004: voice sessions, audio reassembled in order for a transcriber.
@@ -18,6 +20,8 @@
 //! - [`metrics`] — Prometheus metrics of all of the above.
 
 pub mod collab;
+pub mod device;
+pub mod device_presence;
 pub mod display;
 pub mod domain;
 pub mod events;

@@ -26,6 +26,9 @@ pub struct Topology {
     pub max_backlog_bytes: i64,
     /// How long a worker's presence lasts without being refreshed.
     pub worker_ttl: Duration,
+    /// How long a device's presence lasts without a heartbeat or scan: two device heartbeat
+    /// intervals.
+    pub device_presence_ttl: Duration,
 }
 
 impl Default for Topology {
@@ -38,6 +41,7 @@ impl Default for Topology {
             duplicate_window: Duration::from_secs(120),
             max_backlog_bytes: 1 << 30,
             worker_ttl: Duration::from_secs(6),
+            device_presence_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -76,7 +80,8 @@ fn js_err(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> Provisio
 }
 
 /// Creates or updates everything for `domains`: one input stream with its partition consumers
-/// and one state bucket per domain, plus the records stream and the workers bucket.
+/// and one state bucket per domain, plus the records stream, the workers bucket and the device
+/// tag directory.
 pub async fn provision(
     js: &jetstream::Context,
     domains: &[Domain],
@@ -97,6 +102,29 @@ pub async fn provision(
     })
     .await
     .map_err(|e| js_err(resource::WORKERS_BUCKET)(e.into()))?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: resource::DEVICE_TAGS_BUCKET.to_string(),
+        description: "RFID tag directory, copied from SQL device_tags".to_string(),
+        history: 1,
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(resource::DEVICE_TAGS_BUCKET)(e.into()))?;
+    let presence_ttl = topology.device_presence_ttl.max(Duration::from_secs(1));
+    js.create_or_update_key_value(kv::Config {
+        bucket: resource::DEVICE_PRESENCE_BUCKET.to_string(),
+        description: "live device connections; expiry markers announce silent devices".to_string(),
+        history: 1,
+        max_age: presence_ttl,
+        limit_markers: Some(presence_ttl),
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(resource::DEVICE_PRESENCE_BUCKET)(e.into()))?;
     Ok(())
 }
 

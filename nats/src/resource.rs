@@ -9,6 +9,8 @@
 //! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
 //! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}` |
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
+//! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
+//! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
 
 use crate::token::encode;
 use tablewire_schemas::Domain;
@@ -53,6 +55,20 @@ pub const WORKERS_BUCKET: &str = "tw_workers";
 pub fn worker_key(domain: Domain, worker: &str) -> String {
     format!("{domain}.{}", encode(worker))
 }
+
+/// The KV bucket edges look RFID tags up in: a copy of SQL `device_tags` kept by the records
+/// writer, so a scan finds its user without the edge or the pure device domain touching SQL.
+pub const DEVICE_TAGS_BUCKET: &str = "tw_device_tags";
+
+/// The key of one tag in [`DEVICE_TAGS_BUCKET`].
+pub fn device_tag_key(tenant: &str, tag: &str) -> String {
+    format!("{}.{}", encode(tenant), encode(tag))
+}
+
+/// The KV bucket where edges refresh the presence of the devices they hold. Entries expire
+/// after the topology's `device_presence_ttl`; the expiry marker tells a handler the device
+/// went silent (its edge may have died).
+pub const DEVICE_PRESENCE_BUCKET: &str = "tw_device_presence";
 
 /// Stream metadata key recording how many partitions an input stream has.
 pub const PARTITIONS_METADATA: &str = "tablewire.partitions";

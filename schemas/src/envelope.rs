@@ -65,6 +65,8 @@ pub enum Domain {
     Pos,
     /// Seed 004: voice sessions (`/voice-stream`), one key per session.
     Voice,
+    /// Seed 003: RFID readers, one key per device.
+    Device,
 }
 
 impl Domain {
@@ -75,6 +77,7 @@ impl Domain {
         Domain::Collab,
         Domain::Pos,
         Domain::Voice,
+        Domain::Device,
     ];
 
     /// The name used in subjects, stream and bucket names and on the command line.
@@ -85,6 +88,7 @@ impl Domain {
             Domain::Collab => "collab",
             Domain::Pos => "pos",
             Domain::Voice => "voice",
+            Domain::Device => "device",
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
 //! - [`collab`] — seed 001: collaborative order rooms (`/parties/collaborative_order/{room}`).
+//! - [`device`] — seed 003: RFID readers (`/ws/device`, `/api/rfid/scan`, device config).
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
 //! - [`pos`] — seed 002: POS ↔ kitchen order sync (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`voice`] — seed 004: voice sessions (`/voice-stream`) and the transcriber contract.
@@ -15,6 +16,7 @@
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
 
 pub mod collab;
+pub mod device;
 pub mod display;
 pub mod envelope;
 pub mod error;
@@ -58,6 +60,10 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "voice.transcribe.reply.json",
             doc::<voice::TranscribeReply>(),
         ),
+        ("device.client.json", doc::<device::ClientFrame>()),
+        ("device.scan.json", doc::<device::ScanRequest>()),
+        ("device.config.json", doc::<device::DeviceConfig>()),
+        ("device.state.json", doc::<device::DeviceState>()),
     ]
 }
 

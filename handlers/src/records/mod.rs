@@ -1,9 +1,11 @@
 //! The SQL writer: consumes the records stream and writes each record to SQL, idempotently,
 //! acknowledging only after commit. When the database is down, records wait in the stream
 //! (nothing is dropped) and are written when it is back. One per handler process; any number
-//! may run against the same database.
+//! may run against the same database. It also keeps the device tag directory (KV) in step
+//! with SQL.
 
 mod collab;
+mod device;
 mod display;
 mod pos;
 
@@ -40,6 +42,9 @@ async fn write_record(
         collab::ARCHIVE => collab::write_archive(tx, record).await,
         pos::ORDER => pos::write_order(tx, record).await,
         pos::STATUS => pos::write_status(tx, record).await,
+        device::SCAN => device::write_scan(tx, record).await,
+        device::TAG => device::write_tag(tx, record).await,
+        device::CONFIG => device::write_config(tx, record).await,
         _ => Ok(()),
     }
 }
@@ -95,6 +100,12 @@ pub async fn run(
     };
     info!("records writer connected");
     let js = jetstream::new(client);
+    match js.get_key_value(resource::DEVICE_TAGS_BUCKET).await {
+        Ok(tags) => {
+            tokio::spawn(device::sync_tags(pool.clone(), tags, shutdown.clone()));
+        }
+        Err(e) => warn!(error = %e, "no tag directory bucket; device tags are not copied"),
+    }
     'pull: loop {
         let consumer: Result<jetstream::consumer::PullConsumer, _> =
             match js.get_stream(resource::RECORDS_STREAM).await {

@@ -184,6 +184,21 @@ pub async fn run(
                 )
                 .await?
             }
+            DomainName::Device => {
+                tokio::spawn(crate::device_presence::watch(
+                    client.clone(),
+                    shutdown.clone(),
+                ));
+                spawn_domain(
+                    crate::device::Device,
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
+            }
         };
         tasks.push(task);
     }

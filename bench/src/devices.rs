@@ -1,0 +1,288 @@
+//! `tablewire bench devices`: D RFID readers on one edge, each scanning at a fixed rate (2 per
+//! second by default, so under the seed's 1 s rule about half are accepted) with a heartbeat
+//! every 30 s. Prints accepted scans/s, scan → reply latency, and at the end the rows in SQL
+//! against the scans accepted.
+
+use crate::client::{self, Ws2};
+use crate::report::{CpuMeter, latency_histogram, latency_line};
+use anyhow::{Context, bail};
+use clap::Args;
+use fastwebsockets::{Frame, OpCode, Payload};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tablewire_nats::{NatsServer, ServerOptions, Topology};
+use tablewire_schemas::Domain;
+use tokio::process::{Child, Command};
+
+/// Flags of `tablewire bench devices`.
+#[derive(Debug, Clone, Args)]
+pub struct DevicesArgs {
+    /// Connected devices (each holds one socket here and one in the edge process).
+    #[arg(long, default_value_t = 15_000)]
+    pub devices: usize,
+    /// Scans per second per device.
+    #[arg(long, default_value_t = 2.0)]
+    pub rate: f64,
+    /// Seconds of scanning.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Seconds between heartbeats of one device.
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat: u64,
+    /// Handler processes (each also runs the SQL writer).
+    #[arg(long, default_value_t = 1)]
+    pub handlers: usize,
+    /// Partitions of the input streams.
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u16,
+    /// Where scans are written (default: a SQLite file in a temporary directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicU64,
+    too_soon: AtomicU64,
+    other: AtomicU64,
+    heartbeats: AtomicU64,
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn send_text(ws: &mut Ws2, text: String) -> anyhow::Result<()> {
+    ws.write_frame(Frame::text(Payload::Owned(text.into_bytes())))
+        .await
+        .context("write")
+}
+
+/// One device: scans at its pace until `until`, measuring each scan's reply.
+async fn device(
+    mut ws: Ws2,
+    id: usize,
+    args: Arc<DevicesArgs>,
+    counts: Arc<Counts>,
+    until: Instant,
+) -> Histogram<u64> {
+    let mut hist = latency_histogram();
+    let pace = Duration::from_secs_f64(1.0 / args.rate.max(0.01));
+    // Spread the devices over one interval so load arrives evenly.
+    let mut next = Instant::now() + pace.mul_f64((id % 1000) as f64 / 1000.0);
+    let heartbeat = Duration::from_secs(args.heartbeat.max(1));
+    let mut next_heartbeat = Instant::now() + heartbeat.mul_f64((id % 997) as f64 / 997.0);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let heartbeat_due = next_heartbeat <= next;
+        let at = if heartbeat_due { next_heartbeat } else { next };
+        tokio::time::sleep_until(at.into()).await;
+        let text = if heartbeat_due {
+            next_heartbeat += heartbeat;
+            r#"{"action":"heartbeat","timestamp":0}"#.to_string()
+        } else {
+            next += pace;
+            n += 1;
+            format!(r#"{{"action":"scan","tagId":"T{id}-{n}","location":"bench"}}"#)
+        };
+        let sent = Instant::now();
+        if send_text(&mut ws, text).await.is_err() {
+            break;
+        }
+        let reply = loop {
+            match ws.read_frame().await {
+                Ok(frame) if frame.opcode == OpCode::Text => break Some(frame.payload.to_vec()),
+                Ok(frame) if frame.opcode == OpCode::Close => break None,
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        let Some(reply) = reply else { break };
+        if heartbeat_due {
+            counts.heartbeats.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let _ = hist.record((sent.elapsed().as_micros() as u64).max(1));
+        if memchr::memmem::find(&reply, br#""success":true"#).is_some() {
+            counts.accepted.fetch_add(1, Ordering::Relaxed);
+        } else if memchr::memmem::find(&reply, b"TOO_SOON").is_some() {
+            counts.too_soon.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counts.other.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let _ = ws.write_frame(Frame::close(1000, b"")).await;
+    hist
+}
+
+fn spawn_process(exe: &std::path::Path, args: &[&str]) -> anyhow::Result<Child> {
+    Command::new(exe)
+        .args(["--log", "warn"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a tablewire process")
+}
+
+/// Runs the devices benchmark.
+pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
+    println!(
+        "devices benchmark: {} devices x {} scans/s for {} s, heartbeat every {} s, {} handler process(es)",
+        args.devices, args.rate, args.duration, args.heartbeat, args.handlers
+    );
+    let nats = NatsServer::start(ServerOptions::default())
+        .await
+        .context("starting nats-server")?;
+    let nc = tablewire_nats::connect(nats.client_url(), "tablewire-bench").await?;
+    let js = async_nats::jetstream::new(nc);
+    let topology = Topology {
+        partitions: args.partitions,
+        ..Default::default()
+    };
+    tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
+    let tmp = std::env::temp_dir().join(format!("tablewire-bench-devices-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let database_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", tmp.join("devices.db").display()));
+    let exe = std::env::current_exe().context("locating the tablewire binary")?;
+    let addr = free_addr()?;
+    let edge = spawn_process(
+        &exe,
+        &[
+            "edge",
+            "--nats-url",
+            nats.client_url(),
+            "--listen",
+            &addr.to_string(),
+            "--device-auth",
+            "none",
+            "--device-heartbeat-secs",
+            &args.heartbeat.to_string(),
+        ],
+    )?;
+    let mut handlers = Vec::new();
+    for _ in 0..args.handlers.max(1) {
+        handlers.push(spawn_process(
+            &exe,
+            &[
+                "handler",
+                "--nats-url",
+                nats.client_url(),
+                "--domain",
+                "all",
+                "--database-url",
+                &database_url,
+            ],
+        )?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(client::get(addr, "/healthz").await, Ok((200, _))) {
+        if Instant::now() > deadline {
+            bail!("the edge did not become healthy on {addr}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Connect every device, 256 at a time.
+    let started = Instant::now();
+    let run_id = std::process::id();
+    let sockets: Vec<anyhow::Result<Ws2>> = futures::stream::iter(0..args.devices)
+        .map(|i| async move {
+            client::websocket(addr, &format!("/ws/device?deviceId=bench-{run_id}-{i}")).await
+        })
+        .buffered(256)
+        .collect()
+        .await;
+    let sockets = sockets.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    println!(
+        "  {} devices connected in {:.1} s",
+        sockets.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // Let the connect commands settle before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut pids: Vec<(&'static str, u32)> = Vec::new();
+    if let Some(p) = nats.pid() {
+        pids.push(("nats-server", p));
+    }
+    if let Some(p) = edge.id() {
+        pids.push(("edge", p));
+    }
+    for h in &handlers {
+        if let Some(p) = h.id() {
+            pids.push(("handler", p));
+        }
+    }
+    let cpu = CpuMeter::start(&pids);
+    let counts = Arc::new(Counts::default());
+    let shared_args = Arc::new(args.clone());
+    let until = Instant::now() + Duration::from_secs(args.duration);
+    let scan_start = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| tokio::spawn(device(ws, i, shared_args.clone(), counts.clone(), until)))
+        .collect();
+    let mut hist = latency_histogram();
+    for task in tasks {
+        if let Ok(h) = task.await {
+            hist.add(&h).ok();
+        }
+    }
+    let elapsed = scan_start.elapsed().as_secs_f64();
+    let cpu_line = cpu.line();
+    let accepted = counts.accepted.load(Ordering::Relaxed);
+    let too_soon = counts.too_soon.load(Ordering::Relaxed);
+    println!(
+        "  scans: {} accepted ({:.0}/s), {} refused as too soon ({:.0}/s), {} other errors, {} heartbeats",
+        accepted,
+        accepted as f64 / elapsed,
+        too_soon,
+        too_soon as f64 / elapsed,
+        counts.other.load(Ordering::Relaxed),
+        counts.heartbeats.load(Ordering::Relaxed),
+    );
+    println!("  scan -> reply latency: {}", latency_line(&hist));
+    println!("  {cpu_line}");
+
+    // Rows in SQL against accepted scans.
+    let pool = tablewire_handlers::store::connect(&database_url)
+        .await
+        .context("opening the database")?;
+    let waited = Instant::now();
+    let mut rows = 0;
+    while waited.elapsed() < Duration::from_secs(120) {
+        rows = sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM device_scans")
+            .fetch_one(&pool)
+            .await
+            .map(|r| r.0 as u64)
+            .unwrap_or(0);
+        if rows >= accepted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "  rows in SQL: {rows} of {accepted} accepted ({}; {:.1} s after the last scan)",
+        if rows == accepted {
+            "all written"
+        } else {
+            "MISMATCH"
+        },
+        waited.elapsed().as_secs_f64()
+    );
+    pool.close().await;
+    drop(handlers);
+    drop(edge);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

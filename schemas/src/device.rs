@@ -1,0 +1,288 @@
+//! Seed 003 (RFID readers, formerly one Durable Object per device): the frames of
+//! `GET /ws/device?deviceId=…` (the seed's `action` field), `POST /api/rfid/scan`,
+//! `PUT /api/devices/{id}/config`, the device domain's commands and its per-device state.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The tenant devices belong to when device auth is `none` (the default of `tablewire dev`):
+/// the seed's readers present no credentials, so they all share this tenant.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The seed's minimum time between two accepted scans of one device, ms.
+pub const MIN_SCAN_INTERVAL_MS: u64 = 1000;
+
+/// The longest tag id accepted, bytes.
+pub const MAX_TAG_LEN: usize = 128;
+
+/// The longest location accepted, bytes.
+pub const MAX_LOCATION_LEN: usize = 256;
+
+/// The WebSocket close code an edge sends to a device connection that another connection of
+/// the same device (on this or any other edge) has replaced.
+pub const CLOSE_REPLACED: u16 = 4001;
+
+/// The close code an edge sends to a device that sent nothing for two heartbeat intervals.
+pub const CLOSE_SILENT: u16 = 4002;
+
+/// Client → server frames on `/ws/device`, tagged by the seed's `action`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum ClientFrame {
+    /// A tag was read.
+    Scan {
+        /// The tag's id.
+        #[serde(rename = "tagId")]
+        tag_id: String,
+        /// Where the reader is (free text).
+        #[serde(default)]
+        location: Option<String>,
+    },
+    /// The device is alive; refreshes its presence.
+    Heartbeat {
+        /// The device's own clock, passed through.
+        #[serde(default)]
+        timestamp: Option<Value>,
+    },
+}
+
+/// The body of `POST /api/rfid/scan` (the HTTP fallback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanRequest {
+    /// The device.
+    pub device_id: String,
+    /// The tag's id.
+    pub tag_id: String,
+    /// Where the reader is.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// Checks a scan's fields: a non-empty tag of at most [`MAX_TAG_LEN`] bytes, a location of
+/// at most [`MAX_LOCATION_LEN`] bytes.
+pub fn check_scan(tag_id: &str, location: Option<&str>) -> Result<(), String> {
+    if tag_id.trim().is_empty() {
+        Err("tagId is empty".to_string())
+    } else if tag_id.len() > MAX_TAG_LEN {
+        Err(format!("tagId is longer than {MAX_TAG_LEN} bytes"))
+    } else if tag_id.chars().any(char::is_control) {
+        Err("tagId has control characters".to_string())
+    } else if location.is_some_and(|l| l.len() > MAX_LOCATION_LEN) {
+        Err(format!("location is longer than {MAX_LOCATION_LEN} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A device's configuration, as `PUT /api/devices/{id}/config` stores it and the `config`
+/// frame pushes it. Fields other than those named here are kept and pushed as sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceConfig {
+    /// In registration mode an unknown tag is registered (a `device_tags` row without a user).
+    #[serde(default)]
+    pub registration_mode: bool,
+    /// The minimum time between two accepted scans, ms (default 1000, the seed's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_interval_ms: Option<u64>,
+    /// Any other settings, pushed to the device unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl DeviceConfig {
+    /// The minimum time between two accepted scans, ms.
+    pub fn scan_interval_ms(&self) -> u64 {
+        self.scan_interval_ms.unwrap_or(MIN_SCAN_INTERVAL_MS)
+    }
+}
+
+/// Who a tag belongs to, as the edge found it in the tag directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagEntry {
+    /// The user the tag belongs to; null for a tag registered but not yet assigned.
+    #[serde(default)]
+    pub user: Option<Value>,
+}
+
+/// The connection that currently holds a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    /// The edge.
+    pub edge: String,
+    /// The connection on that edge.
+    pub conn: u64,
+}
+
+/// One device's state, kept in KV (`tw_state_device`, key `{tenant}.{deviceId}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceState {
+    /// The device id.
+    pub device_id: String,
+    /// The live connection, when the device is online.
+    pub holder: Option<Holder>,
+    /// Whether the device is online.
+    pub online: bool,
+    /// When the device was last heard from (connect, scan, heartbeat), ms.
+    pub last_seen: i64,
+    /// When its last accepted scan happened, ms.
+    pub last_scan_at: Option<i64>,
+    /// Scans accepted so far.
+    pub scans: u64,
+    /// The stored configuration.
+    pub config: DeviceConfig,
+    /// Whether `config` was set by an administrator (then it is pushed on every connect).
+    pub configured: bool,
+}
+
+/// Commands of the device domain, inside the envelope. The sender's edge and connection come
+/// from the envelope's origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// A device connected: the sending connection becomes its holder.
+    Connect,
+    /// The sending connection ended; the device goes offline if it still held it.
+    Disconnect {
+        /// Why: `closed`, `silent`, `draining`, …
+        reason: String,
+    },
+    /// A tag was read.
+    Scan {
+        /// The tag.
+        #[serde(rename = "tagId")]
+        tag_id: String,
+        /// Where.
+        #[serde(default)]
+        location: Option<String>,
+        /// The tag directory's entry, when the tag is known (looked up by the edge).
+        #[serde(default)]
+        tag: Option<TagEntry>,
+    },
+    /// The device is alive.
+    Heartbeat {
+        /// The device's own clock, echoed.
+        #[serde(default)]
+        timestamp: Option<Value>,
+    },
+    /// The device's presence expired (nothing refreshed it for `silentMs`): offline unless
+    /// it was heard from since.
+    Expire {
+        /// How long it had been silent when its presence expired, ms.
+        #[serde(rename = "silentMs")]
+        silent_ms: u64,
+    },
+    /// An administrator stored a new configuration.
+    Configure {
+        /// The configuration.
+        config: DeviceConfig,
+    },
+}
+
+/// An accepted scan, as replies, events and SQL show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Scan {
+    /// Unique and stable: `{deviceId}:{input stream sequence}`.
+    pub id: String,
+    /// The device.
+    pub device_id: String,
+    /// The tag.
+    pub tag_id: String,
+    /// Where.
+    pub location: Option<String>,
+    /// When it was accepted, ms.
+    pub timestamp: i64,
+    /// Whether this scan registered an unknown tag (registration mode).
+    pub registered: bool,
+}
+
+/// Frames the device domain fans out on the device's output subject, read by the edge holding
+/// the device (never by anyone else).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceEvent {
+    /// A connection now holds the device; any other connection of it must close.
+    Holder {
+        /// The new holder.
+        holder: Holder,
+    },
+    /// A new configuration: pushed to the device as `{"action":"config", …}`.
+    Config {
+        /// The configuration.
+        config: DeviceConfig,
+    },
+}
+
+/// The `config` frame pushed to a device: `{"action":"config","registrationMode":…, …}`.
+pub fn config_frame(config: &DeviceConfig) -> Value {
+    let mut frame = serde_json::to_value(config).unwrap_or_default();
+    if let Value::Object(map) = &mut frame {
+        map.insert("action".to_string(), Value::from("config"));
+    }
+    frame
+}
+
+/// An error as seed 003 answers it, `{"success": false, "error": "…"}`, with the catalogue's
+/// `code`, `errorCode`, `retryable` and `retryAfterMs` alongside. Built by the edge and the
+/// device handler alike.
+pub fn error_frame(error: &crate::ErrorBody, now_ms: i64) -> Value {
+    let mut frame = Map::new();
+    frame.insert("success".into(), Value::Bool(false));
+    frame.insert("error".into(), Value::from(error.message.clone()));
+    if let Ok(Value::Object(body)) = serde_json::to_value(error) {
+        frame.extend(body.into_iter().filter(|(k, _)| k != "message"));
+    }
+    frame.insert("timestamp".into(), Value::from(now_ms));
+    Value::Object(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn client_frames_use_the_seed_action_field() {
+        let scan: ClientFrame = serde_json::from_str(
+            r#"{ "action": "scan", "tagId": "RFID123", "location": "Main Gate" }"#,
+        )
+        .expect("scan");
+        assert_eq!(
+            scan,
+            ClientFrame::Scan {
+                tag_id: "RFID123".into(),
+                location: Some("Main Gate".into())
+            }
+        );
+        let hb: ClientFrame =
+            serde_json::from_str(r#"{ "action": "heartbeat", "timestamp": 1699000000 }"#)
+                .expect("heartbeat");
+        assert!(matches!(hb, ClientFrame::Heartbeat { timestamp: Some(_) }));
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"action":"scan"}"#).is_err());
+    }
+
+    #[test]
+    fn config_frame_is_flat_with_action() {
+        let config: DeviceConfig =
+            serde_json::from_value(json!({"registrationMode": true, "beep": 2})).expect("config");
+        assert_eq!(
+            config_frame(&config),
+            json!({"action": "config", "registrationMode": true, "beep": 2})
+        );
+        assert_eq!(config.scan_interval_ms(), 1000);
+    }
+
+    #[test]
+    fn scan_checks() {
+        assert!(check_scan("T1", Some("gate")).is_ok());
+        assert!(check_scan("", None).is_err());
+        assert!(check_scan(&"x".repeat(10 * 1024), None).is_err());
+        assert!(check_scan("a\nb", None).is_err());
+    }
+}

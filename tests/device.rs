@@ -1,0 +1,467 @@
+//! Seed 003 (RFID readers) against a real nats-server and PostgreSQL: scans and their replies,
+//! the scan interval across reconnects and edges, takeover between edges, presence, config
+//! push, tag lookup and registration, the HTTP fallback, bad input, device auth, and scans
+//! surviving a database outage.
+
+mod support;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::*;
+use tablewire_schemas::Domain;
+use tablewire_schemas::device::{CLOSE_REPLACED, CLOSE_SILENT, DEFAULT_TENANT};
+
+fn open_edge_config(heartbeat: Duration) -> tablewire_edge::Config {
+    tablewire_edge::Config {
+        device_auth: tablewire_edge::DeviceAuth::None {
+            tenant: DEFAULT_TENANT.into(),
+        },
+        device_heartbeat: heartbeat,
+        ..edge_config()
+    }
+}
+
+fn device() -> String {
+    format!("R{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+async fn connect(addr: SocketAddr, device: &str) -> Ws {
+    Ws::connect(addr, &format!("/ws/device?deviceId={device}")).await
+}
+
+async fn scan(ws: &mut Ws, tag: &str) -> Value {
+    ws.send_json(&json!({"action": "scan", "tagId": tag, "location": "Main Gate"}))
+        .await;
+    ws.json().await
+}
+
+/// Sets a device's configuration as an admin; returns the handler's answer.
+async fn configure(addr: SocketAddr, device: &str, config: Value) -> Value {
+    let auth = format!("Bearer {}", token(DEFAULT_TENANT, "admin", 300));
+    let (status, _, body) = send(
+        addr,
+        "PUT",
+        &format!("/api/devices/{device}/config"),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        config.to_string(),
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&body).expect("JSON answer");
+    assert_eq!(status, 200, "config stored: {body}");
+    body
+}
+
+async fn upgrade_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut all = vec![
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    all.extend_from_slice(headers);
+    send(addr, "GET", path, &all, "").await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_scan_take_over_get_config_and_go_offline() {
+    let pg = PostgresDb::create().await;
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let a =
+        InProcessEdge::start(nats.client_url(), open_edge_config(Duration::from_secs(30))).await;
+    let b =
+        InProcessEdge::start(nats.client_url(), open_edge_config(Duration::from_secs(30))).await;
+    let quick = InProcessEdge::start(
+        nats.client_url(),
+        open_edge_config(Duration::from_millis(150)),
+    )
+    .await;
+    let handler = InProcessHandler::start(nats.client_url(), Some(pg.url.clone())).await;
+    let nc = client(nats.client_url()).await;
+    let mut feed = nc
+        .subscribe(tablewire_nats::subject::output(
+            Domain::Events,
+            DEFAULT_TENANT,
+            tablewire_schemas::events::FEED_KEY,
+        ))
+        .await
+        .expect("feed");
+    nc.flush().await.expect("flush");
+
+    // The seed's wscat session: a scan answers success with the scan and no user.
+    let r1 = device();
+    let mut on_a = connect(a.addr, &r1).await;
+    let reply = scan(&mut on_a, "TEST123").await;
+    assert_eq!(reply["success"], true, "{reply}");
+    assert_eq!(reply["scan"]["tagId"], "TEST123");
+    assert_eq!(reply["scan"]["deviceId"], r1.as_str());
+    assert_eq!(reply["scan"]["location"], "Main Gate");
+    assert_eq!(reply["user"], Value::Null);
+
+    // Bad input gets an error and the connection stays up.
+    on_a.send_json(&json!({"action": "scan", "location": "x"}))
+        .await;
+    assert_eq!(on_a.json().await["code"], "INVALID_MESSAGE");
+    let huge = "x".repeat(10 * 1024);
+    let reply = scan(&mut on_a, &huge).await;
+    assert_eq!(reply["success"], false);
+    assert_eq!(reply["code"], "VALIDATION_ERROR");
+    on_a.send_text("{not json").await;
+    assert_eq!(on_a.json().await["code"], "MALFORMED_JSON");
+    on_a.send_json(&json!({"action": "dance"})).await;
+    assert_eq!(on_a.json().await["code"], "UNKNOWN_TYPE");
+    on_a.send_json(&json!({"action": "heartbeat", "timestamp": 1699000000}))
+        .await;
+    let ack = on_a.json().await;
+    assert_eq!(
+        (ack["success"].clone(), ack["action"].clone()),
+        (json!(true), json!("heartbeat"))
+    );
+
+    // Config push to the online device: a long interval, so "too soon" cannot depend on speed.
+    let answer = configure(a.addr, &r1, json!({"scanIntervalMs": 600_000})).await;
+    assert_eq!(answer["online"], true);
+    let pushed = on_a.json().await;
+    assert_eq!(
+        pushed,
+        json!({"action": "config", "registrationMode": false, "scanIntervalMs": 600_000})
+    );
+    let reply = scan(&mut on_a, "T2").await;
+    assert_eq!(reply["code"], "TOO_SOON", "{reply}");
+    assert_eq!(reply["error"], "Please wait 600 seconds between scans");
+
+    // Takeover: the same device on edge B; A's socket closes with 4001. The interval holds on
+    // B, and B gets the stored config as it connects.
+    let mut on_b = connect(b.addr, &r1).await;
+    assert_eq!(on_a.closed().await, Some(CLOSE_REPLACED));
+    assert_eq!(on_b.json().await["action"], "config");
+    let reply = scan(&mut on_b, "T3").await;
+    assert_eq!(
+        reply["code"], "TOO_SOON",
+        "the interval holds across edges: {reply}"
+    );
+
+    // Tags: a row in SQL reaches the directory; the scan shows its user. Registration mode
+    // registers an unknown tag.
+    configure(
+        b.addr,
+        &r1,
+        json!({"scanIntervalMs": 0, "registrationMode": true}),
+    )
+    .await;
+    assert_eq!(on_b.json().await["registrationMode"], true);
+    let pool = tablewire_handlers::store::connect(&pg.url)
+        .await
+        .expect("db");
+    sqlx::query(
+        "INSERT INTO device_tags (tenant, tag_id, user_id, user_data, updated_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(DEFAULT_TENANT)
+    .bind("TAGU")
+    .bind("u1")
+    .bind(r#"{"id":"u1","name":"Ana"}"#)
+    .bind(tablewire_edge::publish::now_ms())
+    .execute(&pool)
+    .await
+    .expect("insert tag");
+    let js = async_nats::jetstream::new(nc.clone());
+    let tags = js
+        .get_key_value(tablewire_nats::resource::DEVICE_TAGS_BUCKET)
+        .await
+        .expect("tags bucket");
+    eventually("the tag reaches the directory", || {
+        let tags = tags.clone();
+        async move {
+            let key = tablewire_nats::resource::device_tag_key(DEFAULT_TENANT, "TAGU");
+            matches!(tags.get(key).await, Ok(Some(_)))
+        }
+    })
+    .await;
+    let reply = scan(&mut on_b, "TAGU").await;
+    assert_eq!(reply["user"]["name"], "Ana", "{reply}");
+    assert_eq!(reply["scan"]["registered"], false);
+    let reply = scan(&mut on_b, "NEWTAG").await;
+    assert_eq!(reply["scan"]["registered"], true, "{reply}");
+
+    // The HTTP fallback, same rules.
+    let (status, body) = post(
+        a.addr,
+        "/api/rfid/scan",
+        None,
+        &json!({"deviceId": r1, "tagId": "TAGU", "location": "Back door"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"], "u1");
+    let (status, body) = post(a.addr, "/api/rfid/scan", None, &json!({"deviceId": r1})).await;
+    assert_eq!(status, 400, "{body}");
+
+    // A device configured while offline gets its config when it connects.
+    let r2 = device();
+    let answer = configure(a.addr, &r2, json!({"registrationMode": true})).await;
+    assert_eq!(answer["online"], false);
+    let mut r2_ws = connect(b.addr, &r2).await;
+    assert_eq!(r2_ws.json().await["registrationMode"], true);
+    drop(r2_ws);
+
+    // Presence: a device that stops talking is closed and goes offline.
+    let r3 = device();
+    let mut silent = connect(quick.addr, &r3).await;
+    assert_eq!(silent.closed().await, Some(CLOSE_SILENT));
+
+    // Rows: the three accepted WS scans + one HTTP scan of r1; the registered tag.
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64,)>(sql)
+                .fetch_one(&pool)
+                .await
+                .map(|r| r.0)
+                .unwrap_or(-1)
+        }
+    };
+    eventually("scan rows", || async {
+        count("SELECT COUNT(*) FROM device_scans").await == 4
+    })
+    .await;
+    eventually("the registered tag", || async {
+        count("SELECT COUNT(*) FROM device_tags WHERE tag_id = 'NEWTAG'").await == 1
+    })
+    .await;
+
+    // The tenant's feed saw online, scans and offline (r3's silence).
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !(seen.contains("device:online")
+        && seen.contains("device:scan")
+        && seen.contains(&format!("device:offline:{r3}")))
+    {
+        let message = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .expect("feed events in time")
+            .expect("feed open");
+        let event: Value = serde_json::from_slice(&message.payload).expect("JSON");
+        let kind = event["type"].as_str().unwrap_or_default().to_string();
+        if kind == "device:offline" && event["data"]["deviceId"] == r3.as_str() {
+            assert_eq!(event["data"]["reason"], "silent");
+            seen.insert(format!("{kind}:{r3}"));
+        }
+        seen.insert(kind);
+    }
+    pool.close().await;
+    handler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_auth_refuses_unknown_devices_before_the_upgrade() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let now = tablewire_edge::auth::now_secs();
+    let device_token = |sub: &str, secret: &str| {
+        let claims = tablewire_schemas::Claims {
+            sub: sub.into(),
+            tenant: Some("t1".into()),
+            role: Some("device".into()),
+            exp: now + 300,
+            iat: Some(now),
+        };
+        tablewire_edge::mint(secret, &claims).expect("mint")
+    };
+    let path = "/ws/device?deviceId=GATE1";
+    assert_eq!(upgrade_status(edge.addr, path, &[]).await, 401, "no token");
+    let forged = format!("Bearer {}", device_token("GATE1", "not-the-secret"));
+    assert_eq!(
+        upgrade_status(edge.addr, path, &[("Authorization", &forged)]).await,
+        401
+    );
+    let other = format!("Bearer {}", device_token("GATE2", JWT_SECRET));
+    assert_eq!(
+        upgrade_status(edge.addr, path, &[("Authorization", &other)]).await,
+        401,
+        "another device's token"
+    );
+    let good = device_token("GATE1", JWT_SECRET);
+    let mut ws = Ws::try_connect(edge.addr, &format!("{path}&token={good}"))
+        .await
+        .expect("the device's own token in the query");
+    let reply = scan(&mut ws, "T1").await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let (status, _) = post(
+        edge.addr,
+        "/api/rfid/scan",
+        None,
+        &json!({"deviceId": "GATE1", "tagId": "T1"}),
+    )
+    .await;
+    assert_eq!(status, 401, "the HTTP fallback needs the token too");
+    handler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_scan_is_lost_while_the_database_is_down() {
+    let pg = PostgresDb::create().await;
+    let target: SocketAddr = "127.0.0.1:5432".parse().expect("addr");
+    let proxy = TcpProxy::start(target).await;
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge =
+        InProcessEdge::start(nats.client_url(), open_edge_config(Duration::from_secs(30))).await;
+    let handler = InProcessHandler::start(nats.client_url(), Some(proxy.url_for(&pg.url))).await;
+    let pool = tablewire_handlers::store::connect(&pg.url)
+        .await
+        .expect("db");
+    let r = device();
+    configure(edge.addr, &r, json!({"scanIntervalMs": 0})).await;
+    let mut ws = connect(edge.addr, &r).await;
+    assert_eq!(ws.json().await["action"], "config");
+    let count = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM device_configs")
+                .fetch_one(&pool)
+                .await
+                .map(|r| r.0)
+                .unwrap_or(-1)
+        }
+    };
+    eventually("the writer is connected", || async { count().await == 1 }).await;
+    proxy.cut();
+    for i in 0..100 {
+        // A reader sends at most 20 messages a second: wait as the edge says when over it.
+        let reply = loop {
+            let reply = scan(&mut ws, &format!("TAG{i}")).await;
+            match reply["retryAfterMs"].as_u64() {
+                Some(ms) if reply["code"] == "RATE_LIMITED" => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await
+                }
+                _ => break reply,
+            }
+        };
+        assert_eq!(
+            reply["success"], true,
+            "accepted and answered while the DB is down: {reply}"
+        );
+    }
+    let scans = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM device_scans")
+                .fetch_one(&pool)
+                .await
+                .map(|r| r.0)
+                .unwrap_or(-1)
+        }
+    };
+    assert_eq!(scans().await, 0, "nothing written while it is down");
+    proxy.restore();
+    eventually("all 100 scans once the database is back", || async {
+        scans().await == 100
+    })
+    .await;
+    pool.close().await;
+    handler.stop().await;
+}
+
+/// A `tablewire edge` process accepting devices without credentials.
+async fn open_edge_process(url: &str) -> (Process, SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let process = Process::spawn(&[
+        "edge",
+        "--nats-url",
+        url,
+        "--listen",
+        &addr.to_string(),
+        "--device-auth",
+        "none",
+    ]);
+    eventually("edge process healthy", || async move {
+        get(addr, "/healthz").await.ok().map(|(s, _)| s == 200) == Some(true)
+    })
+    .await;
+    (process, addr)
+}
+
+/// Reads the feed until an event of `kind` about `device`; returns its data.
+async fn feed_event(feed: &mut async_nats::Subscriber, kind: &str, device: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} for {device} in time"))
+            .expect("feed open");
+        let event: Value = serde_json::from_slice(&message.payload).expect("JSON");
+        if event["type"] == kind && event["data"]["deviceId"] == device {
+            return event["data"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_across_edge_processes_and_offline_when_the_edge_dies() {
+    let nats = nats().await;
+    let topology = tablewire_nats::Topology {
+        device_presence_ttl: Duration::from_secs(1),
+        ..test_topology()
+    };
+    provision(nats.client_url(), &topology).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let nc = client(nats.client_url()).await;
+    let mut feed = nc
+        .subscribe(tablewire_nats::subject::output(
+            Domain::Events,
+            DEFAULT_TENANT,
+            tablewire_schemas::events::FEED_KEY,
+        ))
+        .await
+        .expect("feed");
+    nc.flush().await.expect("flush");
+    let (mut edge_a, a) = open_edge_process(nats.client_url()).await;
+    let (mut edge_b, b) = open_edge_process(nats.client_url()).await;
+
+    let r = device();
+    let mut on_a = connect(a, &r).await;
+    assert_eq!(
+        feed_event(&mut feed, "device:online", &r).await["takeover"],
+        false
+    );
+    let mut on_b = connect(b, &r).await;
+    assert_eq!(on_a.closed().await, Some(CLOSE_REPLACED), "A lets go");
+    assert_eq!(
+        feed_event(&mut feed, "device:online", &r).await["takeover"],
+        true
+    );
+    on_b.send_json(&json!({"action": "heartbeat", "timestamp": 1}))
+        .await;
+    assert_eq!(on_b.json().await["success"], true);
+
+    // B dies without a word: nothing refreshes the device's presence, which expires.
+    edge_b.kill().await;
+    let offline = feed_event(&mut feed, "device:offline", &r).await;
+    assert_eq!(offline["reason"], "expired");
+    let js = async_nats::jetstream::new(nc.clone());
+    let states = js
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Device))
+        .await
+        .expect("state bucket");
+    let stored = states
+        .get(tablewire_nats::resource::state_key(DEFAULT_TENANT, &r))
+        .await
+        .expect("read")
+        .expect("state");
+    let stored: Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["state"]["online"], false);
+    assert_eq!(stored["state"]["holder"], Value::Null);
+    edge_a.kill().await;
+    handler.stop().await;
+}
