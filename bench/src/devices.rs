@@ -4,7 +4,7 @@
 //! against the scans accepted.
 
 use crate::client::{self, Ws2};
-use crate::report::{CpuMeter, latency_histogram, latency_line};
+use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -169,11 +169,19 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         ],
     )?;
     let mut handlers = Vec::new();
-    for _ in 0..args.handlers.max(1) {
+    let handler_metrics = free_addr()?;
+    for i in 0..args.handlers.max(1) {
+        let metrics = if i == 0 {
+            handler_metrics
+        } else {
+            free_addr()?
+        };
         handlers.push(spawn_process(
             &exe,
             &[
                 "handler",
+                "--metrics-listen",
+                &metrics.to_string(),
                 "--nats-url",
                 nats.client_url(),
                 "--domain",
@@ -223,6 +231,7 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         }
     }
     let cpu = CpuMeter::start(&pids);
+    let metrics_before = (scrape(addr).await, scrape(handler_metrics).await);
     let counts = Arc::new(Counts::default());
     let shared_args = Arc::new(args.clone());
     let until = Instant::now() + Duration::from_secs(args.duration);
@@ -253,6 +262,13 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     );
     println!("  scan -> reply latency: {}", latency_line(&hist));
     println!("  {cpu_line}");
+    let metrics_after = (scrape(addr).await, scrape(handler_metrics).await);
+    for line in pipeline_lines(
+        (&metrics_before.0, &metrics_after.0),
+        (&metrics_before.1, &metrics_after.1),
+    ) {
+        println!("    {line}");
+    }
 
     // Rows in SQL against accepted scans.
     let pool = tablewire_handlers::store::connect(&database_url)
