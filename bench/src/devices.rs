@@ -267,8 +267,18 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         (&metrics_before.0, &metrics_after.0),
         (&metrics_before.1, &metrics_after.1),
     ) {
-        println!("    {line}");
+        // The shared lines count the display domain's writes; the device's follow.
+        if !line.contains("state writes") {
+            println!("    {line}");
+        }
     }
+    let (h0, h1) = (&metrics_before.1, &metrics_after.1);
+    println!(
+        "    handler: device domain {:.0} commands applied in {:.0} state writes, {:.0} rejected",
+        h1.counter_since(h0, "tablewire_handler_applied_total{domain=\"device\"}"),
+        h1.counter_since(h0, "tablewire_handler_state_writes_total{domain=\"device\"}"),
+        h1.counter_since(h0, "tablewire_handler_rejected_total{domain=\"device\",code=\"TOO_SOON\"}"),
+    );
 
     // Rows in SQL against accepted scans.
     let pool = tablewire_handlers::store::connect(&database_url)
