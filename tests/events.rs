@@ -485,6 +485,26 @@ async fn limits_bad_input_close_codes_emitted_events_and_metrics() {
     assert_eq!(created["type"], "order:created");
     assert_eq!(created["data"]["order"]["id"], "o9");
     assert_eq!(created["timestamp"], "2025-09-26T10:00:00.000Z");
+    // An event published again (a handler taking over republishes its outbox) is dropped by
+    // its `Tw-Seq`: the next frame is the next event.
+    let mut headers = async_nats::HeaderMap::new();
+    let seq = created["seq"].as_u64().expect("seq").to_string();
+    headers.insert(tablewire_nats::subject::header::SEQ, seq.as_str());
+    let raw = client(sys.nats.client_url()).await;
+    raw.publish_with_headers(
+        tablewire_nats::subject::output(Domain::Events, &r, feed),
+        headers,
+        serde_json::to_vec(&created).expect("json").into(),
+    )
+    .await
+    .expect("publish");
+    raw.flush().await.expect("flush");
+    publish_ok(addr, &r, "order:updated", json!({"order": {"id": "o9"}})).await;
+    assert_eq!(
+        all.json().await["type"],
+        "order:updated",
+        "the repeat was dropped"
+    );
 
     // A message over 64 KiB closes with 1009; the edge keeps serving.
     let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(70 * 1024));

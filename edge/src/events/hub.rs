@@ -20,6 +20,8 @@ use tracing::warn;
 
 /// Most events written to clients in one go.
 const MAX_BATCH: usize = 64;
+// Which events of a batch a member wants is a bit mask.
+const _: () = assert!(MAX_BATCH <= 64);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -210,26 +212,39 @@ fn dispatch(feed: &Feed, metrics: &Metrics, batch: &[async_nats::Message]) {
     if events.is_empty() {
         return;
     }
+    // Members wanting the same events share one buffer (most want everything): `MAX_BATCH`
+    // events fit the bits of a u64.
+    let mut shared_frames: HashMap<u64, Bytes> = HashMap::new();
     let members = lock(&feed.members);
     for member in members.iter().filter(|m| m.ready.load(Ordering::Relaxed)) {
         let subs = lock(&member.subs);
-        let wanted: Vec<&Bytes> = events
+        let mask = events
             .iter()
-            .filter(|(event, _)| subs.wants(event))
-            .map(|(_, frame)| frame)
-            .collect();
-        match wanted.as_slice() {
-            [] => {}
-            [only] => {
-                member.conn.send((*only).clone());
-            }
-            many => {
-                let mut out = BytesMut::with_capacity(many.iter().map(|f| f.len()).sum());
-                for frame in many {
+            .enumerate()
+            .filter(|(_, (event, _))| subs.wants(event))
+            .fold(0u64, |mask, (i, _)| mask | (1 << i));
+        if mask == 0 {
+            continue;
+        }
+        let count = u64::from(mask.count_ones());
+        let data = shared_frames
+            .entry(mask)
+            .or_insert_with(|| {
+                let mut wanted = events
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, (_, frame))| frame);
+                if count == 1 {
+                    return wanted.next().cloned().unwrap_or_default();
+                }
+                let mut out = BytesMut::new();
+                for frame in wanted {
                     out.extend_from_slice(frame);
                 }
-                member.conn.send_frames(out.freeze(), many.len() as u64);
-            }
-        }
+                out.freeze()
+            })
+            .clone();
+        member.conn.send_frames(data, count);
     }
 }
