@@ -51,7 +51,10 @@ async fn a_pos_order_and_its_status_reach_the_events_socket_of_its_restaurant_on
     till.send_json(&json!({"type": "submit_order", "order": order()}))
         .await;
     let created = till.next_of("order_created").await;
-    let id = created["order"]["id"].as_str().expect("order id").to_string();
+    let id = created["order"]["id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
     let number = created["order"]["orderNumber"].clone();
 
     let event = dashboard.next_of("order:created").await;

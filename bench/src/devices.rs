@@ -276,8 +276,14 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     println!(
         "    handler: device domain {:.0} commands applied in {:.0} state writes, {:.0} rejected",
         h1.counter_since(h0, "tablewire_handler_applied_total{domain=\"device\"}"),
-        h1.counter_since(h0, "tablewire_handler_state_writes_total{domain=\"device\"}"),
-        h1.counter_since(h0, "tablewire_handler_rejected_total{domain=\"device\",code=\"TOO_SOON\"}"),
+        h1.counter_since(
+            h0,
+            "tablewire_handler_state_writes_total{domain=\"device\"}"
+        ),
+        h1.counter_since(
+            h0,
+            "tablewire_handler_rejected_total{domain=\"device\",code=\"TOO_SOON\"}"
+        ),
     );
 
     // Rows in SQL against accepted scans.
