@@ -4,7 +4,7 @@
 //! half that rate for latency (send → each participant has the event). Ends with a consistency
 //! check: every participant's last order state equals the room's KV state, and totals add up.
 
-use crate::report::{CpuMeter, latency_histogram, latency_line};
+use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
 use crate::system::{JWT_SECRET, Shape, System};
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -399,6 +399,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     );
 
     // Phase 1: as fast as answered.
+    let before = (scrape(addr).await, scrape(system.handler_metrics).await);
     let cpu = CpuMeter::start(&system.pids());
     let t1 = Instant::now();
     shared.phase.store(1, Ordering::Relaxed);
@@ -413,6 +414,21 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         shared.rate_limited.load(Ordering::Relaxed),
     );
     println!("  {}", cpu.line());
+    let after = (scrape(addr).await, scrape(system.handler_metrics).await);
+    for line in pipeline_lines((&before.0, &after.0), (&before.1, &after.1)) {
+        println!("    {line}");
+    }
+    let counter = |name: &str| {
+        let key = format!("tablewire_handler_{name}_total{{domain=\"collab\"}}");
+        after.1.counter_since(&before.1, &key)
+    };
+    println!(
+        "    handler (collab): {:.0} applied in {:.0} state writes, {:.0} untrusted batches, {:.0} CAS conflicts",
+        counter("applied"),
+        counter("state_writes"),
+        counter("untrusted_batches"),
+        counter("cas_conflicts"),
+    );
 
     // Phase 2: paced at half that rate.
     let rate = args.latency_rate.unwrap_or(rate1 / 2.0).max(1.0);

@@ -367,7 +367,8 @@ impl Domain for Collab {
                 change(ctx, &sender, &sender_name, "participant_left", data)
             }
         };
-        effects.event(out);
+        // Already a JSON value: pushed as is rather than serialized again (hot path).
+        effects.events.push(out);
         *state = next;
         Ok(())
     }
