@@ -515,7 +515,15 @@ async fn limits_bad_input_close_codes_emitted_events_and_metrics() {
         .await;
     assert_eq!(ws.closed().await, Some(1000));
 
-    // The same user back within a minute counts as a reconnect.
+    // The same user back within a minute counts as a reconnect (once the edge has seen both
+    // sockets go: a close frame reaches the client before the edge finishes the connection).
+    eventually("both closed sockets are gone", || async move {
+        metric(
+            &metrics(addr).await,
+            "tablewire_edge_connections{endpoint=\"events\"}",
+        ) == 0.0
+    })
+    .await;
     let mut again = events_socket(addr, &r).await;
     again.send_json(&json!({"type": "ping"})).await;
     assert_eq!(again.json().await["type"], "pong");

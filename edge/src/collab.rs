@@ -173,18 +173,12 @@ impl Handler for RoomHandler {
             let (shared, tenant, room) = (shared.clone(), tenant.clone(), room.clone());
             Box::pin(async move { snapshot(&shared, &tenant, &room).await })
         });
-        if let Err(e) = self
-            .shared
+        self.shared
             .fanout
-            .join(self.subject.clone(), conn, snapshot)
-            .await
-        {
-            self.send_error(conn, e);
-            conn.close(
-                crate::ws::frame::close::SERVER_ERROR,
-                "event bus unavailable",
-            );
-        }
+            .join_or_close(self.subject.clone(), conn, snapshot, |e| {
+                self.send_error(conn, e)
+            })
+            .await;
     }
 
     async fn on_text(&self, conn: &Arc<Conn>, text: Bytes) {

@@ -265,18 +265,10 @@ impl Handler for DisplayHandler {
             let session = session.clone();
             Box::pin(async move { snapshot(&shared, &session).await })
         });
-        if let Err(e) = self
-            .shared
+        self.shared
             .fanout
-            .join(self.subject(), conn, snapshot)
-            .await
-        {
-            self.send_error(conn, e);
-            conn.close(
-                crate::ws::frame::close::SERVER_ERROR,
-                "event bus unavailable",
-            );
-        }
+            .join_or_close(self.subject(), conn, snapshot, |e| self.send_error(conn, e))
+            .await;
     }
 
     async fn on_text(&self, conn: &Arc<Conn>, text: Bytes) {

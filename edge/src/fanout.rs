@@ -107,6 +107,22 @@ impl Fanout {
         self.topics().len()
     }
 
+    /// [`join`](Self::join) for a connection that is useless without its events: when the
+    /// event bus cannot be reached, the client gets `error` through `send_error` (each endpoint
+    /// frames errors its own way) and the connection is closed with 1011 so it reconnects.
+    pub async fn join_or_close(
+        self: &Arc<Self>,
+        subject: String,
+        conn: &Arc<Conn>,
+        snapshot: Snapshot,
+        send_error: impl FnOnce(ErrorBody),
+    ) {
+        if let Err(error) = self.join(subject, conn, snapshot).await {
+            send_error(error);
+            conn.close(frame::close::SERVER_ERROR, "event bus unavailable");
+        }
+    }
+
     /// Adds `conn` to the clients of `subject`: subscribes if it is the first, sends the
     /// snapshot, then every later event.
     pub async fn join(

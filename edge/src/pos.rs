@@ -420,18 +420,10 @@ impl Handler for PosHandler {
             let tenant = tenant.clone();
             Box::pin(async move { snapshot(&shared, &tenant).await })
         });
-        if let Err(e) = self
-            .shared
+        self.shared
             .fanout
-            .join(self.subject(), conn, snapshot)
-            .await
-        {
-            self.send_error(conn, e);
-            conn.close(
-                crate::ws::frame::close::SERVER_ERROR,
-                "event bus unavailable",
-            );
-        }
+            .join_or_close(self.subject(), conn, snapshot, |e| self.send_error(conn, e))
+            .await;
     }
 
     async fn on_text(&self, conn: &Arc<Conn>, text: Bytes) {
