@@ -132,6 +132,12 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
          \n  jwt secret  {jwt_secret}\
          \n  dev JWT     {token}\
          \n              (tenant demo, role service, 24 h; mint others with `tablewire token --jwt-secret …`)\
+         \n\n  endpoints:\
+         \n    displays (seed 000)   {ws}://{addr}/session/{{id}}/display, {http}://{addr}/session/{{id}}/update\
+         \n    order rooms (001)     {ws}://{addr}/parties/collaborative_order/{{room}}   (no token: tenant demo)\
+         \n    POS/kitchen (002)     {ws}://{addr}/ws/restaurant-pos/demo?token=<dev JWT>, {http}://{addr}/api/orders\
+         \n    RFID readers (003)    {ws}://{addr}/ws/device?deviceId=READER1   (no device auth in dev)\
+         \n    events (004)          {ws}://{addr}/ws?token=<dev JWT>, {ws}://{addr}/voice-stream, {http}://{addr}/api/events\
          \n\n  try it:\
          \n    websocat {ws}://{addr}/session/demo/display      (or: npx wscat -c …)\
          \n    curl -X POST {http}://{addr}/session/demo/update -H 'Authorization: Bearer {auth_secret}' \\\
