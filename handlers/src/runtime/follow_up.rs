@@ -13,19 +13,19 @@ use tablewire_schemas::stored::Stored;
 use tablewire_schemas::{Envelope, Origin};
 use tracing::{debug, warn};
 
-/// Starts the follow-up `after` asks for, unless `before` already asked for the same one.
+/// Starts the follow-up `after` asks for, unless the state before (whose follow-up had the id
+/// `previous`) already asked for the same one.
 pub(crate) fn start<D: Domain>(
     shared: &Shared<D>,
     tenant: &str,
     key: &str,
-    before: Option<&Stored<D::State>>,
+    previous: Option<&str>,
     after: &Stored<D::State>,
 ) {
     let Some(follow_up) = shared.domain.follow_up(&after.state, tenant, key) else {
         return;
     };
-    let previous = before.and_then(|b| shared.domain.follow_up(&b.state, tenant, key));
-    if previous.is_some_and(|p| p.id == follow_up.id) {
+    if previous == Some(follow_up.id.as_str()) {
         return;
     }
     let client = shared.client.clone();
