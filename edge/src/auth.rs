@@ -69,6 +69,15 @@ fn public_key(pem: &str) -> Result<(DecodingKey, Validation), String> {
     Err("the JWT public key is not an RSA, EC or Ed25519 public key in PEM".to_string())
 }
 
+/// The credentials of an `Authorization: Bearer …` header value, trimmed; `None` for any other
+/// scheme. Every endpoint reads the header through this.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 impl Auth {
     /// Builds the verifier from configuration; a public key that cannot be read is ignored
     /// (with a warning). [`Auth::try_new`] refuses it instead.
@@ -106,15 +115,9 @@ impl Auth {
 
     /// Checks an `Authorization` header value (`Bearer …`).
     pub fn check_header(&self, authorization: Option<&str>) -> Result<Principal, ErrorBody> {
-        let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ErrorBody::with_message(ErrorCode::Unauthorized, "missing Bearer credentials")
-            })?;
+        let token = authorization.and_then(bearer_token).ok_or_else(|| {
+            ErrorBody::with_message(ErrorCode::Unauthorized, "missing Bearer credentials")
+        })?;
         self.check_token(token)
     }
 

@@ -70,11 +70,8 @@ fn authenticate(
 ) -> Result<(String, Option<Claims>), ErrorBody> {
     let token = http::query_param(request, "token").or_else(|| {
         http::header_str(request, "authorization")
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(|t| t.trim().to_string())
+            .and_then(crate::auth::bearer_token)
+            .map(str::to_string)
     });
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return match &shared.config.collab_open_tenant {

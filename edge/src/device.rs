@@ -49,11 +49,8 @@ fn authenticate(
         }),
         crate::config::DeviceAuth::Token => {
             let token = authorization
-                .and_then(|h| {
-                    h.strip_prefix("Bearer ")
-                        .or_else(|| h.strip_prefix("bearer "))
-                })
-                .map(|t| t.trim().to_string())
+                .and_then(crate::auth::bearer_token)
+                .map(str::to_string)
                 .or(query_token)
                 .ok_or_else(|| {
                     ErrorBody::with_message(ErrorCode::Unauthorized, "missing device token")

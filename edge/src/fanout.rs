@@ -33,6 +33,25 @@ const MAX_BATCH: usize = 64;
 const SNAPSHOT_PATIENCE: Duration = Duration::from_secs(15);
 
 /// An event as received: its sequence number and its encoded frame.
+/// Waits for the next message on `subscriber`, then takes every one already here, up to `max`,
+/// so that each client gets a burst in one write; one yield first lets the NATS reader hand over
+/// the rest of a burst. `None` when the subscription has ended. Used by every fan-out loop.
+pub(crate) async fn next_burst(
+    subscriber: &mut async_nats::Subscriber,
+    max: usize,
+) -> Option<Vec<async_nats::Message>> {
+    let first = subscriber.next().await?;
+    tokio::task::yield_now().await;
+    let mut burst = vec![first];
+    while burst.len() < max {
+        match subscriber.next().now_or_never() {
+            Some(Some(message)) => burst.push(message),
+            _ => break,
+        }
+    }
+    Some(burst)
+}
+
 fn event(message: &async_nats::Message) -> (Option<u64>, Bytes) {
     let seq = message
         .headers
@@ -183,21 +202,12 @@ impl Fanout {
         let weak_topic = Arc::downgrade(topic);
         let weak_fanout = Arc::downgrade(self);
         let handle = tokio::spawn(async move {
-            while let Some(first) = subscriber.next().await {
+            while let Some(burst) = next_burst(&mut subscriber, MAX_BATCH).await {
                 let (Some(topic), Some(fanout)) = (weak_topic.upgrade(), weak_fanout.upgrade())
                 else {
                     break;
                 };
-                // Take every event already here, to write them to each client at once; one
-                // yield first lets the NATS reader hand over the rest of a burst.
-                tokio::task::yield_now().await;
-                let mut events = vec![event(&first)];
-                while events.len() < MAX_BATCH {
-                    match subscriber.next().now_or_never() {
-                        Some(Some(message)) => events.push(event(&message)),
-                        _ => break,
-                    }
-                }
+                let events: Vec<_> = burst.iter().map(event).collect();
                 fanout.dispatch(&topic, &events);
             }
         });

@@ -4,7 +4,7 @@
 //! `voice:gap`, errors) come back through the fan-out; the voice handler reassembles the audio
 //! and asks the transcriber.
 
-use crate::events::{encode, error_frame, request_token, timestamp, verify};
+use crate::events::{encode, error_frame, timestamp, upgrade_credentials, verify};
 use crate::fanout::Snapshot;
 use crate::http::{self, Body};
 use crate::limit::{ConnLimit, LimitClock};
@@ -41,16 +41,9 @@ pub fn route(
 }
 
 fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Body> {
-    let authenticated = match request_token(request) {
-        None => None,
-        Some(token) => match token.and_then(|t| verify(shared, &t)) {
-            Ok(ok) => Some(ok),
-            Err(e) => {
-                shared.metrics.auth_failures.inc();
-                shared.metrics.error(e.code);
-                return http::error(e);
-            }
-        },
+    let authenticated = match upgrade_credentials(shared, request) {
+        Ok(authenticated) => authenticated,
+        Err(e) => return http::error(e),
     };
     let handler = VoiceSocket {
         shared: shared.clone(),

@@ -5,10 +5,10 @@
 //! only ever joins the feed of the restaurant in its token.
 
 use super::subscription::{ParsedEvent, Subscriptions};
+use crate::fanout::next_burst;
 use crate::metrics::Metrics;
 use crate::ws::{Conn, frame};
 use bytes::{Bytes, BytesMut};
-use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -148,16 +148,8 @@ impl Hub {
         let weak = Arc::downgrade(feed);
         let metrics = self.metrics.clone();
         let handle = tokio::spawn(async move {
-            while let Some(first) = subscriber.next().await {
+            while let Some(batch) = next_burst(&mut subscriber, MAX_BATCH).await {
                 let Some(feed) = weak.upgrade() else { break };
-                tokio::task::yield_now().await;
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match subscriber.next().now_or_never() {
-                        Some(Some(message)) => batch.push(message),
-                        _ => break,
-                    }
-                }
                 dispatch(&feed, &metrics, &batch);
             }
         });

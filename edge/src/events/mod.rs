@@ -105,10 +105,8 @@ pub async fn route(
 pub(crate) fn request_token(request: &Request<Incoming>) -> Option<Result<String, ErrorBody>> {
     if let Some(header) = http::header_str(request, "authorization") {
         return Some(
-            header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .map(|t| t.trim().to_string())
+            crate::auth::bearer_token(header)
+                .map(str::to_string)
                 .ok_or_else(|| {
                     ErrorBody::with_message(ErrorCode::Unauthorized, "expected Bearer credentials")
                 }),
@@ -129,17 +127,30 @@ pub(crate) fn verify(shared: &Shared, token: &str) -> Result<(String, Claims), E
     }
 }
 
-fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Body> {
-    let authenticated = match request_token(request) {
-        None => None,
+/// The restaurant and claims of a token that came with an upgrade request (header or query),
+/// `None` when none came (the first message must then be `auth`), or the error (counted) to answer
+/// 401 with before the upgrade. Shared by the events and voice sockets.
+pub(crate) fn upgrade_credentials(
+    shared: &Shared,
+    request: &Request<Incoming>,
+) -> Result<Option<(String, Claims)>, ErrorBody> {
+    match request_token(request) {
+        None => Ok(None),
         Some(token) => match token.and_then(|t| verify(shared, &t)) {
-            Ok(ok) => Some(ok),
+            Ok(ok) => Ok(Some(ok)),
             Err(e) => {
                 shared.metrics.auth_failures.inc();
                 shared.metrics.error(e.code);
-                return http::error(e);
+                Err(e)
             }
         },
+    }
+}
+
+fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Body> {
+    let authenticated = match upgrade_credentials(shared, request) {
+        Ok(authenticated) => authenticated,
+        Err(e) => return http::error(e),
     };
     let handler = EventsSocket {
         shared: shared.clone(),
