@@ -269,7 +269,7 @@ mod tests {
             &ctx(&a, 2_000, 2),
         )
         .expect("scan");
-        let reply = &fx.replies[0].1;
+        let reply = &fx.replies[0].1.value();
         assert_eq!(reply["success"], true);
         assert_eq!(reply["scan"]["tagId"], "RFID1");
         assert_eq!(reply["scan"]["id"], "READER1:2");
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(fx.commands[0].0, DomainName::Events);
         assert_eq!(fx.commands[0].3["event"], event::DEVICE_SCAN);
         let fx = apply(&mut state, scan("UNKNOWN", None), &ctx(&a, 3_000, 3)).expect("scan");
-        assert_eq!(fx.replies[0].1["user"], Value::Null);
+        assert_eq!(fx.replies[0].1.value()["user"], Value::Null);
         assert_eq!(
             fx.records.len(),
             1,
@@ -316,7 +316,7 @@ mod tests {
         apply(&mut state, Command::Connect, &ctx(&a, 1, 1)).expect("a");
         let fx = apply(&mut state, Command::Connect, &ctx(&b, 2, 2)).expect("b");
         assert_eq!(
-            fx.events[0],
+            fx.events[0].value(),
             json!({"type": "holder", "holder": {"edge": "e2", "conn": 9}})
         );
         assert_eq!(fx.commands[0].3["data"]["takeover"], true);
@@ -357,15 +357,15 @@ mod tests {
             serde_json::from_value(json!({"registrationMode": true, "scanIntervalMs": 200}))
                 .expect("config");
         let fx = apply(&mut state, Command::Configure { config }, &ctx(&http, 1, 1)).expect("cfg");
-        assert_eq!(fx.events[0]["type"], "config");
-        assert_eq!(fx.replies[0].1["online"], false);
+        assert_eq!(fx.events[0].value()["type"], "config");
+        assert_eq!(fx.replies[0].1.value()["online"], false);
         let fx = apply(&mut state, Command::Connect, &ctx(&a, 2, 2)).expect("connect");
         assert_eq!(
-            fx.replies[0].1,
+            fx.replies[0].1.value(),
             json!({"action": "config", "registrationMode": true, "scanIntervalMs": 200})
         );
         let fx = apply(&mut state, scan("NEW", None), &ctx(&a, 1_000, 3)).expect("register");
-        assert_eq!(fx.replies[0].1["scan"]["registered"], true);
+        assert_eq!(fx.replies[0].1.value()["scan"]["registered"], true);
         assert_eq!(fx.records[1].0, TAG_RECORD);
         apply(&mut state, scan("NEW", None), &ctx(&a, 1_200, 4)).expect("200 ms later is fine");
     }

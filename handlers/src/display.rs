@@ -128,9 +128,9 @@ mod tests {
         assert_eq!(state.transcriptions.len(), 1);
         assert_eq!(state.current_order, Some(json!({"total":5})));
         assert_eq!(fx.events.len(), 3);
-        assert_eq!(fx.events[1]["type"], "update");
-        assert_eq!(fx.events[1]["update"]["type"], "dish_card");
-        assert_eq!(fx.events[1]["update"]["timestamp"], 1000);
+        assert_eq!(fx.events[1].value()["type"], "update");
+        assert_eq!(fx.events[1].value()["update"]["type"], "dish_card");
+        assert_eq!(fx.events[1].value()["update"]["timestamp"], 1000);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tablewire_schemas::{Claims, Domain as DomainName, ErrorBody, ErrorCode, Origin};
+use tablewire_schemas::{Claims, Domain as DomainName, ErrorBody, ErrorCode, Frame, Origin};
 
 /// Everything a domain may know about the command besides its payload. Built from the envelope,
 /// so applying the same command twice sees the same context.
@@ -47,10 +47,11 @@ impl From<ErrorCode> for Rejection {
 /// What applying commands produced, collected across one key's batch.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Effects {
-    /// Frames for every client of the key, in order. The runtime adds `"seq"` to each.
-    pub events: Vec<Value>,
+    /// Frames for every client of the key, in order, serialized once when emitted. The runtime
+    /// adds `"seq"` to each.
+    pub events: Vec<Frame>,
     /// Frames for the sender of a command only, with that command's origin.
-    pub replies: Vec<(Origin, Value)>,
+    pub replies: Vec<(Origin, Frame)>,
     /// Records for SQL: `(kind, data)`; the runtime gives each a unique id.
     pub records: Vec<(String, Value)>,
     /// Commands for other keys: `(domain, tenant, key, command)`.
@@ -62,12 +63,12 @@ pub struct Effects {
 impl Effects {
     /// Fans a frame out to every client of the key.
     pub fn event(&mut self, frame: impl Serialize) {
-        self.events.push(to_value(frame));
+        self.events.push(Frame::new(frame));
     }
 
     /// Sends a frame to the command's sender only.
     pub fn reply(&mut self, ctx: &Context<'_>, frame: impl Serialize) {
-        self.replies.push((ctx.origin.clone(), to_value(frame)));
+        self.replies.push((ctx.origin.clone(), Frame::new(frame)));
     }
 
     /// Persists a record of `kind`.

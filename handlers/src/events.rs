@@ -97,7 +97,7 @@ mod tests {
             .expect("publish");
         assert_eq!(state.published, 1);
         assert_eq!(
-            fx.events[0],
+            fx.events[0].value(),
             json!({"type": "order:created", "data": {"order": {"id": "o1"}}, "timestamp": "2025-09-26T10:00:00.000Z"})
         );
         let bad = Command::Publish {

@@ -15,7 +15,7 @@ use tablewire_schemas::pos::{
     ACTIVE_LIMIT, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput, OrderStatus,
     PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
 };
-use tablewire_schemas::{Domain as DomainName, ErrorCode, Origin, envelope::role};
+use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
 
 /// The pos domain.
 #[derive(Debug, Default, Clone, Copy)]
@@ -164,7 +164,7 @@ impl Pos {
             }
             Command::Created { frame } => {
                 for origin in claim.waiting.drain(..) {
-                    effects.replies.push((origin, frame.clone()));
+                    effects.replies.push((origin, Frame::from(&frame)));
                 }
                 claim.frame = Some(frame);
                 Ok(())
@@ -219,7 +219,9 @@ fn create(
     effects.event(&frame);
     // HTTP senders wait for an answer; WebSocket senders already get the event.
     if reply_to.request.is_some() {
-        effects.replies.push((reply_to.clone(), frame.clone()));
+        effects
+            .replies
+            .push((reply_to.clone(), Frame::from(&frame)));
     }
     effects.record(record::ORDER, &order);
     let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
@@ -416,11 +418,20 @@ mod tests {
             )
             .expect("submit");
         }
-        assert_eq!(fx.events[0]["type"], "order_created");
-        assert_eq!(fx.events[0]["order"]["orderNumber"], "ORD-20250106-001");
-        assert_eq!(fx.events[2]["order"]["orderNumber"], "ORD-20250106-003");
-        assert_eq!(fx.events[2]["kitchenOrder"]["status"], "pending");
-        assert_eq!(fx.events[2]["kitchenOrder"]["items"][0]["name"], "Dosa");
+        assert_eq!(fx.events[0].value()["type"], "order_created");
+        assert_eq!(
+            fx.events[0].value()["order"]["orderNumber"],
+            "ORD-20250106-001"
+        );
+        assert_eq!(
+            fx.events[2].value()["order"]["orderNumber"],
+            "ORD-20250106-003"
+        );
+        assert_eq!(fx.events[2].value()["kitchenOrder"]["status"], "pending");
+        assert_eq!(
+            fx.events[2].value()["kitchenOrder"]["items"][0]["name"],
+            "Dosa"
+        );
         // One millisecond before the next UTC midnight, then at it.
         let next_day = DAY1 + 86_400_000;
         let mut fx = Effects::default();
@@ -438,9 +449,15 @@ mod tests {
             &mut fx,
         )
         .expect("midnight");
-        assert_eq!(fx.events[0]["order"]["orderNumber"], "ORD-20250106-004");
-        assert_eq!(fx.events[1]["order"]["orderNumber"], "ORD-20250107-001");
-        assert_eq!(fx.events[1]["order"]["id"], "order-5");
+        assert_eq!(
+            fx.events[0].value()["order"]["orderNumber"],
+            "ORD-20250106-004"
+        );
+        assert_eq!(
+            fx.events[1].value()["order"]["orderNumber"],
+            "ORD-20250107-001"
+        );
+        assert_eq!(fx.events[1].value()["order"]["id"], "order-5");
         // A clock that went back does not reuse a number of the earlier day.
         let mut fx = Effects::default();
         Pos.apply(
@@ -450,7 +467,10 @@ mod tests {
             &mut fx,
         )
         .expect("late clock");
-        assert_eq!(fx.events[0]["order"]["orderNumber"], "ORD-20250107-002");
+        assert_eq!(
+            fx.events[0].value()["order"]["orderNumber"],
+            "ORD-20250107-002"
+        );
         assert_eq!(book(&state).recent.len(), 6);
         assert_eq!(book(&state).active.len(), 6);
         assert_eq!(fx.records[0].0, record::ORDER);
@@ -500,7 +520,7 @@ mod tests {
                 .expect("allowed");
         }
         assert_eq!(
-            fx.events[2],
+            fx.events[2].value(),
             json!({"type": "order_status_update", "orderId": "order-1",
                    "orderNumber": "ORD-20250106-001", "status": "completed",
                    "updatedBy": "kitchen-terminal-1"})
@@ -625,7 +645,7 @@ mod tests {
         .expect("created");
         assert_eq!(fx4.replies.len(), 1);
         assert_eq!(fx4.replies[0].0, second);
-        assert_eq!(fx4.replies[0].1, fx3.events[0]);
+        assert_eq!(fx4.replies[0].1.value(), fx3.events[0].value());
         // Later repeats are answered at once, until 24 hours have passed.
         let mut fx5 = Effects::default();
         Pos.apply(
@@ -635,7 +655,10 @@ mod tests {
             &mut fx5,
         )
         .expect("later");
-        assert_eq!(fx5.replies[0].1["order"]["orderNumber"], "ORD-20250106-001");
+        assert_eq!(
+            fx5.replies[0].1.value()["order"]["orderNumber"],
+            "ORD-20250106-001"
+        );
         assert!(fx5.commands.is_empty());
         let mut fx6 = Effects::default();
         Pos.apply(

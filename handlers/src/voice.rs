@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(state.duplicates, 1);
         assert_eq!(requested(&state), vec![1], "one request at a time");
         let fx = answer(&mut state, "one");
-        assert_eq!(fx.events[0]["type"], "voice:transcript");
+        assert_eq!(fx.events[0].value()["type"], "voice:transcript");
         assert_eq!(requested(&state), vec![2, 3]);
         answer(&mut state, "one two three");
         assert_eq!(requested(&state), Vec::<u64>::new());
@@ -420,7 +420,7 @@ mod tests {
         );
         assert!(state.in_flight.as_ref().is_some_and(|f| f.is_final));
         let fx = answer(&mut state, "one two three");
-        assert_eq!(fx.events[0]["data"]["is_final"], true);
+        assert_eq!(fx.events[0].value()["data"]["is_final"], true);
         assert_eq!(
             state.audio.len(),
             3,
@@ -447,15 +447,18 @@ mod tests {
                 message: "no responders".into(),
             },
         );
-        assert_eq!(fx.events[0]["data"]["code"], "TRANSCRIBER_UNAVAILABLE");
+        assert_eq!(
+            fx.events[0].value()["data"]["code"],
+            "TRANSCRIBER_UNAVAILABLE"
+        );
         assert_eq!(state.audio.len(), 1);
         assert!(state.in_flight.is_none());
         apply(&mut state, audio(4));
         assert_eq!(requested(&state), vec![1], "sent again with the next chunk");
         answer(&mut state, "one");
         let fx = apply(&mut state, Command::End { duration: None });
-        assert_eq!(fx.events[0]["type"], "voice:gap");
-        assert_eq!(fx.events[0]["data"]["missing"], json!([2, 3]));
+        assert_eq!(fx.events[0].value()["type"], "voice:gap");
+        assert_eq!(fx.events[0].value()["data"]["missing"], json!([2, 3]));
         assert_eq!(requested(&state), vec![4]);
         let id = state.in_flight.as_ref().expect("final request").id;
         apply(

@@ -4,6 +4,7 @@
 //! - [`error`] — the numbered error catalogue ([`ErrorCode`]) and the error body every error
 //!   frame and HTTP error carries.
 //! - [`envelope`] — the edge→handler envelope and the verified JWT claims inside it.
+//! - [`frame`] — a client frame serialized once ([`Frame`]), as domains emit and outboxes keep it.
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
 //! - [`collab`] — seed 001: collaborative order rooms (`/parties/collaborative_order/{room}`).
@@ -21,12 +22,14 @@ pub mod display;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod frame;
 pub mod pos;
 pub mod stored;
 pub mod voice;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};
 pub use error::{ErrorBody, ErrorCode, HttpError};
+pub use frame::Frame;
 
 /// The JSON Schema documents clients get, as `(file name, document)`.
 pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {

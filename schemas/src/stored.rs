@@ -58,8 +58,8 @@ pub struct Emitted {
 pub struct SequencedEvent {
     /// The sequence number.
     pub seq: u64,
-    /// The client frame, `seq` included.
-    pub frame: Value,
+    /// The client frame, `seq` included, as the edges receive it.
+    pub frame: crate::Frame,
 }
 
 /// A business record on its way to SQL, as published on `tw.rec.{domain}.{tenant}.{kind}`.
@@ -100,7 +100,7 @@ mod tests {
             outbox: Outbox {
                 events: vec![SequencedEvent {
                     seq: 4,
-                    frame: json!({"type":"x","seq":4}),
+                    frame: crate::Frame::new(json!({"type":"x","seq":4})),
                 }],
                 records: vec![],
                 commands: vec![],

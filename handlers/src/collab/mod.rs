@@ -7,6 +7,7 @@ pub mod expiry;
 pub mod webhook;
 
 use crate::domain::{Context, Domain, Effects, Rejection};
+use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tablewire_schemas::collab::{
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::events::{self, event};
-use tablewire_schemas::{Domain as DomainName, ErrorCode};
+use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame};
 
 /// How rooms behave; `tablewire handler --collab-…` flags set these.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,9 +251,8 @@ impl Domain for Collab {
                 join(&mut next, &sender, name, &data, ctx)?;
                 settle(&mut next, ctx.now_ms);
                 effects.reply(ctx, sync_frame(&next, ctx.now_ms));
-                json!({"type": "participant_joined", "participantId": sender,
-                       "participantName": display_name(&next, &sender), "data": next,
-                       "timestamp": ctx.now_ms})
+                let name = display_name(&next, &sender);
+                change(ctx, &sender, &name, "participant_joined", &next)
             }
             ClientMessage::AddItem { data, .. } => {
                 let sender_name = member(&next, &sender)?;
@@ -264,7 +264,10 @@ impl Domain for Collab {
                     &sender,
                     &sender_name,
                     "item_added",
-                    json!({"item": item, "orderState": next}),
+                    ItemChange {
+                        item: &item,
+                        order_state: &next,
+                    },
                 )
             }
             ClientMessage::RemoveItem { data, .. } => {
@@ -277,7 +280,10 @@ impl Domain for Collab {
                     &sender,
                     &sender_name,
                     "item_removed",
-                    json!({"item": item, "orderState": next}),
+                    ItemChange {
+                        item: &item,
+                        order_state: &next,
+                    },
                 )
             }
             ClientMessage::UpdateQuantity { data, .. } => {
@@ -294,7 +300,10 @@ impl Domain for Collab {
                     &sender,
                     &sender_name,
                     "quantity_updated",
-                    json!({"item": item, "orderState": next}),
+                    ItemChange {
+                        item: &item,
+                        order_state: &next,
+                    },
                 )
             }
             ClientMessage::UpdateSplit { data, .. } => {
@@ -306,7 +315,10 @@ impl Domain for Collab {
                     &sender,
                     &sender_name,
                     "split_updated",
-                    json!({"splitType": next.split_type, "orderState": next}),
+                    SplitChange {
+                        split_type: next.split_type,
+                        order_state: &next,
+                    },
                 )
             }
             ClientMessage::Finalize { .. } => {
@@ -350,7 +362,7 @@ impl Domain for Collab {
                     &sender,
                     &sender_name,
                     "order_finalized",
-                    json!({"orderState": next}),
+                    StateChange { order_state: &next },
                 )
             }
             ClientMessage::Leave { .. } => {
@@ -363,11 +375,9 @@ impl Domain for Collab {
                     p.active = false;
                 }
                 settle(&mut next, ctx.now_ms);
-                let data = serde_json::to_value(&next).unwrap_or_default();
-                change(ctx, &sender, &sender_name, "participant_left", data)
+                change(ctx, &sender, &sender_name, "participant_left", &next)
             }
         };
-        // Already a JSON value: pushed as is rather than serialized again (hot path).
         effects.events.push(out);
         *state = next;
         Ok(())
@@ -384,16 +394,52 @@ fn member(state: &OrderState, sender: &str) -> Result<String, Rejection> {
         .ok_or_else(|| Rejection::new(ErrorCode::Forbidden, "join the order before changing it"))
 }
 
-/// A change frame in the seed's shape.
-fn change(
-    ctx: &Context<'_>,
-    sender: &str,
-    name: &str,
-    kind: &str,
-    data: serde_json::Value,
-) -> serde_json::Value {
-    json!({"type": kind, "participantId": sender, "participantName": name, "data": data,
-           "timestamp": ctx.now_ms})
+/// A change frame in the seed's shape: `{type, participantId, participantName, data,
+/// timestamp}`. Serialized straight from borrowed parts: every change carries the whole order
+/// state, so building it as a `serde_json::Value` first was most of a handler's work.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangeFrame<'a, D> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    participant_id: &'a str,
+    participant_name: &'a str,
+    data: D,
+    timestamp: i64,
+}
+
+/// `data` of item_added, item_removed and quantity_updated.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemChange<'a> {
+    item: &'a Item,
+    order_state: &'a OrderState,
+}
+
+/// `data` of split_updated.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SplitChange<'a> {
+    split_type: SplitType,
+    order_state: &'a OrderState,
+}
+
+/// `data` of order_finalized.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateChange<'a> {
+    order_state: &'a OrderState,
+}
+
+/// A change frame in the seed's shape, serialized.
+fn change(ctx: &Context<'_>, sender: &str, name: &str, kind: &str, data: impl Serialize) -> Frame {
+    Frame::new(ChangeFrame {
+        kind,
+        participant_id: sender,
+        participant_name: name,
+        data,
+        timestamp: ctx.now_ms,
+    })
 }
 
 fn display_name(state: &OrderState, id: &str) -> String {

@@ -18,13 +18,12 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tablewire_nats::{resource, subject, token};
 use tablewire_schemas::stored::{Emitted, Outbox, Record, SequencedEvent, Stored};
-use tablewire_schemas::{Envelope, ErrorBody, ErrorCode};
+use tablewire_schemas::{Envelope, ErrorBody, ErrorCode, Frame};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -337,7 +336,7 @@ struct Applied<S> {
     stored: Option<Stored<S>>,
     /// Whether any command was applied (so `stored` must be written).
     changed: bool,
-    replies: Vec<(tablewire_schemas::Origin, Value)>,
+    replies: Vec<(tablewire_schemas::Origin, Frame)>,
     applied: u64,
     rejected: u64,
     /// A command asked for the key's removal; commands after it were left for the next round.
@@ -379,7 +378,8 @@ fn apply_in_memory<D: Domain>(
             Ok(command) => command,
             Err(e) => {
                 let error = ErrorBody::with_message(ErrorCode::InvalidMessage, e.to_string());
-                replies.push((env.origin.clone(), shared.domain.error_frame(&error, &ctx)));
+                let frame = Frame::from(&shared.domain.error_frame(&error, &ctx));
+                replies.push((env.origin.clone(), frame));
                 rejected += 1;
                 continue;
             }
@@ -402,12 +402,12 @@ fn apply_in_memory<D: Domain>(
                     });
                 }
                 let Some(s) = stored.as_mut() else { continue };
-                for mut frame in effects.events {
+                for frame in effects.events {
                     s.seq += 1;
-                    if let Value::Object(map) = &mut frame {
-                        map.insert("seq".to_string(), json!(s.seq));
-                    }
-                    events.push(SequencedEvent { seq: s.seq, frame });
+                    events.push(SequencedEvent {
+                        seq: s.seq,
+                        frame: frame.with_seq(s.seq),
+                    });
                 }
                 for (i, (kind, data)) in effects.records.into_iter().enumerate() {
                     records.push(Record {
@@ -441,10 +441,8 @@ fn apply_in_memory<D: Domain>(
                         code: rejection.0.code.name().to_string(),
                     })
                     .inc();
-                replies.push((
-                    env.origin.clone(),
-                    shared.domain.error_frame(&rejection.0, &ctx),
-                ));
+                let frame = Frame::from(&shared.domain.error_frame(&rejection.0, &ctx));
+                replies.push((env.origin.clone(), frame));
             }
         }
     }
@@ -597,7 +595,7 @@ async fn publish_outbox<D: Domain>(
         for event in &outbox.events {
             let mut headers = HeaderMap::new();
             headers.insert(subject::header::SEQ, event.seq.to_string().as_str());
-            let payload = Bytes::from(serde_json::to_vec(&event.frame).unwrap_or_default());
+            let payload = Bytes::copy_from_slice(event.frame.get().as_bytes());
             shared
                 .client
                 .publish_with_headers(subject.clone(), headers, payload)
@@ -667,7 +665,7 @@ async fn publish_outbox<D: Domain>(
 
 async fn publish_replies<D: Domain>(
     shared: &Shared<D>,
-    replies: Vec<(tablewire_schemas::Origin, Value)>,
+    replies: Vec<(tablewire_schemas::Origin, Frame)>,
 ) {
     // Commands emitted by other handlers have no edge: nobody to answer.
     for (origin, frame) in replies.into_iter().filter(|(o, _)| !o.edge.is_empty()) {
@@ -678,7 +676,7 @@ async fn publish_replies<D: Domain>(
         if let Some(request) = &origin.request {
             headers.insert(subject::header::REQUEST, request.as_str());
         }
-        let payload = Bytes::from(serde_json::to_vec(&frame).unwrap_or_default());
+        let payload = Bytes::copy_from_slice(frame.get().as_bytes());
         // A reply is best effort: its sender may be gone; state and events are what count.
         let _ = shared
             .client

@@ -1,0 +1,98 @@
+//! A client frame already serialized to JSON. Domains build each frame once from typed values;
+//! the handler runtime stores it in a key's outbox and publishes it without serializing it again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// One JSON frame, kept as its text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Frame(Box<RawValue>);
+
+impl Frame {
+    /// Serializes `value`. Frames are built from plain structs and maps with string keys, which
+    /// always serialize; anything else becomes `null` rather than a panic.
+    pub fn new(value: impl Serialize) -> Self {
+        match serde_json::value::to_raw_value(&value) {
+            Ok(raw) => Frame(raw),
+            Err(_) => Frame::null(),
+        }
+    }
+
+    fn null() -> Self {
+        Frame(RawValue::from_string("null".to_string()).unwrap_or_else(|_| unreachable!()))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The frame as a value (for tests and for code that inspects frames off the hot path).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+
+    /// The same object with `"seq": seq` as its first field (replacing none: domains do not set
+    /// `seq`). Frames that are not objects are returned unchanged.
+    pub fn with_seq(self, seq: u64) -> Self {
+        let text = self.get();
+        let Some(rest) = text.strip_prefix('{') else {
+            return self;
+        };
+        let rest = rest.trim_start();
+        let joined = if rest.starts_with('}') {
+            format!("{{\"seq\":{seq}{rest}")
+        } else {
+            format!("{{\"seq\":{seq},{rest}")
+        };
+        match RawValue::from_string(joined) {
+            Ok(raw) => Frame(raw),
+            Err(_) => self,
+        }
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl From<&Value> for Frame {
+    fn from(value: &Value) -> Self {
+        Frame::new(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seq_becomes_the_first_field_of_an_object() {
+        let frame = Frame::new(json!({"type": "x", "n": 1})).with_seq(7);
+        assert!(frame.get().starts_with(r#"{"seq":7,"#), "{}", frame.get());
+        assert_eq!(frame.value(), json!({"seq": 7, "type": "x", "n": 1}));
+    }
+
+    #[test]
+    fn an_empty_object_gets_only_seq_and_a_non_object_is_unchanged() {
+        assert_eq!(Frame::new(json!({})).with_seq(2).get(), r#"{"seq":2}"#);
+        assert_eq!(Frame::new(json!([1, 2])).with_seq(2).get(), "[1,2]");
+    }
+
+    #[test]
+    fn a_frame_survives_a_round_trip_inside_other_json_unchanged() {
+        let frame = Frame::new(json!({"a": "b\"c", "n": [1, 2]}));
+        #[derive(Serialize, Deserialize)]
+        struct Outer {
+            frame: Frame,
+        }
+        let text = serde_json::to_string(&Outer { frame }).expect("serialize");
+        let back: Outer = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back.frame.get(), r#"{"a":"b\"c","n":[1,2]}"#);
+    }
+}
