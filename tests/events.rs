@@ -673,3 +673,57 @@ async fn rs256_and_eddsa_tokens_verify_with_the_configured_public_key() {
     .await;
     edge.drain().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_opened_while_nats_is_unreachable_closes_with_1011_and_the_edge_recovers() {
+    let mut nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let config = tablewire_edge::Config {
+        bus_timeout: Duration::from_millis(300),
+        ..edge_config()
+    };
+    let edge = InProcessEdge::start(nats.client_url(), config).await;
+    let r = restaurant();
+    let auth = format!("Bearer {}", token(&r, "staff", 600));
+    let headers = [("Authorization", auth.as_str())];
+
+    // The edge verifies the token on its own, upgrades, and cannot reach the restaurant's
+    // feed: a server fault, said with an error frame and close 1011.
+    nats.stop().await;
+    let mut ws = Ws::connect_with_headers(edge.addr, "/ws", &headers)
+        .await
+        .expect("upgrade");
+    let error = ws.json().await;
+    assert_eq!(
+        (error["type"].as_str(), error["data"]["code"].as_str()),
+        (Some("error"), Some("UNAVAILABLE")),
+        "{error}"
+    );
+    assert_eq!(error["data"]["retryable"], true);
+    assert_eq!(ws.closed().await, Some(1011));
+
+    // With NATS back, the client's reconnect is served (once the edge's own NATS client has
+    // reconnected: until then, more 1011s, and the client tries again as 1011 asks).
+    nats.restart().await.expect("NATS restarts");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut again = loop {
+        let mut ws = Ws::connect_with_headers(edge.addr, "/ws", &headers)
+            .await
+            .expect("upgrade");
+        match ws.json().await {
+            connected if connected["type"] == "connected" => break ws,
+            error => {
+                assert_eq!(error["data"]["code"], "UNAVAILABLE", "{error}");
+                assert_eq!(ws.closed().await, Some(1011));
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the edge never recovered"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    again.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(again.json().await["type"], "pong");
+    edge.drain().await;
+}

@@ -213,21 +213,12 @@ impl DeviceHandler {
 
     /// Listens on the device's output subject: pushes `config`, closes when replaced.
     async fn listen(&self, conn: &Arc<Conn>) -> Result<JoinHandle<()>, ErrorBody> {
-        let unavailable = |e: String| {
-            tracing::warn!(error = %e, "cannot subscribe to device events");
-            ErrorBody::with_message(ErrorCode::Unavailable, "event bus unavailable")
-        };
-        let mut sub = self
-            .shared
-            .client
-            .subscribe(subject::output(Domain::Device, &self.tenant, &self.device))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        self.shared
-            .client
-            .flush()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let mut sub = crate::fanout::subscribe_confirmed(
+            &self.shared.client,
+            &subject::output(Domain::Device, &self.tenant, &self.device),
+            self.shared.config.bus_timeout,
+        )
+        .await?;
         let (conn, edge, ended_by) = (conn.clone(), self.shared.id.clone(), self.ended_by.clone());
         Ok(tokio::spawn(async move {
             while let Some(message) = sub.next().await {
