@@ -465,3 +465,246 @@ async fn takeover_across_edge_processes_and_offline_when_the_edge_dies() {
     edge_a.kill().await;
     handler.stop().await;
 }
+
+/// `PUT /api/devices/settings` with `token`; returns status and JSON body.
+async fn put_settings(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    let (status, _, reply) = send(
+        addr,
+        "PUT",
+        "/api/devices/settings",
+        &headers,
+        body.to_string(),
+    )
+    .await;
+    (
+        status,
+        serde_json::from_slice(&reply).expect("a JSON answer"),
+    )
+}
+
+/// The next scan command an edge publishes for `device`, as the handler will read it.
+async fn published_scan(input: &mut async_nats::Subscriber) -> Value {
+    loop {
+        let message = tokio::time::timeout(TIMEOUT, input.next())
+            .await
+            .expect("a command in time")
+            .expect("subscription open");
+        let envelope: Value = serde_json::from_slice(&message.payload).expect("JSON envelope");
+        if envelope["command"]["type"] == "scan" {
+            return envelope;
+        }
+    }
+}
+
+/// The next reply on a test inbox.
+async fn answer(replies: &mut async_nats::Subscriber) -> Value {
+    let message = tokio::time::timeout(TIMEOUT, replies.next())
+        .await
+        .expect("a reply in time")
+        .expect("inbox open");
+    serde_json::from_slice(&message.payload).expect("JSON reply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_scan_interval_is_stored_attached_by_every_edge_and_applied() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let config = || open_edge_config(Duration::from_secs(30));
+    let a = InProcessEdge::start(nats.client_url(), config()).await;
+    // B runs before the setting exists: it learns it through its watch.
+    let b = InProcessEdge::start(nats.client_url(), config()).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let nc = client(nats.client_url()).await;
+    let admin = token(DEFAULT_TENANT, "admin", 300);
+
+    // Refusals, each with a JSON error body; nothing is stored.
+    for (auth, body, status, code) in [
+        (None, r#"{"scanIntervalMs":3000}"#, 401, "UNAUTHORIZED"),
+        (
+            Some(token(DEFAULT_TENANT, "staff", 300)),
+            r#"{"scanIntervalMs":3000}"#,
+            403,
+            "FORBIDDEN",
+        ),
+        (
+            Some(admin.clone()),
+            r#"{"scanIntervalMs":"3000"}"#,
+            400,
+            "INVALID_MESSAGE",
+        ),
+        (
+            Some(admin.clone()),
+            r#"{"scanIntervalMs":-1}"#,
+            400,
+            "INVALID_MESSAGE",
+        ),
+        (
+            Some(admin.clone()),
+            r#"{"scanInterval":3000}"#,
+            400,
+            "INVALID_MESSAGE",
+        ),
+        (Some(admin.clone()), "[3000]", 400, "INVALID_MESSAGE"),
+        (Some(admin.clone()), "{nope", 400, "MALFORMED_JSON"),
+        (
+            Some(admin.clone()),
+            r#"{"scanIntervalMs":60001}"#,
+            400,
+            "VALIDATION_ERROR",
+        ),
+    ] {
+        let (got, reply) = put_settings(a.addr, auth.as_deref(), body).await;
+        assert_eq!(
+            (got, reply["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {reply}"
+        );
+    }
+    let js = async_nats::jetstream::new(nc.clone());
+    let bucket = js
+        .get_key_value(tablewire_nats::resource::DEVICE_SETTINGS_BUCKET)
+        .await
+        .expect("settings bucket");
+    let key = tablewire_nats::resource::device_settings_key(DEFAULT_TENANT);
+    assert_eq!(bucket.get(&key).await.expect("read"), None);
+
+    let (status, reply) = put_settings(a.addr, Some(&admin), r#"{"scanIntervalMs":3000}"#).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["settings"]["scanIntervalMs"], 3000);
+    let stored: Value =
+        serde_json::from_slice(&bucket.get(&key).await.expect("read").expect("stored"))
+            .expect("JSON");
+    assert_eq!(stored["scanIntervalMs"], 3000, "plain JSON in KV");
+
+    // The edge that stored it attaches it to the next scan at once.
+    let r1 = device();
+    let mut input = nc
+        .subscribe(tablewire_nats::subject::input(
+            Domain::Device,
+            DEFAULT_TENANT,
+            &r1,
+        ))
+        .await
+        .expect("subscribe");
+    nc.flush().await.expect("flush");
+    let mut ws = connect(a.addr, &r1).await;
+    let reply = scan(&mut ws, "T1").await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let first = published_scan(&mut input).await;
+    assert_eq!(first["command"]["tenantScanIntervalMs"], 3000, "{first}");
+
+    // The handler judges by the command's time: the same scan 1.5 s later is refused, 3 s later
+    // accepted. (Sent as an HTTP-fallback scan would be, answered on a test inbox.)
+    let inbox_edge = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let mut replies = nc
+        .subscribe(tablewire_nats::subject::edge_inbox(&inbox_edge))
+        .await
+        .expect("inbox");
+    nc.flush().await.expect("flush");
+    let at = first["at"].as_i64().expect("at");
+    let replay = |later_ms: i64| {
+        let mut envelope = first.clone();
+        envelope["id"] = json!(format!("replay-{later_ms}"));
+        envelope["at"] = json!(at + later_ms);
+        envelope["origin"] = json!({"edge": inbox_edge, "request": format!("q{later_ms}")});
+        let (js, subject) = (
+            js.clone(),
+            tablewire_nats::subject::input(Domain::Device, DEFAULT_TENANT, &r1),
+        );
+        async move {
+            js.publish(subject, envelope.to_string().into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+    };
+    replay(1500).await;
+    let refused = answer(&mut replies).await;
+    assert_eq!(refused["code"], "TOO_SOON", "{refused}");
+    assert_eq!(refused["error"], "Please wait 3 seconds between scans");
+    assert_eq!(refused["retryAfterMs"], 1500);
+    replay(3000).await;
+    assert_eq!(answer(&mut replies).await["success"], true);
+    // The device's own interval wins over the tenant's: 200 ms, so 200 ms later is fine.
+    configure(a.addr, &r1, json!({"scanIntervalMs": 200})).await;
+    replay(3200).await;
+    let accepted = answer(&mut replies).await;
+    assert_eq!(accepted["success"], true, "{accepted}");
+
+    // B, running all along, attaches it once its watch has delivered it.
+    eventually("edge B attaches the tenant interval", || {
+        let nc = nc.clone();
+        let addr = b.addr;
+        async move {
+            let id = device();
+            let mut input = nc
+                .subscribe(tablewire_nats::subject::input(
+                    Domain::Device,
+                    DEFAULT_TENANT,
+                    &id,
+                ))
+                .await
+                .expect("subscribe");
+            nc.flush().await.expect("flush");
+            let (status, body) = post(
+                addr,
+                "/api/rfid/scan",
+                None,
+                &json!({"deviceId": id, "tagId": "T"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            published_scan(&mut input).await["command"]["tenantScanIntervalMs"] == 3000
+        }
+    })
+    .await;
+    // An edge started afterwards (or restarted) has it before it serves its first scan.
+    let c = InProcessEdge::start(nats.client_url(), config()).await;
+    let r2 = device();
+    let mut input = nc
+        .subscribe(tablewire_nats::subject::input(
+            Domain::Device,
+            DEFAULT_TENANT,
+            &r2,
+        ))
+        .await
+        .expect("subscribe");
+    nc.flush().await.expect("flush");
+    let mut on_c = connect(c.addr, &r2).await;
+    assert_eq!(scan(&mut on_c, "T1").await["success"], true);
+    assert_eq!(
+        published_scan(&mut input).await["command"]["tenantScanIntervalMs"],
+        3000
+    );
+
+    // Reset: scans carry no tenant interval again (the seed's 1 s applies).
+    let (status, reply) = put_settings(a.addr, Some(&admin), r#"{"scanIntervalMs":null}"#).await;
+    assert_eq!(
+        (status, &reply["settings"]["scanIntervalMs"]),
+        (200, &Value::Null)
+    );
+    let r3 = device();
+    let mut input = nc
+        .subscribe(tablewire_nats::subject::input(
+            Domain::Device,
+            DEFAULT_TENANT,
+            &r3,
+        ))
+        .await
+        .expect("subscribe");
+    nc.flush().await.expect("flush");
+    let mut ws3 = connect(a.addr, &r3).await;
+    assert_eq!(scan(&mut ws3, "T1").await["success"], true);
+    let envelope = published_scan(&mut input).await;
+    assert!(
+        envelope["command"].get("tenantScanIntervalMs").is_none(),
+        "{envelope}"
+    );
+    handler.stop().await;
+}

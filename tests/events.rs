@@ -544,3 +544,186 @@ async fn limits_bad_input_close_codes_emitted_events_and_metrics() {
     }
     sys.handler.stop().await;
 }
+
+/// Claims for a staff member of `tenant`, valid for ten minutes.
+fn staff_claims(tenant: &str) -> tablewire_schemas::Claims {
+    let now = tablewire_edge::auth::now_secs();
+    tablewire_schemas::Claims {
+        sub: "staff-1".into(),
+        tenant: Some(tenant.into()),
+        role: Some("staff".into()),
+        exp: now + 600,
+        iat: Some(now),
+    }
+}
+
+/// A token for `tenant` signed with `key` by `algorithm`.
+fn signed(
+    algorithm: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    tenant: &str,
+) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &staff_claims(tenant),
+        key,
+    )
+    .expect("sign")
+}
+
+/// A token is accepted on the events socket's header and query paths when it verifies with the
+/// edge's public key, and refused with 401 before the upgrade when another key signed it.
+async fn public_key_tokens_are_checked(addr: SocketAddr, good: &str, forged: &[(&str, String)]) {
+    let auth = format!("Bearer {good}");
+    let mut ws = Ws::connect_with_headers(addr, "/ws", &[("Authorization", auth.as_str())])
+        .await
+        .expect("upgrade with a token the public key verifies");
+    assert_eq!(ws.json().await["type"], "connected");
+    let mut ws = Ws::connect(addr, &format!("/?token={good}")).await;
+    assert_eq!(ws.json().await["type"], "connected");
+    for (what, token) in forged {
+        let auth = format!("Bearer {token}");
+        let (status, body) =
+            refused_upgrade(addr, "/ws", &[("Authorization", auth.as_str())]).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("UNAUTHORIZED")),
+            "{what}"
+        );
+        let (status, _) = refused_upgrade(addr, &format!("/?token={token}"), &[]).await;
+        assert_eq!(status, 401, "{what} as a query parameter");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_and_eddsa_tokens_verify_with_the_configured_public_key() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let r = restaurant();
+
+    // RS256: the public key file goes to a real `tablewire edge` through --jwt-public-key.
+    let mut rng = rsa::rand_core::OsRng;
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
+    let other_rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
+    let encoding = |key: &rsa::RsaPrivateKey| {
+        let pem = key.to_pkcs1_pem(LineEnding::LF).expect("PEM");
+        EncodingKey::from_rsa_pem(pem.as_bytes()).expect("RSA signing key")
+    };
+    let public_pem = rsa_key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .expect("public PEM");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let public_file = dir.path().join("jwt-public.pem");
+    std::fs::write(&public_file, &public_pem).expect("write the public key");
+    let public_path = public_file.to_string_lossy().into_owned();
+    let (mut edge, addr) =
+        edge_process_with(nats.client_url(), &["--jwt-public-key", &public_path]).await;
+    let good = signed(Algorithm::RS256, &encoding(&rsa_key), &r);
+    // The public key used as an HMAC secret (the algorithm-confusion attack) must not verify.
+    let confused = signed(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(public_pem.as_bytes()),
+        &r,
+    );
+    public_key_tokens_are_checked(
+        addr,
+        &good,
+        &[
+            (
+                "RS256 signed with another key",
+                signed(Algorithm::RS256, &encoding(&other_rsa_key), &r),
+            ),
+            (
+                "PS256 signed with another key",
+                signed(Algorithm::PS256, &encoding(&other_rsa_key), &r),
+            ),
+            ("HS256 keyed with the public key", confused),
+        ],
+    )
+    .await;
+    // The HS256 secret keeps working beside the public key.
+    let auth = format!("Bearer {}", token(&r, "staff", 600));
+    let mut ws = Ws::connect_with_headers(addr, "/ws", &[("Authorization", auth.as_str())])
+        .await
+        .expect("upgrade with an HS256 token");
+    assert_eq!(ws.json().await["type"], "connected");
+    edge.terminate().await;
+
+    // EdDSA: an Ed25519 public key in the edge's configuration.
+    let ed_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+    let other_ed_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+    let ed_encoding = |key: &rcgen::KeyPair| {
+        EncodingKey::from_ed_pem(key.serialize_pem().as_bytes()).expect("Ed25519 signing key")
+    };
+    let mut config = edge_config();
+    config.auth.jwt_public_key_pem = Some(ed_key.public_key_pem());
+    let edge = InProcessEdge::start(nats.client_url(), config).await;
+    public_key_tokens_are_checked(
+        edge.addr,
+        &signed(Algorithm::EdDSA, &ed_encoding(&ed_key), &r),
+        &[(
+            "EdDSA signed with another key",
+            signed(Algorithm::EdDSA, &ed_encoding(&other_ed_key), &r),
+        )],
+    )
+    .await;
+    edge.drain().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_opened_while_nats_is_unreachable_closes_with_1011_and_the_edge_recovers() {
+    let mut nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let config = tablewire_edge::Config {
+        bus_timeout: Duration::from_millis(300),
+        ..edge_config()
+    };
+    let edge = InProcessEdge::start(nats.client_url(), config).await;
+    let r = restaurant();
+    let auth = format!("Bearer {}", token(&r, "staff", 600));
+    let headers = [("Authorization", auth.as_str())];
+
+    // The edge verifies the token on its own, upgrades, and cannot reach the restaurant's
+    // feed: a server fault, said with an error frame and close 1011.
+    nats.stop().await;
+    let mut ws = Ws::connect_with_headers(edge.addr, "/ws", &headers)
+        .await
+        .expect("upgrade");
+    let error = ws.json().await;
+    assert_eq!(
+        (error["type"].as_str(), error["data"]["code"].as_str()),
+        (Some("error"), Some("UNAVAILABLE")),
+        "{error}"
+    );
+    assert_eq!(error["data"]["retryable"], true);
+    assert_eq!(ws.closed().await, Some(1011));
+
+    // With NATS back, the client's reconnect is served (once the edge's own NATS client has
+    // reconnected: until then, more 1011s, and the client tries again as 1011 asks).
+    nats.restart().await.expect("NATS restarts");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut again = loop {
+        let mut ws = Ws::connect_with_headers(edge.addr, "/ws", &headers)
+            .await
+            .expect("upgrade");
+        match ws.json().await {
+            connected if connected["type"] == "connected" => break ws,
+            error => {
+                assert_eq!(error["data"]["code"], "UNAVAILABLE", "{error}");
+                assert_eq!(ws.closed().await, Some(1011));
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the edge never recovered"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    again.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(again.json().await["type"], "pong");
+    edge.drain().await;
+}

@@ -289,3 +289,69 @@ async fn the_openai_adapter_transcribes_the_whole_recording_in_order() {
     let _ = adapter.await;
     handler.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_1001st_message_in_a_minute_waits_and_the_voice_socket_stays_usable() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let clock = tablewire_edge::limit::LimitClock::frozen();
+    let config = tablewire_edge::Config {
+        rate_limit_clock: clock.clone(),
+        ..edge_config()
+    };
+    let edge = InProcessEdge::start(nats.client_url(), config).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let tenant = format!("r{}", uuid::Uuid::new_v4().simple());
+    let auth = format!("Bearer {}", token(&tenant, "staff", 600));
+    let mut ws = Ws::connect_with_headers(
+        edge.addr,
+        "/voice-stream",
+        &[("Authorization", auth.as_str())],
+    )
+    .await
+    .expect("upgrade");
+    assert_eq!(ws.json().await["type"], "connected");
+
+    // The clock stands still: 1000 messages pass, whatever the machine's speed.
+    ws.send_json(
+        &json!({"type": "voice:start", "data": {"session_id": "busy", "language": "en-US"}}),
+    )
+    .await;
+    for _ in 1..1000 {
+        ws.send_json(&json!({"type": "ping"})).await;
+        assert_eq!(ws.next_of("pong").await["type"], "pong");
+    }
+    ws.send_json(&json!({"type": "ping"})).await;
+    let limited = ws.next_of("error").await;
+    assert_eq!(limited["data"]["code"], "RATE_LIMITED", "{limited}");
+    assert_eq!(limited["data"]["retryable"], true);
+    let wait = limited["data"]["retryAfterMs"]
+        .as_u64()
+        .expect("a retry-after");
+    // 1000 a minute: one more every 60 ms.
+    assert!((1..=60).contains(&wait), "retry after {wait} ms");
+
+    // Still refused until the retry-after has passed, then usable again: the session started
+    // before the limit ends normally.
+    ws.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(ws.next_of("error").await["data"]["code"], "RATE_LIMITED");
+    clock.advance(std::time::Duration::from_millis(wait));
+    ws.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(ws.next_of("pong").await["type"], "pong");
+    clock.advance(std::time::Duration::from_millis(60));
+    let (received, task) = transcriber(nats.client_url()).await;
+    ws.send_json(&json!({"type": "voice:end", "data": {"session_id": "busy", "duration": 1}}))
+        .await;
+    let last = ws.next_of("voice:transcript").await;
+    assert_eq!(last["data"]["is_final"], true, "{last}");
+    assert!(
+        received
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|r| r.0 == "busy" && r.3),
+        "the transcriber got the final request"
+    );
+    task.abort();
+    handler.stop().await;
+}

@@ -54,6 +54,10 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// How long an HTTP request waits for a handler's answer when it needs one.
     pub reply_timeout: Duration,
+    /// How long a new WebSocket waits for NATS to confirm the subscription to its events. Past
+    /// it (NATS unreachable) the client gets `UNAVAILABLE` and close 1011, so it reconnects,
+    /// perhaps to another edge, instead of holding a socket that hears nothing.
+    pub bus_timeout: Duration,
     /// Collab rooms: the tenant of connections without a token ("open rooms", for `tablewire
     /// dev` and seed clients that send none). `None`: a token is required.
     pub collab_open_tenant: Option<String>,
@@ -85,6 +89,7 @@ impl Default for Config {
             cors_origin: "*".to_string(),
             max_queued_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(5),
+            bus_timeout: Duration::from_secs(5),
             collab_open_tenant: None,
             collab_messages_per_second: 100,
             auth_timeout: Duration::from_secs(5),

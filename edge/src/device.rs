@@ -1,7 +1,8 @@
 //! Seed 003 endpoints for RFID readers: `GET /ws/device?deviceId=…` (WebSocket),
-//! `POST /api/rfid/scan` (the HTTP fallback) and `PUT /api/devices/{id}/config` (admin JWT).
-//! The edge authenticates, validates, looks the tag up in the tag directory (KV) and publishes;
-//! the device handler decides. Each device connection listens on its device's output subject:
+//! `POST /api/rfid/scan` (the HTTP fallback), `PUT /api/devices/{id}/config` and
+//! `PUT /api/devices/settings` (admin JWT). The edge authenticates, validates, looks the tag up
+//! in the tag directory (KV), attaches the tenant's scan interval (from its watched copy of the
+//! settings) and publishes; the device handler decides. Each device connection listens on its device's output subject:
 //! a `holder` event naming another connection closes it with 4001, a `config` event is pushed
 //! to the device.
 
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tablewire_nats::{resource, subject, token};
 use tablewire_schemas::device::{
     CLOSE_REPLACED, CLOSE_SILENT, ClientFrame, Command as DeviceCommand, DeviceConfig, DeviceEvent,
-    ScanRequest, TagEntry, check_scan, config_frame, error_frame,
+    ScanRequest, Settings, TagEntry, check_scan, config_frame, error_frame,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
@@ -74,7 +75,8 @@ fn authenticate(
     }
 }
 
-/// Routes `/ws/device`, `/api/rfid/scan` and `/api/devices/{id}/config`.
+/// Routes `/ws/device`, `/api/rfid/scan`, `/api/devices/{id}/config` and
+/// `/api/devices/settings`.
 pub async fn route(
     shared: &Arc<Shared>,
     mut request: Request<Incoming>,
@@ -93,9 +95,16 @@ pub async fn route(
                 put_config(shared, request, &id).await,
             )
         }
-        (["ws", "device"] | ["api", "rfid", "scan"] | ["api", "devices", _, "config"], _) => {
-            ("device", http::error_code(ErrorCode::MethodNotAllowed))
+        (["api", "devices", "settings"], Method::PUT) => {
+            ("/api/devices/settings", put_settings(shared, request).await)
         }
+        (
+            ["ws", "device"]
+            | ["api", "rfid", "scan"]
+            | ["api", "devices", _, "config"]
+            | ["api", "devices", "settings"],
+            _,
+        ) => ("device", http::error_code(ErrorCode::MethodNotAllowed)),
         _ => ("unknown", http::error_code(ErrorCode::NotFound)),
     }
 }
@@ -213,21 +222,12 @@ impl DeviceHandler {
 
     /// Listens on the device's output subject: pushes `config`, closes when replaced.
     async fn listen(&self, conn: &Arc<Conn>) -> Result<JoinHandle<()>, ErrorBody> {
-        let unavailable = |e: String| {
-            tracing::warn!(error = %e, "cannot subscribe to device events");
-            ErrorBody::with_message(ErrorCode::Unavailable, "event bus unavailable")
-        };
-        let mut sub = self
-            .shared
-            .client
-            .subscribe(subject::output(Domain::Device, &self.tenant, &self.device))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        self.shared
-            .client
-            .flush()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let mut sub = crate::fanout::subscribe_confirmed(
+            &self.shared.client,
+            &subject::output(Domain::Device, &self.tenant, &self.device),
+            self.shared.config.bus_timeout,
+        )
+        .await?;
         let (conn, edge, ended_by) = (conn.clone(), self.shared.id.clone(), self.ended_by.clone());
         Ok(tokio::spawn(async move {
             while let Some(message) = sub.next().await {
@@ -285,6 +285,7 @@ impl DeviceHandler {
             tag_id,
             location,
             tag,
+            tenant_scan_interval_ms: self.shared.device_settings.scan_interval_ms(&self.tenant),
         };
         if let Err(e) = self.publish(conn, &command).await {
             self.send_error(conn, e);
@@ -486,8 +487,41 @@ async fn http_scan(shared: &Arc<Shared>, request: Request<Incoming>) -> Response
         tag_id: body.tag_id,
         location: body.location,
         tag,
+        tenant_scan_interval_ms: shared.device_settings.scan_interval_ms(&identity.tenant),
     };
     request_reply(shared, identity, &body.device_id, &command).await
+}
+
+/// The administrator behind a device-administration request and the tenant they administer.
+fn admin(shared: &Shared, request: &Request<Incoming>) -> Result<Identity, ErrorBody> {
+    let claims = match shared
+        .auth
+        .check_header(http::header_str(request, "authorization"))
+        .map(|p| p.claims())
+    {
+        Ok(Some(claims)) if claims.has_role(&[role::ADMIN]) => claims,
+        Ok(_) => {
+            return Err(ErrorBody::with_message(
+                ErrorCode::Forbidden,
+                "device administration needs an admin token",
+            ));
+        }
+        Err(e) => {
+            shared.metrics.auth_failures.inc();
+            return Err(e);
+        }
+    };
+    // With device auth `none` every device lives in the shared device tenant.
+    let tenant = match &shared.config.device_auth {
+        crate::config::DeviceAuth::None { tenant } => tenant.clone(),
+        crate::config::DeviceAuth::Token => claims.tenant.clone().ok_or_else(|| {
+            ErrorBody::with_message(ErrorCode::Forbidden, "the admin token has no tenant")
+        })?,
+    };
+    Ok(Identity {
+        tenant,
+        claims: Some(claims),
+    })
 }
 
 async fn put_config(
@@ -498,44 +532,14 @@ async fn put_config(
     if let Err(e) = token::validate_id(device) {
         return http::error(invalid_id(e));
     }
-    let claims = match shared
-        .auth
-        .check_header(http::header_str(&request, "authorization"))
-        .map(|p| p.claims())
-    {
-        Ok(Some(claims)) if claims.has_role(&[role::ADMIN]) => claims,
-        Ok(_) => {
-            return http::error(ErrorBody::with_message(
-                ErrorCode::Forbidden,
-                "device configuration needs an admin token",
-            ));
-        }
-        Err(e) => {
-            shared.metrics.auth_failures.inc();
-            return http::error(e);
-        }
-    };
-    // With device auth `none` every device lives in the shared device tenant.
-    let tenant = match &shared.config.device_auth {
-        crate::config::DeviceAuth::None { tenant } => tenant.clone(),
-        crate::config::DeviceAuth::Token => match claims.tenant.clone() {
-            Some(tenant) => tenant,
-            None => {
-                return http::error(ErrorBody::with_message(
-                    ErrorCode::Forbidden,
-                    "the admin token has no tenant",
-                ));
-            }
-        },
+    let identity = match admin(shared, &request) {
+        Ok(identity) => identity,
+        Err(e) => return http::error(e),
     };
     let config: DeviceConfig = match http::read_json(request, shared.config.max_message_bytes).await
     {
         Ok(config) => config,
         Err(e) => return http::error(e),
-    };
-    let identity = Identity {
-        tenant,
-        claims: Some(claims),
     };
     request_reply(
         shared,
@@ -544,4 +548,44 @@ async fn put_config(
         &DeviceCommand::Configure { config },
     )
     .await
+}
+
+/// `PUT /api/devices/settings`: stores the admin's tenant's device settings and answers
+/// `{"success": true, "settings": {…}}`; scans are judged by them from then on.
+async fn put_settings(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
+    let identity = match admin(shared, &request) {
+        Ok(identity) => identity,
+        Err(e) => return http::error(e),
+    };
+    let body: Value = match http::read_json(request, shared.config.max_message_bytes).await {
+        Ok(body) => body,
+        Err(e) => return http::error(e),
+    };
+    // (serde would also read a struct from an array: only an object is a settings body.)
+    let settings = match body {
+        Value::Object(_) => serde_json::from_value::<Settings>(body)
+            .map_err(|e| ErrorBody::with_message(ErrorCode::InvalidMessage, e.to_string())),
+        _ => Err(ErrorBody::with_message(
+            ErrorCode::InvalidMessage,
+            "the settings are a JSON object: {\"scanIntervalMs\": 3000}",
+        )),
+    };
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(e) => return http::error(e),
+    };
+    if let Err(why) = settings.check() {
+        return http::error(ErrorBody::with_message(ErrorCode::ValidationError, why));
+    }
+    match shared
+        .device_settings
+        .store(&identity.tenant, settings.clone())
+        .await
+    {
+        Ok(()) => http::json(
+            StatusCode::OK,
+            &serde_json::json!({"success": true, "settings": settings}),
+        ),
+        Err(e) => http::error(e),
+    }
 }

@@ -52,6 +52,36 @@ pub(crate) async fn next_burst(
     Some(burst)
 }
 
+/// Subscribes to `subject` and waits until the server has the subscription, so that nothing
+/// published afterwards can be missed; for at most `patience`. While NATS is unreachable the
+/// client queues both and would wait for its return, leaving the caller's client with a socket
+/// that never hears anything: past `patience` this answers `UNAVAILABLE` instead (the caller
+/// closes with 1011). Every fan-out subscribes through this: topics, events feeds, devices.
+pub(crate) async fn subscribe_confirmed(
+    client: &async_nats::Client,
+    subject: &str,
+    patience: Duration,
+) -> Result<async_nats::Subscriber, ErrorBody> {
+    let confirmed = async {
+        let subscriber = client
+            .subscribe(subject.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(subscriber)
+    };
+    let error = match tokio::time::timeout(patience, confirmed).await {
+        Ok(Ok(subscriber)) => return Ok(subscriber),
+        Ok(Err(e)) => e,
+        Err(_) => format!("no answer from NATS within {patience:?}"),
+    };
+    warn!(%subject, %error, "cannot subscribe");
+    Err(ErrorBody::with_message(
+        ErrorCode::Unavailable,
+        "event bus unavailable",
+    ))
+}
+
 fn event(message: &async_nats::Message) -> (Option<u64>, Bytes) {
     let seq = message
         .headers
@@ -103,15 +133,18 @@ impl Topic {
 /// The fan-out of one edge.
 pub struct Fanout {
     client: async_nats::Client,
+    /// How long a subscription may take to be confirmed.
+    patience: Duration,
     topics: Mutex<HashMap<String, Arc<Topic>>>,
     metrics: Metrics,
 }
 
 impl Fanout {
-    /// A fan-out publishing through `client`.
-    pub fn new(client: async_nats::Client, metrics: Metrics) -> Arc<Self> {
+    /// A fan-out receiving through `client`, waiting at most `patience` for a subscription.
+    pub fn new(client: async_nats::Client, metrics: Metrics, patience: Duration) -> Arc<Self> {
         Arc::new(Fanout {
             client,
+            patience,
             topics: Mutex::new(HashMap::new()),
             metrics,
         })
@@ -184,21 +217,10 @@ impl Fanout {
     }
 
     async fn subscribe(self: &Arc<Self>, topic: &Arc<Topic>) -> Result<(), ErrorBody> {
-        let unavailable = |e: String| {
-            warn!(subject = %topic.subject, error = %e, "cannot subscribe");
-            ErrorBody::with_message(ErrorCode::Unavailable, "event bus unavailable")
-        };
-        let mut subscriber = self
-            .client
-            .subscribe(topic.subject.clone())
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        // Make sure the server has the subscription before the snapshot is read, so no event
-        // published after the snapshot can be missed.
-        self.client
-            .flush()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        // The server has the subscription before the snapshot is read, so no event published
+        // after the snapshot can be missed.
+        let mut subscriber =
+            subscribe_confirmed(&self.client, &topic.subject, self.patience).await?;
         let weak_topic = Arc::downgrade(topic);
         let weak_fanout = Arc::downgrade(self);
         let handle = tokio::spawn(async move {

@@ -12,7 +12,9 @@
 //! - [`events`] — seed 004 endpoints: the events socket (`/`, `/ws`) with its per-restaurant
 //!   fan-out and subscriptions, and `POST /api/events`.
 //! - [`voice`] — seed 004's voice socket (`/voice-stream`): audio chunks to the voice handler.
-//! - [`device`] — seed 003 endpoints (`/ws/device`, `/api/rfid/scan`, `/api/devices/{id}/config`).
+//! - [`device`] — seed 003 endpoints (`/ws/device`, `/api/rfid/scan`, `/api/devices/{id}/config`,
+//!   `/api/devices/settings`).
+//! - [`device_settings`] — each tenant's device settings, watched from KV, attached to scans.
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
@@ -26,6 +28,7 @@ pub mod auth;
 pub mod collab;
 pub mod config;
 pub mod device;
+pub mod device_settings;
 pub mod display;
 pub mod events;
 pub mod fanout;

@@ -54,7 +54,10 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
             ["api", "pos", "settings"] => {
                 crate::pos::route_api(&shared, request, crate::pos::Api::Settings).await
             }
-            ["ws", "device"] | ["api", "rfid", "scan"] | ["api", "devices", _, "config"] => {
+            ["ws", "device"]
+            | ["api", "rfid", "scan"]
+            | ["api", "devices", _, "config"]
+            | ["api", "devices", "settings"] => {
                 crate::device::route(&shared, request, &segments).await
             }
             _ => ("unknown", http::error_code(ErrorCode::NotFound)),

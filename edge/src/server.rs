@@ -75,6 +75,8 @@ pub struct Shared {
     pub device_tags: kv::Store,
     /// Presence of the devices this edge holds (`tw_device_presence`).
     pub device_presence: kv::Store,
+    /// Each tenant's device settings (`tw_device_settings`), watched.
+    pub device_settings: Arc<crate::device_settings::DeviceSettings>,
     state: HashMap<Domain, kv::Store>,
     draining: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
@@ -254,6 +256,16 @@ impl Edge {
             .get_key_value(resource::DEVICE_PRESENCE_BUCKET)
             .await
             .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_PRESENCE_BUCKET)))?;
+        let device_settings = js
+            .get_key_value(resource::DEVICE_SETTINGS_BUCKET)
+            .await
+            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_SETTINGS_BUCKET)))?;
+        let device_settings =
+            crate::device_settings::DeviceSettings::start(device_settings, config.bus_timeout)
+                .await
+                .map_err(|e| {
+                    EdgeError::Nats(format!("{}: {e}", resource::DEVICE_SETTINGS_BUCKET))
+                })?;
         let metrics = Metrics::new(registry);
         let id = config.edge_id.clone().unwrap_or_else(new_edge_id);
         let conns = Arc::new(ws::Registry::default());
@@ -266,13 +278,18 @@ impl Edge {
             id,
             auth: Auth::try_new(&config.auth).map_err(EdgeError::Auth)?,
             publisher: Publisher::new(client.clone(), metrics.clone()),
-            fanout: Fanout::new(client.clone(), metrics.clone()),
-            events: crate::events::EventsEdge::new(client.clone(), metrics.clone()),
+            fanout: Fanout::new(client.clone(), metrics.clone(), config.bus_timeout),
+            events: crate::events::EventsEdge::new(
+                client.clone(),
+                metrics.clone(),
+                config.bus_timeout,
+            ),
             conns,
             inbox,
             metrics,
             device_tags,
             device_presence,
+            device_settings,
             state,
             draining: AtomicBool::new(false),
             registry: OnceLock::new(),

@@ -1,7 +1,8 @@
 //! The device domain (seed 003): one key per RFID reader. Records which connection holds the
 //! device (a newer connection takes over, the old one is told to close), its presence, the
 //! minimum interval between scans (decided here from KV state and the command's time, so it
-//! holds across reconnects and edges), its configuration, and every accepted scan as a record
+//! holds across reconnects and edges; the device's own interval, else the tenant's that the
+//! edge attached to the scan, else 1 s), its configuration, and every accepted scan as a record
 //! for SQL and an event on the tenant's feed.
 
 use crate::domain::{Context, Domain, Effects, Rejection};
@@ -114,6 +115,7 @@ impl Domain for Device {
                 tag_id,
                 location,
                 tag,
+                tenant_scan_interval_ms,
             } => {
                 if let (Some(sender), Some(holder)) = (holder_of(ctx), state.holder.as_ref())
                     && sender != *holder
@@ -125,7 +127,9 @@ impl Domain for Device {
                 }
                 check_scan(&tag_id, location.as_deref())
                     .map_err(|why| Rejection::new(ErrorCode::ValidationError, why))?;
-                let interval = state.config.scan_interval_ms();
+                let interval = state
+                    .config
+                    .effective_scan_interval_ms(tenant_scan_interval_ms);
                 if let Some(last) = state.last_scan_at {
                     let elapsed = ctx.now_ms.saturating_sub(last).max(0) as u64;
                     if elapsed < interval {
@@ -249,7 +253,42 @@ mod tests {
             tag_id: tag.into(),
             location: Some("Main Gate".into()),
             tag: known.map(|user| TagEntry { user: Some(user) }),
+            tenant_scan_interval_ms: None,
         }
+    }
+
+    /// A scan of a device whose tenant set `tenant_ms`.
+    fn tenant_scan(tenant_ms: u64) -> Command {
+        Command::Scan {
+            tag_id: "T".into(),
+            location: None,
+            tag: None,
+            tenant_scan_interval_ms: Some(tenant_ms),
+        }
+    }
+
+    #[test]
+    fn the_tenant_interval_applies_unless_the_device_sets_its_own() {
+        let a = origin("e1", 1);
+        let mut state = Device.new_state(&ctx(&a, 0, 1));
+        apply(&mut state, tenant_scan(3000), &ctx(&a, 10_000, 1)).expect("first");
+        let err = apply(&mut state, tenant_scan(3000), &ctx(&a, 11_500, 2)).expect_err("1.5 s");
+        assert_eq!(err.0.code, ErrorCode::TooSoon);
+        assert_eq!(err.0.message, "Please wait 3 seconds between scans");
+        assert_eq!(err.0.retry_after_ms, Some(1500));
+        apply(&mut state, tenant_scan(3000), &ctx(&a, 13_000, 3)).expect("3 s later");
+        // The device's own interval wins over the tenant's.
+        let config = DeviceConfig {
+            scan_interval_ms: Some(200),
+            ..Default::default()
+        };
+        apply(
+            &mut state,
+            Command::Configure { config },
+            &ctx(&a, 13_001, 4),
+        )
+        .expect("cfg");
+        apply(&mut state, tenant_scan(3000), &ctx(&a, 13_200, 5)).expect("200 ms later");
     }
 
     fn apply(state: &mut DeviceState, c: Command, cx: &Context<'_>) -> Result<Effects, Rejection> {

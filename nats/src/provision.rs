@@ -112,6 +112,16 @@ pub async fn provision(
     })
     .await
     .map_err(|e| js_err(resource::DEVICE_TAGS_BUCKET)(e.into()))?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: resource::DEVICE_SETTINGS_BUCKET.to_string(),
+        description: "each tenant's device settings, watched by every edge".to_string(),
+        history: 1,
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(resource::DEVICE_SETTINGS_BUCKET)(e.into()))?;
     let presence_ttl = topology.device_presence_ttl.max(Duration::from_secs(1));
     js.create_or_update_key_value(kv::Config {
         bucket: resource::DEVICE_PRESENCE_BUCKET.to_string(),

@@ -11,6 +11,7 @@
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
 //! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
 //! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
+//! | `tw_device_settings` | KV bucket | each tenant's device settings (`PUT /api/devices/settings`), key `{tenant}` |
 
 use crate::token::encode;
 use tablewire_schemas::Domain;
@@ -69,6 +70,15 @@ pub fn device_tag_key(tenant: &str, tag: &str) -> String {
 /// after the topology's `device_presence_ttl`; the expiry marker tells a handler the device
 /// went silent (its edge may have died).
 pub const DEVICE_PRESENCE_BUCKET: &str = "tw_device_presence";
+
+/// The KV bucket holding each tenant's device settings (the scan interval of devices that set
+/// none), written by `PUT /api/devices/settings` and watched by every edge.
+pub const DEVICE_SETTINGS_BUCKET: &str = "tw_device_settings";
+
+/// The key of one tenant's settings in [`DEVICE_SETTINGS_BUCKET`].
+pub fn device_settings_key(tenant: &str) -> String {
+    encode(tenant).into_owned()
+}
 
 /// Stream metadata key recording how many partitions an input stream has.
 pub const PARTITIONS_METADATA: &str = "tablewire.partitions";

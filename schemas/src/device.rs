@@ -1,6 +1,7 @@
 //! Seed 003 (RFID readers, formerly one Durable Object per device): the frames of
 //! `GET /ws/device?deviceId=…` (the seed's `action` field), `POST /api/rfid/scan`,
-//! `PUT /api/devices/{id}/config`, the device domain's commands and its per-device state.
+//! `PUT /api/devices/{id}/config`, `PUT /api/devices/settings`, the device domain's commands and
+//! its per-device state.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,8 +11,12 @@ use serde_json::{Map, Value};
 /// the seed's readers present no credentials, so they all share this tenant.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// The seed's minimum time between two accepted scans of one device, ms.
+/// The seed's minimum time between two accepted scans of one device, ms: the interval when
+/// neither the device's config nor its tenant's settings set one.
 pub const MIN_SCAN_INTERVAL_MS: u64 = 1000;
+
+/// The longest scan interval a tenant may set, ms.
+pub const MAX_SCAN_INTERVAL_MS: u64 = 60_000;
 
 /// The longest tag id accepted, bytes.
 pub const MAX_TAG_LEN: usize = 128;
@@ -93,9 +98,37 @@ pub struct DeviceConfig {
 }
 
 impl DeviceConfig {
-    /// The minimum time between two accepted scans, ms.
-    pub fn scan_interval_ms(&self) -> u64 {
-        self.scan_interval_ms.unwrap_or(MIN_SCAN_INTERVAL_MS)
+    /// The minimum time between two accepted scans of this device, ms: its own
+    /// `scanIntervalMs` when set, else its tenant's (`tenant`, from [`Settings`]), else the
+    /// seed's [`MIN_SCAN_INTERVAL_MS`].
+    pub fn effective_scan_interval_ms(&self, tenant: Option<u64>) -> u64 {
+        self.scan_interval_ms
+            .or(tenant)
+            .unwrap_or(MIN_SCAN_INTERVAL_MS)
+    }
+}
+
+/// A tenant's device settings: the body of `PUT /api/devices/settings` (admin token), kept in
+/// the KV bucket `tw_device_settings` under the tenant. Unknown fields are refused, so a
+/// misspelt setting cannot silently reset one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// The minimum time between two accepted scans of one device, ms (0 to 60000), for the
+    /// tenant's devices whose own config sets none. Absent or null: the seed's 1000.
+    #[serde(default)]
+    pub scan_interval_ms: Option<u64>,
+}
+
+impl Settings {
+    /// Checks the values: a scan interval of at most [`MAX_SCAN_INTERVAL_MS`].
+    pub fn check(&self) -> Result<(), String> {
+        match self.scan_interval_ms {
+            Some(ms) if ms > MAX_SCAN_INTERVAL_MS => Err(format!(
+                "scanIntervalMs must be between 0 and {MAX_SCAN_INTERVAL_MS}"
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -163,6 +196,15 @@ pub enum Command {
         /// The tag directory's entry, when the tag is known (looked up by the edge).
         #[serde(default)]
         tag: Option<TagEntry>,
+        /// The tenant's scan interval when it set one ([`Settings`]), attached by the edge
+        /// from its watched copy of the settings so that the scan is judged without a read and
+        /// the same way by any worker, on any redelivery. The device's own wins over it.
+        #[serde(
+            default,
+            rename = "tenantScanIntervalMs",
+            skip_serializing_if = "Option::is_none"
+        )]
+        tenant_scan_interval_ms: Option<u64>,
     },
     /// The device is alive.
     Heartbeat {
@@ -275,7 +317,54 @@ mod tests {
             config_frame(&config),
             json!({"action": "config", "registrationMode": true, "beep": 2})
         );
-        assert_eq!(config.scan_interval_ms(), 1000);
+        assert_eq!(config.effective_scan_interval_ms(None), 1000);
+    }
+
+    #[test]
+    fn the_device_interval_wins_over_the_tenant_one_which_wins_over_the_seed_default() {
+        let unset = DeviceConfig::default();
+        let own = DeviceConfig {
+            scan_interval_ms: Some(200),
+            ..Default::default()
+        };
+        assert_eq!(unset.effective_scan_interval_ms(None), MIN_SCAN_INTERVAL_MS);
+        assert_eq!(unset.effective_scan_interval_ms(Some(3000)), 3000);
+        assert_eq!(unset.effective_scan_interval_ms(Some(0)), 0);
+        assert_eq!(own.effective_scan_interval_ms(Some(3000)), 200);
+        assert_eq!(own.effective_scan_interval_ms(None), 200);
+    }
+
+    #[test]
+    fn tenant_settings_are_checked() {
+        let parse = |v: Value| serde_json::from_value::<Settings>(v);
+        let ok = parse(json!({"scanIntervalMs": 3000})).expect("settings");
+        assert_eq!(ok.scan_interval_ms, Some(3000));
+        assert!(ok.check().is_ok());
+        assert!(
+            parse(json!({"scanIntervalMs": 60_000}))
+                .expect("max")
+                .check()
+                .is_ok()
+        );
+        assert!(
+            parse(json!({"scanIntervalMs": 60_001}))
+                .expect("u64")
+                .check()
+                .is_err()
+        );
+        assert_eq!(
+            parse(json!({"scanIntervalMs": null})).expect("reset"),
+            Settings::default()
+        );
+        assert_eq!(parse(json!({})).expect("reset"), Settings::default());
+        for wrong in [
+            json!({"scanIntervalMs": "3000"}),
+            json!({"scanIntervalMs": -1}),
+            json!({"scanIntervalMs": 1.5}),
+            json!({"scanInterval": 3000}),
+        ] {
+            assert!(parse(wrong.clone()).is_err(), "{wrong}");
+        }
     }
 
     #[test]

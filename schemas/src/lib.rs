@@ -66,6 +66,7 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("device.client.json", doc::<device::ClientFrame>()),
         ("device.scan.json", doc::<device::ScanRequest>()),
         ("device.config.json", doc::<device::DeviceConfig>()),
+        ("device.settings.json", doc::<device::Settings>()),
         ("device.state.json", doc::<device::DeviceState>()),
     ]
 }

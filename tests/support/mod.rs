@@ -219,21 +219,29 @@ pub fn handler_process(url: &str) -> Process {
 
 /// An edge child process on a free port; returns once it answers /healthz.
 pub async fn edge_process(url: &str) -> (Process, SocketAddr) {
+    edge_process_with(url, &[]).await
+}
+
+/// [`edge_process`] with more command-line flags.
+pub async fn edge_process_with(url: &str, extra: &[&str]) -> (Process, SocketAddr) {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let process = Process::spawn(&[
+    let listen = addr.to_string();
+    let mut args = vec![
         "edge",
         "--nats-url",
         url,
         "--listen",
-        &addr.to_string(),
+        &listen,
         "--auth-secret",
         AUTH_SECRET,
         "--jwt-secret",
         JWT_SECRET,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let process = Process::spawn(&args);
     eventually("edge process healthy", || async move {
         get(addr, "/healthz").await.ok().map(|(s, _)| s == 200) == Some(true)
     })

@@ -5,7 +5,7 @@
 //! only ever joins the feed of the restaurant in its token.
 
 use super::subscription::{ParsedEvent, Subscriptions};
-use crate::fanout::next_burst;
+use crate::fanout::{next_burst, subscribe_confirmed};
 use crate::metrics::Metrics;
 use crate::ws::{Conn, frame};
 use bytes::{Bytes, BytesMut};
@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tablewire_nats::subject;
 use tablewire_schemas::events::FEED_KEY;
-use tablewire_schemas::{Domain, ErrorBody, ErrorCode};
+use tablewire_schemas::{Domain, ErrorBody};
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 /// Most events written to clients in one go.
 const MAX_BATCH: usize = 64;
@@ -70,15 +69,22 @@ struct Feed {
 /// The events fan-out of one edge.
 pub struct Hub {
     client: async_nats::Client,
+    /// How long a subscription may take to be confirmed.
+    patience: std::time::Duration,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
     metrics: Metrics,
 }
 
 impl Hub {
-    /// A hub receiving through `client`.
-    pub fn new(client: async_nats::Client, metrics: Metrics) -> Arc<Hub> {
+    /// A hub receiving through `client`, waiting at most `patience` for a subscription.
+    pub fn new(
+        client: async_nats::Client,
+        metrics: Metrics,
+        patience: std::time::Duration,
+    ) -> Arc<Hub> {
         Arc::new(Hub {
             client,
+            patience,
             feeds: Mutex::new(HashMap::new()),
             metrics,
         })
@@ -131,20 +137,9 @@ impl Hub {
     }
 
     async fn subscribe(self: &Arc<Self>, feed: &Arc<Feed>) -> Result<(), ErrorBody> {
-        let unavailable = |e: String| {
-            warn!(subject = %feed.subject, error = %e, "cannot subscribe to an events feed");
-            ErrorBody::with_message(ErrorCode::Unavailable, "event bus unavailable")
-        };
-        let mut subscriber = self
-            .client
-            .subscribe(feed.subject.clone())
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
         // The server has the subscription before the client hears `connected`.
-        self.client
-            .flush()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let mut subscriber =
+            subscribe_confirmed(&self.client, &feed.subject, self.patience).await?;
         let weak = Arc::downgrade(feed);
         let metrics = self.metrics.clone();
         let handle = tokio::spawn(async move {

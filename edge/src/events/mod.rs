@@ -46,10 +46,15 @@ pub struct EventsEdge {
 }
 
 impl EventsEdge {
-    /// The events side of an edge receiving through `client`.
-    pub fn new(client: async_nats::Client, metrics: crate::metrics::Metrics) -> EventsEdge {
+    /// The events side of an edge receiving through `client`, waiting at most `patience` for
+    /// a subscription.
+    pub fn new(
+        client: async_nats::Client,
+        metrics: crate::metrics::Metrics,
+        patience: std::time::Duration,
+    ) -> EventsEdge {
         EventsEdge {
-            hub: Hub::new(client, metrics),
+            hub: Hub::new(client, metrics, patience),
             recently_closed: Mutex::new(HashMap::new()),
         }
     }
