@@ -303,6 +303,28 @@ async fn participants_edit_together_and_every_message_and_rejection_works() {
     let (mut c, sync) = Client::connect(addr, &r, "r1", "c").await;
     assert_eq!(sync["data"], before, "reconnect syncs the current state");
     assert_eq!(sync["seq"], left["seq"]);
+    // The room's rate limiter is kept in KV and never sent to a client: not in the edge's sync,
+    // not in any frame the handler produced.
+    let kv = async_nats::jetstream::new(client(sys.nats.client_url()).await)
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Collab))
+        .await
+        .expect("bucket");
+    let stored = kv
+        .get(tablewire_nats::resource::state_key("r1", &r))
+        .await
+        .expect("read room")
+        .expect("room stored");
+    let stored: Value = serde_json::from_slice(&stored).expect("stored JSON");
+    assert!(
+        stored["state"]["rateTatUs"].as_i64().unwrap_or(0) > 0,
+        "{stored}"
+    );
+    for frame in std::iter::once(&sync).chain(&a.seen).chain(&b.seen) {
+        assert!(
+            !frame.to_string().contains("rateTatUs"),
+            "a client frame carries the limiter: {frame}"
+        );
+    }
     c.send(
         "add_item",
         json!({"dishName": "x", "quantity": 1, "price": 1}),
