@@ -158,8 +158,8 @@ pub struct HandlerSettings {
     /// Collab rooms: changes one room accepts at once.
     #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_BURST", default_value_t = 1000)]
     pub collab_room_burst: u32,
-    /// Collab rooms: POST every finalized order to this http:// URL (retried until it answers
-    /// 2xx), signed in `X-Tablewire-Signature: sha256=<HMAC-SHA256 hex>`.
+    /// Collab rooms: POST every finalized order to this http:// or https:// URL (retried until
+    /// it answers 2xx), signed in `X-Tablewire-Signature: sha256=<HMAC-SHA256 hex>`.
     #[arg(long, env = "TABLEWIRE_COLLAB_WEBHOOK_URL")]
     pub collab_webhook_url: Option<String>,
     /// The HMAC key of the webhook signature.

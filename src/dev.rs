@@ -46,6 +46,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     args.auth.auth_secret.get_or_insert(secrets.auth_secret);
     args.auth.jwt_secret.get_or_insert(secrets.jwt_secret);
     crate::run::check_public_key(&args.auth)?;
+    let handler_config = handler_config(&args.handler, Domain::ALL.to_vec(), None)?;
 
     let mut server = None;
     let nats_url = match &args.nats_url {
@@ -99,7 +100,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     });
     let handlers = tokio::spawn(tablewire_handlers::run(
         client.clone(),
-        handler_config(&args.handler, Domain::ALL.to_vec(), None),
+        handler_config,
         metrics,
         shutdown.clone(),
     ));

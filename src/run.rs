@@ -97,12 +97,25 @@ pub fn device_auth(settings: &EdgeSettings, default: &str) -> tablewire_edge::De
     }
 }
 
+/// The handler runtime's configuration; fails on a webhook URL that is not `http://` or
+/// `https://`, so a misconfigured handler does not start.
 pub fn handler_config(
     settings: &HandlerSettings,
     domains: Vec<Domain>,
     worker_id: Option<String>,
-) -> tablewire_handlers::Config {
-    tablewire_handlers::Config {
+) -> anyhow::Result<tablewire_handlers::Config> {
+    let collab_webhook = settings
+        .collab_webhook_url
+        .as_deref()
+        .map(|url| {
+            tablewire_handlers::collab::webhook::Webhook::new(
+                url,
+                settings.collab_webhook_secret.clone(),
+            )
+        })
+        .transpose()
+        .context("--collab-webhook-url")?;
+    Ok(tablewire_handlers::Config {
         domains,
         worker_id,
         batch_size: settings.batch_size,
@@ -112,13 +125,8 @@ pub fn handler_config(
             room_rate: settings.collab_room_rate.max(1),
             room_burst: settings.collab_room_burst.max(1),
         },
-        collab_webhook: settings.collab_webhook_url.clone().map(|url| {
-            tablewire_handlers::collab::webhook::Webhook {
-                url,
-                secret: settings.collab_webhook_secret.clone(),
-            }
-        }),
-    }
+        collab_webhook,
+    })
 }
 
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
@@ -201,6 +209,7 @@ pub async fn transcriber(args: crate::cli::TranscriberArgs) -> anyhow::Result<()
 
 pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {
     let domains = parse_domains(&args.domain)?;
+    let config = handler_config(&args.handler, domains, args.worker_id.clone())?;
     let client = connect(&args.nats.nats_url, "tablewire-handler").await?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
@@ -213,7 +222,6 @@ pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ))
     });
-    let config = handler_config(&args.handler, domains, args.worker_id.clone());
     let registry = Arc::new(registry);
     if let Some(addr) = args.metrics_listen {
         let (registry, shutdown) = (registry.clone(), shutdown.clone());

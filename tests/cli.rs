@@ -83,6 +83,24 @@ fn unknown_domains_and_missing_secrets_are_refused_clearly() {
     assert!(err.contains("display"), "lists the known domains: {err}");
     let out = tablewire(&["token", "--tenant", "x"]);
     assert!(!out.status.success(), "token needs a secret");
+    // A webhook URL that is neither http:// nor https:// stops the handler before it starts.
+    let out = tablewire(&[
+        "handler",
+        "--domain",
+        "collab",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--collab-webhook-url",
+        "ftp://backend.example.com/orders",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--collab-webhook-url"), "{err}");
+    assert!(err.contains("only http:// and https://"), "{err}");
+    assert!(
+        !err.contains("cannot connect to NATS"),
+        "refused first: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -303,6 +303,28 @@ async fn participants_edit_together_and_every_message_and_rejection_works() {
     let (mut c, sync) = Client::connect(addr, &r, "r1", "c").await;
     assert_eq!(sync["data"], before, "reconnect syncs the current state");
     assert_eq!(sync["seq"], left["seq"]);
+    // The room's rate limiter is kept in KV and never sent to a client: not in the edge's sync,
+    // not in any frame the handler produced.
+    let kv = async_nats::jetstream::new(client(sys.nats.client_url()).await)
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Collab))
+        .await
+        .expect("bucket");
+    let stored = kv
+        .get(tablewire_nats::resource::state_key("r1", &r))
+        .await
+        .expect("read room")
+        .expect("room stored");
+    let stored: Value = serde_json::from_slice(&stored).expect("stored JSON");
+    assert!(
+        stored["state"]["rateTatUs"].as_i64().unwrap_or(0) > 0,
+        "{stored}"
+    );
+    for frame in std::iter::once(&sync).chain(&a.seen).chain(&b.seen) {
+        assert!(
+            !frame.to_string().contains("rateTatUs"),
+            "a client frame carries the limiter: {frame}"
+        );
+    }
     c.send(
         "add_item",
         json!({"dishName": "x", "quantity": 1, "price": 1}),
@@ -389,8 +411,8 @@ async fn open_rooms_and_connection_limits() {
     sys.handler.stop().await;
 }
 
-/// An HTTP server standing in for the backend's webhook: fails the first request with 500,
-/// then records each body with its signature and delivery headers.
+/// An HTTP (or, with an acceptor, HTTPS) server standing in for the backend's webhook: fails
+/// the first request with 500, then records each body with its signature and delivery headers.
 struct WebhookReceiver {
     url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<(Value, String, String)>>>,
@@ -398,12 +420,17 @@ struct WebhookReceiver {
 }
 
 impl WebhookReceiver {
-    async fn start() -> WebhookReceiver {
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> WebhookReceiver {
         use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = format!("http://{}/orders", listener.local_addr().expect("addr"));
+        let port = listener.local_addr().expect("addr").port();
+        let url = match tls {
+            // The test certificate names `localhost`.
+            Some(_) => format!("https://localhost:{port}/orders"),
+            None => format!("http://127.0.0.1:{port}/orders"),
+        };
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let failed_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let store = received.clone();
@@ -459,10 +486,20 @@ impl WebhookReceiver {
                         }
                     },
                 );
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    use hyper_util::rt::TokioIo;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -550,16 +587,16 @@ async fn feed_published(nats: &tablewire_nats::NatsServer, tenant: &str) -> u64 
 async fn finalized_orders_reach_sqlite_and_the_events_feed_and_idle_rooms_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}/collab.db", dir.path().display());
-    let hook = WebhookReceiver::start().await;
+    let hook = WebhookReceiver::start(None).await;
     let handler = tablewire_handlers::Config {
         collab: tablewire_handlers::collab::Settings {
             idle_timeout: Duration::from_millis(1500),
             ..Default::default()
         },
-        collab_webhook: Some(tablewire_handlers::collab::webhook::Webhook {
-            url: hook.url.clone(),
-            secret: "hook-secret".into(),
-        }),
+        collab_webhook: Some(
+            tablewire_handlers::collab::webhook::Webhook::new(&hook.url, "hook-secret")
+                .expect("webhook URL"),
+        ),
         ..Default::default()
     };
     let sys = system(Some(db.clone()), edge_config(), handler).await;
@@ -623,6 +660,60 @@ async fn finalized_orders_reach_sqlite_and_the_events_feed_and_idle_rooms_expire
         order_rows(&db, &order_id).await,
         Some((699, 2, 1)),
         "written once"
+    );
+    sys.handler.stop().await;
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `localhost`, and that certificate.
+fn localhost_tls() -> (
+    tokio_rustls::TlsAcceptor,
+    rustls_pki_types::CertificateDer<'static>,
+) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let der = cert.cert.der().clone();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone()], key)
+    .expect("server config");
+    (
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        der,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalized_orders_reach_an_https_webhook() {
+    let (acceptor, cert) = localhost_tls();
+    let hook = WebhookReceiver::start(Some(acceptor)).await;
+    assert!(hook.url.starts_with("https://"));
+    let mut webhook =
+        tablewire_handlers::collab::webhook::Webhook::new(&hook.url, "hook-secret").expect("URL");
+    // The test CA is trusted besides the system's roots.
+    webhook.extra_roots.push(cert);
+    let handler = tablewire_handlers::Config {
+        collab_webhook: Some(webhook),
+        ..Default::default()
+    };
+    let sys = system(None, edge_config(), handler).await;
+    let order = finalize_an_order(sys.edge.addr, &room()).await;
+    eventually(
+        "the https webhook got the order after a failed attempt",
+        || async { !hook.received().is_empty() },
+    )
+    .await;
+    let (body, signature, delivery) = &hook.received()[0];
+    assert_eq!(body["type"], "order_finalized");
+    assert_eq!(body["order"]["orderId"], order["orderId"]);
+    assert!(signature.starts_with("sha256="));
+    assert!(!delivery.is_empty());
+    assert!(
+        body["order"].get("rateTatUs").is_none(),
+        "the room's limiter stays internal: {body}"
     );
     sys.handler.stop().await;
 }

@@ -471,3 +471,164 @@ async fn two_workers_number_500_concurrent_orders_consecutively_and_record_them(
     one.stop().await;
     two.stop().await;
 }
+
+/// The `Nats-TTL` header (seconds) of a pos key's last KV write, `None` without one; `Err` when
+/// the key has no entry.
+async fn claim_ttl(
+    stream: &async_nats::jetstream::stream::Stream,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<u64>, String> {
+    let subject = format!(
+        "$KV.{}.{}",
+        tablewire_nats::resource::state_bucket(tablewire_schemas::Domain::Pos),
+        tablewire_nats::resource::state_key(tenant, key)
+    );
+    let message = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(message
+        .headers
+        .get(async_nats::header::NATS_MESSAGE_TTL)
+        .and_then(|v| v.as_str().parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_claims_expire_from_kv_after_24_hours() {
+    use tablewire_schemas::pos::{Command, IDEMPOTENCY_WINDOW_MS, idempotency_state_key};
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let t = tenant();
+    let (mut till, _) = pos(edge.addr, &t).await;
+    let js = async_nats::jetstream::new(client(nats.client_url()).await);
+    let kv_stream = js
+        .get_stream(format!(
+            "KV_{}",
+            tablewire_nats::resource::state_bucket(tablewire_schemas::Domain::Pos)
+        ))
+        .await
+        .expect("pos state stream");
+
+    // A submission today: its claim is written with a 24-hour TTL, the tenant's book without.
+    till.send_json(
+        &json!({"type": "submit_order", "idempotencyKey": "fresh", "order": order("Ann")}),
+    )
+    .await;
+    let fresh = till.next_of("order_created").await;
+    eventually("the claim holds the created order", || async {
+        claim_ttl(&kv_stream, &t, &idempotency_state_key("fresh"))
+            .await
+            .is_ok_and(|ttl| ttl.is_some())
+    })
+    .await;
+    // The last write is the claim's `Created`, a moment after the submission.
+    let ttl = claim_ttl(&kv_stream, &t, &idempotency_state_key("fresh"))
+        .await
+        .expect("claim");
+    let day = (IDEMPOTENCY_WINDOW_MS / 1000) as u64;
+    assert!(
+        ttl.is_some_and(|s| (day - 60..=day).contains(&s)),
+        "{ttl:?}"
+    );
+    assert_eq!(
+        claim_ttl(&kv_stream, &t, tablewire_schemas::pos::TENANT_KEY).await,
+        Ok(None),
+        "the tenant's book does not expire"
+    );
+
+    // A submission the edge accepted 24 hours minus 5 seconds ago (the commands' clock; an
+    // envelope published as an edge would), then a repeat now: the repeat gets that order, and
+    // its write leaves the claim the 5 seconds still left, after which KV drops it.
+    let old_key = idempotency_state_key("yesterday");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let command = Command::Submit {
+        order: serde_json::from_value(order("Bo")).expect("order"),
+        idempotency_key: Some("yesterday".into()),
+    };
+    let envelope = tablewire_schemas::Envelope {
+        tenant: t.clone(),
+        domain: tablewire_schemas::Domain::Pos,
+        key: old_key.clone(),
+        id: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        origin: tablewire_schemas::Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        },
+        claims: None,
+        at: now - IDEMPOTENCY_WINDOW_MS + 5_000,
+        command: serde_json::value::to_raw_value(&command).expect("command"),
+    };
+    js.publish(
+        tablewire_nats::subject::input(tablewire_schemas::Domain::Pos, &t, &old_key),
+        serde_json::to_vec(&envelope).expect("envelope").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored");
+    let old = till.next_of("order_created").await;
+    assert_eq!(old["order"]["idempotencyKey"], "yesterday");
+    eventually("the old claim holds its order", || async {
+        claim_ttl(&kv_stream, &t, &old_key)
+            .await
+            .is_ok_and(|ttl| ttl.is_some_and(|s| s > 60))
+    })
+    .await;
+    till.send_json(
+        &json!({"type": "submit_order", "idempotencyKey": "yesterday", "order": order("Bo")}),
+    )
+    .await;
+    let repeat = till.next_of("order_created").await;
+    assert_eq!(
+        repeat["order"]["id"], old["order"]["id"],
+        "within 24 hours: the same order"
+    );
+    let ttl = claim_ttl(&kv_stream, &t, &old_key).await;
+    assert!(
+        matches!(ttl, Ok(Some(1..=5)) | Err(_)),
+        "the repeat's write keeps the claim only for what is left: {ttl:?}"
+    );
+    let kv = js
+        .get_key_value(tablewire_nats::resource::state_bucket(
+            tablewire_schemas::Domain::Pos,
+        ))
+        .await
+        .expect("bucket");
+    let state_key = tablewire_nats::resource::state_key(&t, &old_key);
+    eventually("the expired claim removed from KV", || async {
+        matches!(kv.get(&state_key).await, Ok(None))
+    })
+    .await;
+    // The fresh claim is still there, and still answers with its order.
+    assert!(matches!(
+        kv.get(tablewire_nats::resource::state_key(
+            &t,
+            &idempotency_state_key("fresh")
+        ))
+        .await,
+        Ok(Some(_))
+    ));
+    till.send_json(
+        &json!({"type": "submit_order", "idempotencyKey": "fresh", "order": order("Ann")}),
+    )
+    .await;
+    let again = till.next_of("order_created").await;
+    assert_eq!(again["order"]["id"], fresh["order"]["id"]);
+
+    // The expired key submitted again now makes a new order.
+    till.send_json(
+        &json!({"type": "submit_order", "idempotencyKey": "yesterday", "order": order("Bo")}),
+    )
+    .await;
+    let renewed = till.next_of("order_created").await;
+    assert_ne!(renewed["order"]["id"], old["order"]["id"]);
+    assert_eq!(renewed["order"]["idempotencyKey"], "yesterday");
+    handler.stop().await;
+}

@@ -467,7 +467,10 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
             .await?
             .context("a room without state")?;
         let stored: serde_json::Value = serde_json::from_slice(&stored)?;
-        let state = &stored["state"];
+        // What clients see of the stored room: its order state, without internal fields.
+        let order: tablewire_schemas::collab::OrderState =
+            serde_json::from_value(stored["state"].clone())?;
+        let state = &serde_json::to_value(order)?;
         let items = state["items"].as_array().cloned().unwrap_or_default();
         let sum: u64 = items
             .iter()

@@ -14,9 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::sync::Arc;
 use tablewire_nats::{subject, token};
-use tablewire_schemas::collab::{
-    self, ClientMessage, Command as CollabCommand, OrderState, SyncRaw,
-};
+use tablewire_schemas::collab::{self, ClientMessage, Command as CollabCommand, OrderState};
 use tablewire_schemas::stored::StoredView;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
 
@@ -94,27 +92,24 @@ fn authenticate(
 }
 
 /// The `sync` frame for a room, and the event sequence it includes. A room without state is
-/// shown as it would start, without creating it.
+/// shown as it would start, without creating it. The stored room is read as an [`OrderState`],
+/// which leaves its internal fields (the rate limiter) behind.
 async fn snapshot(shared: &Arc<Shared>, tenant: &str, room: &str) -> SnapshotResult {
     let now = now_ms();
     let internal =
         |e: serde_json::Error| ErrorBody::with_message(ErrorCode::Internal, e.to_string());
-    let fresh;
     let bytes = shared.read_state(Domain::Collab, tenant, room).await?;
     let (seq, state) = match &bytes {
         Some(bytes) => {
             let view: StoredView<'_> = serde_json::from_slice(bytes).map_err(internal)?;
-            (view.seq, view.state)
+            let state: OrderState = serde_json::from_str(view.state.get()).map_err(internal)?;
+            (view.seq, state)
         }
-        None => {
-            fresh = serde_json::value::to_raw_value(&OrderState::new(tenant, room, now))
-                .map_err(internal)?;
-            (0, fresh.as_ref())
-        }
+        None => (0, OrderState::new(tenant, room, now)),
     };
-    let frame = SyncRaw {
+    let frame = collab::Sync {
         kind: "sync",
-        data: state,
+        data: &state,
         timestamp: now,
         seq,
     };

@@ -169,4 +169,14 @@ pub trait Domain: Send + Sync + 'static {
     fn follow_up(&self, _state: &Self::State, _tenant: &str, _key: &str) -> Option<FollowUp> {
         None
     }
+
+    /// How long after this write the key's state may vanish from KV by itself, or `None` to keep
+    /// it until a command removes it (the default). `now_ms` is the time of the last command
+    /// applied. The runtime puts it on the state write as a per-message TTL (whole seconds, at
+    /// least one; nats-server removes the entry then), so it costs no extra operation; each
+    /// write sets it anew. The next command for a vanished key starts from
+    /// [`Domain::new_state`]. For state that only matters for a while (an idempotency claim).
+    fn time_to_live(&self, _state: &Self::State, _now_ms: i64) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -15,6 +15,8 @@
 //!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes, fan-out, acknowledgements, and the follow-ups domains ask for. Entry point: [`runtime::run`].
+//! - [`http_client`] — the one outbound HTTP(S) client (rustls with the system's roots), used by
+//!   the collab webhook and the transcriber.
 //! - [`records`] — the SQL writer that drains the records stream into the database.
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
@@ -25,6 +27,7 @@ pub mod device_presence;
 pub mod display;
 pub mod domain;
 pub mod events;
+pub mod http_client;
 pub mod metrics;
 pub mod pos;
 pub mod records;

@@ -6,10 +6,14 @@
 //! order to the tenant (`Create`), which creates it and sends the `order_created` frame back
 //! (`Created`); later ones are answered from the claim. So a retry on any edge, after any
 //! restart, within 24 hours, gets the same order; the tenant's state never holds the keys.
+//! A claim is good for 24 hours from the submission that made it (by the commands' clock): a
+//! submission after that makes a new order, and KV drops the claim by itself then (a TTL on the
+//! claim's write, see [`Domain::time_to_live`]), so claims do not pile up.
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use chrono::{Datelike, FixedOffset, TimeZone};
 use serde_json::{Value, json};
+use std::time::Duration;
 use tablewire_schemas::events::{self, event};
 use tablewire_schemas::pos::{
     ACTIVE_LIMIT, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput, OrderStatus,
@@ -52,6 +56,17 @@ pub fn order_number(day: &str, n: u64) -> String {
 
 fn validation(why: String) -> Rejection {
     Rejection::new(ErrorCode::ValidationError, why)
+}
+
+/// Whether a claim no longer holds at `now_ms`: never made, or made 24 hours ago or more.
+pub fn claim_expired(claim: &IdempotencyClaim, now_ms: i64) -> bool {
+    claim.claimed_at == 0 || now_ms - claim.claimed_at >= IDEMPOTENCY_WINDOW_MS
+}
+
+/// How long KV keeps a claim written at `now_ms`: until its 24 hours are over.
+pub fn claim_time_to_live(claim: &IdempotencyClaim, now_ms: i64) -> Duration {
+    let left = claim.claimed_at + IDEMPOTENCY_WINDOW_MS - now_ms;
+    Duration::from_millis(left.max(0) as u64)
 }
 
 impl Pos {
@@ -137,8 +152,7 @@ impl Pos {
                 order,
                 idempotency_key: Some(key),
             } => {
-                let expired = ctx.now_ms - claim.claimed_at >= IDEMPOTENCY_WINDOW_MS;
-                if claim.claimed_at == 0 || expired {
+                if claim_expired(claim, ctx.now_ms) {
                     order.check().map_err(validation)?;
                     *claim = IdempotencyClaim {
                         claimed_at: ctx.now_ms,
@@ -343,6 +357,14 @@ impl Domain for Pos {
         match state {
             PosState::Tenant(book) => self.tenant(book, command, ctx, effects),
             PosState::Idempotency(claim) => self.claim(claim, command, ctx, effects),
+        }
+    }
+
+    /// Claims vanish from KV when their 24 hours are over; tenants' books stay.
+    fn time_to_live(&self, state: &PosState, now_ms: i64) -> Option<Duration> {
+        match state {
+            PosState::Tenant(_) => None,
+            PosState::Idempotency(claim) => Some(claim_time_to_live(claim, now_ms)),
         }
     }
 
@@ -673,5 +695,78 @@ mod tests {
             1,
             "a day later the key makes a new order"
         );
+    }
+
+    #[test]
+    fn a_claim_holds_for_24_hours_by_the_command_clock_and_then_expires_from_kv() {
+        const MINUTE: i64 = 60_000;
+        let o = origin();
+        let key = idempotency_state_key("k2");
+        let submit = || Command::Submit {
+            order: order(),
+            idempotency_key: Some("k2".into()),
+        };
+        // Claimed and answered at DAY1.
+        let mut claim = Pos.new_state(&ctx(&o, &key, DAY1));
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, submit(), &ctx(&o, &key, DAY1), &mut fx)
+            .expect("claim");
+        assert_eq!(fx.commands.len(), 1, "the first submission creates");
+        let frame = json!({"type": "order_created", "order": {"id": "order-1"}});
+        Pos.apply(
+            &mut claim,
+            Command::Created {
+                frame: frame.clone(),
+            },
+            &ctx(&o, &key, DAY1 + 5),
+            &mut Effects::default(),
+        )
+        .expect("created");
+        assert_eq!(
+            Pos.time_to_live(&claim, DAY1 + 5),
+            Some(Duration::from_millis((IDEMPOTENCY_WINDOW_MS - 5) as u64)),
+            "KV drops the claim when its 24 hours are over"
+        );
+
+        // 23 h 59 later: the same order, nothing new; the TTL still ends at DAY1 + 24 h.
+        let late = DAY1 + IDEMPOTENCY_WINDOW_MS - MINUTE;
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, submit(), &ctx(&o, &key, late), &mut fx)
+            .expect("repeat");
+        assert!(fx.commands.is_empty(), "no second order at 23h59");
+        assert_eq!(fx.replies.len(), 1);
+        assert_eq!(fx.replies[0].1.value(), frame);
+        assert_eq!(
+            Pos.time_to_live(&claim, late),
+            Some(Duration::from_millis(MINUTE as u64))
+        );
+
+        // 24 h 01 later: a new order, and a new 24 hours for the key.
+        let later = DAY1 + IDEMPOTENCY_WINDOW_MS + MINUTE;
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, submit(), &ctx(&o, &key, later), &mut fx)
+            .expect("new");
+        assert_eq!(fx.commands.len(), 1, "a new order at 24h01");
+        assert!(fx.replies.is_empty(), "not answered with the old order");
+        let PosState::Idempotency(renewed) = &claim else {
+            panic!("a claim")
+        };
+        assert_eq!(renewed.claimed_at, later);
+        assert_eq!(renewed.frame, None);
+        assert_eq!(
+            Pos.time_to_live(&claim, later),
+            Some(Duration::from_millis(IDEMPOTENCY_WINDOW_MS as u64))
+        );
+
+        // A claim KV already dropped is a fresh one: the key makes a new order.
+        let mut gone = Pos.new_state(&ctx(&o, &key, later));
+        let mut fx = Effects::default();
+        Pos.apply(&mut gone, submit(), &ctx(&o, &key, later), &mut fx)
+            .expect("fresh");
+        assert_eq!(fx.commands.len(), 1);
+
+        // The tenant's book never expires.
+        let book = Pos.new_state(&ctx(&o, TENANT_KEY, DAY1));
+        assert_eq!(Pos.time_to_live(&book, DAY1), None);
     }
 }

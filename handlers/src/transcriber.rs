@@ -6,17 +6,16 @@
 //! alone); earlier requests get an empty, non-final transcript. Run by `tablewire
 //! transcriber`. One adapter process per deployment, since it holds the sessions' audio.
 
+use crate::http_client::{Endpoint, HttpClient, UrlError};
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tablewire_nats::subject;
 use tablewire_schemas::voice::{TranscribeReply, TranscribeRequest, Transcript};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -53,12 +52,15 @@ impl Default for Config {
     }
 }
 
-/// Why a transcription failed.
+/// Why the adapter cannot start or a transcription failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TranscribeError {
     /// The URL cannot be used.
     #[error("bad URL: {0}")]
-    Url(String),
+    Url(#[from] UrlError),
+    /// The adapter cannot serve `tw.svc.transcribe`.
+    #[error("NATS: {0}")]
+    Nats(String),
     /// The endpoint could not be reached or answered with an error.
     #[error("HTTP: {0}")]
     Http(String),
@@ -72,15 +74,19 @@ struct Session {
     seen: Instant,
 }
 
-/// Serves `tw.svc.transcribe` until `shutdown` turns true.
+/// Serves `tw.svc.transcribe` until `shutdown` turns true. Fails at once on a URL that is not
+/// `http://` or `https://`.
 pub async fn run(
     client: async_nats::Client,
     config: Config,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), async_nats::SubscribeError> {
+) -> Result<(), TranscribeError> {
+    let endpoint = Endpoint::parse(&transcriptions_url(&config.url))?;
+    let http = HttpClient::new(&[]).map_err(|e| TranscribeError::Http(e.to_string()))?;
     let mut requests = client
         .queue_subscribe(subject::TRANSCRIBE, subject::TRANSCRIBER_GROUP.to_string())
-        .await?;
+        .await
+        .map_err(|e| TranscribeError::Nats(e.to_string()))?;
     info!(url = %config.url, model = %config.model, "transcriber serving {}", subject::TRANSCRIBE);
     let config = Arc::new(config);
     let mut sessions: HashMap<(String, String), Session> = HashMap::new();
@@ -93,7 +99,7 @@ pub async fn run(
             continue;
         };
         let reply = match serde_json::from_slice::<TranscribeRequest>(&message.payload) {
-            Ok(request) => handle(&config, &mut sessions, request).await,
+            Ok(request) => handle(&http, &endpoint, &config, &mut sessions, request).await,
             Err(e) => TranscribeReply::Error {
                 error: format!("not a transcribe request: {e}"),
             },
@@ -107,6 +113,8 @@ pub async fn run(
 }
 
 async fn handle(
+    http: &HttpClient,
+    endpoint: &Endpoint,
     config: &Config,
     sessions: &mut HashMap<(String, String), Session>,
     request: TranscribeRequest,
@@ -143,7 +151,7 @@ async fn handle(
         });
     }
     let audio = sessions.remove(&key).map(|s| s.audio).unwrap_or_default();
-    match transcribe(config, &audio, request.language.as_deref()).await {
+    match transcribe(http, endpoint, config, &audio, request.language.as_deref()).await {
         Ok(transcript) => TranscribeReply::Transcript(transcript),
         Err(e) => {
             // Keep the audio so a retried final request can use it.
@@ -196,128 +204,60 @@ pub fn multipart(
     body
 }
 
+/// The transcription URL of an endpoint's base URL: `/v1/audio/transcriptions` appended unless
+/// it already ends with `/audio/transcriptions`.
+pub fn transcriptions_url(base: &str) -> String {
+    if base.ends_with("/audio/transcriptions") {
+        base.to_string()
+    } else {
+        format!("{}/v1/audio/transcriptions", base.trim_end_matches('/'))
+    }
+}
+
 /// Sends `audio` to the endpoint and reads `{"text": …}` (and `confidence`, when it says).
 pub async fn transcribe(
+    http: &HttpClient,
+    endpoint: &Endpoint,
     config: &Config,
     audio: &[u8],
     language: Option<&str>,
 ) -> Result<Transcript, TranscribeError> {
-    let url = if config.url.ends_with("/audio/transcriptions") {
-        config.url.clone()
-    } else {
-        format!(
-            "{}/v1/audio/transcriptions",
-            config.url.trim_end_matches('/')
-        )
-    };
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e: hyper::http::uri::InvalidUri| TranscribeError::Url(e.to_string()))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| TranscribeError::Url("no host".into()))?
-        .to_string();
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(TranscribeError::Url("http:// or https:// only".into())),
-    };
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let boundary = format!("tablewire-{:016x}", rand::random::<u64>());
     let body = multipart(&boundary, &config.model, language, &config.file_name, audio);
-    let mut request = hyper::Request::post(uri.clone())
-        .header(hyper::header::HOST, host.as_str())
-        .header(
-            hyper::header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={boundary}"),
-        );
+    let mut request = endpoint.request(hyper::Method::POST).header(
+        hyper::header::CONTENT_TYPE,
+        format!("multipart/form-data; boundary={boundary}"),
+    );
     if let Some(key) = &config.api_key {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
     }
     let request = request
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| TranscribeError::Url(e.to_string()))?;
-    let http = |e: &dyn std::fmt::Display| TranscribeError::Http(e.to_string());
-    let call = async {
-        let tcp = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| http(&e))?;
-        let (status, bytes) = if tls {
-            let stream = tls_connect(&host, tcp).await?;
-            send(TokioIo::new(stream), request).await?
-        } else {
-            send(TokioIo::new(tcp), request).await?
-        };
-        if !(200..300).contains(&status) {
-            return Err(TranscribeError::Http(format!(
-                "status {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            )));
-        }
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            text: String,
-            #[serde(default)]
-            confidence: Option<f64>,
-        }
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| http(&e))?;
-        Ok(Transcript {
-            text: answer.text,
-            confidence: answer.confidence.unwrap_or(1.0),
-            is_final: true,
-        })
-    };
-    tokio::time::timeout(config.timeout, call)
+        .map_err(|e| TranscribeError::Http(e.to_string()))?;
+    let answer = tokio::time::timeout(config.timeout, http.send(endpoint, request))
         .await
         .map_err(|_| TranscribeError::Http("timed out".into()))?
-}
-
-async fn send<S>(
-    io: TokioIo<S>,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<(u16, Bytes), TranscribeError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let http = |e: &dyn std::fmt::Display| TranscribeError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| http(&e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let response = sender.send_request(request).await.map_err(|e| http(&e))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| http(&e))?
-        .to_bytes();
-    Ok((status, body))
-}
-
-async fn tls_connect(
-    host: &str,
-    tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TranscribeError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
+        .map_err(|e| TranscribeError::Http(e.to_string()))?;
+    if !(200..300).contains(&answer.status) {
+        return Err(TranscribeError::Http(format!(
+            "status {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
+        )));
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TranscribeError::Http(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| TranscribeError::Url(e.to_string()))?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| TranscribeError::Http(e.to_string()))
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        text: String,
+        #[serde(default)]
+        confidence: Option<f64>,
+    }
+    let reply: Reply =
+        serde_json::from_slice(&answer.body).map_err(|e| TranscribeError::Http(e.to_string()))?;
+    Ok(Transcript {
+        text: reply.text,
+        confidence: reply.confidence.unwrap_or(1.0),
+        is_final: true,
+    })
 }
 
 #[cfg(test)]
@@ -334,5 +274,17 @@ mod tests {
         assert!(text.contains("name=\"language\"\r\n\r\nen\r\n"));
         assert!(text.contains("filename=\"a.webm\""));
         assert!(body.ends_with(b"\x00\x01\r\n--b--\r\n"));
+    }
+
+    #[test]
+    fn the_transcriptions_path_is_appended_once() {
+        assert_eq!(
+            transcriptions_url("https://api.openai.com/"),
+            "https://api.openai.com/v1/audio/transcriptions"
+        );
+        assert_eq!(
+            transcriptions_url("http://127.0.0.1:8000/v1/audio/transcriptions"),
+            "http://127.0.0.1:8000/v1/audio/transcriptions"
+        );
     }
 }

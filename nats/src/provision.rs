@@ -74,6 +74,9 @@ pub enum ProvisionError {
     },
 }
 
+/// How long the marker nats-server leaves where a state key expired stays in the bucket.
+pub const STATE_EXPIRY_MARKER_TTL: Duration = Duration::from_secs(1);
+
 fn js_err(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> ProvisionError {
     let what = what.into();
     move |source| ProvisionError::JetStream { what, source }
@@ -222,6 +225,9 @@ async fn provision_domain(
         history: 1,
         num_replicas: topology.replicas,
         storage: stream::StorageType::File,
+        // Per-message TTL, for keys whose domain lets them expire (pos idempotency claims);
+        // nats-server allows no TTL without also placing an expiry marker, kept this long.
+        limit_markers: Some(STATE_EXPIRY_MARKER_TTL),
         ..Default::default()
     })
     .await

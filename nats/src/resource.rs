@@ -7,7 +7,7 @@
 //! | `TW_RECORDS` | stream | records on their way to SQL |
 //! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
 //! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
-//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}` |
+//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL |
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
 //! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
 //! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |

@@ -331,9 +331,6 @@ pub struct OrderState {
     pub finalized_by: Option<String>,
     /// The number of the next item id.
     pub next_item: u64,
-    /// The per-room rate limiter (GCRA theoretical arrival time, µs).
-    #[serde(default)]
-    pub rate_tat_us: i64,
 }
 
 impl OrderState {
@@ -357,6 +354,29 @@ impl OrderState {
             finalized_at: None,
             finalized_by: None,
             next_item: 1,
+        }
+    }
+}
+
+/// What the collab handler stores per room (`tw_state_collab`): the order state clients see,
+/// plus bookkeeping that stays in the handler. The JSON is the order state's fields with the
+/// internal ones beside them; a client frame is built from [`RoomState::order`] only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    /// The order state, as clients see it.
+    #[serde(flatten)]
+    pub order: OrderState,
+    /// The per-room rate limiter: GCRA theoretical arrival time, µs. Internal.
+    #[serde(default)]
+    pub rate_tat_us: i64,
+}
+
+impl RoomState {
+    /// The state of a room nobody has changed yet.
+    pub fn new(tenant: &str, room: &str, now_ms: i64) -> Self {
+        RoomState {
+            order: OrderState::new(tenant, room, now_ms),
             rate_tat_us: 0,
         }
     }
@@ -364,12 +384,12 @@ impl OrderState {
 
 /// The `sync` frame: the seed's shape plus the room's event sequence it includes.
 #[derive(Debug, Serialize)]
-pub struct SyncRaw<'a> {
+pub struct Sync<'a> {
     /// Always `sync`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The order state.
-    pub data: &'a serde_json::value::RawValue,
+    /// The order state (never the room's internal fields).
+    pub data: &'a OrderState,
     /// Server time, ms.
     pub timestamp: i64,
     /// The room's event sequence this state includes.
@@ -418,6 +438,32 @@ mod tests {
         let join: ClientMessage =
             serde_json::from_value(json!({"type": "join", "participantId": "p"})).expect("join");
         assert!(matches!(join, ClientMessage::Join { .. }));
+    }
+
+    #[test]
+    fn the_rate_limiter_is_stored_beside_the_order_and_never_in_it() {
+        let mut room = RoomState::new("r1", "room1", 5);
+        room.rate_tat_us = 1_234;
+        let stored = serde_json::to_value(&room).expect("stored");
+        // The stored JSON keeps the layout rooms were always stored in: one flat object.
+        assert_eq!(stored["rateTatUs"], 1_234);
+        assert_eq!(stored["sessionId"], "room1");
+        assert_eq!(
+            serde_json::from_value::<RoomState>(stored.clone()).expect("read back"),
+            room
+        );
+        // What clients get is built from the order state, which has no such field, even when
+        // read from the stored JSON.
+        let order: OrderState = serde_json::from_value(stored).expect("order from stored");
+        let client = serde_json::to_string(&Sync {
+            kind: "sync",
+            data: &order,
+            timestamp: 1,
+            seq: 0,
+        })
+        .expect("sync");
+        assert!(!client.contains("rateTatUs"), "{client}");
+        assert!(!client.contains("rate_tat_us"), "{client}");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use serde_json::Value;
 pub const TENANT_KEY: &str = "_";
 /// Keys of idempotency claims start with this, followed by the client's idempotency key.
 pub const IDEMPOTENCY_PREFIX: &str = "idem:";
-/// How long an idempotency key keeps returning the same `order_created`, ms (24 h).
+/// How long an idempotency key keeps returning the same `order_created`, ms (24 h), counted
+/// from the submission that claimed it; the claim's KV entry expires then too.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// The longest idempotency key, bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -272,8 +273,10 @@ pub enum ClientFrame {
         order: OrderInput,
         /// Optional client id for this submission: the same key within 24 hours (over the
         /// WebSocket or `POST /api/orders`, on any edge) returns the same `order_created` (same
-        /// order id and number) and never makes a second order. Without it, every submission
-        /// is a new order. 1 to 128 bytes, no control characters.
+        /// order id and number) and never makes a second order. The 24 hours run from the
+        /// submission that created the order, as the server accepted it; after them the key is
+        /// forgotten and makes a new order. Without it, every submission is a new order. 1 to
+        /// 128 bytes, no control characters.
         #[serde(
             default,
             rename = "idempotencyKey",
@@ -479,7 +482,8 @@ pub enum SubmitRequest {
     Wrapped {
         /// The order.
         order: OrderInput,
-        /// The idempotency key.
+        /// The idempotency key: the same key within 24 hours returns the same order (as for
+        /// `submit_order`).
         #[serde(
             default,
             rename = "idempotencyKey",
@@ -492,7 +496,8 @@ pub enum SubmitRequest {
         /// The order.
         #[serde(flatten)]
         order: OrderInput,
-        /// The idempotency key.
+        /// The idempotency key: the same key within 24 hours returns the same order (as for
+        /// `submit_order`).
         #[serde(
             default,
             rename = "idempotencyKey",

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
 use tablewire_nats::{resource, subject};
-use tablewire_schemas::collab::{Command, OrderState};
+use tablewire_schemas::collab::{Command, RoomState};
 use tablewire_schemas::stored::Stored;
 use tablewire_schemas::{Domain, Envelope, Origin};
 use tokio::sync::watch;
@@ -68,10 +68,10 @@ pub async fn sweep(
         let Ok(Some(value)) = bucket.get(&key).await else {
             continue;
         };
-        let Ok(stored) = serde_json::from_slice::<Stored<OrderState>>(&value) else {
+        let Ok(stored) = serde_json::from_slice::<Stored<RoomState>>(&value) else {
             continue;
         };
-        let room = &stored.state;
+        let room = &stored.state.order;
         if now - room.updated_at < idle_ms {
             continue;
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tablewire_schemas::collab::{
     AddItemData, ClientMessage, Command, Item, JoinData, OrderState, Participant, RECORD_ARCHIVE,
-    RECORD_ORDER, Sender, Share, SplitData, SplitType, Status, limit,
+    RECORD_ORDER, RoomState, Sender, Share, SplitData, SplitType, Status, limit,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::events::{self, event};
@@ -164,13 +164,13 @@ fn settle(state: &mut OrderState, now_ms: i64) {
 }
 
 impl Collab {
-    /// The per-room limit (GCRA over the state's `rateTatUs`): `Ok` with the new arrival time,
+    /// The per-room limit (GCRA over the room's `rateTatUs`): `Ok` with the new arrival time,
     /// or how many ms until one more change is allowed.
-    fn rate_check(&self, state: &OrderState, now_ms: i64) -> Result<i64, u64> {
+    fn rate_check(&self, room: &RoomState, now_ms: i64) -> Result<i64, u64> {
         let interval = 1_000_000 / i64::from(self.settings.room_rate.max(1));
         let burst = i64::from(self.settings.room_burst.max(1)) * interval;
         let now = now_ms.saturating_mul(1000);
-        let tat = state.rate_tat_us.max(now) + interval;
+        let tat = room.rate_tat_us.max(now) + interval;
         if tat - now > burst {
             Err((((tat - now - burst) / 1000) as u64).max(1))
         } else {
@@ -180,7 +180,7 @@ impl Collab {
 
     fn expire(
         &self,
-        state: &mut OrderState,
+        state: &OrderState,
         ctx: &Context<'_>,
         effects: &mut Effects,
     ) -> Result<(), Rejection> {
@@ -199,22 +199,25 @@ impl Collab {
 
 impl Domain for Collab {
     const NAME: DomainName = DomainName::Collab;
-    type State = OrderState;
+    type State = RoomState;
     type Command = Command;
 
-    fn new_state(&self, ctx: &Context<'_>) -> OrderState {
-        OrderState::new(ctx.tenant, ctx.key, ctx.now_ms)
+    fn new_state(&self, ctx: &Context<'_>) -> RoomState {
+        RoomState::new(ctx.tenant, ctx.key, ctx.now_ms)
     }
 
+    /// Every frame and record is built from `room.order`: the room's internal fields
+    /// (`rateTatUs`) stay in KV.
     fn apply(
         &self,
-        state: &mut OrderState,
+        room: &mut RoomState,
         command: Command,
         ctx: &Context<'_>,
         effects: &mut Effects,
     ) -> Result<(), Rejection> {
         let message = match command {
             Command::Expire => {
+                let state = &room.order;
                 if state.participants.is_empty() && state.items.is_empty() {
                     // Nothing here (already removed, or never used): nothing to archive.
                     return Err(Rejection::from(ErrorCode::UnknownResource));
@@ -223,13 +226,13 @@ impl Domain for Collab {
             }
             Command::Client { message } => message,
         };
-        if state.status == Status::Finalized {
+        if room.order.status == Status::Finalized {
             return Err(Rejection::new(
                 ErrorCode::Conflict,
                 "the order is finalized; no more changes",
             ));
         }
-        let tat = self.rate_check(state, ctx.now_ms).map_err(|wait| {
+        let tat = self.rate_check(room, ctx.now_ms).map_err(|wait| {
             Rejection(
                 tablewire_schemas::ErrorBody::with_message(
                     ErrorCode::RateLimited,
@@ -240,8 +243,7 @@ impl Domain for Collab {
         })?;
         let sender = participant_id(message.sender())?;
         // Work on a copy so that a rejection leaves the state exactly as it was.
-        let mut next = state.clone();
-        next.rate_tat_us = tat;
+        let mut next = room.order.clone();
         let name = match message.sender().participant_name.as_deref() {
             Some(n) => optional(Some(n), limit::NAME),
             None => None,
@@ -379,7 +381,8 @@ impl Domain for Collab {
             }
         };
         effects.events.push(out);
-        *state = next;
+        room.order = next;
+        room.rate_tat_us = tat;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ fn origin() -> Origin {
 
 struct Room {
     domain: Collab,
-    state: OrderState,
+    stored: RoomState,
     now: i64,
     claims: Option<Claims>,
     origin: Origin,
@@ -30,7 +30,7 @@ impl Room {
     fn with(settings: Settings) -> Room {
         Room {
             domain: Collab { settings },
-            state: OrderState::new("r1", "room1", T0),
+            stored: RoomState::new("r1", "room1", T0),
             now: T0,
             claims: None,
             origin: origin(),
@@ -49,11 +49,26 @@ impl Room {
             origin: &self.origin,
         };
         let mut fx = Effects::default();
-        let before = self.state.clone();
-        let result = self.domain.apply(&mut self.state, command, &ctx, &mut fx);
+        let before = self.stored.clone();
+        let result = self.domain.apply(&mut self.stored, command, &ctx, &mut fx);
         if result.is_err() {
-            assert_eq!(self.state, before, "a rejection leaves the state unchanged");
+            assert_eq!(
+                self.stored, before,
+                "a rejection leaves the state unchanged"
+            );
             assert_eq!(fx, Effects::default(), "a rejection has no effects");
+        }
+        // Whatever goes to clients, SQL or the webhook carries the order, never the room's
+        // internal limiter.
+        let sent: Vec<String> = fx
+            .events
+            .iter()
+            .chain(fx.replies.iter().map(|(_, frame)| frame))
+            .map(|frame| frame.get().to_string())
+            .chain(fx.records.iter().map(|(_, data)| data.to_string()))
+            .collect();
+        for text in sent {
+            assert!(!text.contains("rateTatUs"), "internal field sent: {text}");
         }
         result.map(|()| fx)
     }
@@ -90,7 +105,8 @@ impl Room {
     }
 
     fn shares(&self) -> Vec<(String, u64)> {
-        self.state
+        self.stored
+            .order
             .splits
             .iter()
             .map(|s| (s.participant_id.clone(), s.amount))
@@ -106,14 +122,14 @@ fn share(id: &str, amount: u64) -> (String, u64) {
 fn join_makes_the_first_participant_initiator_and_answers_sync() {
     let mut room = Room::new();
     let fx = room.join("a");
-    assert_eq!(room.state.initiated_by.as_deref(), Some("a"));
-    assert_eq!(room.state.circle_id.as_deref(), Some("circle_1"));
+    assert_eq!(room.stored.order.initiated_by.as_deref(), Some("a"));
+    assert_eq!(room.stored.order.circle_id.as_deref(), Some("circle_1"));
     assert_eq!(
-        room.state.tenant_id, "r1",
+        room.stored.order.tenant_id, "r1",
         "tenant from the context, not the message"
     );
     assert_eq!(
-        room.state.participants[0].participant_name, "a name",
+        room.stored.order.participants[0].participant_name, "a name",
         "sanitised"
     );
     assert_eq!(fx.replies.len(), 1);
@@ -126,11 +142,11 @@ fn join_makes_the_first_participant_initiator_and_answers_sync() {
         "a"
     );
     room.join("b");
-    assert_eq!(room.state.initiated_by.as_deref(), Some("a"));
-    assert_eq!(room.state.participants.len(), 2);
+    assert_eq!(room.stored.order.initiated_by.as_deref(), Some("a"));
+    assert_eq!(room.stored.order.participants.len(), 2);
     room.join("b");
     assert_eq!(
-        room.state.participants.len(),
+        room.stored.order.participants.len(),
         2,
         "joining again is not a new participant"
     );
@@ -153,21 +169,22 @@ fn items_get_ids_and_totals_follow_every_change() {
     assert_eq!(frame["data"]["orderState"]["total"], 598);
     let second = room.add("a", 150, 1);
     assert_eq!(second, "item_2");
-    assert_eq!(room.state.total, 748);
+    assert_eq!(room.stored.order.total, 748);
     let fx = room.ok(json!({"type": "update_quantity", "participantId": "a",
         "data": {"itemId": "item_2", "quantity": 3}}));
     assert_eq!(fx.events[0].value()["type"], "quantity_updated");
     assert_eq!(fx.events[0].value()["data"]["item"]["quantity"], 3);
-    assert_eq!(room.state.total, 598 + 450);
+    assert_eq!(room.stored.order.total, 598 + 450);
     let fx =
         room.ok(json!({"type": "remove_item", "participantId": "a", "data": {"itemId": "item_1"}}));
     assert_eq!(fx.events[0].value()["type"], "item_removed");
     assert_eq!(fx.events[0].value()["data"]["item"]["id"], "item_1");
-    assert_eq!(room.state.total, 450);
+    assert_eq!(room.stored.order.total, 450);
     assert_eq!(room.add("a", 10, 1), "item_3", "ids are never reused");
     assert_eq!(
-        room.state.total,
-        room.state
+        room.stored.order.total,
+        room.stored
+            .order
             .items
             .iter()
             .map(|i| i.price * u64::from(i.quantity))
@@ -195,7 +212,7 @@ fn equal_split_gives_remainders_to_the_earliest_joiners() {
     room.ok(json!({"type": "leave", "participantId": "a"}));
     assert_eq!(room.shares(), vec![share("b", 501), share("c", 500)]);
     assert_eq!(
-        room.state.participants.len(),
+        room.stored.order.participants.len(),
         3,
         "leaving keeps the participant"
     );
@@ -219,7 +236,7 @@ fn itemized_split_charges_what_each_added() {
         vec![share("a", 600), share("b", 250), share("c", 0)]
     );
     room.ok(json!({"type": "leave", "participantId": "b"}));
-    assert_eq!(room.state.items.len(), 2, "leaving keeps the items");
+    assert_eq!(room.stored.order.items.len(), 2, "leaving keeps the items");
     assert_eq!(room.shares()[1], share("b", 250));
 }
 
@@ -251,7 +268,7 @@ fn custom_split_must_sum_to_the_total() {
     assert_eq!(err.0.code, ErrorCode::Conflict);
     room.split(json!({"splitType": "equal"}))
         .expect("back to equal");
-    assert_eq!(room.state.custom_amounts, None);
+    assert_eq!(room.stored.order.custom_amounts, None);
 }
 
 #[test]
@@ -281,7 +298,7 @@ fn finalize_records_announces_and_freezes_the_order() {
     );
     assert_eq!(command["event"], "order:created");
     assert_eq!(command["data"]["order"]["total"], 100);
-    assert_eq!(room.state.finalized_by.as_deref(), Some("a"));
+    assert_eq!(room.stored.order.finalized_by.as_deref(), Some("a"));
     for message in [
         json!({"type": "add_item", "participantId": "a", "data": {"dishName": "x", "quantity": 1, "price": 1}}),
         json!({"type": "remove_item", "participantId": "a", "data": {"itemId": "item_1"}}),
@@ -309,7 +326,7 @@ fn staff_tokens_may_finalize_for_the_initiator() {
         iat: None,
     });
     room.ok(json!({"type": "finalize", "participantId": "waiter"}));
-    assert_eq!(room.state.status, Status::Finalized);
+    assert_eq!(room.stored.order.status, Status::Finalized);
 }
 
 #[test]
@@ -410,6 +427,10 @@ fn the_room_limit_answers_with_a_retry_time() {
     assert!((1..=100).contains(&wait), "{wait}");
     room.now += wait as i64;
     room.add("a", 1, 1);
+    assert!(
+        room.stored.rate_tat_us > room.now * 1000,
+        "the limiter is kept in the stored room"
+    );
 }
 
 #[test]

@@ -2,15 +2,16 @@
 //! configured, a durable consumer on the records stream takes every `collab_order` record and
 //! POSTs it as JSON with an HMAC-SHA256 signature header; anything but a 2xx is retried with
 //! backoff until it succeeds (the record waits in the stream). Started by the runtime with the
-//! collab domain. Plain `http://` URLs.
+//! collab domain. `http://` and `https://` URLs (through [`crate::http_client`]); anything else
+//! is refused when the [`Webhook`] is made, so a handler with a bad URL does not start.
 
+use crate::http_client::{Endpoint, HttpClient, UrlError};
 use async_nats::jetstream::{self, AckKind, consumer};
 use bytes::Bytes;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
+use rustls_pki_types::CertificateDer;
 use sha2::Sha256;
 use std::time::Duration;
 use tablewire_nats::{resource, subject};
@@ -18,7 +19,7 @@ use tablewire_schemas::Domain;
 use tablewire_schemas::collab::RECORD_ORDER;
 use tablewire_schemas::stored::Record;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body with the secret>`.
 pub const SIGNATURE_HEADER: &str = "x-tablewire-signature";
@@ -28,10 +29,23 @@ pub const DELIVERY_HEADER: &str = "x-tablewire-delivery";
 /// Where finalized orders go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
-    /// `http://host:port/path`.
-    pub url: String,
+    /// The checked `http://` or `https://` URL.
+    pub endpoint: Endpoint,
     /// The HMAC key of the signature header.
     pub secret: String,
+    /// Certificates trusted for `https://` besides the system's roots (a private CA; tests).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+impl Webhook {
+    /// A webhook posting to `url`, which must be `http://` or `https://`.
+    pub fn new(url: &str, secret: impl Into<String>) -> Result<Webhook, UrlError> {
+        Ok(Webhook {
+            endpoint: Endpoint::parse(url)?,
+            secret: secret.into(),
+            extra_roots: Vec::new(),
+        })
+    }
 }
 
 /// The signature header value for `body`.
@@ -55,7 +69,13 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let js = jetstream::new(client);
-    let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let http = match HttpClient::new(&webhook.extra_roots) {
+        Ok(http) => http,
+        Err(e) => {
+            error!(error = %e, url = %webhook.endpoint, "webhook disabled: no HTTP client");
+            return;
+        }
+    };
     loop {
         let messages = async {
             let stream = js
@@ -109,20 +129,18 @@ pub async fn run(
                 "order": record.data,
             });
             let body = Bytes::from(body.to_string());
-            let request = hyper::Request::post(&webhook.url)
+            let request = webhook
+                .endpoint
+                .request(hyper::Method::POST)
                 .header(hyper::header::CONTENT_TYPE, "application/json")
                 .header(SIGNATURE_HEADER, sign(&webhook.secret, &body))
                 .header(DELIVERY_HEADER, record.id.as_str())
                 .body(Full::new(body));
             let delivered = match request {
                 Ok(request) => {
-                    match tokio::time::timeout(Duration::from_secs(10), http.request(request)).await
-                    {
-                        Ok(Ok(response)) => {
-                            let ok = response.status().is_success();
-                            let _ = response.into_body().collect().await;
-                            ok
-                        }
+                    let sent = http.send(&webhook.endpoint, request);
+                    match tokio::time::timeout(Duration::from_secs(10), sent).await {
+                        Ok(Ok(answer)) => (200..300).contains(&answer.status),
                         Ok(Err(e)) => {
                             debug!(error = %e, "webhook unreachable");
                             false
@@ -131,7 +149,7 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, url = %webhook.url, "webhook URL unusable");
+                    warn!(error = %e, url = %webhook.endpoint, "webhook request unusable");
                     false
                 }
             };
@@ -159,6 +177,22 @@ mod tests {
             sign("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn only_http_and_https_webhooks_can_be_made() {
+        let hook = Webhook::new("https://backend.example.com/orders", "k").expect("https");
+        assert!(hook.endpoint.is_tls());
+        assert!(
+            !Webhook::new("http://127.0.0.1:9/x", "k")
+                .expect("http")
+                .endpoint
+                .is_tls()
+        );
+        assert!(matches!(
+            Webhook::new("ftp://backend.example.com/orders", "k"),
+            Err(UrlError::Scheme { .. })
+        ));
     }
 
     #[test]

@@ -250,7 +250,7 @@ async fn spawn_domain<D: Domain>(
         js: js.clone(),
         stream,
         stream_name,
-        state: StateStore::new(kv),
+        state: StateStore::new(kv, js.clone()),
         metrics: metrics.clone(),
         label: Metrics::domain(D::NAME),
         batch_size: config.batch_size.max(1),

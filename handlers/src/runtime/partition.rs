@@ -343,6 +343,8 @@ struct Applied<S> {
     remove: bool,
     /// The sequence of the last command this round looked at.
     last_seq: u64,
+    /// The time (`Context::now_ms`) of that command.
+    last_at: i64,
 }
 
 /// Takes the loaded state by value: cloning it per batch (with its outbox) was a large share of
@@ -358,6 +360,7 @@ fn apply_in_memory<D: Domain>(
     let mut replies = Vec::new();
     let (mut applied, mut rejected) = (0, 0);
     let mut last_seq = 0;
+    let mut last_at = 0;
     let mut remove = false;
     for item in items {
         if remove {
@@ -365,6 +368,7 @@ fn apply_in_memory<D: Domain>(
         }
         last_seq = item.seq;
         let env = &item.envelope;
+        last_at = env.at;
         let ctx = Context {
             now_ms: env.at,
             stream_seq: item.seq,
@@ -463,6 +467,7 @@ fn apply_in_memory<D: Domain>(
         rejected,
         remove,
         last_seq,
+        last_at,
     }
 }
 
@@ -524,9 +529,10 @@ async fn apply_key<D: Domain>(
                 });
             }
         };
+        let ttl = shared.domain.time_to_live(&stored.state, outcome.last_at);
         match shared
             .state
-            .write(state_key, &stored, loaded_revision)
+            .write(state_key, &stored, loaded_revision, ttl)
             .await?
         {
             Written::Ok(revision) => {

@@ -1,12 +1,16 @@
 //! Reads and writes one key's [`Stored`] state in the domain's KV bucket, by compare-and-set on
-//! the KV revision. Used by the partition workers.
+//! the KV revision, optionally with a per-message TTL (the entry then vanishes by itself). Used
+//! by the partition workers.
 
 use super::RuntimeError;
-use async_nats::jetstream::kv;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishErrorKind, kv};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tablewire_schemas::stored::Stored;
+use tracing::warn;
 
 /// A key's state as last read or written, with the revision a write must expect.
 #[derive(Debug, Clone)]
@@ -36,11 +40,26 @@ pub(crate) enum Written {
 #[derive(Clone)]
 pub(crate) struct StateStore {
     kv: kv::Store,
+    js: jetstream::Context,
+    /// Whether the bucket takes per-message TTLs (provisioned by this version or later).
+    ttl_allowed: bool,
 }
 
 impl StateStore {
-    pub fn new(kv: kv::Store) -> Self {
-        StateStore { kv }
+    pub fn new(kv: kv::Store, js: jetstream::Context) -> Self {
+        let ttl_allowed = kv.stream.cached_info().config.allow_message_ttl;
+        if !ttl_allowed {
+            warn!(
+                bucket = %kv.name,
+                "state bucket without per-message TTL: keys meant to expire are kept; \
+                 run `tablewire provision`"
+            );
+        }
+        StateStore {
+            kv,
+            js,
+            ttl_allowed,
+        }
     }
 
     /// Reads a key's state.
@@ -74,21 +93,63 @@ impl StateStore {
         })
     }
 
-    /// Writes a key's state if its last revision is still `expected` (0: if it has none).
+    /// Writes a key's state if its last revision is still `expected` (0: if it has none). With
+    /// a `ttl` the server removes the entry that long after the write (rounded up to whole
+    /// seconds) unless a later write replaces it.
     pub async fn write<S: Serialize>(
         &self,
         key: &str,
         stored: &Stored<S>,
         expected: u64,
+        ttl: Option<Duration>,
     ) -> Result<Written, RuntimeError> {
         let value = Bytes::from(
             serde_json::to_vec(stored)
                 .map_err(|e| RuntimeError::Corrupt(format!("serialize state {key}: {e}")))?,
         );
+        if let Some(ttl) = ttl.filter(|_| self.ttl_allowed) {
+            return self.write_with_ttl(key, value, expected, ttl).await;
+        }
         match self.kv.update(key, value, expected).await {
             Ok(revision) => Ok(Written::Ok(revision)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Written::Conflict),
             Err(e) => Err(RuntimeError::Nats(format!("write state {key}: {e}"))),
+        }
+    }
+
+    /// What `kv::Store::update` does (one publish to the key's subject, expecting its last
+    /// sequence), plus the `Nats-TTL` header, which the KV API only offers for creates.
+    async fn write_with_ttl(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<Written, RuntimeError> {
+        let failed =
+            |e: &dyn std::fmt::Display| RuntimeError::Nats(format!("write state {key}: {e}"));
+        let subject = format!(
+            "{}{key}",
+            self.kv.put_prefix.as_deref().unwrap_or(&self.kv.prefix)
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_TTL,
+            ttl_seconds(ttl).to_string().as_str(),
+        );
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, value)
+            .await
+            .map_err(|e| failed(&e))?;
+        match ack.await {
+            Ok(ack) => Ok(Written::Ok(ack.sequence)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Written::Conflict),
+            Err(e) => Err(failed(&e)),
         }
     }
 
@@ -104,5 +165,23 @@ impl StateStore {
             Ok(None) => Ok(0),
             Err(e) => Err(RuntimeError::Nats(format!("read state {key}: {e}"))),
         }
+    }
+}
+
+/// A TTL in the whole seconds `Nats-TTL` takes: rounded up, at least one.
+fn ttl_seconds(ttl: Duration) -> u64 {
+    ttl.as_millis().div_ceil(1000).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_up_to_whole_seconds() {
+        assert_eq!(ttl_seconds(Duration::ZERO), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(ttl_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(ttl_seconds(Duration::from_secs(86_400)), 86_400);
     }
 }

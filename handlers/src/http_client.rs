@@ -1,0 +1,311 @@
+//! The handlers' one outbound HTTP client, for `http://` and `https://` alike: [`Endpoint`] checks
+//! a URL once (at startup), [`HttpClient`] holds the rustls connector (the system's trusted roots
+//! plus any extra ones) and sends a request over a fresh HTTP/1.1 connection. Used by the collab
+//! webhook and the transcriber adapter.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// Why a URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("{url:?} is not a URL: {why}")]
+    Invalid {
+        /// The URL as given.
+        url: String,
+        /// What the parser said.
+        why: String,
+    },
+    /// A scheme other than `http` or `https` (or none).
+    #[error("{url:?}: only http:// and https:// URLs are supported")]
+    Scheme {
+        /// The URL as given.
+        url: String,
+    },
+    /// No host, or user credentials in the URL.
+    #[error("{url:?}: {why}")]
+    Authority {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The TLS client could not be set up.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// No connection (TCP or TLS handshake).
+    #[error("connect to {endpoint}: {why}")]
+    Connect {
+        /// The endpoint's URL.
+        endpoint: String,
+        /// What failed.
+        why: String,
+    },
+    /// The connection broke before a whole answer came.
+    #[error("HTTP: {0}")]
+    Http(String),
+}
+
+/// A checked `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    url: String,
+    tls: bool,
+    /// The host to connect to and to name in TLS (IPv6 without brackets).
+    host: String,
+    port: u16,
+    /// The `Host` header: the host, and the port when it is not the scheme's default.
+    authority: String,
+    /// The request target: path and query, `/` when empty.
+    target: String,
+}
+
+impl Endpoint {
+    /// Checks `url`: `http://` or `https://`, a host, no credentials.
+    pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
+        let uri: hyper::Uri =
+            url.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| UrlError::Invalid {
+                    url: url.to_string(),
+                    why: e.to_string(),
+                })?;
+        let tls = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => {
+                return Err(UrlError::Scheme {
+                    url: url.to_string(),
+                });
+            }
+        };
+        let authority = |why| UrlError::Authority {
+            url: url.to_string(),
+            why,
+        };
+        let parts = uri.authority().ok_or_else(|| authority("no host"))?;
+        if parts.as_str().contains('@') {
+            return Err(authority("credentials in the URL are not supported"));
+        }
+        let host = parts.host();
+        if host.is_empty() {
+            return Err(authority("no host"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let port = parts.port_u16().unwrap_or(default_port);
+        let host_header = if port == default_port {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Endpoint {
+            url: url.to_string(),
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            authority: host_header,
+            target: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        })
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether requests go over TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// A request to this endpoint: its target and `Host` header set; add headers and a body.
+    pub fn request(&self, method: hyper::Method) -> hyper::http::request::Builder {
+        hyper::Request::builder()
+            .method(method)
+            .uri(self.target.as_str())
+            .header(hyper::header::HOST, self.authority.as_str())
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// An answer: status and whole body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Sends requests to [`Endpoint`]s. Build one per task and keep it: building reads the system's
+/// root certificates.
+#[derive(Clone)]
+pub struct HttpClient {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl HttpClient {
+    /// A client trusting the system's root certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` when
+    /// set) and `extra_roots` (a private CA; tests).
+    pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<HttpClient, HttpError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // A certificate the store cannot use is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| HttpError::Tls(format!("extra root certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            tracing::warn!(
+                errors = ?native.errors,
+                "no trusted root certificates found; https:// requests will fail"
+            );
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(HttpClient {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// Sends `request` (made with [`Endpoint::request`]) to `endpoint` over a new connection and
+    /// reads the whole answer. No timeout of its own: callers wrap it in theirs.
+    pub async fn send(
+        &self,
+        endpoint: &Endpoint,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Answer, HttpError> {
+        let connect = |why: &dyn std::fmt::Display| HttpError::Connect {
+            endpoint: endpoint.url.clone(),
+            why: why.to_string(),
+        };
+        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| connect(&e))?;
+        if !endpoint.tls {
+            return exchange(TokioIo::new(tcp), request).await;
+        }
+        let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| connect(&e))?;
+        let stream = self.tls.connect(name, tcp).await.map_err(|e| connect(&e))?;
+        exchange(TokioIo::new(stream), request).await
+    }
+}
+
+async fn exchange<S>(
+    io: TokioIo<S>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<Answer, HttpError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let http = |e: hyper::Error| HttpError::Http(e.to_string());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(http)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response = sender.send_request(request).await.map_err(http)?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(http)?
+        .to_bytes();
+    Ok(Answer { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_and_https_urls_are_accepted_with_their_default_ports() {
+        let plain = Endpoint::parse("http://hooks.example.com/orders?x=1").expect("http");
+        assert!(!plain.is_tls());
+        assert_eq!((plain.host.as_str(), plain.port), ("hooks.example.com", 80));
+        assert_eq!(plain.target, "/orders?x=1");
+        assert_eq!(plain.authority, "hooks.example.com");
+        let secure = Endpoint::parse("HTTPS://hooks.example.com").expect("https");
+        assert!(secure.is_tls());
+        assert_eq!(secure.port, 443);
+        assert_eq!(secure.target, "/");
+        let local = Endpoint::parse("https://127.0.0.1:8443/hook").expect("port");
+        assert_eq!(
+            (local.port, local.authority.as_str()),
+            (8443, "127.0.0.1:8443")
+        );
+        let v6 = Endpoint::parse("http://[::1]:9000/").expect("ipv6");
+        assert_eq!(
+            (v6.host.as_str(), v6.authority.as_str()),
+            ("::1", "[::1]:9000")
+        );
+        let request = local
+            .request(hyper::Method::POST)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        assert_eq!(request.uri(), "/hook", "origin-form target");
+        assert_eq!(request.headers()[hyper::header::HOST], "127.0.0.1:8443");
+    }
+
+    #[test]
+    fn other_schemes_and_unusable_urls_are_refused() {
+        for url in ["ftp://example.com/x", "ws://example.com/x", "/orders"] {
+            assert!(
+                matches!(Endpoint::parse(url), Err(UrlError::Scheme { .. })),
+                "{url}: {:?}",
+                Endpoint::parse(url)
+            );
+        }
+        for url in ["file:///etc/passwd", "example.com/orders", ""] {
+            assert!(Endpoint::parse(url).is_err(), "{url}");
+        }
+        assert!(matches!(
+            Endpoint::parse("http://user:pw@example.com/"),
+            Err(UrlError::Authority { .. })
+        ));
+        assert!(matches!(
+            Endpoint::parse("http://exa mple.com/"),
+            Err(UrlError::Invalid { .. })
+        ));
+        let message = Endpoint::parse("ftp://example.com/x")
+            .expect_err("ftp")
+            .to_string();
+        assert!(message.contains("http:// and https://"), "{message}");
+    }
+
+    #[test]
+    fn a_client_builds_with_the_system_roots_and_extra_ones() {
+        assert!(HttpClient::new(&[]).is_ok());
+        let bogus = CertificateDer::from(vec![1, 2, 3]);
+        assert!(matches!(HttpClient::new(&[bogus]), Err(HttpError::Tls(_))));
+    }
+}
