@@ -13,7 +13,7 @@ use tablewire_schemas::{Claims, Domain, Envelope, ErrorBody, ErrorCode, Origin};
 /// A command stored in its input stream.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    /// Its message id (also `Nats-Msg-Id`).
+    /// Its message id (also `Nats-Msg-Id` when the client sent its own id).
     pub message_id: String,
     /// Its input stream sequence.
     pub sequence: u64,
@@ -77,8 +77,12 @@ impl Publisher {
             serde_json::to_vec(&envelope)
                 .map_err(|e| ErrorBody::with_message(ErrorCode::Internal, e.to_string()))?,
         );
+        // Only a client's own id can come again; a made-up one never repeats, and every id
+        // JetStream must remember for its duplicate window costs nats-server memory and GC.
         let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
+        if cmd.client_id.is_some() {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
+        }
         let started = Instant::now();
         let ack = self
             .js

@@ -553,8 +553,12 @@ async fn apply_key<D: Domain>(
                     rejected = outcome.rejected,
                     "written"
                 );
-                publish_outbox::<D>(shared, tenant, key, &stored.outbox).await?;
+                // Clients first: the write made every effect durable (its outbox is republished
+                // if this worker dies before the records and commands below are stored), so
+                // the sender need not wait for those JetStream acknowledgements.
+                publish_events::<D>(shared, tenant, key, &stored.outbox).await?;
                 publish_replies(shared, outcome.replies).await;
+                publish_durable::<D>(shared, tenant, &stored.outbox).await?;
                 if outcome.remove {
                     // Written (with its outbox) and published: now the key may go. A crash
                     // before this line leaves the state, and the command comes back to remove it.
@@ -590,7 +594,19 @@ async fn apply_key<D: Domain>(
     Err(RuntimeError::Contended(state_key.to_string()))
 }
 
+/// Publishes everything a key's write produced: events, then records and commands.
 async fn publish_outbox<D: Domain>(
+    shared: &Shared<D>,
+    tenant: &str,
+    key: &str,
+    outbox: &Outbox,
+) -> Result<(), RuntimeError> {
+    publish_events::<D>(shared, tenant, key, outbox).await?;
+    publish_durable::<D>(shared, tenant, outbox).await
+}
+
+/// Fans a write's events out on core NATS (edges drop repeated sequence numbers).
+async fn publish_events<D: Domain>(
     shared: &Shared<D>,
     tenant: &str,
     key: &str,
@@ -614,6 +630,16 @@ async fn publish_outbox<D: Domain>(
             .get_or_create(&shared.label)
             .inc_by(outbox.events.len() as u64);
     }
+    Ok(())
+}
+
+/// Stores a write's records and emitted commands in JetStream (deduplicated by their ids) and
+/// waits until all are stored.
+async fn publish_durable<D: Domain>(
+    shared: &Shared<D>,
+    tenant: &str,
+    outbox: &Outbox,
+) -> Result<(), RuntimeError> {
     let mut acks = Vec::with_capacity(outbox.records.len());
     for record in &outbox.records {
         let mut headers = HeaderMap::new();
