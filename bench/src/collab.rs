@@ -435,6 +435,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     *pace.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(Duration::from_secs_f64(total as f64 / rate));
     let errors_before = shared.errors.load(Ordering::Relaxed);
+    let before = (scrape(addr).await, scrape(system.handler_metrics).await);
     let cpu = CpuMeter::start(&system.pids());
     let t2 = Instant::now();
     shared.phase.store(2, Ordering::Relaxed);
@@ -442,6 +443,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     shared.phase.store(3, Ordering::Relaxed);
     let elapsed2 = t2.elapsed().as_secs_f64();
     let cpu_line = cpu.line();
+    let after = (scrape(addr).await, scrape(system.handler_metrics).await);
     for w in writers {
         if let Ok(Err(e)) = w.await {
             println!("  a participant stopped sending: {e}");
@@ -527,6 +529,9 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         latency_line(&hist[2])
     );
     println!("  {cpu_line}");
+    for line in pipeline_lines((&before.0, &after.0), (&before.1, &after.1)) {
+        println!("    {line}");
+    }
     drop(system);
     println!(
         "  consistency: {matching} participants' last state equals KV, {mismatched} differ; {} rooms, {bad_totals} with a wrong total",
