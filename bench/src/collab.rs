@@ -67,6 +67,9 @@ struct Shared {
     rate_limited: AtomicU64,
     ready: AtomicU64,
     changed: Notify,
+    /// Between the phases: nobody sends, so the throughput phase's backlog drains before the
+    /// latency phase measures anything.
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -89,6 +92,9 @@ struct Participant {
     pause_until_ns: AtomicU64,
     last_frame: Mutex<Option<Bytes>>,
     stop: AtomicBool,
+    /// Where in one pacing interval this participant's paced sends fall (0..1), so that paced
+    /// load arrives evenly rather than in a burst of every participant at once.
+    offset: f64,
 }
 
 fn token() -> anyhow::Result<String> {
@@ -279,19 +285,24 @@ async fn write_loop(
     }
     let own: Vec<String> = me.items.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut k: u64 = 0;
-    let mut next = Instant::now();
+    let mut next: Option<Instant> = None;
     loop {
         let phase = shared.phase.load(Ordering::Relaxed);
         if phase >= 3 || me.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
+        if shared.draining.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let paced = *pace.lock().unwrap_or_else(|p| p.into_inner());
         match paced {
             Some(interval) if phase == 2 => {
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                let at = *next.get_or_insert_with(|| Instant::now() + interval.mul_f64(me.offset));
+                if let Some(wait) = at.checked_duration_since(Instant::now()) {
                     tokio::time::sleep(wait).await;
                 }
-                next += interval;
+                next = Some(at + interval);
             }
             _ => {
                 let Ok(permit) =
@@ -302,7 +313,6 @@ async fn write_loop(
                 if let Ok(p) = permit {
                     p.forget();
                 }
-                next = Instant::now();
             }
         }
         let pause = me.pause_until_ns.load(Ordering::Relaxed);
@@ -350,6 +360,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         rate_limited: AtomicU64::new(0),
         ready: AtomicU64::new(0),
         changed: Notify::new(),
+        draining: AtomicBool::new(false),
     });
     let pace: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
     let mut everyone = Vec::new();
@@ -374,6 +385,8 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
                 pause_until_ns: AtomicU64::new(0),
                 last_frame: Mutex::new(None),
                 stop: AtomicBool::new(false),
+                offset: (r * args.participants + p) as f64
+                    / (args.rooms * args.participants).max(1) as f64,
             });
             readers.push(tokio::spawn(read_loop(reader, me.clone(), shared.clone())));
             writers.push(tokio::spawn(write_loop(
@@ -430,6 +443,16 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         counter("cas_conflicts"),
     );
 
+    // Drain: stop sending until every change of the throughput phase has come back, so that
+    // its backlog is not counted as latency of the next phase.
+    shared.draining.store(true, Ordering::Relaxed);
+    let mut last = u64::MAX;
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    while last != shared.applied[1].load(Ordering::Relaxed) && Instant::now() < drain_deadline {
+        last = shared.applied[1].load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // Phase 2: paced at half that rate.
     let rate = args.latency_rate.unwrap_or(rate1 / 2.0).max(1.0);
     *pace.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -439,6 +462,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     let cpu = CpuMeter::start(&system.pids());
     let t2 = Instant::now();
     shared.phase.store(2, Ordering::Relaxed);
+    shared.draining.store(false, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     shared.phase.store(3, Ordering::Relaxed);
     let elapsed2 = t2.elapsed().as_secs_f64();

@@ -108,8 +108,10 @@ async fn run_pos(
     };
     let mut n = 0u64;
     for (phase, until, window, pace) in phases {
-        let mut next =
-            Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64((id % 16) as f64 / 16.0));
+        // Spread the tills over one interval (golden-ratio steps are even for any count), so
+        // that paced load arrives evenly, not in bursts.
+        let spread = (id as f64 * 0.618_033_988_75).fract();
+        let mut next = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(spread));
         while Instant::now() < until {
             if let Some(pace) = pace {
                 if let Some(wait) = next.checked_duration_since(Instant::now()) {
