@@ -57,6 +57,18 @@ async fn transcriber(url: &str) -> (Received, tokio::task::JoinHandle<()>) {
     (received, task)
 }
 
+/// A voice socket of a staff member of a new restaurant, past its `connected` frame.
+async fn staff_voice_socket(edge: std::net::SocketAddr) -> Ws {
+    let tenant = format!("r{}", uuid::Uuid::new_v4().simple());
+    let auth = format!("Bearer {}", token(&tenant, "staff", 600));
+    let mut ws =
+        Ws::connect_with_headers(edge, "/voice-stream", &[("Authorization", auth.as_str())])
+            .await
+            .expect("upgrade");
+    assert_eq!(ws.json().await["type"], "connected");
+    ws
+}
+
 fn audio(sequence: u64, text: &str) -> Value {
     // The test transcriber reads the "audio" as text, so the order shows in transcripts.
     json!({"type": "voice:audio", "data": {"audio": text, "sequence": sequence}})
@@ -234,16 +246,7 @@ async fn the_openai_adapter_transcribes_the_whole_recording_in_order() {
         },
         stopped,
     ));
-    let tenant = format!("r{}", uuid::Uuid::new_v4().simple());
-    let auth = format!("Bearer {}", token(&tenant, "staff", 600));
-    let mut ws = Ws::connect_with_headers(
-        edge.addr,
-        "/voice-stream",
-        &[("Authorization", auth.as_str())],
-    )
-    .await
-    .expect("upgrade");
-    assert_eq!(ws.json().await["type"], "connected");
+    let mut ws = staff_voice_socket(edge.addr).await;
     ws.send_json(
         &json!({"type": "voice:start", "data": {"session_id": "v1", "language": "en-US"}}),
     )
@@ -301,16 +304,7 @@ async fn the_1001st_message_in_a_minute_waits_and_the_voice_socket_stays_usable(
     };
     let edge = InProcessEdge::start(nats.client_url(), config).await;
     let handler = InProcessHandler::start(nats.client_url(), None).await;
-    let tenant = format!("r{}", uuid::Uuid::new_v4().simple());
-    let auth = format!("Bearer {}", token(&tenant, "staff", 600));
-    let mut ws = Ws::connect_with_headers(
-        edge.addr,
-        "/voice-stream",
-        &[("Authorization", auth.as_str())],
-    )
-    .await
-    .expect("upgrade");
-    assert_eq!(ws.json().await["type"], "connected");
+    let mut ws = staff_voice_socket(edge.addr).await;
 
     // The clock stands still: 1000 messages pass, whatever the machine's speed.
     ws.send_json(
