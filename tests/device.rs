@@ -487,6 +487,20 @@ async fn put_settings(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16
     )
 }
 
+/// Subscribes (confirmed by the server) to what edges publish for `device` of the default tenant.
+async fn watch_input(nc: &async_nats::Client, device: &str) -> async_nats::Subscriber {
+    let input = nc
+        .subscribe(tablewire_nats::subject::input(
+            Domain::Device,
+            DEFAULT_TENANT,
+            device,
+        ))
+        .await
+        .expect("subscribe");
+    nc.flush().await.expect("flush");
+    input
+}
+
 /// The next scan command an edge publishes for `device`, as the handler will read it.
 async fn published_scan(input: &mut async_nats::Subscriber) -> Value {
     loop {
@@ -583,15 +597,7 @@ async fn the_tenant_scan_interval_is_stored_attached_by_every_edge_and_applied()
 
     // The edge that stored it attaches it to the next scan at once.
     let r1 = device();
-    let mut input = nc
-        .subscribe(tablewire_nats::subject::input(
-            Domain::Device,
-            DEFAULT_TENANT,
-            &r1,
-        ))
-        .await
-        .expect("subscribe");
-    nc.flush().await.expect("flush");
+    let mut input = watch_input(&nc, &r1).await;
     let mut ws = connect(a.addr, &r1).await;
     let reply = scan(&mut ws, "T1").await;
     assert_eq!(reply["success"], true, "{reply}");
@@ -643,15 +649,7 @@ async fn the_tenant_scan_interval_is_stored_attached_by_every_edge_and_applied()
         let addr = b.addr;
         async move {
             let id = device();
-            let mut input = nc
-                .subscribe(tablewire_nats::subject::input(
-                    Domain::Device,
-                    DEFAULT_TENANT,
-                    &id,
-                ))
-                .await
-                .expect("subscribe");
-            nc.flush().await.expect("flush");
+            let mut input = watch_input(&nc, &id).await;
             let (status, body) = post(
                 addr,
                 "/api/rfid/scan",
@@ -667,15 +665,7 @@ async fn the_tenant_scan_interval_is_stored_attached_by_every_edge_and_applied()
     // An edge started afterwards (or restarted) has it before it serves its first scan.
     let c = InProcessEdge::start(nats.client_url(), config()).await;
     let r2 = device();
-    let mut input = nc
-        .subscribe(tablewire_nats::subject::input(
-            Domain::Device,
-            DEFAULT_TENANT,
-            &r2,
-        ))
-        .await
-        .expect("subscribe");
-    nc.flush().await.expect("flush");
+    let mut input = watch_input(&nc, &r2).await;
     let mut on_c = connect(c.addr, &r2).await;
     assert_eq!(scan(&mut on_c, "T1").await["success"], true);
     assert_eq!(
@@ -690,15 +680,7 @@ async fn the_tenant_scan_interval_is_stored_attached_by_every_edge_and_applied()
         (200, &Value::Null)
     );
     let r3 = device();
-    let mut input = nc
-        .subscribe(tablewire_nats::subject::input(
-            Domain::Device,
-            DEFAULT_TENANT,
-            &r3,
-        ))
-        .await
-        .expect("subscribe");
-    nc.flush().await.expect("flush");
+    let mut input = watch_input(&nc, &r3).await;
     let mut ws3 = connect(a.addr, &r3).await;
     assert_eq!(scan(&mut ws3, "T1").await["success"], true);
     let envelope = published_scan(&mut input).await;
