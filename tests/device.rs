@@ -39,6 +39,13 @@ async fn scan(ws: &mut Ws, tag: &str) -> Value {
 
 /// Sets a device's configuration as an admin; returns the handler's answer.
 async fn configure(addr: SocketAddr, device: &str, config: Value) -> Value {
+    let (status, body) = try_configure(addr, device, config).await;
+    assert_eq!(status, 200, "config stored: {body}");
+    body
+}
+
+/// `PUT /api/devices/{device}/config` as an admin: the status and the JSON answer.
+async fn try_configure(addr: SocketAddr, device: &str, config: Value) -> (u16, Value) {
     let auth = format!("Bearer {}", token(DEFAULT_TENANT, "admin", 300));
     let (status, _, body) = send(
         addr,
@@ -51,9 +58,7 @@ async fn configure(addr: SocketAddr, device: &str, config: Value) -> Value {
         config.to_string(),
     )
     .await;
-    let body: Value = serde_json::from_slice(&body).expect("JSON answer");
-    assert_eq!(status, 200, "config stored: {body}");
-    body
+    (status, serde_json::from_slice(&body).expect("JSON answer"))
 }
 
 async fn upgrade_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
@@ -123,17 +128,26 @@ async fn devices_scan_take_over_get_config_and_go_offline() {
         (json!(true), json!("heartbeat"))
     );
 
-    // Config push to the online device: a long interval, so "too soon" cannot depend on speed.
-    let answer = configure(a.addr, &r1, json!({"scanIntervalMs": 600_000})).await;
+    // An interval over a minute is refused before anything is stored.
+    let (status, refused) = try_configure(a.addr, &r1, json!({"scanIntervalMs": 600_000})).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!("VALIDATION_ERROR")),
+        "{refused}"
+    );
+
+    // Config push to the online device: the longest interval, so "too soon" cannot depend on
+    // speed.
+    let answer = configure(a.addr, &r1, json!({"scanIntervalMs": 60_000})).await;
     assert_eq!(answer["online"], true);
     let pushed = on_a.json().await;
     assert_eq!(
         pushed,
-        json!({"action": "config", "registrationMode": false, "scanIntervalMs": 600_000})
+        json!({"action": "config", "registrationMode": false, "scanIntervalMs": 60_000})
     );
     let reply = scan(&mut on_a, "T2").await;
     assert_eq!(reply["code"], "TOO_SOON", "{reply}");
-    assert_eq!(reply["error"], "Please wait 600 seconds between scans");
+    assert_eq!(reply["error"], "Please wait 60 seconds between scans");
 
     // Takeover: the same device on edge B; A's socket closes with 4001. The interval holds on
     // B, and B gets the stored config as it connects.

@@ -541,6 +541,9 @@ async fn put_config(
         Ok(config) => config,
         Err(e) => return http::error(e),
     };
+    if let Err(why) = config.check() {
+        return http::error(ErrorBody::with_message(ErrorCode::ValidationError, why));
+    }
     request_reply(
         shared,
         identity,

@@ -197,6 +197,9 @@ impl Domain for Device {
                 Ok(())
             }
             Command::Configure { config } => {
+                config
+                    .check()
+                    .map_err(|why| Rejection::new(ErrorCode::ValidationError, why))?;
                 state.config = config.clone();
                 state.configured = true;
                 effects.record(
@@ -407,6 +410,19 @@ mod tests {
         assert_eq!(fx.replies[0].1.value()["scan"]["registered"], true);
         assert_eq!(fx.records[1].0, TAG_RECORD);
         apply(&mut state, scan("NEW", None), &ctx(&a, 1_200, 4)).expect("200 ms later is fine");
+
+        // An interval over a minute is refused and changes nothing.
+        let before = state.clone();
+        let config: DeviceConfig =
+            serde_json::from_value(json!({"scanIntervalMs": 60_001})).expect("config");
+        let refused = apply(
+            &mut state,
+            Command::Configure { config },
+            &ctx(&http, 1_300, 5),
+        )
+        .expect_err("too long");
+        assert_eq!(refused.0.code, ErrorCode::ValidationError);
+        assert_eq!(state, before);
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub struct DeviceConfig {
     /// In registration mode an unknown tag is registered (a `device_tags` row without a user).
     #[serde(default)]
     pub registration_mode: bool,
-    /// The minimum time between two accepted scans, ms (default 1000, the seed's rule).
+    /// The minimum time between two accepted scans, ms (0 to 60000; default: the tenant's
+    /// setting, else 1000, the seed's rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_interval_ms: Option<u64>,
     /// Any other settings, pushed to the device unchanged.
@@ -97,7 +98,23 @@ pub struct DeviceConfig {
     pub extra: Map<String, Value>,
 }
 
+/// Checks a scan interval: at most [`MAX_SCAN_INTERVAL_MS`].
+fn check_scan_interval(ms: Option<u64>) -> Result<(), String> {
+    match ms {
+        Some(ms) if ms > MAX_SCAN_INTERVAL_MS => Err(format!(
+            "scanIntervalMs must be between 0 and {MAX_SCAN_INTERVAL_MS}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl DeviceConfig {
+    /// Checks the values: a scan interval of at most [`MAX_SCAN_INTERVAL_MS`], as for the
+    /// tenant's [`Settings`].
+    pub fn check(&self) -> Result<(), String> {
+        check_scan_interval(self.scan_interval_ms)
+    }
+
     /// The minimum time between two accepted scans of this device, ms: its own
     /// `scanIntervalMs` when set, else its tenant's (`tenant`, from [`Settings`]), else the
     /// seed's [`MIN_SCAN_INTERVAL_MS`].
@@ -123,12 +140,7 @@ pub struct Settings {
 impl Settings {
     /// Checks the values: a scan interval of at most [`MAX_SCAN_INTERVAL_MS`].
     pub fn check(&self) -> Result<(), String> {
-        match self.scan_interval_ms {
-            Some(ms) if ms > MAX_SCAN_INTERVAL_MS => Err(format!(
-                "scanIntervalMs must be between 0 and {MAX_SCAN_INTERVAL_MS}"
-            )),
-            _ => Ok(()),
-        }
+        check_scan_interval(self.scan_interval_ms)
     }
 }
 
