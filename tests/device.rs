@@ -273,6 +273,60 @@ async fn devices_scan_take_over_get_config_and_go_offline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_certainly_too_soon_is_answered_by_the_edge_as_the_handler_would() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge =
+        InProcessEdge::start(nats.client_url(), open_edge_config(Duration::from_secs(30))).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let nc = client(nats.client_url()).await;
+    // A minute between scans: "too soon" cannot depend on the machine's speed.
+    let r = device();
+    configure(edge.addr, &r, json!({"scanIntervalMs": 60_000})).await;
+    let mut ws = connect(edge.addr, &r).await;
+    assert_eq!(
+        ws.json().await["action"],
+        "config",
+        "the stored config on connect"
+    );
+    let mut input = watch_input(&nc, &r).await;
+    assert_eq!(scan(&mut ws, "T1").await["success"], true);
+    published_scan(&mut input).await;
+
+    // Until the handler's announcement of T1 reaches the edge the handler refuses, then the
+    // edge does: the device cannot tell which.
+    let refused_early = "tablewire_edge_device_scans_refused_early_total";
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut sent = 0;
+    while metric(&metrics(edge.addr).await, refused_early) < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "no early refusal");
+        let reply = scan(&mut ws, "T2").await;
+        sent += 1;
+        assert_eq!(reply["code"], "TOO_SOON", "{reply}");
+        assert_eq!(reply["error"], "Please wait 60 seconds between scans");
+        assert!(
+            reply["retryAfterMs"]
+                .as_u64()
+                .is_some_and(|ms| ms <= 60_000)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let early = metric(&metrics(edge.addr).await, refused_early) as usize;
+    // Only the scans the handler answered went through JetStream.
+    for _ in 0..(sent - early) {
+        assert_eq!(published_scan(&mut input).await["command"]["tagId"], "T2");
+    }
+    nc.flush().await.expect("flush");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), input.next())
+            .await
+            .is_err(),
+        "a scan the edge refused was published"
+    );
+    handler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_auth_refuses_unknown_devices_before_the_upgrade() {
     let nats = nats().await;
     provision(nats.client_url(), &test_topology()).await;

@@ -81,19 +81,6 @@ async fn publish_ok(addr: SocketAddr, tenant: &str, kind: &str, data: Value) {
     assert_eq!(reply["success"], true);
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let (_, _, text) = send(addr, "GET", "/metrics", &[], Bytes::new()).await;
-    String::from_utf8_lossy(&text).into_owned()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_auth_path_accepts_a_good_token_and_refuses_a_bad_one() {
     let sys = system().await;

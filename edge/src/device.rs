@@ -2,9 +2,10 @@
 //! `POST /api/rfid/scan` (the HTTP fallback), `PUT /api/devices/{id}/config` and
 //! `PUT /api/devices/settings` (admin JWT). The edge authenticates, validates, looks the tag up
 //! in the tag directory (KV), attaches the tenant's scan interval (from its watched copy of the
-//! settings) and publishes; the device handler decides. Each device connection listens on its device's output subject:
-//! a `holder` event naming another connection closes it with 4001, a `config` event is pushed
-//! to the device.
+//! settings) and publishes; the device handler decides. Each device connection listens on its
+//! device's output subject: a `holder` event naming another connection closes it with 4001, a
+//! `config` event is pushed to the device, an `accepted` event lets the edge answer a scan that
+//! is certainly too soon itself.
 
 use crate::http::{self, Body};
 use crate::publish::{Command, now_ms};
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use tablewire_nats::{resource, subject, token};
 use tablewire_schemas::device::{
     CLOSE_REPLACED, CLOSE_SILENT, ClientFrame, Command as DeviceCommand, DeviceConfig, DeviceEvent,
-    ScanRequest, Settings, TagEntry, check_scan, config_frame, error_frame,
+    ScanRequest, Settings, TagEntry, check_scan, config_frame, error_frame, too_soon,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
@@ -142,6 +143,7 @@ fn websocket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<
         claims: identity.claims,
         heard: Arc::new(AtomicI64::new(now_ms())),
         refreshed: AtomicI64::new(0),
+        accepted: Arc::new(LastAccepted::default()),
         limit: crate::limit::ConnLimit::per_second(MESSAGES_PER_SECOND),
         ended_by: Arc::new(Mutex::new(None)),
         tasks: Mutex::new(Vec::new()),
@@ -172,6 +174,56 @@ fn end(conn: &Conn, ended_by: &Mutex<Option<&'static str>>, why: &'static str, c
     conn.close(code, why);
 }
 
+/// What the edge holding a device knows of its last accepted scan, from the handler's
+/// [`DeviceEvent::Accepted`]: enough to answer a scan that is certainly too soon without a trip
+/// through JetStream (at the seed's 2 scans/s per reader, half of all scans). The handler
+/// stays the authority: anything not certain goes to it, and a new configuration makes the
+/// edge forget until the next announcement.
+#[derive(Default)]
+struct LastAccepted {
+    /// ms of the last accepted scan; 0 when unknown.
+    at: AtomicI64,
+    /// The device's own interval, ms; -1 when its config sets none.
+    own_interval: AtomicI64,
+}
+
+impl LastAccepted {
+    fn remember(&self, at: i64, own_interval_ms: Option<u64>) {
+        self.own_interval.store(
+            own_interval_ms.map_or(-1, |ms| ms.min(i64::MAX as u64) as i64),
+            Ordering::Relaxed,
+        );
+        self.at.fetch_max(at, Ordering::Relaxed);
+    }
+
+    fn forget(&self) {
+        self.at.store(0, Ordering::Relaxed);
+    }
+
+    /// The handler's answer to a scan now, when it is certainly `TOO_SOON`: the device's own
+    /// interval, else the tenant's (`tenant_interval_ms`, what this edge attaches to the
+    /// scan), else the seed's 1 s, as [`DeviceConfig::effective_scan_interval_ms`] decides.
+    fn too_soon(&self, now_ms: i64, tenant_interval_ms: Option<u64>) -> Option<ErrorBody> {
+        let at = self.at.load(Ordering::Relaxed);
+        if at <= 0 {
+            return None;
+        }
+        let own = u64::try_from(self.own_interval.load(Ordering::Relaxed)).ok();
+        let interval = DeviceConfig {
+            scan_interval_ms: own,
+            ..Default::default()
+        }
+        .effective_scan_interval_ms(tenant_interval_ms);
+        // The handler judges a scan by when it is published, a little after now (the tag
+        // lookup): near the end of the interval it may already be allowed, so leave that to it.
+        too_soon(at, now_ms + EARLY_REFUSAL_MARGIN_MS, interval)?;
+        too_soon(at, now_ms, interval)
+    }
+}
+
+/// How far from the end of the interval a scan must be for the edge to refuse it itself.
+const EARLY_REFUSAL_MARGIN_MS: i64 = 100;
+
 /// One device WebSocket.
 struct DeviceHandler {
     shared: Arc<Shared>,
@@ -182,6 +234,8 @@ struct DeviceHandler {
     heard: Arc<AtomicI64>,
     /// When this connection last refreshed the device's presence, ms.
     refreshed: AtomicI64,
+    /// The device's last accepted scan, as the handler announced it.
+    accepted: Arc<LastAccepted>,
     limit: crate::limit::ConnLimit,
     /// Why the edge ended the connection, when it did.
     ended_by: Arc<Mutex<Option<&'static str>>>,
@@ -229,6 +283,7 @@ impl DeviceHandler {
         )
         .await?;
         let (conn, edge, ended_by) = (conn.clone(), self.shared.id.clone(), self.ended_by.clone());
+        let accepted = self.accepted.clone();
         Ok(tokio::spawn(async move {
             while let Some(message) = sub.next().await {
                 match serde_json::from_slice::<DeviceEvent>(&message.payload) {
@@ -239,10 +294,17 @@ impl DeviceHandler {
                         }
                     }
                     Ok(DeviceEvent::Config { config }) => {
+                        // The interval may have changed: leave every scan to the handler
+                        // until it announces the next accepted one.
+                        accepted.forget();
                         if let Ok(json) = serde_json::to_vec(&config_frame(&config)) {
                             conn.send_json(&json);
                         }
                     }
+                    Ok(DeviceEvent::Accepted {
+                        at,
+                        own_interval_ms,
+                    }) => accepted.remember(at, own_interval_ms),
                     Err(e) => debug!(error = %e, "unreadable device event"),
                 }
             }
@@ -277,6 +339,11 @@ impl DeviceHandler {
                 ErrorBody::with_message(ErrorCode::ValidationError, why),
             );
         }
+        let tenant_interval = self.shared.device_settings.scan_interval_ms(&self.tenant);
+        if let Some(error) = self.accepted.too_soon(now_ms(), tenant_interval) {
+            self.shared.metrics.device_scans_refused_early.inc();
+            return self.send_error(conn, error);
+        }
         let tag = match lookup_tag(&self.shared, &self.tenant, &tag_id).await {
             Ok(tag) => tag,
             Err(e) => return self.send_error(conn, e),
@@ -285,7 +352,7 @@ impl DeviceHandler {
             tag_id,
             location,
             tag,
-            tenant_scan_interval_ms: self.shared.device_settings.scan_interval_ms(&self.tenant),
+            tenant_scan_interval_ms: tenant_interval,
         };
         if let Err(e) = self.publish(conn, &command).await {
             self.send_error(conn, e);
@@ -590,5 +657,36 @@ async fn put_settings(shared: &Arc<Shared>, request: Request<Incoming>) -> Respo
             &serde_json::json!({"success": true, "settings": settings}),
         ),
         Err(e) => http::error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_is_refused_early_only_when_the_handler_would_refuse_it() {
+        let last = LastAccepted::default();
+        assert!(
+            last.too_soon(5_000, None).is_none(),
+            "nothing announced yet"
+        );
+        last.remember(10_000, None);
+        let error = last.too_soon(10_400, None).expect("400 ms after: too soon");
+        assert_eq!(error.code, ErrorCode::TooSoon);
+        assert_eq!(error.message, "Please wait 1 second between scans");
+        assert_eq!(error.retry_after_ms, Some(600));
+        assert!(last.too_soon(11_000, None).is_none(), "a full second later");
+        assert!(
+            last.too_soon(10_950, None).is_none(),
+            "50 ms before the end: the handler decides"
+        );
+        // The tenant's interval applies when the device sets none; the device's own wins.
+        assert!(last.too_soon(11_000, Some(3_000)).is_some());
+        last.remember(10_000, Some(200));
+        assert!(last.too_soon(10_250, Some(3_000)).is_none());
+        // A new configuration: the edge no longer knows, the handler decides.
+        last.forget();
+        assert!(last.too_soon(10_100, Some(3_000)).is_none());
     }
 }

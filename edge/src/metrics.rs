@@ -57,6 +57,9 @@ pub struct Metrics {
     pub fanout_events: Counter,
     /// Events dropped because a client already had them.
     pub fanout_duplicates: Counter,
+    /// Device scans this edge answered `TOO_SOON` itself (the handler had announced the
+    /// device's last accepted scan).
+    pub device_scans_refused_early: Counter,
     /// Gaps in a key's events that made a client resync.
     pub fanout_gaps: Counter,
     /// Events-socket clients that connected again within a minute of their last connection.
@@ -80,6 +83,7 @@ impl Metrics {
             auth_failures: Counter::default(),
             fanout_events: Counter::default(),
             fanout_duplicates: Counter::default(),
+            device_scans_refused_early: Counter::default(),
             fanout_gaps: Counter::default(),
             events_reconnects: Counter::default(),
             events_processing: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
@@ -139,6 +143,11 @@ impl Metrics {
             "fanout_duplicates",
             "Repeated events dropped",
             m.fanout_duplicates.clone(),
+        );
+        r.register(
+            "device_scans_refused_early",
+            "Device scans answered TOO_SOON by the edge itself",
+            m.device_scans_refused_early.clone(),
         );
         r.register(
             "fanout_gaps",

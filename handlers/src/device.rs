@@ -9,6 +9,7 @@ use crate::domain::{Context, Domain, Effects, Rejection};
 use serde_json::{Value, json};
 use tablewire_schemas::device::{
     Command, DeviceEvent, DeviceState, Holder, Scan, check_scan, config_frame, error_frame,
+    too_soon,
 };
 use tablewire_schemas::events::{self, event};
 use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
@@ -41,17 +42,6 @@ fn feed(effects: &mut Effects, ctx: &Context<'_>, name: &str, data: Value) {
             data,
         },
     );
-}
-
-/// "1 second" for the seed's 1000 ms, otherwise the milliseconds.
-fn interval_words(ms: u64) -> String {
-    if ms == 1000 {
-        "1 second".to_string()
-    } else if ms.is_multiple_of(1000) {
-        format!("{} seconds", ms / 1000)
-    } else {
-        format!("{ms} ms")
-    }
 }
 
 impl Domain for Device {
@@ -130,17 +120,11 @@ impl Domain for Device {
                 let interval = state
                     .config
                     .effective_scan_interval_ms(tenant_scan_interval_ms);
-                if let Some(last) = state.last_scan_at {
-                    let elapsed = ctx.now_ms.saturating_sub(last).max(0) as u64;
-                    if elapsed < interval {
-                        return Err(Rejection(
-                            ErrorBody::with_message(
-                                ErrorCode::TooSoon,
-                                format!("Please wait {} between scans", interval_words(interval)),
-                            )
-                            .retry_after(interval - elapsed),
-                        ));
-                    }
+                if let Some(error) = state
+                    .last_scan_at
+                    .and_then(|last| too_soon(last, ctx.now_ms, interval))
+                {
+                    return Err(Rejection(error));
                 }
                 let registered = tag.is_none() && state.config.registration_mode;
                 let user = tag.and_then(|t| t.user);
@@ -156,6 +140,10 @@ impl Domain for Device {
                 state.last_seen = ctx.now_ms;
                 state.scans += 1;
                 effects.reply(ctx, json!({"success": true, "scan": scan, "user": user}));
+                effects.event(DeviceEvent::Accepted {
+                    at: ctx.now_ms,
+                    own_interval_ms: state.config.scan_interval_ms,
+                });
                 effects.record(SCAN_RECORD, json!({"scan": scan, "user": user}));
                 if registered {
                     effects.record(
@@ -291,7 +279,12 @@ mod tests {
             &ctx(&a, 13_001, 4),
         )
         .expect("cfg");
-        apply(&mut state, tenant_scan(3000), &ctx(&a, 13_200, 5)).expect("200 ms later");
+        let fx = apply(&mut state, tenant_scan(3000), &ctx(&a, 13_200, 5)).expect("200 ms later");
+        // The edge holding the device hears of it, with what it needs to answer early.
+        assert_eq!(
+            fx.events[0].value(),
+            json!({"type": "accepted", "at": 13_200, "own_interval_ms": 200})
+        );
     }
 
     fn apply(state: &mut DeviceState, c: Command, cx: &Context<'_>) -> Result<Effects, Rejection> {

@@ -271,6 +271,43 @@ pub enum DeviceEvent {
         /// The configuration.
         config: DeviceConfig,
     },
+    /// A scan of the device was accepted. The edge holding the device answers a scan that is
+    /// certainly too soon after it itself, with [`too_soon`] as the handler would; everything
+    /// else still goes to the handler, which decides from KV.
+    Accepted {
+        /// When the accepted scan was taken (ms, the edge's clock; the state's last scan time).
+        at: i64,
+        /// The device's own `scanIntervalMs`, if its config sets one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        own_interval_ms: Option<u64>,
+    },
+}
+
+/// "1 second" for the seed's 1000 ms, otherwise the milliseconds.
+fn interval_words(ms: u64) -> String {
+    if ms == 1000 {
+        "1 second".to_string()
+    } else if ms.is_multiple_of(1000) {
+        format!("{} seconds", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// The seed's answer to a scan taken at `now_ms` when the last accepted one was at
+/// `last_accepted_ms` and scans must be `interval_ms` apart: `TOO_SOON`, "Please wait 1 second
+/// between scans", with the time left as `retryAfterMs`; `None` when the scan may go ahead.
+/// The device handler decides with it; an edge uses it to answer early (see
+/// [`DeviceEvent::Accepted`]).
+pub fn too_soon(last_accepted_ms: i64, now_ms: i64, interval_ms: u64) -> Option<crate::ErrorBody> {
+    let elapsed = now_ms.saturating_sub(last_accepted_ms).max(0) as u64;
+    (elapsed < interval_ms).then(|| {
+        crate::ErrorBody::with_message(
+            crate::ErrorCode::TooSoon,
+            format!("Please wait {} between scans", interval_words(interval_ms)),
+        )
+        .retry_after(interval_ms - elapsed)
+    })
 }
 
 /// The `config` frame pushed to a device: `{"action":"config","registrationMode":…, …}`.

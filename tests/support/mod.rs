@@ -482,6 +482,21 @@ pub async fn send(
         .expect("HTTP request")
 }
 
+/// The text of a process's `/metrics`.
+pub async fn metrics(addr: SocketAddr) -> String {
+    let (_, _, text) = send(addr, "GET", "/metrics", &[], "").await;
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// One sample of a `/metrics` text (`name` with its labels, as printed); 0 when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// POSTs JSON, returns status and JSON body.
 pub async fn post(addr: SocketAddr, path: &str, auth: Option<&str>, body: &Value) -> (u16, Value) {
     let auth = auth.map(|a| format!("Bearer {a}"));
