@@ -55,7 +55,17 @@ pub enum HttpError {
     /// The connection broke before a whole answer came.
     #[error("HTTP: {0}")]
     Http(String),
+    /// The answer's body was longer than [`MAX_ANSWER_BYTES`]; it was not read further.
+    #[error("answer (status {status}) longer than {MAX_ANSWER_BYTES} bytes")]
+    TooLarge {
+        /// The answer's HTTP status, which came before the body.
+        status: u16,
+    },
 }
+
+/// The longest answer body read (a transcript or a webhook receipt is far smaller): an endpoint
+/// that sends more cannot make a handler hold it in memory.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// A checked `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,11 +244,16 @@ where
     });
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
+    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
         .collect()
         .await
-        .map_err(http)?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                HttpError::TooLarge { status }
+            } else {
+                HttpError::Http(e.to_string())
+            }
+        })?
         .to_bytes();
     Ok(Answer { status, body })
 }
@@ -300,6 +315,36 @@ mod tests {
             .expect_err("ftp")
             .to_string();
         assert!(message.contains("http:// and https://"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_the_limit_is_refused_not_kept() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let size = MAX_ANSWER_BYTES + 1;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&vec![b'x'; size]).await;
+        });
+        let endpoint = Endpoint::parse(&format!("http://{addr}/big")).expect("url");
+        let request = endpoint
+            .request(hyper::Method::GET)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let client = HttpClient::new(&[]).expect("client");
+        let answer = client.send(&endpoint, request).await;
+        assert!(
+            matches!(answer, Err(HttpError::TooLarge { status: 200 })),
+            "{answer:?}"
+        );
+        server.abort();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! collab domain. `http://` and `https://` URLs (through [`crate::http_client`]); anything else
 //! is refused when the [`Webhook`] is made, so a handler with a bad URL does not start.
 
-use crate::http_client::{Endpoint, HttpClient, UrlError};
+use crate::http_client::{Endpoint, HttpClient, HttpError, UrlError};
 use async_nats::jetstream::{self, AckKind, consumer};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -141,6 +141,8 @@ pub async fn run(
                     let sent = http.send(&webhook.endpoint, request);
                     match tokio::time::timeout(Duration::from_secs(10), sent).await {
                         Ok(Ok(answer)) => (200..300).contains(&answer.status),
+                        // Only the status counts; a long body does not make it undelivered.
+                        Ok(Err(HttpError::TooLarge { status })) => (200..300).contains(&status),
                         Ok(Err(e)) => {
                             debug!(error = %e, "webhook unreachable");
                             false
