@@ -662,6 +662,29 @@ async fn the_tenant_scan_interval_is_stored_attached_by_every_edge_and_applied()
         serde_json::from_slice(&bucket.get(&key).await.expect("read").expect("stored"))
             .expect("JSON");
     assert_eq!(stored["scanIntervalMs"], 3000, "plain JSON in KV");
+    // Any edge reads it back; only an admin may.
+    let read = |token: String| async move {
+        let auth = format!("Bearer {token}");
+        let (status, _, body) = send(
+            b.addr,
+            "GET",
+            "/api/devices/settings",
+            &[("Authorization", auth.as_str())],
+            "",
+        )
+        .await;
+        (
+            status,
+            serde_json::from_slice::<Value>(&body).expect("JSON"),
+        )
+    };
+    let (status, got) = read(admin.clone()).await;
+    assert_eq!(
+        (status, &got["settings"]["scanIntervalMs"]),
+        (200, &json!(3000))
+    );
+    let (status, _) = read(token(DEFAULT_TENANT, "staff", 300)).await;
+    assert_eq!(status, 403);
 
     // The edge that stored it attaches it to the next scan at once.
     let r1 = device();

@@ -99,6 +99,10 @@ pub async fn route(
         (["api", "devices", "settings"], Method::PUT) => {
             ("/api/devices/settings", put_settings(shared, request).await)
         }
+        (["api", "devices", "settings"], Method::GET) => (
+            "/api/devices/settings",
+            get_settings(shared, &request).await,
+        ),
         (
             ["ws", "device"]
             | ["api", "rfid", "scan"]
@@ -653,6 +657,22 @@ async fn put_settings(shared: &Arc<Shared>, request: Request<Incoming>) -> Respo
         .await
     {
         Ok(()) => http::json(
+            StatusCode::OK,
+            &serde_json::json!({"success": true, "settings": settings}),
+        ),
+        Err(e) => http::error(e),
+    }
+}
+
+/// `GET /api/devices/settings`: the admin's tenant's device settings as stored, in the shape
+/// `PUT` answers with.
+async fn get_settings(shared: &Arc<Shared>, request: &Request<Incoming>) -> Response<Body> {
+    let identity = match admin(shared, request) {
+        Ok(identity) => identity,
+        Err(e) => return http::error(e),
+    };
+    match shared.device_settings.load(&identity.tenant).await {
+        Ok(settings) => http::json(
             StatusCode::OK,
             &serde_json::json!({"success": true, "settings": settings}),
         ),

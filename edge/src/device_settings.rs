@@ -78,6 +78,24 @@ impl DeviceSettings {
             .and_then(|s| s.scan_interval_ms)
     }
 
+    /// `tenant`'s stored settings, read from KV (the defaults when it stored none).
+    pub async fn load(&self, tenant: &str) -> Result<Settings, ErrorBody> {
+        let stored = self
+            .bucket
+            .get(resource::device_settings_key(tenant))
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "device settings not read");
+                ErrorBody::with_message(ErrorCode::Unavailable, "settings store unavailable")
+            })?;
+        match stored {
+            Some(json) => serde_json::from_slice(&json).map_err(|e| {
+                ErrorBody::with_message(ErrorCode::Internal, format!("stored settings: {e}"))
+            }),
+            None => Ok(Settings::default()),
+        }
+    }
+
     /// Stores `tenant`'s settings (already checked) and uses them at once on this edge.
     pub async fn store(&self, tenant: &str, settings: Settings) -> Result<(), ErrorBody> {
         let json = serde_json::to_vec(&settings)
