@@ -84,6 +84,10 @@ pub struct EdgeSettings {
     /// Seconds a drain (SIGTERM) waits for clients to leave.
     #[arg(long, env = "TABLEWIRE_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
+    /// Seconds a new socket waits for NATS to confirm its subscription before it is closed with
+    /// 1011 (NATS unreachable).
+    #[arg(long, env = "TABLEWIRE_BUS_TIMEOUT_SECS", default_value_t = 5)]
+    pub bus_timeout_secs: u64,
     /// Access-Control-Allow-Origin for browser clients.
     #[arg(long, env = "TABLEWIRE_CORS_ORIGIN", default_value = "*")]
     pub cors_origin: String,

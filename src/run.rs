@@ -78,6 +78,7 @@ pub fn edge_config(
         max_message_bytes: settings.max_message_bytes,
         heartbeat: Duration::from_secs(settings.heartbeat_secs.max(1)),
         drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
+        bus_timeout: Duration::from_secs(settings.bus_timeout_secs.max(1)),
         cors_origin: settings.cors_origin.clone(),
         collab_open_tenant: settings.collab_open_tenant.clone(),
         collab_messages_per_second: settings.collab_messages_per_second.max(1),
