@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tablewire_nats::resource;
-use tablewire_schemas::{Domain, ErrorCode};
+use tablewire_schemas::{Domain, ErrorBody, ErrorCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -332,16 +332,21 @@ impl Edge {
         };
         info!(edge = %shared.id, addr = ?listener.local_addr().ok(), scheme, "edge listening");
         let heartbeat = tokio::spawn(heartbeat(shared.clone()));
-        // Events published while NATS was away are lost to this edge: every client takes a
-        // fresh snapshot when the connection is back.
-        let resync = {
-            let fanout = shared.fanout.clone();
-            tokio::spawn(async move {
-                while reconnects.changed().await.is_ok() {
-                    fanout.resync_all().await;
-                }
-            })
-        };
+        // Events published while NATS was away are lost to this edge: every client of a keyed
+        // fan-out takes a fresh snapshot when the connection is back; events-socket clients,
+        // whose feed has no snapshot, are told that events may be missing.
+        let resync =
+            {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    while reconnects.changed().await.is_ok() {
+                        shared.fanout.resync_all().await;
+                        shared.events.hub.tell_everyone(&crate::events::error_frame(
+                            ErrorBody::new(ErrorCode::EventsMissed),
+                        ));
+                    }
+                })
+            };
         let (http_stop_tx, http_stop) = watch::channel(false);
         let open_http = Arc::new(AtomicUsize::new(0));
         loop {

@@ -110,6 +110,9 @@ catalogue! {
     Timeout = (5002, "TIMEOUT", 504, true, "timed out"),
     /// The edge is shutting down; reconnect to another one (WebSocket close 1001).
     Draining = (5003, "DRAINING", 503, true, "server is going away, reconnect"),
+    /// The edge lost its event bus for a while; events of that time may not have reached this
+    /// connection (fetch what matters again). Sent on the events socket, which stays open.
+    EventsMissed = (5004, "EVENTS_MISSED", 503, true, "events may have been missed while the event bus was unreachable"),
     /// No transcriber answered on `tw.svc.transcribe`; the audio is kept and sent again.
     TranscriberUnavailable = (5400, "TRANSCRIBER_UNAVAILABLE", 503, true, "no transcriber reachable; audio kept"),
 }

@@ -152,6 +152,17 @@ impl Hub {
         Ok(())
     }
 
+    /// Sends `frame` to every member of every feed (an `EVENTS_MISSED` notice after this
+    /// edge lost NATS: core NATS keeps nothing for a subscriber that was away).
+    pub fn tell_everyone(&self, frame: &Bytes) {
+        let feeds: Vec<Arc<Feed>> = lock(&self.feeds).values().cloned().collect();
+        for feed in feeds {
+            for member in lock(&feed.members).iter() {
+                member.conn.send(frame.clone());
+            }
+        }
+    }
+
     /// Removes `conn_id` from `tenant`'s feed; unsubscribes after the last client.
     pub fn leave(&self, tenant: &str, conn_id: u64) {
         let Some(feed) = lock(&self.feeds).get(tenant).cloned() else {
