@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use tablewire_nats::{resource, subject, token};
 use tablewire_schemas::device::{
     CLOSE_REPLACED, CLOSE_SILENT, ClientFrame, Command as DeviceCommand, DeviceConfig, DeviceEvent,
-    ScanRequest, Settings, TagEntry, check_scan, config_frame, error_frame, too_soon,
+    ScanRequest, Settings, TagEntry, check_scan, config_frame, effective_scan_interval_ms,
+    error_frame, too_soon,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
@@ -204,20 +205,16 @@ impl LastAccepted {
         self.at.store(0, Ordering::Relaxed);
     }
 
-    /// The handler's answer to a scan now, when it is certainly `TOO_SOON`: the device's own
-    /// interval, else the tenant's (`tenant_interval_ms`, what this edge attaches to the
-    /// scan), else the seed's 1 s, as [`DeviceConfig::effective_scan_interval_ms`] decides.
+    /// The handler's answer to a scan now, when it is certainly `TOO_SOON`, by the interval the
+    /// handler uses ([`effective_scan_interval_ms`]; `tenant_interval_ms` is what this edge
+    /// attaches to the scan).
     fn too_soon(&self, now_ms: i64, tenant_interval_ms: Option<u64>) -> Option<ErrorBody> {
         let at = self.at.load(Ordering::Relaxed);
         if at <= 0 {
             return None;
         }
         let own = u64::try_from(self.own_interval.load(Ordering::Relaxed)).ok();
-        let interval = DeviceConfig {
-            scan_interval_ms: own,
-            ..Default::default()
-        }
-        .effective_scan_interval_ms(tenant_interval_ms);
+        let interval = effective_scan_interval_ms(own, tenant_interval_ms);
         // The handler judges a scan by when it is published, a little after now (the tag
         // lookup): near the end of the interval it may already be allowed, so leave that to it.
         too_soon(at, now_ms + EARLY_REFUSAL_MARGIN_MS, interval)?;

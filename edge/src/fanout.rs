@@ -32,7 +32,6 @@ const MAX_BATCH: usize = 64;
 /// How long a client may wait for its snapshot while the state store is unreachable.
 const SNAPSHOT_PATIENCE: Duration = Duration::from_secs(15);
 
-/// An event as received: its sequence number and its encoded frame.
 /// Waits for the next message on `subscriber`, then takes every one already here, up to `max`,
 /// so that each client gets a burst in one write; one yield first lets the NATS reader hand over
 /// the rest of a burst. `None` when the subscription has ended. Used by every fan-out loop.
@@ -82,6 +81,7 @@ pub(crate) async fn subscribe_confirmed(
     ))
 }
 
+/// An event as received: its sequence number and its encoded frame.
 fn event(message: &async_nats::Message) -> (Option<u64>, Bytes) {
     let seq = message
         .headers

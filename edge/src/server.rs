@@ -335,18 +335,17 @@ impl Edge {
         // Events published while NATS was away are lost to this edge: every client of a keyed
         // fan-out takes a fresh snapshot when the connection is back; events-socket clients,
         // whose feed has no snapshot, are told that events may be missing.
-        let resync =
-            {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    while reconnects.changed().await.is_ok() {
-                        shared.fanout.resync_all().await;
-                        shared.events.hub.tell_everyone(&crate::events::error_frame(
-                            ErrorBody::new(ErrorCode::EventsMissed),
-                        ));
-                    }
-                })
-            };
+        let resync = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                while reconnects.changed().await.is_ok() {
+                    shared.fanout.resync_all().await;
+                    let missed = ErrorBody::new(ErrorCode::EventsMissed);
+                    let notice = crate::events::error_frame(missed);
+                    shared.events.hub.tell_everyone(&notice);
+                }
+            })
+        };
         let (http_stop_tx, http_stop) = watch::channel(false);
         let open_http = Arc::new(AtomicUsize::new(0));
         loop {

@@ -115,14 +115,19 @@ impl DeviceConfig {
         check_scan_interval(self.scan_interval_ms)
     }
 
-    /// The minimum time between two accepted scans of this device, ms: its own
-    /// `scanIntervalMs` when set, else its tenant's (`tenant`, from [`Settings`]), else the
-    /// seed's [`MIN_SCAN_INTERVAL_MS`].
+    /// The minimum time between two accepted scans of this device, ms (see
+    /// [`effective_scan_interval_ms`]).
     pub fn effective_scan_interval_ms(&self, tenant: Option<u64>) -> u64 {
-        self.scan_interval_ms
-            .or(tenant)
-            .unwrap_or(MIN_SCAN_INTERVAL_MS)
+        effective_scan_interval_ms(self.scan_interval_ms, tenant)
     }
+}
+
+/// The minimum time between two accepted scans of a device, ms: its own `scanIntervalMs`
+/// (`own`) when set, else its tenant's (`tenant`, from [`Settings`]), else the seed's
+/// [`MIN_SCAN_INTERVAL_MS`]. The device handler decides by it, and so does an edge answering a
+/// scan early.
+pub fn effective_scan_interval_ms(own: Option<u64>, tenant: Option<u64>) -> u64 {
+    own.or(tenant).unwrap_or(MIN_SCAN_INTERVAL_MS)
 }
 
 /// A tenant's device settings: the body of `PUT /api/devices/settings` (admin token), kept in
