@@ -6,6 +6,7 @@
 //! is refused when the [`Webhook`] is made, so a handler with a bad URL does not start.
 
 use crate::http_client::{Endpoint, HttpClient, HttpError, UrlError};
+use crate::runtime::RuntimeError;
 use async_nats::jetstream::{self, AckKind, consumer};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -62,6 +63,37 @@ fn backoff(delivered: i64) -> Duration {
     (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(60))
 }
 
+/// The webhook's durable consumer on the records stream, created when missing. The records
+/// stream keeps a record only while some consumer still wants it (interest retention), so this
+/// must exist before the collab domain finalizes anything: the runtime calls it at start, before
+/// any partition runs, and [`run`] calls it again whenever its consumer went away.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+) -> Result<consumer::PullConsumer, RuntimeError> {
+    let stream = js
+        .get_stream(resource::RECORDS_STREAM)
+        .await
+        .map_err(|e| RuntimeError::NotProvisioned(format!("{}: {e}", resource::RECORDS_STREAM)))?;
+    stream
+        .get_or_create_consumer(
+            resource::COLLAB_WEBHOOK_CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(resource::COLLAB_WEBHOOK_CONSUMER.to_string()),
+                description: Some("finalized orders to the webhook".to_string()),
+                filter_subject: subject::record_kind_filter(Domain::Collab, RECORD_ORDER),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: -1,
+                // Forgotten a week after the last handler with a webhook stopped, so
+                // records do not wait for it forever.
+                inactive_threshold: Duration::from_secs(7 * 24 * 3600),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| RuntimeError::Nats(format!("{}: {e}", resource::COLLAB_WEBHOOK_CONSUMER)))
+}
+
 /// Delivers finalized orders until `shutdown`.
 pub async fn run(
     client: async_nats::Client,
@@ -78,28 +110,7 @@ pub async fn run(
     };
     loop {
         let messages = async {
-            let stream = js
-                .get_stream(resource::RECORDS_STREAM)
-                .await
-                .map_err(|e| e.to_string())?;
-            let consumer: consumer::PullConsumer = stream
-                .get_or_create_consumer(
-                    resource::COLLAB_WEBHOOK_CONSUMER,
-                    consumer::pull::Config {
-                        durable_name: Some(resource::COLLAB_WEBHOOK_CONSUMER.to_string()),
-                        description: Some("finalized orders to the webhook".to_string()),
-                        filter_subject: subject::record_kind_filter(Domain::Collab, RECORD_ORDER),
-                        ack_policy: consumer::AckPolicy::Explicit,
-                        ack_wait: Duration::from_secs(30),
-                        max_deliver: -1,
-                        // Forgotten a week after the last handler with a webhook stopped, so
-                        // records do not wait for it forever.
-                        inactive_threshold: Duration::from_secs(7 * 24 * 3600),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            let consumer = ensure_consumer(&js).await.map_err(|e| e.to_string())?;
             consumer.messages().await.map_err(|e| e.to_string())
         }
         .await;

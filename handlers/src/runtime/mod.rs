@@ -152,6 +152,9 @@ pub async fn run(
                     shutdown.clone(),
                 )));
                 if let Some(webhook) = &config.collab_webhook {
+                    // Before the domain runs: a record finalized earlier would not wait for it.
+                    crate::collab::webhook::ensure_consumer(&jetstream::new(client.clone()))
+                        .await?;
                     tasks.push(tokio::spawn(crate::collab::webhook::run(
                         client.clone(),
                         webhook.clone(),
