@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -63,15 +62,17 @@ async fn send_text(ws: &mut Ws2, text: String) -> anyhow::Result<()> {
         .context("write")
 }
 
-/// One device: scans at its pace until `until`, measuring each scan's reply.
+/// One device: scans at its pace until `until`, measuring each scan's reply. Returns the reply
+/// latencies in microseconds: a few dozen per device, where a histogram per device (256 KiB each)
+/// made the benchmark client zero gigabytes of pages while it measured.
 async fn device(
     mut ws: Ws2,
     id: usize,
     args: Arc<DevicesArgs>,
     counts: Arc<Counts>,
     until: Instant,
-) -> Histogram<u64> {
-    let mut hist = latency_histogram();
+) -> Vec<u64> {
+    let mut latencies = Vec::new();
     let pace = Duration::from_secs_f64(1.0 / args.rate.max(0.01));
     // Spread the devices over one interval so load arrives evenly.
     let mut next = Instant::now() + pace.mul_f64((id % 1000) as f64 / 1000.0);
@@ -107,7 +108,7 @@ async fn device(
             counts.heartbeats.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let _ = hist.record((sent.elapsed().as_micros() as u64).max(1));
+        latencies.push((sent.elapsed().as_micros() as u64).max(1));
         if memchr::memmem::find(&reply, br#""success":true"#).is_some() {
             counts.accepted.fetch_add(1, Ordering::Relaxed);
         } else if memchr::memmem::find(&reply, b"TOO_SOON").is_some() {
@@ -117,7 +118,35 @@ async fn device(
         }
     }
     let _ = ws.write_frame(Frame::close(1000, b"")).await;
-    hist
+    latencies
+}
+
+/// Waits until the device and events input streams and the records stream hold nothing: their
+/// retention keeps only what a consumer has not yet acknowledged.
+async fn wait_for_drained(
+    js: &async_nats::jetstream::Context,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let names = [
+        tablewire_nats::resource::input_stream(Domain::Device),
+        tablewire_nats::resource::input_stream(Domain::Events),
+        tablewire_nats::resource::RECORDS_STREAM.to_string(),
+    ];
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut waiting = 0;
+        for name in &names {
+            let mut stream = js.get_stream(name).await.context("stream info")?;
+            waiting += stream.info().await.context("stream info")?.state.messages;
+        }
+        if waiting == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{waiting} messages still unapplied after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn spawn_process(exe: &std::path::Path, args: &[&str]) -> anyhow::Result<Child> {
@@ -215,8 +244,14 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         sockets.len(),
         started.elapsed().as_secs_f64()
     );
-    // Let the connect commands settle before measuring.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Measure scans, not the connections' backlog: wait until every connect command (device
+    // holder, presence, the dashboard's online events) has been applied and written to SQL.
+    let waited = Instant::now();
+    wait_for_drained(&js, Duration::from_secs(180)).await?;
+    println!(
+        "  connect backlog applied in {:.1} s more",
+        waited.elapsed().as_secs_f64()
+    );
 
     let mut pids: Vec<(&'static str, u32)> = Vec::new();
     if let Some(p) = nats.pid() {
@@ -243,8 +278,8 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         .collect();
     let mut hist = latency_histogram();
     for task in tasks {
-        if let Ok(h) = task.await {
-            hist.add(&h).ok();
+        for latency in task.await.unwrap_or_default() {
+            let _ = hist.record(latency);
         }
     }
     let elapsed = scan_start.elapsed().as_secs_f64();
