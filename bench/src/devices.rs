@@ -302,10 +302,7 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         (&metrics_before.0, &metrics_after.0),
         (&metrics_before.1, &metrics_after.1),
     ) {
-        // The shared lines count the display domain's writes; the device's follow.
-        if !line.contains("state writes") {
-            println!("    {line}");
-        }
+        println!("    {line}");
     }
     let (h0, h1) = (&metrics_before.1, &metrics_after.1);
     println!(

@@ -4,7 +4,7 @@
 //! numbers, so missing and repeated events are counted exactly.
 
 use crate::client::{self, Poster, number_after};
-use crate::report::{CpuMeter, Scrape, latency_histogram, latency_line, pipeline_lines, scrape};
+use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
 use crate::system::{JWT_SECRET, Shape, System};
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -187,45 +187,6 @@ async fn run_posters(load: Load, posters: usize) -> anyhow::Result<u64> {
     Ok(failures)
 }
 
-/// The pipeline lines of [`pipeline_lines`], with the counters of the events domain and
-/// endpoint in place of the display ones.
-fn events_pipeline_lines(edge: (&Scrape, &Scrape), handler: (&Scrape, &Scrape)) -> Vec<String> {
-    let mut lines: Vec<String> = pipeline_lines(edge, handler)
-        .into_iter()
-        .filter(|l| !l.contains("socket writes") && !l.contains("batches of"))
-        .collect();
-    let frames = edge.1.counter_since(
-        edge.0,
-        "tablewire_edge_messages_out_total{endpoint=\"events\"}",
-    );
-    let writes = edge
-        .1
-        .counter_since(edge.0, "tablewire_edge_socket_writes_total");
-    if writes > 0.0 {
-        lines.push(format!(
-            "edge: {frames:.0} frames in {writes:.0} socket writes ({:.2} per write)",
-            frames / writes
-        ));
-    }
-    if let Some((n, mean, _, p99)) = handler
-        .1
-        .histogram_since(handler.0, "tablewire_handler_batch_size")
-    {
-        let applied = handler.1.counter_since(
-            handler.0,
-            "tablewire_handler_applied_total{domain=\"events\"}",
-        );
-        let state_writes = handler.1.counter_since(
-            handler.0,
-            "tablewire_handler_state_writes_total{domain=\"events\"}",
-        );
-        lines.push(format!(
-            "handler: {n:.0} batches of mean {mean:.1} (p99 <= {p99:.0}) commands; {applied:.0} applied in {state_writes:.0} state writes"
-        ));
-    }
-    lines
-}
-
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while !done() {
@@ -339,7 +300,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     );
     println!("  {cpu_line}");
     let metrics_after = (scrape(addr).await, scrape(system.handler_metrics).await);
-    for line in events_pipeline_lines(
+    for line in pipeline_lines(
         (&metrics_before.0, &metrics_after.0),
         (&metrics_before.1, &metrics_after.1),
     ) {
@@ -413,7 +374,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         },
     );
     println!("  {cpu_line2}");
-    for line in events_pipeline_lines(
+    for line in pipeline_lines(
         (&metrics_before.0, &metrics_after.0),
         (&metrics_before.1, &metrics_after.1),
     ) {

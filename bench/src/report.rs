@@ -122,6 +122,16 @@ impl Scrape {
     pub fn counter_since(&self, before: &Scrape, key: &str) -> f64 {
         self.get(key) - before.get(key)
     }
+
+    /// The summed increase since `before` of a counter over all its label sets.
+    pub fn counter_family_since(&self, before: &Scrape, name: &str) -> f64 {
+        let labelled = format!("{name}{{");
+        self.0
+            .keys()
+            .filter(|k| *k == name || k.starts_with(&labelled))
+            .map(|k| self.counter_since(before, k))
+            .sum()
+    }
 }
 
 /// Fetches and parses `/metrics` from `addr`.
@@ -132,8 +142,9 @@ pub async fn scrape(addr: std::net::SocketAddr) -> Scrape {
     }
 }
 
-/// One line per stage of the pipeline: edge store latency, handler batch sizes and
-/// accept-to-write latency, from two scrapes of each process.
+/// One line per stage of the pipeline: edge store latency, frames per socket write, handler
+/// batch sizes and accept-to-write latency, from two scrapes of each process (all endpoints and
+/// domains together).
 pub fn pipeline_lines(edge: (&Scrape, &Scrape), handler: (&Scrape, &Scrape)) -> Vec<String> {
     let ms = |s: f64| s * 1000.0;
     let mut lines = Vec::new();
@@ -148,10 +159,9 @@ pub fn pipeline_lines(edge: (&Scrape, &Scrape), handler: (&Scrape, &Scrape)) -> 
             ms(p99)
         ));
     }
-    let frames = edge.1.counter_since(
-        edge.0,
-        "tablewire_edge_messages_out_total{endpoint=\"display\"}",
-    );
+    let frames = edge
+        .1
+        .counter_family_since(edge.0, "tablewire_edge_messages_out_total");
     let socket_writes = edge
         .1
         .counter_since(edge.0, "tablewire_edge_socket_writes_total");
@@ -165,14 +175,12 @@ pub fn pipeline_lines(edge: (&Scrape, &Scrape), handler: (&Scrape, &Scrape)) -> 
         .1
         .histogram_since(handler.0, "tablewire_handler_batch_size")
     {
-        let writes = handler.1.counter_since(
-            handler.0,
-            "tablewire_handler_state_writes_total{domain=\"display\"}",
-        );
-        let applied = handler.1.counter_since(
-            handler.0,
-            "tablewire_handler_applied_total{domain=\"display\"}",
-        );
+        let writes = handler
+            .1
+            .counter_family_since(handler.0, "tablewire_handler_state_writes_total");
+        let applied = handler
+            .1
+            .counter_family_since(handler.0, "tablewire_handler_applied_total");
         lines.push(format!(
             "handler: {n:.0} batches of mean {mean:.1} (p99 <= {p99:.0}) commands; {applied:.0} applied in {writes:.0} state writes"
         ));
