@@ -97,6 +97,10 @@ async fn devices_scan_take_over_get_config_and_go_offline() {
         .await
         .expect("feed");
     nc.flush().await.expect("flush");
+    // The dashboard: seed 004's events socket of the tenant, on the other edge.
+    let token = token(DEFAULT_TENANT, "admin", 300);
+    let mut dashboard = Ws::connect(b.addr, &format!("/ws?token={token}")).await;
+    assert_eq!(dashboard.json().await["type"], "connected");
 
     // The seed's wscat session: a scan answers success with the scan and no user.
     let r1 = device();
@@ -107,6 +111,17 @@ async fn devices_scan_take_over_get_config_and_go_offline() {
     assert_eq!(reply["scan"]["deviceId"], r1.as_str());
     assert_eq!(reply["scan"]["location"], "Main Gate");
     assert_eq!(reply["user"], Value::Null);
+    // The dashboard saw the device come online, then its scan, in seed 004's event shape.
+    let online = dashboard.next_of("device:online").await;
+    assert_eq!(online["data"]["deviceId"], r1.as_str());
+    let scanned = dashboard.next_of("device:scan").await;
+    assert_eq!(scanned["data"]["scan"], reply["scan"]);
+    assert!(
+        scanned["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{scanned}"
+    );
 
     // Bad input gets an error and the connection stays up.
     on_a.send_json(&json!({"action": "scan", "location": "x"}))

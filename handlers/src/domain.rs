@@ -56,6 +56,9 @@ pub struct Effects {
     pub records: Vec<(String, Value)>,
     /// Commands for other keys: `(domain, tenant, key, command)`.
     pub commands: Vec<(DomainName, String, String, Value)>,
+    /// Frames for other keys' subscribers, fanned out directly: `(domain, tenant, key, frame)`
+    /// (see [`Effects::notify`]).
+    pub notices: Vec<(DomainName, String, String, Frame)>,
     /// Remove the key's state once these effects are published (see [`Effects::remove`]).
     pub remove: bool,
 }
@@ -85,6 +88,19 @@ impl Effects {
             tenant.to_string(),
             key.to_string(),
             to_value(command),
+        ));
+    }
+
+    /// Sends `frame` to the subscribers of another domain's key as it is, without a command to
+    /// that key: no JetStream round trip, no write of its state, no place in its sequence. For
+    /// frames whose order only matters per emitting key (a device's scans on its tenant's
+    /// feed); published with this key's events and again with them after a takeover.
+    pub fn notify(&mut self, domain: DomainName, tenant: &str, key: &str, frame: impl Serialize) {
+        self.notices.push((
+            domain,
+            tenant.to_string(),
+            key.to_string(),
+            Frame::new(frame),
         ));
     }
 }

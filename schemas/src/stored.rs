@@ -32,6 +32,25 @@ pub struct Outbox {
     /// Commands for other keys or domains (e.g. an order announced on the events feed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Emitted>,
+    /// Frames for another key's live fan-out, without a sequence number there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
+}
+
+/// A frame one key's handler fans out on another key's output subject directly (core NATS, no
+/// `Tw-Seq`), where a command to that key would cost a JetStream round trip and a write of its
+/// state: a device's scans and presence on its tenant's events feed. Edges deliver such frames
+/// as they come; a handler takeover that publishes the outbox again may repeat one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The domain whose output subject carries it.
+    pub domain: crate::Domain,
+    /// The tenant.
+    pub tenant: String,
+    /// The key whose subscribers get it.
+    pub key: String,
+    /// The client frame.
+    pub frame: crate::Frame,
 }
 
 /// A command one key's handler sends to another key, usually of another domain. Published to
@@ -104,6 +123,7 @@ mod tests {
                 }],
                 records: vec![],
                 commands: vec![],
+                notices: vec![],
             },
         };
         let text = serde_json::to_string(&stored).expect("serialize");

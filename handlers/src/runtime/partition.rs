@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tablewire_nats::{resource, subject, token};
-use tablewire_schemas::stored::{Emitted, Outbox, Record, SequencedEvent, Stored};
+use tablewire_schemas::stored::{Emitted, Notice, Outbox, Record, SequencedEvent, Stored};
 use tablewire_schemas::{Envelope, ErrorBody, ErrorCode, Frame};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -357,6 +357,7 @@ fn apply_in_memory<D: Domain>(
     let mut events = Vec::new();
     let mut records = Vec::new();
     let mut commands = Vec::new();
+    let mut notices = Vec::new();
     let mut replies = Vec::new();
     let (mut applied, mut rejected) = (0, 0);
     let mut last_seq = 0;
@@ -432,6 +433,17 @@ fn apply_in_memory<D: Domain>(
                         at: env.at,
                     });
                 }
+                notices.extend(
+                    effects
+                        .notices
+                        .into_iter()
+                        .map(|(domain, tenant, key, frame)| Notice {
+                            domain,
+                            tenant,
+                            key,
+                            frame,
+                        }),
+                );
                 replies.extend(effects.replies);
                 remove = effects.remove;
             }
@@ -457,6 +469,7 @@ fn apply_in_memory<D: Domain>(
             events,
             records,
             commands,
+            notices,
         };
     }
     Applied {
@@ -605,7 +618,8 @@ async fn publish_outbox<D: Domain>(
     publish_durable::<D>(shared, tenant, outbox).await
 }
 
-/// Fans a write's events out on core NATS (edges drop repeated sequence numbers).
+/// Fans a write's events out on core NATS (edges drop repeated sequence numbers), then its
+/// notices to other keys' subscribers.
 async fn publish_events<D: Domain>(
     shared: &Shared<D>,
     tenant: &str,
@@ -629,6 +643,17 @@ async fn publish_events<D: Domain>(
             .events
             .get_or_create(&shared.label)
             .inc_by(outbox.events.len() as u64);
+    }
+    for notice in &outbox.notices {
+        let payload = Bytes::copy_from_slice(notice.frame.get().as_bytes());
+        shared
+            .client
+            .publish(
+                subject::output(notice.domain, &notice.tenant, &notice.key),
+                payload,
+            )
+            .await
+            .map_err(|e| RuntimeError::Nats(format!("publish notice: {e}")))?;
     }
     Ok(())
 }
