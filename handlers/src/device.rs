@@ -315,9 +315,9 @@ mod tests {
         assert_eq!(reply["scan"]["id"], "READER1:2");
         assert_eq!(reply["user"]["id"], "u1");
         assert_eq!(fx.records[0].0, SCAN_RECORD);
-        assert_eq!(fx.notices[0].0, DomainName::Events);
-        assert_eq!(fx.notices[0].2, events::FEED_KEY);
-        assert_eq!(fx.notices[0].3.value()["type"], event::DEVICE_SCAN);
+        assert_eq!(fx.notices[0].domain, DomainName::Events);
+        assert_eq!(fx.notices[0].key, events::FEED_KEY);
+        assert_eq!(fx.notices[0].frame.value()["type"], event::DEVICE_SCAN);
         let fx = apply(&mut state, scan("UNKNOWN", None), &ctx(&a, 3_000, 3)).expect("scan");
         assert_eq!(fx.replies[0].1.value()["user"], Value::Null);
         assert_eq!(
@@ -360,7 +360,7 @@ mod tests {
             fx.events[0].value(),
             json!({"type": "holder", "holder": {"edge": "e2", "conn": 9}})
         );
-        assert_eq!(fx.notices[0].3.value()["data"]["takeover"], true);
+        assert_eq!(fx.notices[0].frame.value()["data"]["takeover"], true);
         let err = apply(&mut state, scan("T", None), &ctx(&a, 5_000, 3)).expect_err("old");
         assert_eq!(err.0.code, ErrorCode::Conflict);
         // The old connection's close does not take the device offline.
@@ -382,7 +382,7 @@ mod tests {
         )
         .expect("disconnect");
         assert!(!state.online && state.holder.is_none());
-        assert_eq!(fx.notices[0].3.value()["type"], event::DEVICE_OFFLINE);
+        assert_eq!(fx.notices[0].frame.value()["type"], event::DEVICE_OFFLINE);
     }
 
     #[test]
@@ -445,7 +445,7 @@ mod tests {
         assert!(state.online && fx.notices.is_empty());
         let fx = apply(&mut state, expire(), &ctx(&none, 9_000, 4)).expect("silent");
         assert!(!state.online && state.holder.is_none());
-        assert_eq!(fx.notices[0].3.value()["data"]["reason"], "expired");
+        assert_eq!(fx.notices[0].frame.value()["data"]["reason"], "expired");
     }
 
     #[test]

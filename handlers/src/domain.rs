@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tablewire_schemas::stored::Notice;
 use tablewire_schemas::{Claims, Domain as DomainName, ErrorBody, ErrorCode, Frame, Origin};
 
 /// Everything a domain may know about the command besides its payload. Built from the envelope,
@@ -56,9 +57,8 @@ pub struct Effects {
     pub records: Vec<(String, Value)>,
     /// Commands for other keys: `(domain, tenant, key, command)`.
     pub commands: Vec<(DomainName, String, String, Value)>,
-    /// Frames for other keys' subscribers, fanned out directly: `(domain, tenant, key, frame)`
-    /// (see [`Effects::notify`]).
-    pub notices: Vec<(DomainName, String, String, Frame)>,
+    /// Frames for other keys' subscribers, fanned out directly (see [`Effects::notify`]).
+    pub notices: Vec<Notice>,
     /// Remove the key's state once these effects are published (see [`Effects::remove`]).
     pub remove: bool,
 }
@@ -96,12 +96,12 @@ impl Effects {
     /// frames whose order only matters per emitting key (a device's scans on its tenant's
     /// feed); published with this key's events and again with them after a takeover.
     pub fn notify(&mut self, domain: DomainName, tenant: &str, key: &str, frame: impl Serialize) {
-        self.notices.push((
+        self.notices.push(Notice {
             domain,
-            tenant.to_string(),
-            key.to_string(),
-            Frame::new(frame),
-        ));
+            tenant: tenant.to_string(),
+            key: key.to_string(),
+            frame: Frame::new(frame),
+        });
     }
 }
 

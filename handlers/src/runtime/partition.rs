@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tablewire_nats::{resource, subject, token};
-use tablewire_schemas::stored::{Emitted, Notice, Outbox, Record, SequencedEvent, Stored};
+use tablewire_schemas::stored::{Emitted, Outbox, Record, SequencedEvent, Stored};
 use tablewire_schemas::{Envelope, ErrorBody, ErrorCode, Frame};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -433,17 +433,7 @@ fn apply_in_memory<D: Domain>(
                         at: env.at,
                     });
                 }
-                notices.extend(
-                    effects
-                        .notices
-                        .into_iter()
-                        .map(|(domain, tenant, key, frame)| Notice {
-                            domain,
-                            tenant,
-                            key,
-                            frame,
-                        }),
-                );
+                notices.extend(effects.notices);
                 replies.extend(effects.replies);
                 remove = effects.remove;
             }
