@@ -136,8 +136,9 @@ async fn wait_for_drained(
     loop {
         let mut waiting = 0;
         for name in &names {
-            let mut stream = js.get_stream(name).await.context("stream info")?;
-            waiting += stream.info().await.context("stream info")?.state.messages;
+            // Fetching the stream fetches its info: no second request.
+            let stream = js.get_stream(name).await.context("stream info")?;
+            waiting += stream.cached_info().state.messages;
         }
         if waiting == 0 {
             return Ok(());
