@@ -15,8 +15,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use tablewire_nats::subject;
 use tablewire_schemas::pos::{
-    ClientFrame, Command as PosCommand, OrderInput, OrderList, PosState, ServerFrame, Settings,
-    StatusChange, SubmitRequest, TENANT_KEY, TenantOrders, check_idempotency_key,
+    BookOrder, ClientFrame, Command as PosCommand, OrderInput, OrderList, PosState, ServerFrame,
+    Settings, StatusChange, SubmitRequest, TENANT_KEY, TenantOrders, check_idempotency_key,
     idempotency_state_key,
 };
 use tablewire_schemas::stored::StoredView;
@@ -357,6 +357,7 @@ async fn list(shared: &Arc<Shared>, request: &Request<Incoming>, tenant: &str) -
             ));
         }
     };
+    let orders = orders.into_iter().map(BookOrder::into_order).collect();
     http::json(StatusCode::OK, &OrderList { orders })
 }
 
@@ -365,7 +366,7 @@ async fn snapshot(shared: &Arc<Shared>, tenant: &str) -> SnapshotResult {
     let (seq, book) = read_orders(shared, tenant).await?;
     let frame = ServerFrame::SyncState {
         active_orders: book.active.iter().map(|o| o.kitchen()).collect(),
-        recent_orders: book.recent,
+        recent_orders: book.recent.into_iter().map(BookOrder::into_order).collect(),
         seq,
     };
     let json = serde_json::to_vec(&frame)

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tablewire_schemas::events::{self, event};
 use tablewire_schemas::pos::{
-    ACTIVE_LIMIT, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput, OrderStatus,
-    PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
+    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput,
+    OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
 
@@ -250,6 +250,7 @@ fn create(
                 "orderType": order.order_type}}),
         },
     );
+    let order = BookOrder::from(order);
     book.recent.insert(0, order.clone());
     book.recent.truncate(RECENT_LIMIT);
     book.active.push(order);
@@ -291,12 +292,13 @@ fn update_status(
             ),
         ));
     }
-    let order = &mut book.active[index];
+    let order = book.active[index].edit();
     order.status = status;
     order.updated_at = ctx.now_ms;
     let (id, number) = (order.id.clone(), order.order_number.clone());
     let changed = order.clone();
     if let Some(recent) = book.recent.iter_mut().find(|o| o.id == id) {
+        let recent = recent.edit();
         recent.status = status;
         recent.updated_at = ctx.now_ms;
     }

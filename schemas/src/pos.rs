@@ -416,10 +416,77 @@ pub struct TenantOrders {
     pub total: u64,
     /// Orders not completed or cancelled, oldest first (at most [`ACTIVE_LIMIT`]).
     #[serde(default)]
-    pub active: Vec<Order>,
+    #[schemars(with = "Vec<Order>")]
+    pub active: Vec<BookOrder>,
     /// The newest orders, newest first (at most [`RECENT_LIMIT`]).
     #[serde(default)]
-    pub recent: Vec<Order>,
+    #[schemars(with = "Vec<Order>")]
+    pub recent: Vec<BookOrder>,
+}
+
+/// An order in a [`TenantOrders`] book, with its JSON kept once made. The book is written on
+/// every batch of its tenant's commands; with up to [`ACTIVE_LIMIT`] orders in it, encoding
+/// each order again (their carts are free-form JSON) was most of the pos handler's time.
+/// Stored exactly as an [`Order`]; reading it goes through `Deref`, changing it through
+/// [`BookOrder::edit`], which drops the kept JSON.
+#[derive(Debug, Clone)]
+pub struct BookOrder {
+    order: Order,
+    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+}
+
+impl BookOrder {
+    /// The order, to change: its JSON is made again at the next write.
+    pub fn edit(&mut self) -> &mut Order {
+        self.json = std::sync::OnceLock::new();
+        &mut self.order
+    }
+
+    /// The order itself.
+    pub fn into_order(self) -> Order {
+        self.order
+    }
+}
+
+impl From<Order> for BookOrder {
+    fn from(order: Order) -> Self {
+        Self {
+            order,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for BookOrder {
+    type Target = Order;
+
+    fn deref(&self) -> &Order {
+        &self.order
+    }
+}
+
+impl PartialEq for BookOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Serialize for BookOrder {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(json) = self.json.get() {
+            return json.serialize(serializer);
+        }
+        match serde_json::value::to_raw_value(&self.order) {
+            Ok(json) => self.json.get_or_init(|| json).serialize(serializer),
+            Err(_) => self.order.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BookOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Order::deserialize(deserializer).map(Self::from)
+    }
 }
 
 /// An idempotency key's claim: the first submission's sender and, once created, the
@@ -568,5 +635,39 @@ mod tests {
         let wrapped: SubmitRequest =
             serde_json::from_value(json!({"order": {"orderType": "takeout"}})).expect("wrapped");
         assert!(matches!(wrapped, SubmitRequest::Wrapped { .. }));
+    }
+
+    #[test]
+    fn a_book_is_stored_as_plain_orders_and_an_edit_is_written() {
+        let order: Order = serde_json::from_value(json!({"id": "order-1",
+            "orderNumber": "ORD-20261127-001", "tenantId": "t", "orderType": "takeout",
+            "cart": {"items": [{"name": "Dosa \"special\"", "price": 120, "quantity": 1}]},
+            "status": "pending", "createdAt": 1, "updatedAt": 1}))
+        .expect("order");
+        let mut book = TenantOrders {
+            active: vec![BookOrder::from(order.clone())],
+            recent: vec![BookOrder::from(order.clone())],
+            ..Default::default()
+        };
+        let plain = serde_json::to_value(&order).expect("order json");
+        let stored = serde_json::to_value(&book).expect("book json");
+        assert_eq!(stored["active"][0], plain);
+        // Written twice: the second write uses the kept JSON, and must not differ.
+        assert_eq!(serde_json::to_value(&book).expect("again"), stored);
+        let edited = book.active[0].edit();
+        edited.status = OrderStatus::Preparing;
+        edited.updated_at = 2;
+        let stored = serde_json::to_value(&book).expect("edited json");
+        assert_eq!(stored["active"][0]["status"], "preparing");
+        assert_eq!(stored["active"][0]["updatedAt"], 2);
+        assert_eq!(stored["recent"][0]["status"], "pending");
+        let read: PosState =
+            serde_json::from_value(json!({"kind": "tenant", "active": [stored["active"][0]]}))
+                .expect("read back");
+        let PosState::Tenant(read) = read else {
+            panic!("a tenant book")
+        };
+        assert_eq!(read.active[0].status, OrderStatus::Preparing);
+        assert_eq!(read.active[0].cart, order.cart);
     }
 }
