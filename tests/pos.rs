@@ -157,6 +157,12 @@ async fn orders_and_status_reach_every_connection_of_the_tenant_and_no_other() {
         .collect();
     assert_eq!(active.len(), 2);
     assert_eq!(sync["activeOrders"][0]["status"], "preparing");
+    // The book stores references; the edge fetched each order's body beside it.
+    assert_eq!(
+        sync["activeOrders"][0]["items"][0]["name"], "Masala dosa",
+        "{sync}"
+    );
+    assert_eq!(sync["recentOrders"][1]["cart"]["total"], 240, "{sync}");
     assert_eq!(
         sync["recentOrders"][0]["orderNumber"],
         second["order"]["orderNumber"]
@@ -274,6 +280,25 @@ async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restart
     .await;
     assert_eq!(status, 200);
     assert_eq!(list["orders"].as_array().map(Vec::len), Some(2), "{list}");
+    assert_eq!(
+        list["orders"][0]["cart"]["items"][0]["name"], "Masala dosa",
+        "{list}"
+    );
+    // The first order was made before the restart: the new worker read the book with its
+    // orders' bodies, so this change writes the whole order to SQL (checked below).
+    let first_path = format!("/api/orders/{}", ids[0].0.as_str().expect("id"));
+    let (status, changed) = http(
+        edge.addr,
+        "PATCH",
+        &first_path,
+        &t,
+        &[],
+        &json!({"status": "preparing", "updatedBy": "kitchen"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let update = kitchen.next_of("order_status_update").await;
+    assert_eq!(update["orderId"], ids[0].0);
     let path = format!("/api/orders/{}", fresh["id"].as_str().expect("id"));
     let (status, changed) = http(
         edge.addr,
@@ -365,21 +390,28 @@ async fn a_repeated_submit_makes_one_order_over_websocket_http_edges_and_restart
     let pool = tablewire_handlers::store::connect(&db)
         .await
         .expect("sqlite");
-    eventually("three orders and one status change in SQLite", || {
+    eventually("three orders and two status changes in SQLite", || {
         let (pool, t) = (pool.clone(), t.clone());
         async move {
-            let rows = sqlx::query_as::<_, (String, Option<String>, String)>(
-                "SELECT order_id, idempotency_key, status FROM pos_orders WHERE tenant_id = $1 \
-                 ORDER BY created_at",
+            let rows = sqlx::query_as::<_, (String, Option<String>, String, String)>(
+                "SELECT order_id, idempotency_key, status, data FROM pos_orders \
+                 WHERE tenant_id = $1 ORDER BY created_at",
             )
             .bind(&t)
             .fetch_all(&pool)
             .await
             .unwrap_or_default();
             let keys: Vec<Option<&str>> = rows.iter().map(|r| r.1.as_deref()).collect();
+            let first: Value = rows
+                .first()
+                .and_then(|r| serde_json::from_str(&r.3).ok())
+                .unwrap_or_default();
             rows.len() == 3
                 && keys == [Some("till-1:42"), Some("till-1:43"), None]
                 && rows[1].2 == "cancelled"
+                && rows[0].2 == "preparing"
+                && first["status"] == "preparing"
+                && first["cart"]["items"][0]["name"] == "Masala dosa"
         }
     })
     .await;

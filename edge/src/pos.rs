@@ -13,11 +13,11 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
-use tablewire_nats::subject;
+use tablewire_nats::{resource, subject};
 use tablewire_schemas::pos::{
-    BookOrder, ClientFrame, Command as PosCommand, OrderInput, OrderList, PosState, ServerFrame,
-    Settings, StatusChange, SubmitRequest, TENANT_KEY, TenantOrders, check_idempotency_key,
-    idempotency_state_key,
+    BookOrder, ClientFrame, Command as PosCommand, Order, OrderInput, OrderList, PosState,
+    ServerFrame, Settings, StatusChange, SubmitRequest, TENANT_KEY, TenantOrders,
+    check_idempotency_key, idempotency_state_key,
 };
 use tablewire_schemas::stored::StoredView;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
@@ -326,19 +326,34 @@ async fn settings(
     }
 }
 
+/// A tenant's order book with its orders' bodies (fetched beside it, see [`BookOrder`]).
 async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders), ErrorBody> {
     let internal =
         |e: serde_json::Error| ErrorBody::with_message(ErrorCode::Internal, e.to_string());
-    match shared.read_state(Domain::Pos, tenant, TENANT_KEY).await? {
+    let (seq, mut book) = match shared.read_state(Domain::Pos, tenant, TENANT_KEY).await? {
         Some(bytes) => {
             let view: StoredView<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
             match serde_json::from_str::<PosState>(view.state.get()).map_err(internal)? {
-                PosState::Tenant(book) => Ok((view.seq, book)),
-                PosState::Idempotency(_) => Err(ErrorBody::new(ErrorCode::Internal)),
+                PosState::Tenant(book) => (view.seq, book),
+                PosState::Idempotency(_) => return Err(ErrorBody::new(ErrorCode::Internal)),
             }
         }
-        None => Ok((0, TenantOrders::default())),
+        None => return Ok((0, TenantOrders::default())),
+    };
+    let book_key = resource::state_key(tenant, TENANT_KEY);
+    let bodies = futures::future::join_all(book.missing_bodies().into_iter().map(|id| {
+        let key = resource::part_key(&book_key, &TenantOrders::body_name(&id));
+        async move { shared.read_part(Domain::Pos, &key).await }
+    }))
+    .await;
+    for body in bodies {
+        // A body KV no longer has (an order active for over a week) leaves the order without
+        // its cart; one that does not parse likewise.
+        if let Some(order) = body?.and_then(|b| serde_json::from_slice::<Order>(&b).ok()) {
+            book.attach_body(&order);
+        }
     }
+    Ok((seq, book))
 }
 
 async fn list(shared: &Arc<Shared>, request: &Request<Incoming>, tenant: &str) -> Response<Body> {

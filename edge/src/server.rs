@@ -110,6 +110,25 @@ impl Shared {
             })
     }
 
+    /// Reads a part of a key's state kept beside it (`resource::part_key`), e.g. a POS order's
+    /// body.
+    pub async fn read_part(
+        &self,
+        domain: Domain,
+        part_key: &str,
+    ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
+        let bucket = self
+            .state_bucket(domain)
+            .ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
+        bucket.get(part_key).await.map_err(|e| {
+            warn!(error = %e, "state read failed");
+            tablewire_schemas::ErrorBody::with_message(
+                ErrorCode::Unavailable,
+                "state store unavailable",
+            )
+        })
+    }
+
     /// Whether the edge is draining.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)

@@ -195,4 +195,30 @@ pub trait Domain: Send + Sync + 'static {
     fn time_to_live(&self, _state: &Self::State, _now_ms: i64) -> Option<std::time::Duration> {
         None
     }
+
+    /// Parts of the state kept as KV entries of their own beside it (key
+    /// `resource::part_key`), so that the state's write after every batch does not copy them
+    /// again (a POS order's body): those not written yet, as `(part name, JSON)`. The runtime
+    /// writes them before the state that refers to them, then calls [`Domain::parts_written`].
+    /// Default: none.
+    fn unwritten_parts(&self, _state: &Self::State) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+
+    /// Every part [`Domain::unwritten_parts`] returned is written.
+    fn parts_written(&self, _state: &mut Self::State) {}
+
+    /// Parts a state read from KV refers to but does not hold; the runtime fetches each and
+    /// hands it to [`Domain::attach_part`] (a part KV no longer has is left out).
+    fn missing_parts(&self, _state: &Self::State) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Puts a fetched part into the state.
+    fn attach_part(&self, _state: &mut Self::State, _part: &str, _json: &[u8]) {}
+
+    /// How long KV keeps a part after it is written (a per-message TTL). Default: for ever.
+    fn part_time_to_live(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

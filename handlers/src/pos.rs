@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tablewire_schemas::events::{self, event};
 use tablewire_schemas::pos::{
-    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput,
-    OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
+    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, ORDER_BODY_TTL_MS,
+    Order, OrderInput, OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
 
@@ -250,7 +250,7 @@ fn create(
                 "orderType": order.order_type}}),
         },
     );
-    let order = BookOrder::from(order);
+    let order = BookOrder::created(order);
     book.recent.insert(0, order.clone());
     book.recent.truncate(RECENT_LIMIT);
     book.active.push(order);
@@ -292,11 +292,14 @@ fn update_status(
             ),
         ));
     }
+    let whole = book.active[index].has_body();
     let order = book.active[index].edit();
     order.status = status;
     order.updated_at = ctx.now_ms;
     let (id, number) = (order.id.clone(), order.order_number.clone());
-    let changed = order.clone();
+    // Without its body (gone from KV after ORDER_BODY_TTL_MS) the order is not written over
+    // in SQL: only the status history and the row's status change.
+    let changed = whole.then(|| order.clone());
     if let Some(recent) = book.recent.iter_mut().find(|o| o.id == id) {
         let recent = recent.edit();
         recent.status = status;
@@ -368,6 +371,47 @@ impl Domain for Pos {
             PosState::Tenant(_) => None,
             PosState::Idempotency(claim) => Some(claim_time_to_live(claim, now_ms)),
         }
+    }
+
+    /// Each order's body is written once, beside the book (see [`BookOrder`]).
+    fn unwritten_parts(&self, state: &PosState) -> Vec<(String, Vec<u8>)> {
+        let PosState::Tenant(book) = state else {
+            return Vec::new();
+        };
+        book.unstored_bodies()
+            .into_iter()
+            .filter_map(|order| {
+                let json = serde_json::to_vec(order).ok()?;
+                Some((TenantOrders::body_name(&order.id), json))
+            })
+            .collect()
+    }
+
+    fn parts_written(&self, state: &mut PosState) {
+        if let PosState::Tenant(book) = state {
+            book.bodies_written();
+        }
+    }
+
+    fn missing_parts(&self, state: &PosState) -> Vec<String> {
+        match state {
+            PosState::Tenant(book) => book
+                .missing_bodies()
+                .iter()
+                .map(|id| TenantOrders::body_name(id))
+                .collect(),
+            PosState::Idempotency(_) => Vec::new(),
+        }
+    }
+
+    fn attach_part(&self, state: &mut PosState, _part: &str, json: &[u8]) {
+        if let (PosState::Tenant(book), Ok(body)) = (state, serde_json::from_slice::<Order>(json)) {
+            book.attach_body(&body);
+        }
+    }
+
+    fn part_time_to_live(&self) -> Option<Duration> {
+        Some(Duration::from_millis(ORDER_BODY_TTL_MS as u64))
     }
 
     fn error_frame(&self, error: &tablewire_schemas::ErrorBody, ctx: &Context<'_>) -> Value {

@@ -7,7 +7,7 @@
 //! | `TW_RECORDS` | stream | records on their way to SQL |
 //! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
 //! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
-//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL |
+//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL; parts of a key's state kept apart (a POS order's body), key `{tenant}.{key}.{part}` |
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
 //! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
 //! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
@@ -47,6 +47,12 @@ pub fn state_bucket(domain: Domain) -> String {
 /// The key of one domain key's state inside [`state_bucket`].
 pub fn state_key(tenant: &str, key: &str) -> String {
     format!("{}.{}", encode(tenant), encode(key))
+}
+
+/// The key of a part of a key's state kept as an entry of its own, beside the state in
+/// [`state_bucket`]: one token more than any [`state_key`], so the two never meet.
+pub fn part_key(state_key: &str, part: &str) -> String {
+    format!("{state_key}.{}", encode(part))
 }
 
 /// The KV bucket where live handler workers announce themselves.

@@ -416,44 +416,100 @@ pub struct TenantOrders {
     pub total: u64,
     /// Orders not completed or cancelled, oldest first (at most [`ACTIVE_LIMIT`]).
     #[serde(default)]
-    #[schemars(with = "Vec<Order>")]
+    #[schemars(with = "Vec<OrderRef>")]
     pub active: Vec<BookOrder>,
     /// The newest orders, newest first (at most [`RECENT_LIMIT`]).
     #[serde(default)]
-    #[schemars(with = "Vec<Order>")]
+    #[schemars(with = "Vec<OrderRef>")]
     pub recent: Vec<BookOrder>,
 }
 
-/// An order in a [`TenantOrders`] book, with its JSON kept once made. The book is written on
-/// every batch of its tenant's commands; with up to [`ACTIVE_LIMIT`] orders in it, encoding
-/// each order again (their carts are free-form JSON) was most of the pos handler's time.
-/// Stored exactly as an [`Order`]; reading it goes through `Deref`, changing it through
-/// [`BookOrder::edit`], which drops the kept JSON.
+/// How long an order's body ([`BookOrder`]) is kept in KV after its creation, ms (7 days). An
+/// order still active after that shows without its cart in `sync_state`.
+pub const ORDER_BODY_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// An order in a [`TenantOrders`] book. The book is written after every batch of its tenant's
+/// commands; storing up to 210 whole orders each time had nats-server copy ~80 KB per write, so
+/// the book stores each order as its reference ([`OrderRef`]: id, number, status, last
+/// change) and the order itself once, as its *body*: a KV entry of its own beside the book
+/// ([`TenantOrders::body_name`], written by the handler before the book that names it, kept for
+/// [`ORDER_BODY_TTL_MS`]). Readers fetch the bodies and [`BookOrder::attach_body`] them; status
+/// and last change always come from the reference. Books stored whole by earlier versions read
+/// as well (their orders count as bodies not yet written).
 #[derive(Debug, Clone)]
 pub struct BookOrder {
     order: Order,
-    json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+    /// Whether `order` holds the whole order (else only the reference's fields).
+    has_body: bool,
+    /// Whether the body is known to be in KV.
+    body_stored: bool,
+}
+
+/// What a book stores of each order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRef {
+    /// The order's id.
+    pub id: String,
+    /// Its number.
+    pub order_number: String,
+    /// Its kitchen status now.
+    pub status: OrderStatus,
+    /// When its status last changed.
+    pub updated_at: i64,
 }
 
 impl BookOrder {
-    /// The order, to change: its JSON is made again at the next write.
+    /// A new order, whose body is not stored yet.
+    pub fn created(order: Order) -> Self {
+        Self {
+            order,
+            has_body: true,
+            body_stored: false,
+        }
+    }
+
+    /// The order (only its reference's fields when its body is missing).
+    pub fn order(&self) -> &Order {
+        &self.order
+    }
+
+    /// The order, to change its status.
     pub fn edit(&mut self) -> &mut Order {
-        self.json = std::sync::OnceLock::new();
         &mut self.order
+    }
+
+    /// Whether the whole order is here.
+    pub fn has_body(&self) -> bool {
+        self.has_body
+    }
+
+    /// Whether the body must still be written to KV.
+    pub fn body_unstored(&self) -> bool {
+        self.has_body && !self.body_stored
+    }
+
+    /// The body was written.
+    pub fn body_written(&mut self) {
+        self.body_stored = true;
+    }
+
+    /// Puts the stored body in, keeping this reference's status and last change.
+    pub fn attach_body(&mut self, body: Order) {
+        if body.id != self.order.id {
+            return;
+        }
+        let (status, updated_at) = (self.order.status, self.order.updated_at);
+        self.order = body;
+        self.order.status = status;
+        self.order.updated_at = updated_at;
+        self.has_body = true;
+        self.body_stored = true;
     }
 
     /// The order itself.
     pub fn into_order(self) -> Order {
         self.order
-    }
-}
-
-impl From<Order> for BookOrder {
-    fn from(order: Order) -> Self {
-        Self {
-            order,
-            json: std::sync::OnceLock::new(),
-        }
     }
 }
 
@@ -467,25 +523,112 @@ impl std::ops::Deref for BookOrder {
 
 impl PartialEq for BookOrder {
     fn eq(&self, other: &Self) -> bool {
-        self.order == other.order
+        self.order == other.order && self.has_body == other.has_body
     }
 }
 
 impl Serialize for BookOrder {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if let Some(json) = self.json.get() {
-            return json.serialize(serializer);
+        /// [`OrderRef`], borrowed.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Reference<'a> {
+            id: &'a str,
+            order_number: &'a str,
+            status: OrderStatus,
+            updated_at: i64,
         }
-        match serde_json::value::to_raw_value(&self.order) {
-            Ok(json) => self.json.get_or_init(|| json).serialize(serializer),
-            Err(_) => self.order.serialize(serializer),
+        Reference {
+            id: &self.order.id,
+            order_number: &self.order.order_number,
+            status: self.order.status,
+            updated_at: self.order.updated_at,
         }
+        .serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for BookOrder {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Order::deserialize(deserializer).map(Self::from)
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Whole(Box<Order>),
+            Reference(OrderRef),
+        }
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Whole(order) => Self {
+                order: *order,
+                has_body: true,
+                body_stored: false,
+            },
+            Stored::Reference(r) => Self {
+                order: Order {
+                    id: r.id,
+                    order_number: r.order_number,
+                    tenant_id: String::new(),
+                    order_type: String::new(),
+                    payment_method: None,
+                    customer: None,
+                    cart: Value::Null,
+                    status: r.status,
+                    pos_status: None,
+                    source: None,
+                    idempotency_key: None,
+                    created_at: 0,
+                    updated_at: r.updated_at,
+                },
+                has_body: false,
+                body_stored: false,
+            },
+        })
+    }
+}
+
+impl TenantOrders {
+    /// The KV entry name of an order's body, beside the book (see [`BookOrder`]).
+    pub fn body_name(order_id: &str) -> String {
+        format!("body:{order_id}")
+    }
+
+    /// The ids of orders whose bodies are missing, each once.
+    pub fn missing_bodies(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for o in self.active.iter().chain(&self.recent) {
+            if !o.has_body() && !ids.contains(&o.id) {
+                ids.push(o.id.clone());
+            }
+        }
+        ids
+    }
+
+    /// Orders whose bodies must still be written, each once.
+    pub fn unstored_bodies(&self) -> Vec<&Order> {
+        let mut orders: Vec<&Order> = Vec::new();
+        for o in self.active.iter().chain(&self.recent) {
+            if o.body_unstored() && !orders.iter().any(|x| x.id == o.id) {
+                orders.push(o.order());
+            }
+        }
+        orders
+    }
+
+    /// Every body is written.
+    pub fn bodies_written(&mut self) {
+        for o in self.active.iter_mut().chain(self.recent.iter_mut()) {
+            if o.has_body() {
+                o.body_written();
+            }
+        }
+    }
+
+    /// Puts a fetched body into every reference to it.
+    pub fn attach_body(&mut self, body: &Order) {
+        for o in self.active.iter_mut().chain(self.recent.iter_mut()) {
+            if o.id == body.id && !o.has_body() {
+                o.attach_body(body.clone());
+            }
+        }
     }
 }
 
@@ -638,36 +781,55 @@ mod tests {
     }
 
     #[test]
-    fn a_book_is_stored_as_plain_orders_and_an_edit_is_written() {
+    fn a_book_stores_references_and_takes_bodies_back() {
         let order: Order = serde_json::from_value(json!({"id": "order-1",
             "orderNumber": "ORD-20261127-001", "tenantId": "t", "orderType": "takeout",
-            "cart": {"items": [{"name": "Dosa \"special\"", "price": 120, "quantity": 1}]},
+            "cart": {"items": [{"name": "Dosa", "price": 120, "quantity": 1}]},
             "status": "pending", "createdAt": 1, "updatedAt": 1}))
         .expect("order");
+        let made = BookOrder::created(order.clone());
         let mut book = TenantOrders {
-            active: vec![BookOrder::from(order.clone())],
-            recent: vec![BookOrder::from(order.clone())],
+            active: vec![made.clone()],
+            recent: vec![made],
             ..Default::default()
         };
-        let plain = serde_json::to_value(&order).expect("order json");
-        let stored = serde_json::to_value(&book).expect("book json");
-        assert_eq!(stored["active"][0], plain);
-        // Written twice: the second write uses the kept JSON, and must not differ.
-        assert_eq!(serde_json::to_value(&book).expect("again"), stored);
+        // A new order's body is to be written once, though the book names it twice.
+        assert_eq!(book.unstored_bodies(), vec![&order]);
+        book.bodies_written();
+        assert!(book.unstored_bodies().is_empty());
         let edited = book.active[0].edit();
         edited.status = OrderStatus::Preparing;
         edited.updated_at = 2;
-        let stored = serde_json::to_value(&book).expect("edited json");
-        assert_eq!(stored["active"][0]["status"], "preparing");
-        assert_eq!(stored["active"][0]["updatedAt"], 2);
-        assert_eq!(stored["recent"][0]["status"], "pending");
-        let read: PosState =
-            serde_json::from_value(json!({"kind": "tenant", "active": [stored["active"][0]]}))
-                .expect("read back");
-        let PosState::Tenant(read) = read else {
+        let stored = serde_json::to_value(&book).expect("book json");
+        assert_eq!(
+            stored["active"][0],
+            json!({"id": "order-1", "orderNumber": "ORD-20261127-001",
+                   "status": "preparing", "updatedAt": 2})
+        );
+        assert!(stored["active"][0].get("cart").is_none());
+        // Read back: references without bodies until the stored body comes (as created: the
+        // status stays the reference's).
+        let mut read: TenantOrders = serde_json::from_value(stored).expect("read back");
+        assert_eq!(read.missing_bodies(), vec!["order-1".to_string()]);
+        assert!(!read.active[0].has_body());
+        read.attach_body(&order);
+        assert!(read.missing_bodies().is_empty());
+        assert_eq!(read.active[0].status, OrderStatus::Preparing);
+        assert_eq!(read.active[0].updated_at, 2);
+        assert_eq!(read.active[0].cart, order.cart);
+        assert_eq!(read.recent[0].status, OrderStatus::Pending);
+        assert!(
+            read.unstored_bodies().is_empty(),
+            "attached bodies are stored"
+        );
+        // A book stored whole by an earlier version reads with its bodies, still to be written.
+        let legacy: PosState = serde_json::from_value(json!({"kind": "tenant",
+            "active": [serde_json::to_value(&order).expect("order json")]}))
+        .expect("legacy book");
+        let PosState::Tenant(legacy) = legacy else {
             panic!("a tenant book")
         };
-        assert_eq!(read.active[0].status, OrderStatus::Preparing);
-        assert_eq!(read.active[0].cart, order.cart);
+        assert!(legacy.missing_bodies().is_empty());
+        assert_eq!(legacy.unstored_bodies(), vec![&order]);
     }
 }

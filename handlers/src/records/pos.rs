@@ -67,6 +67,20 @@ pub(crate) async fn write_status(
     .await?;
     if data["order"].is_object() {
         upsert_order(tx, &record.tenant, &data["order"]).await?;
+    } else {
+        // The handler no longer had the order's body: move the row's status only.
+        let at = data["at"].as_i64().unwrap_or_default();
+        sqlx::query(
+            "UPDATE pos_orders SET status = $1, updated_at = $2 \
+             WHERE tenant_id = $3 AND order_id = $4 AND updated_at < $5",
+        )
+        .bind(text("status"))
+        .bind(at)
+        .bind(&record.tenant)
+        .bind(text("orderId"))
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

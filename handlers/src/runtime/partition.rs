@@ -484,7 +484,7 @@ async fn apply_key<D: Domain>(
 ) -> Result<Loaded<D::State>, RuntimeError> {
     let mut loaded = match cached {
         Some(loaded) => loaded,
-        None => shared.state.load(state_key).await?,
+        None => load_state(shared, state_key).await?,
     };
     let (tenant, key) = match items.first() {
         Some(item) => (item.envelope.tenant.as_str(), item.envelope.key.as_str()),
@@ -522,7 +522,7 @@ async fn apply_key<D: Domain>(
             .map(|follow_up| follow_up.id);
         let loaded_revision = loaded.revision;
         let outcome = apply_in_memory(shared, loaded.stored.take(), &fresh);
-        let stored = match outcome.stored {
+        let mut stored = match outcome.stored {
             Some(stored) if outcome.changed => stored,
             unchanged => {
                 publish_replies(shared, outcome.replies).await;
@@ -532,6 +532,20 @@ async fn apply_key<D: Domain>(
                 });
             }
         };
+        // Parts first (sent, not awaited: the state goes after them on the same connection to
+        // the same stream), so that a state in KV names no part that is not there.
+        let parts: Vec<(String, Bytes)> = shared
+            .domain
+            .unwritten_parts(&stored.state)
+            .into_iter()
+            .map(|(name, json)| (resource::part_key(state_key, &name), Bytes::from(json)))
+            .collect();
+        let pending_parts = if parts.is_empty() {
+            None
+        } else {
+            let ttl = shared.domain.part_time_to_live();
+            Some(shared.state.send_parts(&parts, ttl).await?)
+        };
         let ttl = shared.domain.time_to_live(&stored.state, outcome.last_at);
         match shared
             .state
@@ -539,6 +553,10 @@ async fn apply_key<D: Domain>(
             .await?
         {
             Written::Ok(revision) => {
+                if let Some(pending) = pending_parts {
+                    parts_stored(shared, pending, &parts).await?;
+                    shared.domain.parts_written(&mut stored.state);
+                }
                 shared.metrics.writes.get_or_create(&shared.label).inc();
                 shared
                     .metrics
@@ -590,11 +608,58 @@ async fn apply_key<D: Domain>(
             }
             Written::Conflict => {
                 shared.metrics.conflicts.get_or_create(&shared.label).inc();
-                loaded = shared.state.load(state_key).await?;
+                loaded = load_state(shared, state_key).await?;
             }
         }
     }
     Err(RuntimeError::Contended(state_key.to_string()))
+}
+
+/// Waits for parts sent before a state that is now written. Should one not be stored (the
+/// state after it was), sends them again a few times: the state names them, and this worker
+/// holds the only copy.
+async fn parts_stored<D: Domain>(
+    shared: &Shared<D>,
+    pending: super::state::PendingParts,
+    parts: &[(String, Bytes)],
+) -> Result<(), RuntimeError> {
+    let mut outcome = pending.stored().await;
+    for _ in 0..3 {
+        let Err(e) = &outcome else { break };
+        warn!(error = %e, "state parts not stored; sending them again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        outcome = match shared
+            .state
+            .send_parts(parts, shared.domain.part_time_to_live())
+            .await
+        {
+            Ok(pending) => pending.stored().await,
+            Err(e) => Err(e),
+        };
+    }
+    outcome
+}
+
+/// Reads a key's state with the parts it keeps apart (see `Domain::missing_parts`).
+async fn load_state<D: Domain>(
+    shared: &Shared<D>,
+    state_key: &str,
+) -> Result<Loaded<D::State>, RuntimeError> {
+    let mut loaded = shared.state.load::<D::State>(state_key).await?;
+    if let Some(stored) = loaded.stored.as_mut() {
+        let names = shared.domain.missing_parts(&stored.state);
+        let parts = futures::future::join_all(names.iter().map(|name| {
+            let key = resource::part_key(state_key, name);
+            async move { shared.state.get_part(&key).await }
+        }))
+        .await;
+        for (name, part) in names.iter().zip(parts) {
+            if let Some(json) = part? {
+                shared.domain.attach_part(&mut stored.state, name, &json);
+            }
+        }
+    }
+    Ok(loaded)
 }
 
 /// Publishes everything a key's write produced: events, then records and commands.

@@ -36,6 +36,22 @@ pub(crate) enum Written {
     Conflict,
 }
 
+/// Parts sent by [`StateStore::send_parts`], not yet acknowledged.
+pub(crate) struct PendingParts {
+    acks: Vec<jetstream::context::PublishAckFuture>,
+}
+
+impl PendingParts {
+    /// Whether every part was stored.
+    pub async fn stored(self) -> Result<(), RuntimeError> {
+        for ack in self.acks {
+            ack.await
+                .map_err(|e| RuntimeError::Nats(format!("part not stored: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
 /// One domain's state bucket.
 #[derive(Clone)]
 pub(crate) struct StateStore {
@@ -151,6 +167,43 @@ impl StateStore {
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Written::Conflict),
             Err(e) => Err(failed(&e)),
         }
+    }
+
+    /// Sends parts of a key's state (see `Domain::unwritten_parts`), each under its own key
+    /// (`resource::part_key`), without compare-and-set. Published before the state on the same
+    /// connection to the same stream, they are stored before it; [`PendingParts::stored`] waits
+    /// for their acknowledgements.
+    pub async fn send_parts(
+        &self,
+        parts: &[(String, Bytes)],
+        ttl: Option<Duration>,
+    ) -> Result<PendingParts, RuntimeError> {
+        let prefix = self.kv.put_prefix.as_deref().unwrap_or(&self.kv.prefix);
+        let mut acks = Vec::with_capacity(parts.len());
+        for (key, value) in parts {
+            let mut headers = HeaderMap::new();
+            if let Some(ttl) = ttl.filter(|_| self.ttl_allowed) {
+                headers.insert(
+                    async_nats::header::NATS_MESSAGE_TTL,
+                    ttl_seconds(ttl).to_string().as_str(),
+                );
+            }
+            let ack = self
+                .js
+                .publish_with_headers(format!("{prefix}{key}"), headers, value.clone())
+                .await
+                .map_err(|e| RuntimeError::Nats(format!("write part {key}: {e}")))?;
+            acks.push(ack);
+        }
+        Ok(PendingParts { acks })
+    }
+
+    /// Reads a part of a key's state (`None` when KV has none, or no longer).
+    pub async fn get_part(&self, key: &str) -> Result<Option<Bytes>, RuntimeError> {
+        self.kv
+            .get(key)
+            .await
+            .map_err(|e| RuntimeError::Nats(format!("read part {key}: {e}")))
     }
 
     /// Deletes a key's state if its last revision is still `expected`; returns the revision of
