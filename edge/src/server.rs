@@ -78,6 +78,8 @@ pub struct Shared {
     /// Each tenant's device settings (`tw_device_settings`), watched.
     pub device_settings: Arc<crate::device_settings::DeviceSettings>,
     state: HashMap<Domain, kv::Store>,
+    /// Parts buckets (`resource::PARTS_DOMAINS`).
+    parts: HashMap<Domain, kv::Store>,
     draining: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
 }
@@ -110,15 +112,16 @@ impl Shared {
             })
     }
 
-    /// Reads a part of a key's state kept beside it (`resource::part_key`), e.g. a POS order's
-    /// body.
+    /// Reads a part of a key's state kept apart from it (`resource::part_key`), e.g. a POS
+    /// order's body.
     pub async fn read_part(
         &self,
         domain: Domain,
         part_key: &str,
     ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
         let bucket = self
-            .state_bucket(domain)
+            .parts
+            .get(&domain)
             .ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
         bucket.get(part_key).await.map_err(|e| {
             warn!(error = %e, "state read failed");
@@ -267,6 +270,15 @@ impl Edge {
                 .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
             state.insert(domain, store);
         }
+        let mut parts = HashMap::new();
+        for &domain in resource::PARTS_DOMAINS {
+            let bucket = resource::parts_bucket(domain);
+            let store = js
+                .get_key_value(&bucket)
+                .await
+                .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
+            parts.insert(domain, store);
+        }
         let device_tags = js
             .get_key_value(resource::DEVICE_TAGS_BUCKET)
             .await
@@ -310,6 +322,7 @@ impl Edge {
             device_presence,
             device_settings,
             state,
+            parts,
             draining: AtomicBool::new(false),
             registry: OnceLock::new(),
             client,

@@ -196,11 +196,11 @@ pub trait Domain: Send + Sync + 'static {
         None
     }
 
-    /// Parts of the state kept as KV entries of their own beside it (key
-    /// `resource::part_key`), so that the state's write after every batch does not copy them
-    /// again (a POS order's body): those not written yet, as `(part name, JSON)`. The runtime
-    /// writes them before the state that refers to them, then calls [`Domain::parts_written`].
-    /// Default: none.
+    /// Parts of the state kept as KV entries of their own (`resource::parts_bucket`, key
+    /// `resource::part_key`; only domains in `resource::PARTS_DOMAINS`), so that the state's
+    /// write after every batch does not copy them again (a POS order's body): those not written
+    /// yet, as `(part name, JSON)`. The runtime writes them before the state that refers to
+    /// them, then calls [`Domain::parts_written`]. Default: none.
     fn unwritten_parts(&self, _state: &Self::State) -> Vec<(String, Vec<u8>)> {
         Vec::new()
     }
@@ -216,9 +216,4 @@ pub trait Domain: Send + Sync + 'static {
 
     /// Puts a fetched part into the state.
     fn attach_part(&self, _state: &mut Self::State, _part: &str, _json: &[u8]) {}
-
-    /// How long KV keeps a part after it is written (a per-message TTL). Default: for ever.
-    fn part_time_to_live(&self) -> Option<std::time::Duration> {
-        None
-    }
 }

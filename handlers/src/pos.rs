@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tablewire_schemas::events::{self, event};
 use tablewire_schemas::pos::{
-    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, ORDER_BODY_TTL_MS,
-    Order, OrderInput, OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
+    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput,
+    OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
 
@@ -408,10 +408,6 @@ impl Domain for Pos {
         if let (PosState::Tenant(book), Ok(body)) = (state, serde_json::from_slice::<Order>(json)) {
             book.attach_body(&body);
         }
-    }
-
-    fn part_time_to_live(&self) -> Option<Duration> {
-        Some(Duration::from_millis(ORDER_BODY_TTL_MS as u64))
     }
 
     fn error_frame(&self, error: &tablewire_schemas::ErrorBody, ctx: &Context<'_>) -> Value {

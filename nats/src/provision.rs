@@ -82,6 +82,15 @@ fn js_err(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> Provisio
     move |source| ProvisionError::JetStream { what, source }
 }
 
+/// How long a domain's parts bucket keeps a part after its write: POS order bodies for
+/// [`tablewire_schemas::pos::ORDER_BODY_TTL_MS`].
+fn parts_max_age(domain: Domain) -> Duration {
+    match domain {
+        Domain::Pos => Duration::from_millis(tablewire_schemas::pos::ORDER_BODY_TTL_MS as u64),
+        _ => Duration::ZERO,
+    }
+}
+
 /// Creates or updates everything for `domains`: one input stream with its partition consumers
 /// and one state bucket per domain, plus the records stream, the workers bucket and the device
 /// tag directory.
@@ -232,6 +241,20 @@ async fn provision_domain(
     })
     .await
     .map_err(|e| js_err(&bucket)(e.into()))?;
+    if resource::PARTS_DOMAINS.contains(&domain) {
+        let bucket = resource::parts_bucket(domain);
+        js.create_or_update_key_value(kv::Config {
+            bucket: bucket.clone(),
+            description: format!("parts of {domain} states, kept apart from them"),
+            history: 1,
+            max_age: parts_max_age(domain),
+            num_replicas: topology.replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err(&bucket)(e.into()))?;
+    }
     Ok(())
 }
 

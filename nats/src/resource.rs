@@ -7,7 +7,8 @@
 //! | `TW_RECORDS` | stream | records on their way to SQL |
 //! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
 //! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
-//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL; parts of a key's state kept apart (a POS order's body), key `{tenant}.{key}.{part}` |
+//! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL |
+//! | `tw_parts_{domain}` | KV bucket | parts of keys' states kept apart (a POS order's body), key `{tenant}.{key}.{part}`, expiring; only for [`PARTS_DOMAINS`] |
 //! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
 //! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
 //! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
@@ -49,8 +50,17 @@ pub fn state_key(tenant: &str, key: &str) -> String {
     format!("{}.{}", encode(tenant), encode(key))
 }
 
-/// The key of a part of a key's state kept as an entry of its own, beside the state in
-/// [`state_bucket`]: one token more than any [`state_key`], so the two never meet.
+/// Domains whose states keep parts apart, in [`parts_bucket`].
+pub const PARTS_DOMAINS: &[Domain] = &[Domain::Pos];
+
+/// The KV bucket holding parts of a domain's states kept apart from them (written once, read
+/// when a state is), so that the state's bucket holds only states and its old blocks free up
+/// whole.
+pub fn parts_bucket(domain: Domain) -> String {
+    format!("tw_parts_{domain}")
+}
+
+/// The key of a part of a key's state inside [`parts_bucket`].
 pub fn part_key(state_key: &str, part: &str) -> String {
     format!("{state_key}.{}", encode(part))
 }

@@ -238,6 +238,16 @@ async fn spawn_domain<D: Domain>(
         .get_key_value(&bucket)
         .await
         .map_err(|e| RuntimeError::NotProvisioned(format!("{bucket}: {e}")))?;
+    let parts = if resource::PARTS_DOMAINS.contains(&D::NAME) {
+        let bucket = resource::parts_bucket(D::NAME);
+        Some(
+            js.get_key_value(&bucket)
+                .await
+                .map_err(|e| RuntimeError::NotProvisioned(format!("{bucket}: {e}")))?,
+        )
+    } else {
+        None
+    };
     let workers = js
         .get_key_value(resource::WORKERS_BUCKET)
         .await
@@ -253,7 +263,7 @@ async fn spawn_domain<D: Domain>(
         js: js.clone(),
         stream,
         stream_name,
-        state: StateStore::new(kv, js.clone()),
+        state: StateStore::new(kv, parts, js.clone()),
         metrics: metrics.clone(),
         label: Metrics::domain(D::NAME),
         batch_size: config.batch_size.max(1),

@@ -543,8 +543,7 @@ async fn apply_key<D: Domain>(
         let pending_parts = if parts.is_empty() {
             None
         } else {
-            let ttl = shared.domain.part_time_to_live();
-            Some(shared.state.send_parts(&parts, ttl).await?)
+            Some(shared.state.send_parts(&parts).await?)
         };
         let ttl = shared.domain.time_to_live(&stored.state, outcome.last_at);
         match shared
@@ -628,11 +627,7 @@ async fn parts_stored<D: Domain>(
         let Err(e) = &outcome else { break };
         warn!(error = %e, "state parts not stored; sending them again");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        outcome = match shared
-            .state
-            .send_parts(parts, shared.domain.part_time_to_live())
-            .await
-        {
+        outcome = match shared.state.send_parts(parts).await {
             Ok(pending) => pending.stored().await,
             Err(e) => Err(e),
         };

@@ -56,13 +56,15 @@ impl PendingParts {
 #[derive(Clone)]
 pub(crate) struct StateStore {
     kv: kv::Store,
+    /// The domain's parts bucket, for domains that keep parts apart.
+    parts: Option<kv::Store>,
     js: jetstream::Context,
     /// Whether the bucket takes per-message TTLs (provisioned by this version or later).
     ttl_allowed: bool,
 }
 
 impl StateStore {
-    pub fn new(kv: kv::Store, js: jetstream::Context) -> Self {
+    pub fn new(kv: kv::Store, parts: Option<kv::Store>, js: jetstream::Context) -> Self {
         let ttl_allowed = kv.stream.cached_info().config.allow_message_ttl;
         if !ttl_allowed {
             warn!(
@@ -73,6 +75,7 @@ impl StateStore {
         }
         StateStore {
             kv,
+            parts,
             js,
             ttl_allowed,
         }
@@ -169,28 +172,21 @@ impl StateStore {
         }
     }
 
-    /// Sends parts of a key's state (see `Domain::unwritten_parts`), each under its own key
-    /// (`resource::part_key`), without compare-and-set. Published before the state on the same
-    /// connection to the same stream, they are stored before it; [`PendingParts::stored`] waits
-    /// for their acknowledgements.
+    /// Sends parts of a key's state (see `Domain::unwritten_parts`) to the domain's parts
+    /// bucket, each under its own key (`resource::part_key`). Published on the same connection
+    /// as the state after them, they are stored no later; [`PendingParts::stored`] waits for
+    /// their acknowledgements.
     pub async fn send_parts(
         &self,
         parts: &[(String, Bytes)],
-        ttl: Option<Duration>,
     ) -> Result<PendingParts, RuntimeError> {
-        let prefix = self.kv.put_prefix.as_deref().unwrap_or(&self.kv.prefix);
+        let store = self.parts()?;
+        let prefix = store.put_prefix.as_deref().unwrap_or(&store.prefix);
         let mut acks = Vec::with_capacity(parts.len());
         for (key, value) in parts {
-            let mut headers = HeaderMap::new();
-            if let Some(ttl) = ttl.filter(|_| self.ttl_allowed) {
-                headers.insert(
-                    async_nats::header::NATS_MESSAGE_TTL,
-                    ttl_seconds(ttl).to_string().as_str(),
-                );
-            }
             let ack = self
                 .js
-                .publish_with_headers(format!("{prefix}{key}"), headers, value.clone())
+                .publish(format!("{prefix}{key}"), value.clone())
                 .await
                 .map_err(|e| RuntimeError::Nats(format!("write part {key}: {e}")))?;
             acks.push(ack);
@@ -198,9 +194,15 @@ impl StateStore {
         Ok(PendingParts { acks })
     }
 
+    fn parts(&self) -> Result<&kv::Store, RuntimeError> {
+        self.parts.as_ref().ok_or_else(|| {
+            RuntimeError::NotProvisioned(format!("no parts bucket beside {}", self.kv.name))
+        })
+    }
+
     /// Reads a part of a key's state (`None` when KV has none, or no longer).
     pub async fn get_part(&self, key: &str) -> Result<Option<Bytes>, RuntimeError> {
-        self.kv
+        self.parts()?
             .get(key)
             .await
             .map_err(|e| RuntimeError::Nats(format!("read part {key}: {e}")))
