@@ -443,6 +443,9 @@ pub struct BookOrder {
     has_body: bool,
     /// Whether the body is known to be in KV.
     body_stored: bool,
+    /// The reference's JSON, once made (the book is written after every batch; most of its
+    /// references have not changed since the last write).
+    reference: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
 }
 
 /// What a book stores of each order.
@@ -466,6 +469,7 @@ impl BookOrder {
             order,
             has_body: true,
             body_stored: false,
+            reference: std::sync::OnceLock::new(),
         }
     }
 
@@ -476,6 +480,7 @@ impl BookOrder {
 
     /// The order, to change its status.
     pub fn edit(&mut self) -> &mut Order {
+        self.reference = std::sync::OnceLock::new();
         &mut self.order
     }
 
@@ -538,13 +543,19 @@ impl Serialize for BookOrder {
             status: OrderStatus,
             updated_at: i64,
         }
-        Reference {
+        if let Some(json) = self.reference.get() {
+            return json.serialize(serializer);
+        }
+        let reference = Reference {
             id: &self.order.id,
             order_number: &self.order.order_number,
             status: self.order.status,
             updated_at: self.order.updated_at,
+        };
+        match serde_json::value::to_raw_value(&reference) {
+            Ok(json) => self.reference.get_or_init(|| json).serialize(serializer),
+            Err(_) => reference.serialize(serializer),
         }
-        .serialize(serializer)
     }
 }
 
@@ -561,6 +572,7 @@ impl<'de> Deserialize<'de> for BookOrder {
                 order: *order,
                 has_body: true,
                 body_stored: false,
+                reference: std::sync::OnceLock::new(),
             },
             Stored::Reference(r) => Self {
                 order: Order {
@@ -580,6 +592,7 @@ impl<'de> Deserialize<'de> for BookOrder {
                 },
                 has_body: false,
                 body_stored: false,
+                reference: std::sync::OnceLock::new(),
             },
         })
     }
@@ -797,6 +810,9 @@ mod tests {
         assert_eq!(book.unstored_bodies(), vec![&order]);
         book.bodies_written();
         assert!(book.unstored_bodies().is_empty());
+        // Written once (references' JSON kept), then changed: the change must be written.
+        let first = serde_json::to_value(&book).expect("first write");
+        assert_eq!(first["active"][0]["status"], "pending");
         let edited = book.active[0].edit();
         edited.status = OrderStatus::Preparing;
         edited.updated_at = 2;
