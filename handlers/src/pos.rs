@@ -98,6 +98,7 @@ impl Pos {
                     ctx,
                     effects,
                 )?;
+                let frame = serde_json::from_str(frame.get()).unwrap_or(Value::Null);
                 effects.emit(
                     DomainName::Pos,
                     ctx.tenant,
@@ -200,7 +201,7 @@ fn create(
     reply_to: &Origin,
     ctx: &Context<'_>,
     effects: &mut Effects,
-) -> Result<Value, Rejection> {
+) -> Result<Frame, Rejection> {
     input.check().map_err(validation)?;
     // Days only move forward: a late clock never makes a number of an earlier day again.
     let today = local_day(ctx.now_ms, book.utc_offset_minutes);
@@ -225,17 +226,15 @@ fn create(
         created_at: ctx.now_ms,
         updated_at: ctx.now_ms,
     };
-    let frame = serde_json::to_value(ServerFrame::OrderCreated {
+    // Serialized once, straight from the typed frame.
+    let frame = Frame::new(ServerFrame::OrderCreated {
         kitchen_order: order.kitchen(),
         order: Box::new(order.clone()),
-    })
-    .unwrap_or(Value::Null);
-    effects.event(&frame);
+    });
+    effects.events.push(frame.clone());
     // HTTP senders wait for an answer; WebSocket senders already get the event.
     if reply_to.request.is_some() {
-        effects
-            .replies
-            .push((reply_to.clone(), Frame::from(&frame)));
+        effects.replies.push((reply_to.clone(), frame.clone()));
     }
     effects.record(record::ORDER, &order);
     let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
