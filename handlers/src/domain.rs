@@ -54,9 +54,9 @@ pub struct Effects {
     /// Frames for the sender of a command only, with that command's origin.
     pub replies: Vec<(Origin, Frame)>,
     /// Records for SQL: `(kind, data)`; the runtime gives each a unique id.
-    pub records: Vec<(String, Value)>,
+    pub records: Vec<(String, Frame)>,
     /// Commands for other keys: `(domain, tenant, key, command)`.
-    pub commands: Vec<(DomainName, String, String, Value)>,
+    pub commands: Vec<(DomainName, String, String, Frame)>,
     /// Frames for other keys' subscribers, fanned out directly (see [`Effects::notify`]).
     pub notices: Vec<Notice>,
     /// Remove the key's state once these effects are published (see [`Effects::remove`]).
@@ -76,7 +76,7 @@ impl Effects {
 
     /// Persists a record of `kind`.
     pub fn record(&mut self, kind: &str, data: impl Serialize) {
-        self.records.push((kind.to_string(), to_value(data)));
+        self.records.push((kind.to_string(), Frame::new(data)));
     }
 
     /// Sends `command` to `key` of `tenant` in `domain` (often another domain: an order
@@ -87,7 +87,7 @@ impl Effects {
             domain,
             tenant.to_string(),
             key.to_string(),
-            to_value(command),
+            Frame::new(command),
         ));
     }
 

@@ -660,7 +660,7 @@ mod tests {
         Pos.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
             .expect("first");
         assert_eq!(fx.commands.len(), 1);
-        let create: Command = serde_json::from_value(fx.commands[0].3.clone()).expect("create");
+        let create: Command = serde_json::from_str(fx.commands[0].3.get()).expect("create");
         // A repeat before the order exists waits for it.
         let mut fx2 = Effects::default();
         Pos.apply(
@@ -697,7 +697,7 @@ mod tests {
             .find(|c| c.0 == DomainName::Pos)
             .expect("created");
         assert_eq!(created.2, key);
-        let created: Command = serde_json::from_value(created.3.clone()).expect("created");
+        let created: Command = serde_json::from_str(created.3.get()).expect("created");
         let mut fx4 = Effects::default();
         Pos.apply(
             &mut claim,

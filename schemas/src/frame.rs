@@ -29,6 +29,11 @@ impl Frame {
         self.0.get()
     }
 
+    /// The JSON, as serde_json's raw value (to embed it in another message as it is).
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
     /// The frame as a value (for tests and for code that inspects frames off the hot path).
     pub fn value(&self) -> Value {
         serde_json::from_str(self.get()).unwrap_or(Value::Null)

@@ -28,7 +28,7 @@ pub struct Outbox {
     pub events: Vec<SequencedEvent>,
     /// Records for SQL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<Record>,
+    pub records: Vec<Record<crate::Frame>>,
     /// Commands for other keys or domains (e.g. an order announced on the events feed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Emitted>,
@@ -66,8 +66,8 @@ pub struct Emitted {
     pub tenant: String,
     /// The target key.
     pub key: String,
-    /// The command, as the target domain reads it.
-    pub command: Value,
+    /// The command, as the target domain reads it (serialized once, when emitted).
+    pub command: crate::Frame,
     /// The emitting command's acceptance time (ms), the target's "now".
     pub at: i64,
 }
@@ -82,8 +82,10 @@ pub struct SequencedEvent {
 }
 
 /// A business record on its way to SQL, as published on `tw.rec.{domain}.{tenant}.{kind}`.
+/// Handlers hold its fields as a [`crate::Frame`] (serialized once, copied into the outbox and
+/// the publish); the SQL writer reads them as a [`Value`] (the default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub struct Record<D = Value> {
     /// What kind of record: names the table it goes to.
     pub kind: String,
     /// Unique per record: a second write with the same id changes nothing.
@@ -92,7 +94,7 @@ pub struct Record {
     #[serde(default)]
     pub tenant: String,
     /// The record's fields.
-    pub data: Value,
+    pub data: D,
 }
 
 /// What an edge reads of a stored state: the sequence and the domain state, nothing else.

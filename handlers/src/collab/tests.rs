@@ -65,7 +65,7 @@ impl Room {
             .iter()
             .chain(fx.replies.iter().map(|(_, frame)| frame))
             .map(|frame| frame.get().to_string())
-            .chain(fx.records.iter().map(|(_, data)| data.to_string()))
+            .chain(fx.records.iter().map(|(_, data)| data.get().to_string()))
             .collect();
         for text in sent {
             assert!(!text.contains("rateTatUs"), "internal field sent: {text}");
@@ -289,13 +289,14 @@ fn finalize_records_announces_and_freezes_the_order() {
     );
     assert_eq!(fx.records.len(), 1);
     assert_eq!(fx.records[0].0, RECORD_ORDER);
-    assert_eq!(fx.records[0].1["total"], 100);
+    assert_eq!(fx.records[0].1.value()["total"], 100);
     assert_eq!(fx.commands.len(), 1);
     let (domain, tenant, key, command) = &fx.commands[0];
     assert_eq!(
         (*domain, tenant.as_str(), key.as_str()),
         (DomainName::Events, "r1", "_")
     );
+    let command = command.value();
     assert_eq!(command["event"], "order:created");
     assert_eq!(command["data"]["order"]["total"], 100);
     assert_eq!(room.stored.order.finalized_by.as_deref(), Some("a"));
@@ -449,7 +450,7 @@ fn idle_rooms_are_archived_and_removed() {
     assert!(fx.remove);
     assert_eq!(fx.records[0].0, RECORD_ARCHIVE);
     assert_eq!(
-        fx.records[0].1["order"]["participants"][0]["participantId"],
+        fx.records[0].1.value()["order"]["participants"][0]["participantId"],
         "a"
     );
 }

@@ -732,8 +732,7 @@ async fn publish_durable<D: Domain>(
         acks.push(ack);
     }
     for emitted in &outbox.commands {
-        let command = serde_json::value::to_raw_value(&emitted.command)
-            .map_err(|e| RuntimeError::Corrupt(format!("emitted command: {e}")))?;
+        let command = emitted.command.raw().to_owned();
         let envelope = Envelope {
             tenant: emitted.tenant.clone(),
             domain: emitted.domain,
