@@ -326,6 +326,34 @@ async fn settings(
     }
 }
 
+/// Most order bodies an edge keeps (~0.5 KB each); past it, it forgets them all and reads
+/// again.
+const ORDER_BODIES_KEPT: usize = 20_000;
+
+/// POS order bodies this edge has read (see [`BookOrder`]). A body never changes once written
+/// (order ids are never reused within a tenant; status comes from the book), so each is read
+/// from KV once per edge, not on every `sync_state`: a reconnecting kitchen costs one book read.
+#[derive(Default)]
+pub struct OrderBodies {
+    kept: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Order>>>,
+}
+
+impl OrderBodies {
+    fn get(&self, tenant: &str, order_id: &str) -> Option<Arc<Order>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get(&(tenant.to_string(), order_id.to_string()))
+            .cloned()
+    }
+
+    fn keep(&self, tenant: &str, order: Order) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= ORDER_BODIES_KEPT {
+            kept.clear();
+        }
+        kept.insert((tenant.to_string(), order.id.clone()), Arc::new(order));
+    }
+}
+
 /// A tenant's order book with its orders' bodies (fetched beside it, see [`BookOrder`]).
 async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders), ErrorBody> {
     let internal =
@@ -340,8 +368,15 @@ async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders
         }
         None => return Ok((0, TenantOrders::default())),
     };
+    let mut unknown = Vec::new();
+    for id in book.missing_bodies() {
+        match shared.order_bodies.get(tenant, &id) {
+            Some(body) => book.attach_body(&body),
+            None => unknown.push(id),
+        }
+    }
     let book_key = resource::state_key(tenant, TENANT_KEY);
-    let bodies = futures::future::join_all(book.missing_bodies().into_iter().map(|id| {
+    let bodies = futures::future::join_all(unknown.into_iter().map(|id| {
         let key = resource::part_key(&book_key, &TenantOrders::body_name(&id));
         async move { shared.read_part(Domain::Pos, &key).await }
     }))
@@ -351,6 +386,7 @@ async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders
         // its cart; one that does not parse likewise.
         if let Some(order) = body?.and_then(|b| serde_json::from_slice::<Order>(&b).ok()) {
             book.attach_body(&order);
+            shared.order_bodies.keep(tenant, order);
         }
     }
     Ok((seq, book))
@@ -527,5 +563,43 @@ impl Handler for PosHandler {
 
     async fn on_close(&self, conn: &Arc<Conn>) {
         self.shared.fanout.leave(&self.subject(), conn.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(id: &str) -> Order {
+        serde_json::from_value(
+            serde_json::json!({"id": id, "orderNumber": "ORD-20261127-001",
+            "tenantId": "t", "orderType": "takeout", "cart": {"items": []},
+            "status": "pending", "createdAt": 1, "updatedAt": 1}),
+        )
+        .expect("order")
+    }
+
+    #[test]
+    fn bodies_are_kept_per_tenant_and_forgotten_past_the_limit() {
+        let bodies = OrderBodies::default();
+        bodies.keep("a", body("order-1"));
+        assert_eq!(
+            bodies.get("a", "order-1").map(|o| o.id.clone()),
+            Some("order-1".into())
+        );
+        assert!(
+            bodies.get("b", "order-1").is_none(),
+            "another tenant's order-1"
+        );
+        for n in 2..=ORDER_BODIES_KEPT {
+            bodies.keep("a", body(&format!("order-{n}")));
+        }
+        assert!(bodies.get("a", "order-1").is_some());
+        bodies.keep("a", body("order-next"));
+        assert!(
+            bodies.get("a", "order-1").is_none(),
+            "all forgotten at the limit"
+        );
+        assert!(bodies.get("a", "order-next").is_some());
     }
 }

@@ -77,6 +77,8 @@ pub struct Shared {
     pub device_presence: kv::Store,
     /// Each tenant's device settings (`tw_device_settings`), watched.
     pub device_settings: Arc<crate::device_settings::DeviceSettings>,
+    /// POS order bodies already read.
+    pub order_bodies: crate::pos::OrderBodies,
     state: HashMap<Domain, kv::Store>,
     /// Parts buckets (`resource::PARTS_DOMAINS`).
     parts: HashMap<Domain, kv::Store>,
@@ -321,6 +323,7 @@ impl Edge {
             device_tags,
             device_presence,
             device_settings,
+            order_bodies: crate::pos::OrderBodies::default(),
             state,
             parts,
             draining: AtomicBool::new(false),
