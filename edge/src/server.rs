@@ -86,6 +86,41 @@ pub struct Shared {
     registry: OnceLock<Arc<Registry>>,
 }
 
+/// Reads one entry of a state or parts bucket (`None` when it has none); a missing bucket or a
+/// failed read is `UNAVAILABLE`.
+async fn read_entry(
+    bucket: Option<&kv::Store>,
+    key: &str,
+) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
+    let bucket = bucket.ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
+    bucket.get(key).await.map_err(|e| {
+        warn!(error = %e, "state read failed");
+        tablewire_schemas::ErrorBody::with_message(
+            ErrorCode::Unavailable,
+            "state store unavailable",
+        )
+    })
+}
+
+/// Opens one KV bucket per domain, named by `name`; a missing one stops the edge (run
+/// `tablewire provision`).
+async fn open_buckets(
+    js: &jetstream::Context,
+    domains: &[Domain],
+    name: fn(Domain) -> String,
+) -> Result<HashMap<Domain, kv::Store>, EdgeError> {
+    let mut buckets = HashMap::new();
+    for &domain in domains {
+        let bucket = name(domain);
+        let store = js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
+        buckets.insert(domain, store);
+    }
+    Ok(buckets)
+}
+
 impl Shared {
     /// The state bucket of a domain.
     pub fn state_bucket(&self, domain: Domain) -> Option<&kv::Store> {
@@ -99,19 +134,7 @@ impl Shared {
         tenant: &str,
         key: &str,
     ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-        let bucket = self
-            .state_bucket(domain)
-            .ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
-        bucket
-            .get(resource::state_key(tenant, key))
-            .await
-            .map_err(|e| {
-                warn!(error = %e, "state read failed");
-                tablewire_schemas::ErrorBody::with_message(
-                    ErrorCode::Unavailable,
-                    "state store unavailable",
-                )
-            })
+        read_entry(self.state_bucket(domain), &resource::state_key(tenant, key)).await
     }
 
     /// Reads a part of a key's state kept apart from it (`resource::part_key`), e.g. a POS
@@ -121,17 +144,7 @@ impl Shared {
         domain: Domain,
         part_key: &str,
     ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-        let bucket = self
-            .parts
-            .get(&domain)
-            .ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
-        bucket.get(part_key).await.map_err(|e| {
-            warn!(error = %e, "state read failed");
-            tablewire_schemas::ErrorBody::with_message(
-                ErrorCode::Unavailable,
-                "state store unavailable",
-            )
-        })
+        read_entry(self.parts.get(&domain), part_key).await
     }
 
     /// Whether the edge is draining.
@@ -263,24 +276,8 @@ impl Edge {
                 .await
                 .map_err(|e| EdgeError::Nats(format!("connect {}: {e}", config.nats_url)))?;
         let js = jetstream::new(client.clone());
-        let mut state = HashMap::new();
-        for &domain in Domain::ALL {
-            let bucket = resource::state_bucket(domain);
-            let store = js
-                .get_key_value(&bucket)
-                .await
-                .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
-            state.insert(domain, store);
-        }
-        let mut parts = HashMap::new();
-        for &domain in resource::PARTS_DOMAINS {
-            let bucket = resource::parts_bucket(domain);
-            let store = js
-                .get_key_value(&bucket)
-                .await
-                .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
-            parts.insert(domain, store);
-        }
+        let state = open_buckets(&js, Domain::ALL, resource::state_bucket).await?;
+        let parts = open_buckets(&js, resource::PARTS_DOMAINS, resource::parts_bucket).await?;
         let device_tags = js
             .get_key_value(resource::DEVICE_TAGS_BUCKET)
             .await

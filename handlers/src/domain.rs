@@ -199,8 +199,9 @@ pub trait Domain: Send + Sync + 'static {
     /// Parts of the state kept as KV entries of their own (`resource::parts_bucket`, key
     /// `resource::part_key`; only domains in `resource::PARTS_DOMAINS`), so that the state's
     /// write after every batch does not copy them again (a POS order's body): those not written
-    /// yet, as `(part name, JSON)`. The runtime writes them before the state that refers to
-    /// them, then calls [`Domain::parts_written`]. Default: none.
+    /// yet, as `(part name, JSON)`. The runtime sends them just before the state that refers
+    /// to them and waits for them before publishing anything of the write, then calls
+    /// [`Domain::parts_written`]. Default: none.
     fn unwritten_parts(&self, _state: &Self::State) -> Vec<(String, Vec<u8>)> {
         Vec::new()
     }

@@ -1,5 +1,6 @@
-//! A client frame already serialized to JSON. Domains build each frame once from typed values;
-//! the handler runtime stores it in a key's outbox and publishes it without serializing it again.
+//! A client frame (or a record's fields, or an emitted command) already serialized to JSON.
+//! Domains build each once from typed values; the handler runtime stores it in a key's outbox
+//! and publishes it without serializing it again.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -432,8 +432,8 @@ pub const ORDER_BODY_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// commands; storing up to 210 whole orders each time had nats-server copy ~80 KB per write, so
 /// the book stores each order as its reference ([`OrderRef`]: id, number, status, last
 /// change) and the order itself once, as its *body*: a KV entry of its own beside the book
-/// ([`TenantOrders::body_name`], written by the handler before the book that names it, kept for
-/// [`ORDER_BODY_TTL_MS`]). Readers fetch the bodies and [`BookOrder::attach_body`] them; status
+/// ([`TenantOrders::body_name`], sent by the handler just before the book that names it, kept
+/// for [`ORDER_BODY_TTL_MS`]). Readers fetch the bodies and [`BookOrder::attach_body`] them; status
 /// and last change always come from the reference. Books stored whole by earlier versions read
 /// as well (their orders count as bodies not yet written).
 #[derive(Debug, Clone)]

@@ -532,8 +532,10 @@ async fn apply_key<D: Domain>(
                 });
             }
         };
-        // Parts first (sent, not awaited: the state goes after them on the same connection to
-        // the same stream), so that a state in KV names no part that is not there.
+        // Parts first, not awaited before the state write (one round trip less). They go to
+        // another stream, so for a moment a reader may find the state naming a part not yet
+        // stored (a POS order then shows without its cart until read again); nothing of this
+        // write is published before the parts are acknowledged.
         let parts: Vec<(String, Bytes)> = shared
             .domain
             .unwritten_parts(&stored.state)

@@ -173,9 +173,9 @@ impl StateStore {
     }
 
     /// Sends parts of a key's state (see `Domain::unwritten_parts`) to the domain's parts
-    /// bucket, each under its own key (`resource::part_key`). Published on the same connection
-    /// as the state after them, they are stored no later; [`PendingParts::stored`] waits for
-    /// their acknowledgements.
+    /// bucket, each under its own key (`resource::part_key`). Sent before the state that names
+    /// them but to another stream, so nats-server may store them a moment after it;
+    /// [`PendingParts::stored`] waits for their acknowledgements.
     pub async fn send_parts(
         &self,
         parts: &[(String, Bytes)],
