@@ -736,7 +736,8 @@ async fn a_socket_opened_while_nats_is_unreachable_closes_with_1011_and_the_edge
         }
     };
     // (A client that joined in the moment between NATS's return and the edge noticing it may
-    // also hear EVENTS_MISSED first: the notice errs on the side of saying so.)
+    // also hear EVENTS_MISSED after `connected`: the notice errs on the side of saying so.
+    // Never before it: `connected` is always a client's first frame.)
     again.send_json(&json!({"type": "ping"})).await;
     assert_eq!(again.next_of("pong").await["type"], "pong");
     edge.drain().await;

@@ -66,6 +66,27 @@ struct Feed {
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl Feed {
+    fn new(subject: String) -> Feed {
+        Feed {
+            subject,
+            subscribed: tokio::sync::OnceCell::new(),
+            members: Mutex::new(Vec::new()),
+            last_seq: AtomicU64::new(0),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Sends `frame` to each member that has heard `connected` (under the members lock, which
+    /// `join` holds while sending `connected` and marking the member ready).
+    fn tell_ready(&self, frame: &Bytes) {
+        let members = lock(&self.members);
+        for member in members.iter().filter(|m| m.ready.load(Ordering::Relaxed)) {
+            member.conn.send(frame.clone());
+        }
+    }
+}
+
 /// The events fan-out of one edge.
 pub struct Hub {
     client: async_nats::Client,
@@ -108,13 +129,7 @@ impl Hub {
             let feed = feeds
                 .entry(tenant.to_string())
                 .or_insert_with(|| {
-                    Arc::new(Feed {
-                        subject: subject::output(Domain::Events, tenant, FEED_KEY),
-                        subscribed: tokio::sync::OnceCell::new(),
-                        members: Mutex::new(Vec::new()),
-                        last_seq: AtomicU64::new(0),
-                        task: Mutex::new(None),
-                    })
+                    Arc::new(Feed::new(subject::output(Domain::Events, tenant, FEED_KEY)))
                 })
                 .clone();
             // A member from the start (so the feed is not dropped meanwhile), but not ready:
@@ -152,14 +167,14 @@ impl Hub {
         Ok(())
     }
 
-    /// Sends `frame` to every member of every feed (an `EVENTS_MISSED` notice after this
-    /// edge lost NATS: core NATS keeps nothing for a subscriber that was away).
+    /// Sends `frame` to every member of every feed that has heard `connected` (an
+    /// `EVENTS_MISSED` notice after this edge lost NATS: core NATS keeps nothing for a
+    /// subscriber that was away). A member still joining was promised no event yet, and its
+    /// first frame must be `connected`, so it is not told.
     pub fn tell_everyone(&self, frame: &Bytes) {
         let feeds: Vec<Arc<Feed>> = lock(&self.feeds).values().cloned().collect();
         for feed in feeds {
-            for member in lock(&feed.members).iter() {
-                member.conn.send(frame.clone());
-            }
+            feed.tell_ready(frame);
         }
     }
 
@@ -244,5 +259,29 @@ fn dispatch(feed: &Feed, metrics: &Metrics, batch: &[async_nats::Message]) {
             })
             .clone();
         member.conn.send_frames(data, count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::Counters;
+
+    #[test]
+    fn a_notice_reaches_only_members_that_heard_connected() {
+        let feed = Feed::new("tw.out.events.t._".to_string());
+        let joined = Member::new(Arc::new(Conn::new(1, "t", 1 << 20, Counters::default())));
+        let joining = Member::new(Arc::new(Conn::new(2, "t", 1 << 20, Counters::default())));
+        joined.ready.store(true, Ordering::Relaxed);
+        lock(&feed.members).extend([joined.clone(), joining.clone()]);
+        feed.tell_ready(&Bytes::from_static(b"notice"));
+        assert_eq!(
+            joined.conn.take_pending().0,
+            vec![Bytes::from_static(b"notice")]
+        );
+        assert!(
+            joining.conn.take_pending().0.is_empty(),
+            "a member still joining must hear `connected` first"
+        );
     }
 }

@@ -271,7 +271,7 @@ impl Conn {
     }
 
     /// Takes what is queued; until [`finish_write`](Self::finish_write), senders queue too.
-    fn take_pending(&self) -> (Vec<Bytes>, Option<(u16, String)>) {
+    pub(crate) fn take_pending(&self) -> (Vec<Bytes>, Option<(u16, String)>) {
         let mut q = self.lock();
         let frames: Vec<Bytes> = q.frames.drain(..).collect();
         q.bytes = 0;
