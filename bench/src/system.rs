@@ -153,6 +153,24 @@ impl System {
     }
 }
 
+impl Drop for System {
+    /// Ends the edge and the handlers before nats-server stops (fields drop after this), so
+    /// they do not log a lost NATS connection at the end of every benchmark.
+    fn drop(&mut self) {
+        let mut children: Vec<&mut Child> = self.handlers.iter_mut().collect();
+        children.push(&mut self.edge);
+        for child in &mut children {
+            let _ = child.start_kill();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for child in children {
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// Resident memory of a process, bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
