@@ -347,6 +347,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         handlers: args.handlers,
         partitions: args.partitions,
         domains: vec![Domain::Collab, Domain::Events],
+        database_url: None,
     })
     .await?;
     let addr = system.edge_addr;

@@ -5,6 +5,7 @@
 
 use crate::client::{self, Ws2};
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
+use crate::system::wait_for_drained;
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -121,35 +122,6 @@ async fn device(
     latencies
 }
 
-/// Waits until the device and events input streams and the records stream hold nothing: their
-/// retention keeps only what a consumer has not yet acknowledged.
-async fn wait_for_drained(
-    js: &async_nats::jetstream::Context,
-    limit: Duration,
-) -> anyhow::Result<()> {
-    let names = [
-        tablewire_nats::resource::input_stream(Domain::Device),
-        tablewire_nats::resource::input_stream(Domain::Events),
-        tablewire_nats::resource::RECORDS_STREAM.to_string(),
-    ];
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut waiting = 0;
-        for name in &names {
-            // Fetching the stream fetches its info: no second request.
-            let stream = js.get_stream(name).await.context("stream info")?;
-            waiting += stream.cached_info().state.messages;
-        }
-        if waiting == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{waiting} messages still unapplied after {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn spawn_process(exe: &std::path::Path, args: &[&str]) -> anyhow::Result<Child> {
     Command::new(exe)
         .args(["--log", "warn"])
@@ -248,7 +220,12 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     // Measure scans, not the connections' backlog: wait until every connect command (device
     // holder, presence, the dashboard's online events) has been applied and written to SQL.
     let waited = Instant::now();
-    wait_for_drained(&js, Duration::from_secs(180)).await?;
+    let streams = [
+        tablewire_nats::resource::input_stream(Domain::Device),
+        tablewire_nats::resource::input_stream(Domain::Events),
+        tablewire_nats::resource::RECORDS_STREAM.to_string(),
+    ];
+    wait_for_drained(&js, &streams, Duration::from_secs(180)).await?;
     println!(
         "  connect backlog applied in {:.1} s more",
         waited.elapsed().as_secs_f64()

@@ -180,6 +180,7 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
         handlers: args.handlers,
         partitions: args.partitions,
         domains: vec![Domain::Display],
+        database_url: None,
     })
     .await?;
     let addr = system.edge_addr;

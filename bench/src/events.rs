@@ -213,6 +213,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         handlers: args.handlers,
         partitions: args.partitions,
         domains: vec![Domain::Events],
+        database_url: None,
     })
     .await?;
     let addr = system.edge_addr;

@@ -4,7 +4,7 @@
 
 use crate::client::{self, Ws2, number_after};
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
-use crate::system::{AUTH_SECRET, Shape, System};
+use crate::system::{AUTH_SECRET, Shape, System, wait_for_drained};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -36,6 +36,13 @@ pub struct PosArgs {
     /// Orders per second for the latency phase (default: half of the throughput phase).
     #[arg(long)]
     pub latency_rate: Option<f64>,
+    /// Where the SQL writer writes the order records (default: a SQLite file in a temporary
+    /// directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Run no SQL writer: records wait in their stream and are not counted.
+    #[arg(long, conflicts_with = "database_url")]
+    pub no_records: bool,
 }
 
 const POS_PER_TENANT: usize = 2;
@@ -207,10 +214,20 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
         "pos benchmark: {} tenants x ({POS_PER_TENANT} POS + {KITCHENS_PER_TENANT} kitchen) connections, {} s phases, window {}, {} handler process(es)",
         args.tenants, args.duration, args.window, args.handlers
     );
+    let tmp = std::env::temp_dir().join(format!("tablewire-bench-pos-{}", std::process::id()));
+    let database_url = if args.no_records {
+        None
+    } else if let Some(url) = &args.database_url {
+        Some(url.clone())
+    } else {
+        std::fs::create_dir_all(&tmp).context("creating the benchmark's database directory")?;
+        Some(format!("sqlite://{}", tmp.join("pos.db").display()))
+    };
     let system = System::start(&Shape {
         handlers: args.handlers,
         partitions: args.partitions,
         domains: vec![Domain::Pos, Domain::Events],
+        database_url: database_url.clone(),
     })
     .await?;
     let addr = system.edge_addr;
@@ -285,7 +302,31 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     ) {
         println!("    {line}");
     }
-    let metrics_before = metrics_after;
+    // The throughput phase leaves a backlog (the SQL writer falls behind at full rate): the
+    // latency phase starts once the input streams and the records stream are empty.
+    let nc = tablewire_nats::connect(system.nats.client_url(), "tablewire-bench").await?;
+    let js = async_nats::jetstream::new(nc);
+    let streams = [
+        tablewire_nats::resource::input_stream(Domain::Pos),
+        tablewire_nats::resource::input_stream(Domain::Events),
+        tablewire_nats::resource::RECORDS_STREAM.to_string(),
+    ];
+    let streams = if database_url.is_some() {
+        &streams[..]
+    } else {
+        &streams[..2]
+    };
+    let drained = wait_for_drained(&js, streams, Duration::from_secs(300)).await?;
+    println!(
+        "  backlog applied{} {:.1} s after the phase",
+        if database_url.is_some() {
+            " and written to SQL"
+        } else {
+            ""
+        },
+        drained.as_secs_f64()
+    );
+    let metrics_before = (scrape(addr).await, scrape(system.handler_metrics).await);
 
     // Phase 2: paced at half the rate, one order in flight per POS.
     let rate = args.latency_rate.unwrap_or(rate1 / 2.0).max(1.0);
@@ -359,5 +400,45 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
         println!("    {line}");
     }
     println!("  missing {missing}, duplicates {duplicates}");
+    if let Some(url) = &database_url {
+        let accepted: u64 = per_tenant.iter().sum();
+        count_rows(url, &format!("bench-{run_id}-"), accepted).await?;
+    }
+    drop(system);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// Waits (up to two minutes) until the SQL writer has a row for each of the `accepted` orders of
+/// this run's tenants (`tenant_prefix…`), and prints how many it has.
+async fn count_rows(url: &str, tenant_prefix: &str, accepted: u64) -> anyhow::Result<()> {
+    let pool = tablewire_handlers::store::connect(url)
+        .await
+        .context("opening the benchmark's database")?;
+    let query = "SELECT COUNT(*) FROM pos_orders WHERE tenant_id LIKE $1";
+    let pattern = format!("{tenant_prefix}%");
+    let waited = Instant::now();
+    let mut rows = 0;
+    while waited.elapsed() < Duration::from_secs(120) {
+        rows = sqlx::query_as::<_, (i64,)>(query)
+            .bind(&pattern)
+            .fetch_one(&pool)
+            .await
+            .map(|r| r.0 as u64)
+            .unwrap_or(0);
+        if rows >= accepted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "  rows in SQL: {rows} of {accepted} orders ({}; {:.1} s after the last order)",
+        if rows == accepted {
+            "all written"
+        } else {
+            "MISMATCH"
+        },
+        waited.elapsed().as_secs_f64()
+    );
     Ok(())
 }

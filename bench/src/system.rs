@@ -37,6 +37,9 @@ pub struct Shape {
     pub partitions: u16,
     /// Domains the handlers work for.
     pub domains: Vec<Domain>,
+    /// Where the first handler's SQL writer writes records; `None` runs no SQL writer (records
+    /// wait in their stream).
+    pub database_url: Option<String>,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -88,6 +91,11 @@ impl System {
             } else {
                 free_addr()?
             };
+            // One SQL writer (SQLite takes one writer).
+            let records = match (&shape.database_url, i) {
+                (Some(url), 0) => vec!["--database-url", url.as_str()],
+                _ => vec!["--no-records"],
+            };
             handlers.push(
                 Command::new(&exe)
                     .args([
@@ -99,7 +107,8 @@ impl System {
                         "--domain",
                         &domains,
                     ])
-                    .args(["--no-records", "--metrics-listen", &metrics.to_string()])
+                    .args(records)
+                    .args(["--metrics-listen", &metrics.to_string()])
                     .stdin(Stdio::null())
                     .kill_on_drop(true)
                     .spawn()
@@ -168,6 +177,31 @@ impl Drop for System {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+}
+
+/// Waits until the `streams` hold nothing (their retention keeps only what a consumer has not
+/// yet acknowledged), at most `limit`; returns how long that took.
+pub async fn wait_for_drained(
+    js: &async_nats::jetstream::Context,
+    streams: &[String],
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        let mut waiting = 0;
+        for name in streams {
+            // Fetching the stream fetches its info: no second request.
+            let stream = js.get_stream(name).await.context("stream info")?;
+            waiting += stream.cached_info().state.messages;
+        }
+        if waiting == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("{waiting} messages still unapplied after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
