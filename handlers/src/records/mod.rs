@@ -19,6 +19,11 @@ use tablewire_schemas::stored::Record;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+/// Most records written in one transaction.
+const MAX_BATCH: usize = 256;
+/// How long the writer waits for more records before it commits the ones it has.
+const GATHER: Duration = Duration::from_millis(5);
+
 /// Writes one record inside `tx`; its id makes a second write a no-op.
 async fn write_record(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -118,7 +123,7 @@ pub async fn run(
         let messages = match consumer {
             Ok(c) => c
                 .stream()
-                .max_messages_per_batch(256)
+                .max_messages_per_batch(MAX_BATCH)
                 .messages()
                 .await
                 .map_err(|e| e.to_string()),
@@ -134,14 +139,23 @@ pub async fn run(
                 }
             }
         };
-        let mut chunks = messages.ready_chunks(256);
+        let mut chunks = messages.ready_chunks(MAX_BATCH);
         let mut backoff = Duration::from_millis(200);
         loop {
             let chunk = tokio::select! {
                 _ = shutdown.changed() => return,
                 chunk = chunks.next() => chunk,
             };
-            let Some(results) = chunk else { continue 'pull };
+            let Some(mut results) = chunk else { continue 'pull };
+            // Records trickling in one by one would each cost a transaction: wait a moment for
+            // more (they are off every client's path) and commit them together.
+            let gather_until = tokio::time::Instant::now() + GATHER;
+            while results.len() < MAX_BATCH {
+                match tokio::time::timeout_at(gather_until, chunks.next()).await {
+                    Ok(Some(more)) => results.extend(more),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             let messages: Vec<jetstream::Message> =
                 results.into_iter().filter_map(Result::ok).collect();
             let parsed: Vec<(jetstream::Message, Option<Record>)> = messages
