@@ -354,6 +354,79 @@ impl OrderBodies {
     }
 }
 
+/// How long apart a fresh order's missing body is read again (doubling: 5 ms, then up to 155 ms
+/// in all) before the order goes out without it.
+const BODY_RETRY_DELAYS_MS: [u64; 5] = [5, 10, 20, 40, 80];
+/// An order whose status changed this recently may have its body still on the way.
+const FRESH_ORDER_MS: i64 = 10_000;
+
+/// Reads the bodies of `ids` (of `tenant`'s book at `book_key`), keeping those found.
+async fn fetch_bodies(
+    shared: &Shared,
+    tenant: &str,
+    book_key: &str,
+    ids: Vec<String>,
+) -> Result<Vec<Order>, ErrorBody> {
+    let bodies = futures::future::join_all(ids.iter().map(|id| {
+        let key = resource::part_key(book_key, &TenantOrders::body_name(id));
+        async move { shared.read_part(Domain::Pos, &key).await }
+    }))
+    .await;
+    let mut found = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        // A body KV no longer has (an order active for over a week) leaves the order without
+        // its cart; one that does not parse likewise.
+        if let Some(order) = body?.and_then(|b| serde_json::from_slice::<Order>(&b).ok()) {
+            shared.order_bodies.keep(tenant, order.clone());
+            found.push(order);
+        }
+    }
+    Ok(found)
+}
+
+/// Attaches the bodies `fetch` finds for `wanted`. The handler sends an order's body just
+/// before the book that names it, but to another stream: a book read in that moment may name a
+/// body not stored yet (its write is acknowledged before anyone hears of the order). So a body
+/// still missing from an order changed in the last [`FRESH_ORDER_MS`] is fetched again, after
+/// each of [`BODY_RETRY_DELAYS_MS`], before the order goes out without its cart; older orders
+/// without bodies (past `ORDER_BODY_TTL_MS`) are not waited for.
+async fn attach_bodies<F, Fut>(
+    book: &mut TenantOrders,
+    mut wanted: Vec<String>,
+    now_ms: i64,
+    fetch: F,
+) -> Result<(), ErrorBody>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Order>, ErrorBody>>,
+{
+    let mut delays = BODY_RETRY_DELAYS_MS.iter();
+    loop {
+        if !wanted.is_empty() {
+            for body in fetch(wanted).await? {
+                book.attach_body(&body);
+            }
+        }
+        let since = now_ms - FRESH_ORDER_MS;
+        wanted = book
+            .missing_bodies()
+            .into_iter()
+            .filter(|id| {
+                book.active
+                    .iter()
+                    .chain(&book.recent)
+                    .any(|o| o.order().id == *id && o.order().updated_at >= since)
+            })
+            .collect();
+        match delays.next() {
+            Some(&ms) if !wanted.is_empty() => {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// A tenant's order book with its orders' bodies (fetched beside it, see [`BookOrder`]).
 async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders), ErrorBody> {
     let internal =
@@ -368,27 +441,18 @@ async fn read_orders(shared: &Shared, tenant: &str) -> Result<(u64, TenantOrders
         }
         None => return Ok((0, TenantOrders::default())),
     };
-    let mut unknown = Vec::new();
+    let mut wanted: Vec<String> = Vec::new();
     for id in book.missing_bodies() {
         match shared.order_bodies.get(tenant, &id) {
             Some(body) => book.attach_body(&body),
-            None => unknown.push(id),
+            None => wanted.push(id),
         }
     }
     let book_key = resource::state_key(tenant, TENANT_KEY);
-    let bodies = futures::future::join_all(unknown.into_iter().map(|id| {
-        let key = resource::part_key(&book_key, &TenantOrders::body_name(&id));
-        async move { shared.read_part(Domain::Pos, &key).await }
-    }))
-    .await;
-    for body in bodies {
-        // A body KV no longer has (an order active for over a week) leaves the order without
-        // its cart; one that does not parse likewise.
-        if let Some(order) = body?.and_then(|b| serde_json::from_slice::<Order>(&b).ok()) {
-            book.attach_body(&order);
-            shared.order_bodies.keep(tenant, order);
-        }
-    }
+    attach_bodies(&mut book, wanted, now_ms(), |ids| {
+        fetch_bodies(shared, tenant, &book_key, ids)
+    })
+    .await?;
     Ok((seq, book))
 }
 
@@ -577,6 +641,76 @@ mod tests {
             "status": "pending", "createdAt": 1, "updatedAt": 1}),
         )
         .expect("order")
+    }
+
+    /// A book as readers find it: references only, every body to be fetched.
+    fn stored_book(orders: &[Order]) -> TenantOrders {
+        let book = TenantOrders {
+            active: orders.iter().cloned().map(BookOrder::created).collect(),
+            ..Default::default()
+        };
+        serde_json::from_str(&serde_json::to_string(&book).expect("book")).expect("read back")
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn order_changed(id: &str, ms_ago: i64) -> Order {
+        let mut order = body(id);
+        order.updated_at = NOW - ms_ago;
+        order
+    }
+
+    #[tokio::test]
+    async fn a_fresh_orders_body_not_stored_yet_is_read_again_until_it_is() {
+        let fresh = order_changed("fresh", 50);
+        let old = order_changed("old", 8 * 24 * 3600 * 1000);
+        let mut book = stored_book(&[fresh.clone(), old.clone()]);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let wanted = book.missing_bodies();
+        attach_bodies(&mut book, wanted, NOW, |ids| {
+            let mut asked = asked.lock().expect("lock");
+            asked.push(ids.clone());
+            // The fresh body is stored by the third read; the old one is gone for good.
+            let found = if asked.len() >= 3 && ids.contains(&fresh.id) {
+                vec![fresh.clone()]
+            } else {
+                Vec::new()
+            };
+            async move { Ok(found) }
+        })
+        .await
+        .expect("attached");
+        assert!(book.active[0].has_body(), "the fresh order has its cart");
+        assert!(!book.active[1].has_body(), "the old order is shown without");
+        let asked = asked.into_inner().expect("lock");
+        assert_eq!(
+            asked,
+            vec![
+                vec!["fresh".to_string(), "old".to_string()],
+                vec!["fresh".to_string()],
+                vec!["fresh".to_string()],
+            ],
+            "only the fresh order's body is read again, and not once it is found"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_comes_is_waited_for_a_bounded_number_of_reads() {
+        let mut book = stored_book(&[order_changed("lost", 0)]);
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let wanted = book.missing_bodies();
+        attach_bodies(&mut book, wanted, NOW, |_| {
+            reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Ok(Vec::new()) }
+        })
+        .await
+        .expect("no error");
+        assert!(!book.active[0].has_body());
+        assert_eq!(
+            reads.into_inner(),
+            1 + BODY_RETRY_DELAYS_MS.len(),
+            "the first read and one after each delay"
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ pub async fn run(
                 _ = shutdown.changed() => return,
                 chunk = chunks.next() => chunk,
             };
-            let Some(mut results) = chunk else { continue 'pull };
+            let Some(mut results) = chunk else {
+                continue 'pull;
+            };
             // Records trickling in one by one would each cost a transaction: wait a moment for
             // more (they are off every client's path) and commit them together.
             let gather_until = tokio::time::Instant::now() + GATHER;

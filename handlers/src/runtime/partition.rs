@@ -534,8 +534,8 @@ async fn apply_key<D: Domain>(
         };
         // Parts first, not awaited before the state write (one round trip less). They go to
         // another stream, so for a moment a reader may find the state naming a part not yet
-        // stored (a POS order then shows without its cart until read again); nothing of this
-        // write is published before the parts are acknowledged.
+        // stored (the edge reads a fresh POS order's body again); nothing of this write is
+        // published before the parts are acknowledged.
         let parts: Vec<(String, Bytes)> = shared
             .domain
             .unwritten_parts(&stored.state)
