@@ -88,19 +88,9 @@ async fn devices_scan_take_over_get_config_and_go_offline() {
     .await;
     let handler = InProcessHandler::start(nats.client_url(), Some(pg.url.clone())).await;
     let nc = client(nats.client_url()).await;
-    let mut feed = nc
-        .subscribe(tablewire_nats::subject::output(
-            Domain::Events,
-            DEFAULT_TENANT,
-            tablewire_schemas::events::FEED_KEY,
-        ))
-        .await
-        .expect("feed");
-    nc.flush().await.expect("flush");
+    let mut feed = tenant_feed(&nc).await;
     // The dashboard: seed 004's events socket of the tenant, on the other edge.
-    let token = token(DEFAULT_TENANT, "admin", 300);
-    let mut dashboard = Ws::connect(b.addr, &format!("/ws?token={token}")).await;
-    assert_eq!(dashboard.json().await["type"], "connected");
+    let mut dashboard = dashboard(b.addr).await;
 
     // The seed's wscat session: a scan answers success with the scan and no user.
     let r1 = device();
@@ -289,12 +279,12 @@ async fn devices_scan_take_over_get_config_and_go_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_certainly_too_soon_is_answered_by_the_edge_as_the_handler_would() {
-    let nats = nats().await;
-    provision(nats.client_url(), &test_topology()).await;
-    let edge =
-        InProcessEdge::start(nats.client_url(), open_edge_config(Duration::from_secs(30))).await;
-    let handler = InProcessHandler::start(nats.client_url(), None).await;
-    let nc = client(nats.client_url()).await;
+    let OneNode {
+        nats: _nats,
+        edge,
+        handler,
+        nc,
+    } = one_node().await;
     // A minute between scans: "too soon" cannot depend on the machine's speed.
     let r = device();
     configure(edge.addr, &r, json!({"scanIntervalMs": 60_000})).await;
@@ -453,6 +443,45 @@ async fn no_scan_is_lost_while_the_database_is_down() {
     handler.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_notice_published_again_by_a_new_handler_reaches_the_dashboard_once() {
+    let OneNode {
+        nats,
+        edge,
+        handler,
+        nc,
+    } = one_node().await;
+    // The feed as the handlers publish it, repeats included.
+    let mut feed = tenant_feed(&nc).await;
+    let mut dashboard = dashboard(edge.addr).await;
+
+    let r = device();
+    configure(edge.addr, &r, json!({"scanIntervalMs": 0})).await;
+    let mut ws = connect(edge.addr, &r).await;
+    assert_eq!(ws.json().await["action"], "config");
+    assert_eq!(scan(&mut ws, "TAG-1").await["success"], true);
+    assert_eq!(feed_scan_tag(&mut feed, &r).await, "TAG-1");
+    assert_eq!(dashboard_scan_tag(&mut dashboard).await, "TAG-1");
+
+    // A new handler trusts nothing of the device's before it: with the device's next command
+    // it publishes the device's last outbox again (the TAG-1 notice), then the new scan's.
+    handler.stop().await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    assert_eq!(scan(&mut ws, "TAG-2").await["success"], true);
+    assert_eq!(
+        feed_scan_tag(&mut feed, &r).await,
+        "TAG-1",
+        "the repeat is published"
+    );
+    assert_eq!(feed_scan_tag(&mut feed, &r).await, "TAG-2");
+    assert_eq!(
+        dashboard_scan_tag(&mut dashboard).await,
+        "TAG-2",
+        "the edge dropped the repeat"
+    );
+    handler.stop().await;
+}
+
 /// A `tablewire edge` process accepting devices without credentials.
 async fn open_edge_process(url: &str) -> (Process, SocketAddr) {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -475,7 +504,64 @@ async fn open_edge_process(url: &str) -> (Process, SocketAddr) {
     (process, addr)
 }
 
-/// Reads the feed until an event of `kind` about `device`; returns its data.
+/// A provisioned nats-server, an edge taking devices without credentials, a handler without
+/// SQL, and a NATS client.
+struct OneNode {
+    nats: tablewire_nats::NatsServer,
+    edge: InProcessEdge,
+    handler: InProcessHandler,
+    nc: async_nats::Client,
+}
+
+async fn one_node() -> OneNode {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge =
+        InProcessEdge::start(nats.client_url(), open_edge_config(Duration::from_secs(30))).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let nc = client(nats.client_url()).await;
+    OneNode {
+        nats,
+        edge,
+        handler,
+        nc,
+    }
+}
+
+/// The default tenant's events feed as the handlers publish it (a raw NATS subscription).
+async fn tenant_feed(nc: &async_nats::Client) -> async_nats::Subscriber {
+    let feed = nc
+        .subscribe(tablewire_nats::subject::output(
+            Domain::Events,
+            DEFAULT_TENANT,
+            tablewire_schemas::events::FEED_KEY,
+        ))
+        .await
+        .expect("feed");
+    nc.flush().await.expect("flush");
+    feed
+}
+
+/// The tag of the next scan of `device` on the raw feed.
+async fn feed_scan_tag(feed: &mut async_nats::Subscriber, device: &str) -> Value {
+    feed_event(feed, "device:scan", device).await["scan"]["tagId"].clone()
+}
+
+/// The tag of the next scan a dashboard hears of.
+async fn dashboard_scan_tag(dashboard: &mut Ws) -> Value {
+    dashboard.next_of("device:scan").await["data"]["scan"]["tagId"].clone()
+}
+
+/// A dashboard: seed 004's events socket of the default tenant, connected.
+async fn dashboard(addr: SocketAddr) -> Ws {
+    let token = token(DEFAULT_TENANT, "admin", 300);
+    let mut dashboard = Ws::connect(addr, &format!("/ws?token={token}")).await;
+    assert_eq!(dashboard.json().await["type"], "connected");
+    dashboard
+}
+
+/// Reads the feed until an event of `kind` about `device` (`data.deviceId`, or
+/// `data.scan.deviceId` for scans); returns its data.
 async fn feed_event(feed: &mut async_nats::Subscriber, kind: &str, device: &str) -> Value {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
@@ -484,7 +570,9 @@ async fn feed_event(feed: &mut async_nats::Subscriber, kind: &str, device: &str)
             .unwrap_or_else(|_| panic!("no {kind} for {device} in time"))
             .expect("feed open");
         let event: Value = serde_json::from_slice(&message.payload).expect("JSON");
-        if event["type"] == kind && event["data"]["deviceId"] == device {
+        let about =
+            event["data"]["deviceId"] == device || event["data"]["scan"]["deviceId"] == device;
+        if event["type"] == kind && about {
             return event["data"].clone();
         }
     }
@@ -500,15 +588,7 @@ async fn takeover_across_edge_processes_and_offline_when_the_edge_dies() {
     provision(nats.client_url(), &topology).await;
     let handler = InProcessHandler::start(nats.client_url(), None).await;
     let nc = client(nats.client_url()).await;
-    let mut feed = nc
-        .subscribe(tablewire_nats::subject::output(
-            Domain::Events,
-            DEFAULT_TENANT,
-            tablewire_schemas::events::FEED_KEY,
-        ))
-        .await
-        .expect("feed");
-    nc.flush().await.expect("flush");
+    let mut feed = tenant_feed(&nc).await;
     let (mut edge_a, a) = open_edge_process(nats.client_url()).await;
     let (mut edge_b, b) = open_edge_process(nats.client_url()).await;
 

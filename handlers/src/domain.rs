@@ -94,7 +94,8 @@ impl Effects {
     /// Sends `frame` to the subscribers of another domain's key as it is, without a command to
     /// that key: no JetStream round trip, no write of its state, no place in its sequence. For
     /// frames whose order only matters per emitting key (a device's scans on its tenant's
-    /// feed); published with this key's events and again with them after a takeover.
+    /// feed); published with this key's events and again with them after a takeover (edges
+    /// drop the repeat by its `Tw-Notice` place).
     pub fn notify(&mut self, domain: DomainName, tenant: &str, key: &str, frame: impl Serialize) {
         self.notices.push(Notice {
             domain,

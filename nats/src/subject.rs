@@ -99,11 +99,51 @@ pub mod header {
     pub const REQUEST: &str = "Tw-Request";
     /// Marks an event as the answer to a command that was rejected.
     pub const REJECTED: &str = "Tw-Rejected";
+    /// Where a notice (a frame one key's handler sends to another key's subscribers, without
+    /// a place in that key's sequence) stands among its sender's: `{applied}.{index} {source}`
+    /// ([`notice_position`]). The same when the notice is published again after a takeover,
+    /// and growing with each of the sender's writes, so edges can drop repeats.
+    pub const NOTICE: &str = "Tw-Notice";
+
+    /// The [`NOTICE`] value of the `index`th notice of a write of `domain`'s `tenant` / `key`
+    /// whose last applied command has stream sequence `applied`.
+    pub fn notice_position(
+        domain: super::Domain,
+        tenant: &str,
+        key: &str,
+        applied: u64,
+        index: usize,
+    ) -> String {
+        format!("{applied}.{index} {domain}/{tenant}/{key}")
+    }
+
+    /// A [`NOTICE`] value read back: the sender and the position `(applied, index)`.
+    pub fn parse_notice_position(value: &str) -> Option<(&str, (u64, u64))> {
+        let (position, source) = value.split_once(' ')?;
+        let (applied, index) = position.split_once('.')?;
+        Some((source, (applied.parse().ok()?, index.parse().ok()?)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_positions_read_back_and_order_by_write_then_index() {
+        let first = header::notice_position(Domain::Device, "t1", "reader-1", 41, 1);
+        let later = header::notice_position(Domain::Device, "t1", "reader-1", 42, 0);
+        let (source, a) = header::parse_notice_position(&first).expect("parses");
+        let (same_source, b) = header::parse_notice_position(&later).expect("parses");
+        assert_eq!((source, a), ("device/t1/reader-1", (41, 1)));
+        assert_eq!(source, same_source);
+        assert!(
+            a < b,
+            "a later write's notice comes after every notice of an earlier one"
+        );
+        assert_eq!(header::parse_notice_position("41.x device/t1/r"), None);
+        assert_eq!(header::parse_notice_position("no-space"), None);
+    }
 
     #[test]
     fn subjects_carry_domain_tenant_and_key() {

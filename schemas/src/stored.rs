@@ -39,8 +39,9 @@ pub struct Outbox {
 
 /// A frame one key's handler fans out on another key's output subject directly (core NATS, no
 /// `Tw-Seq`), where a command to that key would cost a JetStream round trip and a write of its
-/// state: a device's scans and presence on its tenant's events feed. Edges deliver such frames
-/// as they come; a handler takeover that publishes the outbox again may repeat one.
+/// state: a device's scans and presence on its tenant's events feed. Published with the
+/// `Tw-Notice` header (its place among the sending key's notices), by which edges drop the
+/// repeats a handler takeover publishes with the outbox again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// The domain whose output subject carries it.

@@ -158,9 +158,10 @@ impl Hub {
         let weak = Arc::downgrade(feed);
         let metrics = self.metrics.clone();
         let handle = tokio::spawn(async move {
+            let mut notices = NoticeMarks::default();
             while let Some(batch) = next_burst(&mut subscriber, MAX_BATCH).await {
                 let Some(feed) = weak.upgrade() else { break };
-                dispatch(&feed, &metrics, &batch);
+                dispatch(&feed, &metrics, &mut notices, &batch);
             }
         });
         *lock(&feed.task) = Some(handle);
@@ -199,15 +200,54 @@ impl Hub {
     }
 }
 
+/// Most notice senders a feed remembers; past it, it forgets them all (the next repeat of
+/// each, if any, goes through once).
+const MAX_NOTICE_SENDERS: usize = 50_000;
+
+/// Where each sender of notices to one feed is (`subject::header::NOTICE`): a sender's notices
+/// come in order, so one at or before the last seen is a repeat (its outbox published again
+/// after a handler takeover).
+#[derive(Default)]
+struct NoticeMarks {
+    last: HashMap<String, (u64, u64)>,
+}
+
+impl NoticeMarks {
+    /// Whether the notice with `NOTICE` header `value` was delivered already.
+    fn is_repeat(&mut self, value: &str) -> bool {
+        let Some((sender, position)) = subject::header::parse_notice_position(value) else {
+            return false;
+        };
+        if let Some(last) = self.last.get_mut(sender) {
+            let repeat = position <= *last;
+            *last = (*last).max(position);
+            return repeat;
+        }
+        if self.last.len() >= MAX_NOTICE_SENDERS {
+            self.last.clear();
+        }
+        self.last.insert(sender.to_string(), position);
+        false
+    }
+}
+
 /// Delivers a batch of one feed's events to each of its members that wants them.
-fn dispatch(feed: &Feed, metrics: &Metrics, batch: &[async_nats::Message]) {
+fn dispatch(
+    feed: &Feed,
+    metrics: &Metrics,
+    notices: &mut NoticeMarks,
+    batch: &[async_nats::Message],
+) {
     let mut events = Vec::with_capacity(batch.len());
     for message in batch {
-        let seq = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(subject::header::SEQ))
-            .and_then(|v| v.as_str().parse::<u64>().ok());
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        };
+        let seq = header(subject::header::SEQ).and_then(|v| v.parse::<u64>().ok());
         if let Some(seq) = seq {
             // Republished after a handler takeover: already delivered.
             if seq <= feed.last_seq.load(Ordering::Relaxed) {
@@ -215,6 +255,9 @@ fn dispatch(feed: &Feed, metrics: &Metrics, batch: &[async_nats::Message]) {
                 continue;
             }
             feed.last_seq.store(seq, Ordering::Relaxed);
+        } else if header(subject::header::NOTICE).is_some_and(|v| notices.is_repeat(v)) {
+            metrics.fanout_duplicates.inc();
+            continue;
         }
         events.push((
             ParsedEvent::parse(&message.payload),
@@ -266,6 +309,37 @@ fn dispatch(feed: &Feed, metrics: &Metrics, batch: &[async_nats::Message]) {
 mod tests {
     use super::*;
     use crate::ws::Counters;
+
+    #[test]
+    fn a_notice_published_again_is_a_repeat_and_later_ones_are_not() {
+        let mut marks = NoticeMarks::default();
+        let at = |applied, index, key| {
+            subject::header::notice_position(Domain::Device, "t", key, applied, index)
+        };
+        assert!(!marks.is_repeat(&at(10, 0, "r1")));
+        assert!(
+            !marks.is_repeat(&at(10, 1, "r1")),
+            "the write's second notice"
+        );
+        assert!(
+            !marks.is_repeat(&at(7, 0, "r2")),
+            "another sender has its own order"
+        );
+        assert!(
+            marks.is_repeat(&at(10, 0, "r1")),
+            "published again after a takeover"
+        );
+        assert!(marks.is_repeat(&at(10, 1, "r1")));
+        assert!(
+            !marks.is_repeat(&at(12, 0, "r1")),
+            "the sender's next write"
+        );
+        assert!(marks.is_repeat(&at(7, 0, "r2")));
+        assert!(
+            !marks.is_repeat("no position"),
+            "unreadable values are delivered"
+        );
+    }
 
     #[test]
     fn a_notice_reaches_only_members_that_heard_connected() {

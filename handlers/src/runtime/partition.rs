@@ -509,7 +509,7 @@ async fn apply_key<D: Domain>(
         if (!trusted || stale > 0)
             && let Some(stored) = &loaded.stored
         {
-            publish_outbox::<D>(shared, tenant, key, &stored.outbox).await?;
+            publish_outbox::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
         }
         let fresh: Vec<&Item> = items.iter().filter(|i| i.seq > applied_before).collect();
         if fresh.is_empty() {
@@ -578,7 +578,7 @@ async fn apply_key<D: Domain>(
                 // Clients first: the write made every effect durable (its outbox is republished
                 // if this worker dies before the records and commands below are stored), so
                 // the sender need not wait for those JetStream acknowledgements.
-                publish_events::<D>(shared, tenant, key, &stored.outbox).await?;
+                publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
                 publish_replies(shared, outcome.replies).await;
                 publish_durable::<D>(shared, tenant, &stored.outbox).await?;
                 if outcome.remove {
@@ -664,18 +664,21 @@ async fn publish_outbox<D: Domain>(
     shared: &Shared<D>,
     tenant: &str,
     key: &str,
+    applied: u64,
     outbox: &Outbox,
 ) -> Result<(), RuntimeError> {
-    publish_events::<D>(shared, tenant, key, outbox).await?;
+    publish_events::<D>(shared, tenant, key, applied, outbox).await?;
     publish_durable::<D>(shared, tenant, outbox).await
 }
 
 /// Fans a write's events out on core NATS (edges drop repeated sequence numbers), then its
-/// notices to other keys' subscribers.
+/// notices to other keys' subscribers (placed by `applied`, the write's last command, so edges
+/// drop a notice published again).
 async fn publish_events<D: Domain>(
     shared: &Shared<D>,
     tenant: &str,
     key: &str,
+    applied: u64,
     outbox: &Outbox,
 ) -> Result<(), RuntimeError> {
     if !outbox.events.is_empty() {
@@ -696,12 +699,16 @@ async fn publish_events<D: Domain>(
             .get_or_create(&shared.label)
             .inc_by(outbox.events.len() as u64);
     }
-    for notice in &outbox.notices {
+    for (index, notice) in outbox.notices.iter().enumerate() {
         let payload = Bytes::copy_from_slice(notice.frame.get().as_bytes());
+        let mut headers = HeaderMap::new();
+        let position = subject::header::notice_position(D::NAME, tenant, key, applied, index);
+        headers.insert(subject::header::NOTICE, position.as_str());
         shared
             .client
-            .publish(
+            .publish_with_headers(
                 subject::output(notice.domain, &notice.tenant, &notice.key),
+                headers,
                 payload,
             )
             .await
