@@ -41,7 +41,17 @@ fn main() -> std::process::ExitCode {
             Command::Handler(args) => run::handler(args).await,
             Command::Provision(args) => run::provision(args).await,
             Command::Token(args) => run::token(args),
-            Command::Bench(args) => tablewire_bench::run(args).await,
+            Command::Bench(args) => {
+                // Interrupted (Ctrl-C, SIGTERM), the benchmark is dropped, and with it the
+                // processes it started: none is left behind.
+                let mut stop = run::shutdown_signal();
+                tokio::select! {
+                    result = tablewire_bench::run(args) => result,
+                    _ = stop.wait_for(|stopped| *stopped) => {
+                        Err(anyhow::anyhow!("benchmark interrupted"))
+                    }
+                }
+            }
             Command::Transcriber(args) => run::transcriber(args).await,
         }
     });
