@@ -158,3 +158,66 @@ async fn dev_brings_everything_up_and_takes_its_nats_server_down() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!nats_running(), "the child nats-server is gone too");
 }
+
+/// The live processes whose parent is `pid` (zombies, with an empty command line, excluded).
+fn live_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| {
+            let child: u32 = p.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
+            // Fields after the command name (in parentheses): state, then the parent's pid.
+            let parent: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            (parent == pid && !cmdline.is_empty()).then_some(child)
+        })
+        .collect()
+}
+
+fn is_live(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_benchmark_takes_the_processes_it_started_down() {
+    let mut bench = Process::spawn(&[
+        "bench",
+        "display",
+        "--sessions",
+        "1",
+        "--displays",
+        "2",
+        "--posters",
+        "1",
+        "--idle",
+        "0",
+        "--duration",
+        "600",
+    ]);
+    let pid = bench.child.id().expect("running");
+    // nats-server, the edge and a handler.
+    eventually("the benchmark started its processes", || async move {
+        live_children(pid).len() >= 3
+    })
+    .await;
+    let children = live_children(pid);
+    let status = bench.terminate().await.expect("the benchmark exits");
+    assert!(!status.success(), "an interrupted benchmark is no success");
+    let left: Vec<u32> = children.into_iter().filter(|&c| is_live(c)).collect();
+    // Leftovers would hold the test's output open (and the suite with it): end them first.
+    for &pid in &left {
+        tablewire_nats::server::terminate(pid);
+    }
+    assert!(
+        left.is_empty(),
+        "still running after the benchmark: {left:?}"
+    );
+}
