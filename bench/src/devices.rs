@@ -5,12 +5,11 @@
 
 use crate::client::{self, Ws2};
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
-use crate::system::wait_for_drained;
+use crate::system::{free_addr, wait_for_drained};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
 use futures::StreamExt;
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,10 +50,6 @@ struct Counts {
     too_soon: AtomicU64,
     other: AtomicU64,
     heartbeats: AtomicU64,
-}
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 async fn send_text(ws: &mut Ws2, text: String) -> anyhow::Result<()> {

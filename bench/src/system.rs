@@ -42,7 +42,8 @@ pub struct Shape {
     pub database_url: Option<String>,
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
+/// A loopback address with a port free a moment ago, for a process to listen on.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }
