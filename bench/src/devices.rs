@@ -5,7 +5,7 @@
 
 use crate::client::{self, Ws2};
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
-use crate::system::{free_addr, wait_for_drained};
+use crate::system::{free_addr, report_rows, wait_for_drained};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -292,32 +292,8 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     );
 
     // Rows in SQL against accepted scans.
-    let pool = tablewire_handlers::store::connect(&database_url)
-        .await
-        .context("opening the database")?;
-    let waited = Instant::now();
-    let mut rows = 0;
-    while waited.elapsed() < Duration::from_secs(120) {
-        rows = sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM device_scans")
-            .fetch_one(&pool)
-            .await
-            .map(|r| r.0 as u64)
-            .unwrap_or(0);
-        if rows >= accepted {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    println!(
-        "  rows in SQL: {rows} of {accepted} accepted ({}; {:.1} s after the last scan)",
-        if rows == accepted {
-            "all written"
-        } else {
-            "MISMATCH"
-        },
-        waited.elapsed().as_secs_f64()
-    );
-    pool.close().await;
+    let count = "SELECT COUNT(*) FROM device_scans";
+    report_rows(&database_url, count, None, accepted, "accepted", "scan").await?;
     drop(handlers);
     drop(edge);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -4,7 +4,7 @@
 
 use crate::client::{self, Ws2, number_after};
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
-use crate::system::{AUTH_SECRET, Shape, System, wait_for_drained};
+use crate::system::{AUTH_SECRET, Shape, System, report_rows, wait_for_drained};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -402,43 +402,11 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     println!("  missing {missing}, duplicates {duplicates}");
     if let Some(url) = &database_url {
         let accepted: u64 = per_tenant.iter().sum();
-        count_rows(url, &format!("bench-{run_id}-"), accepted).await?;
+        let tenants = format!("bench-{run_id}-%");
+        let count = "SELECT COUNT(*) FROM pos_orders WHERE tenant_id LIKE $1";
+        report_rows(url, count, Some(&tenants), accepted, "orders", "order").await?;
     }
     drop(system);
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
-}
-
-/// Waits (up to two minutes) until the SQL writer has a row for each of the `accepted` orders of
-/// this run's tenants (`tenant_prefix…`), and prints how many it has.
-async fn count_rows(url: &str, tenant_prefix: &str, accepted: u64) -> anyhow::Result<()> {
-    let pool = tablewire_handlers::store::connect(url)
-        .await
-        .context("opening the benchmark's database")?;
-    let query = "SELECT COUNT(*) FROM pos_orders WHERE tenant_id LIKE $1";
-    let pattern = format!("{tenant_prefix}%");
-    let waited = Instant::now();
-    let mut rows = 0;
-    while waited.elapsed() < Duration::from_secs(120) {
-        rows = sqlx::query_as::<_, (i64,)>(query)
-            .bind(&pattern)
-            .fetch_one(&pool)
-            .await
-            .map(|r| r.0 as u64)
-            .unwrap_or(0);
-        if rows >= accepted {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    println!(
-        "  rows in SQL: {rows} of {accepted} orders ({}; {:.1} s after the last order)",
-        if rows == accepted {
-            "all written"
-        } else {
-            "MISMATCH"
-        },
-        waited.elapsed().as_secs_f64()
-    );
     Ok(())
 }

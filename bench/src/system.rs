@@ -206,6 +206,52 @@ pub async fn wait_for_drained(
     }
 }
 
+/// Waits (up to two minutes) until `count_sql` (a `SELECT COUNT(*)`, its one parameter bound to
+/// `bind` when given) counts `expected` rows in the database at `url`, the SQL writer having
+/// caught up, and prints how many there are: `rows in SQL: N of M {what} (…; s after the last
+/// {last})`.
+pub async fn report_rows(
+    url: &str,
+    count_sql: &'static str,
+    bind: Option<&str>,
+    expected: u64,
+    what: &str,
+    last: &str,
+) -> anyhow::Result<()> {
+    let pool = tablewire_handlers::store::connect(url)
+        .await
+        .context("opening the benchmark's database")?;
+    let waited = std::time::Instant::now();
+    let mut rows = 0;
+    while waited.elapsed() < Duration::from_secs(120) {
+        let query = sqlx::query_as::<_, (i64,)>(count_sql);
+        let query = match bind {
+            Some(value) => query.bind(value),
+            None => query,
+        };
+        rows = query
+            .fetch_one(&pool)
+            .await
+            .map(|r| r.0 as u64)
+            .unwrap_or(0);
+        if rows >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "  rows in SQL: {rows} of {expected} {what} ({}; {:.1} s after the last {last})",
+        if rows == expected {
+            "all written"
+        } else {
+            "MISMATCH"
+        },
+        waited.elapsed().as_secs_f64()
+    );
+    pool.close().await;
+    Ok(())
+}
+
 /// Resident memory of a process, bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
