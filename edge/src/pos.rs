@@ -407,17 +407,7 @@ where
                 book.attach_body(&body);
             }
         }
-        let since = now_ms - FRESH_ORDER_MS;
-        wanted = book
-            .missing_bodies()
-            .into_iter()
-            .filter(|id| {
-                book.active
-                    .iter()
-                    .chain(&book.recent)
-                    .any(|o| o.order().id == *id && o.order().updated_at >= since)
-            })
-            .collect();
+        wanted = book.missing_bodies_changed_since(now_ms - FRESH_ORDER_MS);
         match delays.next() {
             Some(&ms) if !wanted.is_empty() => {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await

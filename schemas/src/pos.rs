@@ -606,9 +606,15 @@ impl TenantOrders {
 
     /// The ids of orders whose bodies are missing, each once.
     pub fn missing_bodies(&self) -> Vec<String> {
+        self.missing_bodies_changed_since(i64::MIN)
+    }
+
+    /// The ids of orders whose bodies are missing and whose status changed at or after
+    /// `since_ms`, each once.
+    pub fn missing_bodies_changed_since(&self, since_ms: i64) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
         for o in self.active.iter().chain(&self.recent) {
-            if !o.has_body() && !ids.contains(&o.id) {
+            if !o.has_body() && o.updated_at >= since_ms && !ids.contains(&o.id) {
                 ids.push(o.id.clone());
             }
         }
