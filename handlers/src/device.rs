@@ -6,12 +6,13 @@
 //! for SQL and an event on the tenant's feed (a notice: see [`Effects::notify`]).
 
 use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::events::notify_feed;
 use serde_json::{Value, json};
 use tablewire_schemas::device::{
     Command, DeviceEvent, DeviceState, Holder, Scan, check_scan, config_frame, error_frame,
     too_soon,
 };
-use tablewire_schemas::events::{self, EventFrame, event};
+use tablewire_schemas::events::event;
 use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
 /// The record kind of an accepted scan (`device_scans`).
@@ -30,23 +31,6 @@ fn holder_of(ctx: &Context<'_>) -> Option<Holder> {
         edge: ctx.origin.edge.clone(),
         conn,
     })
-}
-
-/// Puts a device event on its tenant's events feed as a notice: straight to the feed's
-/// subscribers, in this device's order, without a command to the feed's key (that command, its
-/// JetStream round trip and the feed's write were half the cost of an accepted scan).
-fn feed(effects: &mut Effects, ctx: &Context<'_>, name: &str, data: Value) {
-    effects.notify(
-        DomainName::Events,
-        ctx.tenant,
-        events::FEED_KEY,
-        EventFrame {
-            kind: name.to_string(),
-            data,
-            timestamp: crate::events::rfc3339(ctx.now_ms),
-            seq: None,
-        },
-    );
 }
 
 impl Domain for Device {
@@ -83,7 +67,7 @@ impl Domain for Device {
                 if state.configured {
                     effects.reply(ctx, config_frame(&state.config));
                 }
-                feed(
+                notify_feed(
                     effects,
                     ctx,
                     event::DEVICE_ONLINE,
@@ -96,7 +80,7 @@ impl Domain for Device {
                 if state.holder.is_some() && state.holder == holder_of(ctx) {
                     state.holder = None;
                     state.online = false;
-                    feed(
+                    notify_feed(
                         effects,
                         ctx,
                         event::DEVICE_OFFLINE,
@@ -157,7 +141,7 @@ impl Domain for Device {
                                "registeredAt": ctx.now_ms}),
                     );
                 }
-                feed(
+                notify_feed(
                     effects,
                     ctx,
                     event::DEVICE_SCAN,
@@ -179,7 +163,7 @@ impl Domain for Device {
                 if state.online && silent {
                     state.holder = None;
                     state.online = false;
-                    feed(
+                    notify_feed(
                         effects,
                         ctx,
                         event::DEVICE_OFFLINE,
@@ -316,7 +300,7 @@ mod tests {
         assert_eq!(reply["user"]["id"], "u1");
         assert_eq!(fx.records[0].0, SCAN_RECORD);
         assert_eq!(fx.notices[0].domain, DomainName::Events);
-        assert_eq!(fx.notices[0].key, events::FEED_KEY);
+        assert_eq!(fx.notices[0].key, tablewire_schemas::events::FEED_KEY);
         assert_eq!(fx.notices[0].frame.value()["type"], event::DEVICE_SCAN);
         let fx = apply(&mut state, scan("UNKNOWN", None), &ctx(&a, 3_000, 3)).expect("scan");
         assert_eq!(fx.replies[0].1.value()["user"], Value::Null);

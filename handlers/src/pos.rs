@@ -1,6 +1,7 @@
 //! The pos domain (seed 002): per tenant one order book (key `_`: order numbers, active orders,
 //! the newest ten) and one small claim per idempotency key (`idem:{key}`). Orders fan out as
-//! `order_created` / `order_status_update`, go to SQL as records and to the tenant's events feed.
+//! `order_created` / `order_status_update`, go to SQL as records and to the tenant's events feed (as notices, see
+//! [`crate::events::notify_feed`]).
 //!
 //! A submission with an idempotency key goes to its claim first: the first one forwards the
 //! order to the tenant (`Create`), which creates it and sends the `order_created` frame back
@@ -11,10 +12,11 @@
 //! claim's write, see [`Domain::time_to_live`]), so claims do not pile up.
 
 use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::events::notify_feed;
 use chrono::{Datelike, FixedOffset, TimeZone};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tablewire_schemas::events::{self, event};
+use tablewire_schemas::events::event;
 use tablewire_schemas::pos::{
     ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput,
     OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
@@ -238,16 +240,13 @@ fn create(
     }
     effects.record(record::ORDER, &order);
     let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
-    effects.emit(
-        DomainName::Events,
-        ctx.tenant,
-        events::FEED_KEY,
-        events::Command::Publish {
-            event: event::ORDER_CREATED.to_string(),
-            data: json!({"order": {"id": order.id, "orderNumber": order.order_number,
-                "status": order.status, "items": order.kitchen().items, "total": total,
-                "orderType": order.order_type}}),
-        },
+    notify_feed(
+        effects,
+        ctx,
+        event::ORDER_CREATED,
+        json!({"order": {"id": order.id, "orderNumber": order.order_number,
+            "status": order.status, "items": order.kitchen().items, "total": total,
+            "orderType": order.order_type}}),
     );
     let order = BookOrder::created(order);
     book.recent.insert(0, order.clone());
@@ -324,15 +323,12 @@ fn update_status(
                "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms,
                "order": changed}),
     );
-    effects.emit(
-        DomainName::Events,
-        ctx.tenant,
-        events::FEED_KEY,
-        events::Command::Publish {
-            event: event::ORDER_STATUS.to_string(),
-            data: json!({"order_id": id, "orderNumber": number, "status": status,
-                         "previous_status": previous, "updatedBy": updated_by}),
-        },
+    notify_feed(
+        effects,
+        ctx,
+        event::ORDER_STATUS,
+        json!({"order_id": id, "orderNumber": number, "status": status,
+               "previous_status": previous, "updatedBy": updated_by}),
     );
     Ok(())
 }
@@ -537,7 +533,12 @@ mod tests {
         assert_eq!(book(&state).recent.len(), 6);
         assert_eq!(book(&state).active.len(), 6);
         assert_eq!(fx.records[0].0, record::ORDER);
-        assert_eq!(fx.commands[0].0, DomainName::Events);
+        assert!(
+            fx.commands.is_empty(),
+            "the feed hears of the order by a notice"
+        );
+        assert_eq!(fx.notices[0].domain, DomainName::Events);
+        assert_eq!(fx.notices[0].frame.value()["type"], event::ORDER_CREATED);
     }
 
     #[test]
