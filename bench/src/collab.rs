@@ -484,7 +484,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
 
     // Consistency: every participant's last state equals the room's KV state.
     let client = tablewire_nats::connect(system.nats.client_url(), "tablewire-bench").await?;
-    let kv = async_nats::jetstream::new(client)
+    let kv = async_nats::jetstream::new(client.clone())
         .get_key_value(tablewire_nats::resource::state_bucket(Domain::Collab))
         .await?;
     let (mut matching, mut mismatched, mut bad_totals) = (0, 0, 0);
@@ -557,6 +557,8 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     for line in pipeline_lines((&before.0, &after.0), (&before.1, &after.1)) {
         println!("    {line}");
     }
+    // Closed before nats-server stops, so it does not log a lost connection.
+    let _ = client.drain().await;
     drop(system);
     println!(
         "  consistency: {matching} participants' last state equals KV, {mismatched} differ; {} rooms, {bad_totals} with a wrong total",

@@ -137,7 +137,7 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         .await
         .context("starting nats-server")?;
     let nc = tablewire_nats::connect(nats.client_url(), "tablewire-bench").await?;
-    let js = async_nats::jetstream::new(nc);
+    let js = async_nats::jetstream::new(nc.clone());
     let topology = Topology {
         partitions: args.partitions,
         ..Default::default()
@@ -296,6 +296,8 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     report_rows(&database_url, count, None, accepted, "accepted", "scan").await?;
     drop(handlers);
     drop(edge);
+    // Closed before nats-server stops, so it does not log a lost connection.
+    let _ = nc.drain().await;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -305,7 +305,7 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     // The throughput phase leaves a backlog (the SQL writer falls behind at full rate): the
     // latency phase starts once the input streams and the records stream are empty.
     let nc = tablewire_nats::connect(system.nats.client_url(), "tablewire-bench").await?;
-    let js = async_nats::jetstream::new(nc);
+    let js = async_nats::jetstream::new(nc.clone());
     let streams = [
         tablewire_nats::resource::input_stream(Domain::Pos),
         tablewire_nats::resource::input_stream(Domain::Events),
@@ -406,6 +406,8 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
         let count = "SELECT COUNT(*) FROM pos_orders WHERE tenant_id LIKE $1";
         report_rows(url, count, Some(&tenants), accepted, "orders", "order").await?;
     }
+    // Closed before nats-server stops, so it does not log a lost connection.
+    let _ = nc.drain().await;
     drop(system);
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

@@ -68,9 +68,9 @@ pub async fn connect_watched(
                     async_nats::Event::Disconnected => {
                         tracing::warn!(%component, "lost the NATS connection; reconnecting")
                     }
-                    // The client was dropped on purpose.
-                    async_nats::Event::Closed => {
-                        tracing::debug!(%component, "NATS connection closed")
+                    // The client was drained or dropped on purpose.
+                    async_nats::Event::Draining | async_nats::Event::Closed => {
+                        tracing::debug!(%component, event = %event, "NATS connection closing")
                     }
                     other => tracing::warn!(%component, event = %other, "NATS"),
                 }
