@@ -1,6 +1,7 @@
 //! The events domain (seed 004): one key per tenant, the tenant's feed. It orders and numbers
-//! the events other domains and the HTTP API publish, and fans them out in seed 004's shape
-//! (`{"type": "order:created", "data": {...}, "timestamp": "…Z"}`).
+//! the events the HTTP API and finalized collaborative orders publish, and fans them out in seed
+//! 004's shape (`{"type": "order:created", "data": {...}, "timestamp": "…Z"}`). Device and POS
+//! events reach the same subscribers as notices ([`notify_feed`]), without passing through here.
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use serde::{Deserialize, Serialize};
