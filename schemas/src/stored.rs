@@ -82,7 +82,9 @@ pub struct SequencedEvent {
     pub frame: crate::Frame,
 }
 
-/// A business record on its way to SQL, as published on `tw.rec.{domain}.{tenant}.{kind}`.
+/// A business record on its way to SQL, as published on `tw.rec.{domain}.{tenant}.{kind}`:
+/// alone, or in a JSON array with the other records of its kind from the same state write (one
+/// JetStream message for the orders of a batch; read with [`Record::parse_message`]).
 /// Handlers hold its fields as a [`crate::Frame`] (serialized once, copied into the outbox and
 /// the publish); the SQL writer reads them as a [`Value`] (the default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +98,21 @@ pub struct Record<D = Value> {
     pub tenant: String,
     /// The record's fields.
     pub data: D,
+}
+
+impl Record {
+    /// The records of one message of the records stream: one record, or an array of them.
+    /// `None` when it is neither (the message can never be written).
+    pub fn parse_message(payload: &[u8]) -> Option<Vec<Record>> {
+        match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => serde_json::from_slice::<Vec<Record>>(payload)
+                .ok()
+                .filter(|records| !records.is_empty()),
+            _ => serde_json::from_slice::<Record>(payload)
+                .ok()
+                .map(|record| vec![record]),
+        }
+    }
 }
 
 /// What an edge reads of a stored state: the sequence and the domain state, nothing else.
@@ -112,6 +129,25 @@ pub struct StoredView<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_records_message_holds_one_record_or_an_array_of_them() {
+        let one = br#"{"kind":"order","id":"a","tenant":"t","data":{"x":1}}"#;
+        let many = br#" [{"kind":"order","id":"a","data":1},{"kind":"order","id":"b","data":2}]"#;
+        let ids = |payload: &[u8]| {
+            Record::parse_message(payload)
+                .map(|records| records.into_iter().map(|r| r.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(one), Some(vec!["a".to_string()]));
+        assert_eq!(ids(many), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            ids(b"[]"),
+            None,
+            "an empty array is no message a handler sends"
+        );
+        assert_eq!(ids(b"[{\"id\":1}]"), None);
+        assert_eq!(ids(b"not json"), None);
+    }
 
     #[test]
     fn an_edge_reads_seq_and_state_without_the_outbox() {

@@ -130,51 +130,67 @@ pub async fn run(
                 next = messages.next() => next,
             };
             let Some(Ok(message)) = next else { break };
-            let Ok(record) = serde_json::from_slice::<Record>(&message.payload) else {
+            let Some(records) = Record::parse_message(&message.payload) else {
                 let _ = message.ack_with(AckKind::Term).await;
                 continue;
             };
-            let body = serde_json::json!({
-                "type": "order_finalized",
-                "tenantId": record.tenant,
-                "order": record.data,
-            });
-            let body = Bytes::from(body.to_string());
-            let request = webhook
-                .endpoint
-                .request(hyper::Method::POST)
-                .header(hyper::header::CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, sign(&webhook.secret, &body))
-                .header(DELIVERY_HEADER, record.id.as_str())
-                .body(Full::new(body));
-            let delivered = match request {
-                Ok(request) => {
-                    let sent = http.send(&webhook.endpoint, request);
-                    match tokio::time::timeout(Duration::from_secs(10), sent).await {
-                        Ok(Ok(answer)) => (200..300).contains(&answer.status),
-                        // Only the status counts; a long body does not make it undelivered.
-                        Ok(Err(HttpError::TooLarge { status })) => (200..300).contains(&status),
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "webhook unreachable");
-                            false
-                        }
-                        Err(_) => false,
-                    }
+            // A message may hold several orders (see `Record::parse_message`); it is acknowledged
+            // once every one is delivered, and all go again otherwise (each carries its id).
+            let mut undelivered = None;
+            for record in &records {
+                if !deliver(&http, &webhook, record).await {
+                    undelivered = Some(record.id.clone());
+                    break;
                 }
-                Err(e) => {
-                    warn!(error = %e, url = %webhook.endpoint, "webhook request unusable");
+            }
+            match undelivered {
+                None => {
+                    let _ = message.ack().await;
+                }
+                Some(id) => {
+                    let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
+                    warn!(%id, attempts, "webhook delivery failed; will retry");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(backoff(attempts))))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Posts one finalized order to the webhook; whether it answered 2xx.
+async fn deliver(http: &HttpClient, webhook: &Webhook, record: &Record) -> bool {
+    let body = serde_json::json!({
+        "type": "order_finalized",
+        "tenantId": record.tenant,
+        "order": record.data,
+    });
+    let body = Bytes::from(body.to_string());
+    let request = webhook
+        .endpoint
+        .request(hyper::Method::POST)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, sign(&webhook.secret, &body))
+        .header(DELIVERY_HEADER, record.id.as_str())
+        .body(Full::new(body));
+    match request {
+        Ok(request) => {
+            let sent = http.send(&webhook.endpoint, request);
+            match tokio::time::timeout(Duration::from_secs(10), sent).await {
+                Ok(Ok(answer)) => (200..300).contains(&answer.status),
+                // Only the status counts; a long body does not make it undelivered.
+                Ok(Err(HttpError::TooLarge { status })) => (200..300).contains(&status),
+                Ok(Err(e)) => {
+                    debug!(error = %e, "webhook unreachable");
                     false
                 }
-            };
-            if delivered {
-                let _ = message.ack().await;
-            } else {
-                let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
-                warn!(id = %record.id, attempts, "webhook delivery failed; will retry");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(backoff(attempts))))
-                    .await;
+                Err(_) => false,
             }
+        }
+        Err(e) => {
+            warn!(error = %e, url = %webhook.endpoint, "webhook request unusable");
+            false
         }
     }
 }

@@ -172,14 +172,19 @@ pub async fn run(
             }
             let messages: Vec<jetstream::Message> =
                 results.into_iter().filter_map(Result::ok).collect();
-            let parsed: Vec<(jetstream::Message, Option<Record>)> = messages
+            // A message holds one record or a write's records of one kind.
+            let parsed: Vec<(jetstream::Message, Option<Vec<Record>>)> = messages
                 .into_iter()
                 .map(|m| {
-                    let record = serde_json::from_slice::<Record>(&m.payload).ok();
-                    (m, record)
+                    let records = Record::parse_message(&m.payload);
+                    (m, records)
                 })
                 .collect();
-            let records: Vec<&Record> = parsed.iter().filter_map(|(_, r)| r.as_ref()).collect();
+            let records: Vec<&Record> = parsed
+                .iter()
+                .filter_map(|(_, r)| r.as_ref())
+                .flatten()
+                .collect();
             match write_batch(&pool, &records).await {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
@@ -202,21 +207,24 @@ pub async fn run(
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => {
-                    // One record does not fit: write the others, keep the misfit for later.
-                    warn!(error = %e, "a record batch failed; writing records one by one");
-                    for (message, record) in &parsed {
-                        let Some(record) = record else {
+                    // One record does not fit: write the others, keep the misfit (with the
+                    // records that came in its message) for later.
+                    warn!(error = %e, "a record batch failed; writing messages one by one");
+                    for (message, records) in &parsed {
+                        let Some(records) = records else {
                             let _ = message.ack_with(AckKind::Term).await;
                             continue;
                         };
-                        match write_batch(&pool, &[record]).await {
+                        let records: Vec<&Record> = records.iter().collect();
+                        match write_batch(&pool, &records).await {
                             Ok(()) => {
-                                metrics.records_written.inc();
+                                metrics.records_written.inc_by(records.len() as u64);
                                 let _ = message.ack().await;
                             }
                             Err(e) => {
                                 metrics.record_failures.inc();
-                                warn!(id = %record.id, kind = %record.kind, error = %e, "record not written; kept for retry");
+                                let (id, kind) = (&records[0].id, &records[0].kind);
+                                warn!(%id, %kind, count = records.len(), error = %e, "record not written; kept for retry");
                                 let _ = message
                                     .ack_with(AckKind::Nak(Some(Duration::from_secs(30))))
                                     .await;

@@ -717,22 +717,51 @@ async fn publish_events<D: Domain>(
     Ok(())
 }
 
-/// Stores a write's records and emitted commands in JetStream (deduplicated by their ids) and
-/// waits until all are stored.
+/// A write's records grouped by kind, in the order each kind first appears: one message of the
+/// records stream per group (see [`Record::parse_message`]). The same outbox always makes the
+/// same groups, so a republished group has the same message id and JetStream drops it.
+fn records_by_kind(records: &[Record<Frame>]) -> Vec<Vec<&Record<Frame>>> {
+    let mut groups: Vec<Vec<&Record<Frame>>> = Vec::new();
+    for record in records {
+        match groups.iter_mut().find(|g| g[0].kind == record.kind) {
+            Some(group) => group.push(record),
+            None => groups.push(vec![record]),
+        }
+    }
+    groups
+}
+
+/// The JetStream message id and payload of one group of records.
+fn records_message(group: &[&Record<Frame>]) -> (String, Bytes) {
+    match group {
+        [record] => (
+            record.id.clone(),
+            Bytes::from(serde_json::to_vec(record).unwrap_or_default()),
+        ),
+        _ => (
+            format!("{}+{}", group[0].id, group.len()),
+            Bytes::from(serde_json::to_vec(group).unwrap_or_default()),
+        ),
+    }
+}
+
+/// Stores a write's records (one message per kind: a batch of orders is one message, not one
+/// per order) and emitted commands in JetStream (deduplicated by their ids) and waits until
+/// all are stored.
 async fn publish_durable<D: Domain>(
     shared: &Shared<D>,
     tenant: &str,
     outbox: &Outbox,
 ) -> Result<(), RuntimeError> {
-    let mut acks = Vec::with_capacity(outbox.records.len());
-    for record in &outbox.records {
+    let mut acks = Vec::with_capacity(outbox.records.len() + outbox.commands.len());
+    for group in records_by_kind(&outbox.records) {
+        let (id, payload) = records_message(&group);
         let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, record.id.as_str());
-        let payload = Bytes::from(serde_json::to_vec(record).unwrap_or_default());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let ack = shared
             .js
             .publish_with_headers(
-                subject::record(D::NAME, tenant, &record.kind),
+                subject::record(D::NAME, tenant, &group[0].kind),
                 headers,
                 payload,
             )
@@ -797,5 +826,44 @@ async fn publish_replies<D: Domain>(
             .client
             .publish_with_headers(subject::edge_inbox(&origin.edge), headers, payload)
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: &str, id: &str) -> Record<Frame> {
+        Record {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            tenant: "t1".to_string(),
+            data: Frame::new(serde_json::json!({"id": id})),
+        }
+    }
+
+    #[test]
+    fn a_writes_records_travel_one_message_per_kind_and_read_back_in_order() {
+        let records = vec![
+            record("order", "pos:t1._:7:0"),
+            record("status", "pos:t1._:8:0"),
+            record("order", "pos:t1._:9:0"),
+        ];
+        let groups = records_by_kind(&records);
+        assert_eq!(groups.len(), 2);
+        let (id, payload) = records_message(&groups[0]);
+        assert_eq!(
+            id, "pos:t1._:7:0+2",
+            "the same outbox gives the same message id"
+        );
+        let read = Record::parse_message(&payload).expect("an array of records");
+        let ids: Vec<&str> = read.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["pos:t1._:7:0", "pos:t1._:9:0"]);
+        assert_eq!(read[1].data["id"], "pos:t1._:9:0");
+        // A kind with one record goes as it always did: the record alone, under its own id.
+        let (id, payload) = records_message(&groups[1]);
+        assert_eq!(id, "pos:t1._:8:0");
+        assert!(payload.starts_with(b"{"));
+        assert_eq!(Record::parse_message(&payload).map(|r| r.len()), Some(1));
     }
 }
