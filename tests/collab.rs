@@ -565,22 +565,22 @@ async fn order_rows(url: &str, order_id: &str) -> Option<(i64, i64, i64)> {
     total.map(|(t,)| (t, items, splits))
 }
 
-async fn feed_published(nats: &tablewire_nats::NatsServer, tenant: &str) -> u64 {
-    let js = async_nats::jetstream::new(client(nats.client_url()).await);
-    let Ok(kv) = js
-        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Events))
-        .await
-    else {
-        return 0;
-    };
-    let key = tablewire_nats::resource::state_key(tenant, tablewire_schemas::events::FEED_KEY);
-    match kv.get(key).await {
-        Ok(Some(bytes)) => serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["state"]["published"].as_u64())
-            .unwrap_or(0),
-        _ => 0,
-    }
+/// The next `order:created` published on `tenant`'s events feed (device, POS and collab events
+/// reach it as notices, straight on the feed's subject).
+async fn next_order_created(feed: &mut async_nats::Subscriber) -> Option<Value> {
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(message) = feed.next().await {
+            let event: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+            if event["type"] == "order:created" {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,6 +600,16 @@ async fn finalized_orders_reach_sqlite_and_the_events_feed_and_idle_rooms_expire
         ..Default::default()
     };
     let sys = system(Some(db.clone()), edge_config(), handler).await;
+    let nc = client(sys.nats.client_url()).await;
+    let mut feed = nc
+        .subscribe(tablewire_nats::subject::output(
+            Domain::Events,
+            "r1",
+            tablewire_schemas::events::FEED_KEY,
+        ))
+        .await
+        .expect("subscribe to the feed");
+    nc.flush().await.expect("flush");
     let r = room();
     let order = finalize_an_order(sys.edge.addr, &r).await;
     let order_id = order["orderId"].as_str().expect("orderId").to_string();
@@ -609,10 +619,11 @@ async fn finalized_orders_reach_sqlite_and_the_events_feed_and_idle_rooms_expire
         async move { order_rows(&db, &order_id).await == Some((699, 2, 1)) }
     })
     .await;
-    eventually("order:created on the tenant's feed", || async {
-        feed_published(&sys.nats, "r1").await >= 1
-    })
-    .await;
+    let created = next_order_created(&mut feed)
+        .await
+        .expect("order:created on the tenant's feed");
+    assert_eq!(created["data"]["order"]["id"], order_id.as_str());
+    assert_eq!(created["data"]["order"]["total"], 699);
     eventually(
         "the webhook got the order after a failed attempt",
         || async { !hook.received().is_empty() },

@@ -1,7 +1,8 @@
 //! The events domain (seed 004): one key per tenant, the tenant's feed. It orders and numbers
-//! the events the HTTP API and finalized collaborative orders publish, and fans them out in seed
-//! 004's shape (`{"type": "order:created", "data": {...}, "timestamp": "…Z"}`). Device and POS
-//! events reach the same subscribers as notices ([`notify_feed`]), without passing through here.
+//! the events the HTTP API publishes, and fans them out in seed 004's shape
+//! (`{"type": "order:created", "data": {...}, "timestamp": "…Z"}`). The POS, collab and device
+//! domains' events reach the same subscribers as notices ([`notify_feed`]), without passing
+//! through here.
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,8 @@ pub struct FeedState {
 /// feed's subscribers, in the emitting key's order, without a command to the feed's key (that
 /// command's JetStream round trip and the feed's write were half the cost of an accepted scan,
 /// and a quarter of nats-server's work for an order). Device scans and presence, POS orders and
-/// status changes go this way; the HTTP API's events are commands to the feed.
+/// status changes, finalized collaborative orders go this way; the HTTP API's events are
+/// commands to the feed.
 pub fn notify_feed(effects: &mut Effects, ctx: &Context<'_>, name: &str, data: serde_json::Value) {
     effects.notify(
         DomainName::Events,

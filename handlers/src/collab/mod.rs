@@ -7,6 +7,7 @@ pub mod expiry;
 pub mod webhook;
 
 use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::events::notify_feed;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use tablewire_schemas::collab::{
     RECORD_ORDER, RoomState, Sender, Share, SplitData, SplitType, Status, limit,
 };
 use tablewire_schemas::envelope::role;
-use tablewire_schemas::events::{self, event};
+use tablewire_schemas::events::event;
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame};
 
 /// How rooms behave; `tablewire handler --collab-…` flags set these.
@@ -350,14 +351,11 @@ impl Domain for Collab {
                 next.finalized_at = Some(ctx.now_ms);
                 next.finalized_by = Some(sender.clone());
                 effects.record(RECORD_ORDER, &next);
-                effects.emit(
-                    DomainName::Events,
-                    ctx.tenant,
-                    events::FEED_KEY,
-                    events::Command::Publish {
-                        event: event::ORDER_CREATED.to_string(),
-                        data: json!({"order": order_summary(&next)}),
-                    },
+                notify_feed(
+                    effects,
+                    ctx,
+                    event::ORDER_CREATED,
+                    json!({"order": order_summary(&next)}),
                 );
                 change(
                     ctx,

@@ -290,15 +290,19 @@ fn finalize_records_announces_and_freezes_the_order() {
     assert_eq!(fx.records.len(), 1);
     assert_eq!(fx.records[0].0, RECORD_ORDER);
     assert_eq!(fx.records[0].1.value()["total"], 100);
-    assert_eq!(fx.commands.len(), 1);
-    let (domain, tenant, key, command) = &fx.commands[0];
+    assert!(
+        fx.commands.is_empty(),
+        "the feed hears of the order by a notice"
+    );
+    assert_eq!(fx.notices.len(), 1);
+    let notice = &fx.notices[0];
     assert_eq!(
-        (*domain, tenant.as_str(), key.as_str()),
+        (notice.domain, notice.tenant.as_str(), notice.key.as_str()),
         (DomainName::Events, "r1", "_")
     );
-    let command = command.value();
-    assert_eq!(command["event"], "order:created");
-    assert_eq!(command["data"]["order"]["total"], 100);
+    let frame = notice.frame.value();
+    assert_eq!(frame["type"], "order:created");
+    assert_eq!(frame["data"]["order"]["total"], 100);
     assert_eq!(room.stored.order.finalized_by.as_deref(), Some("a"));
     for message in [
         json!({"type": "add_item", "participantId": "a", "data": {"dishName": "x", "quantity": 1, "price": 1}}),
