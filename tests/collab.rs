@@ -565,8 +565,8 @@ async fn order_rows(url: &str, order_id: &str) -> Option<(i64, i64, i64)> {
     total.map(|(t,)| (t, items, splits))
 }
 
-/// The next `order:created` published on `tenant`'s events feed (device, POS and collab events
-/// reach it as notices, straight on the feed's subject).
+/// The next `order:created` on the events feed `feed` is subscribed to (device, POS and collab
+/// events reach it as notices, straight on the feed's subject); `None` after 20 s.
 async fn next_order_created(feed: &mut async_nats::Subscriber) -> Option<Value> {
     use futures::StreamExt;
     tokio::time::timeout(Duration::from_secs(20), async {

@@ -1,7 +1,7 @@
 //! The pos domain (seed 002): per tenant one order book (key `_`: order numbers, active orders,
 //! the newest ten) and one small claim per idempotency key (`idem:{key}`). Orders fan out as
-//! `order_created` / `order_status_update`, go to SQL as records and to the tenant's events feed (as notices, see
-//! [`crate::events::notify_feed`]).
+//! `order_created` / `order_status_update`, go to SQL as records and to the tenant's events feed
+//! (as notices, see [`crate::events::notify_feed`]).
 //!
 //! A submission with an idempotency key goes to its claim first: the first one forwards the
 //! order to the tenant (`Create`), which creates it and sends the `order_created` frame back
