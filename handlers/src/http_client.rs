@@ -1,15 +1,18 @@
 //! The handlers' one outbound HTTP client, for `http://` and `https://` alike: [`Endpoint`] checks
-//! a URL once (at startup), [`HttpClient`] holds the rustls connector (the system's trusted roots
-//! plus any extra ones) and sends a request over a fresh HTTP/1.1 connection. Used by the collab
-//! webhook and the transcriber adapter.
+//! a URL once (at startup), [`HttpClient`] trusts the system's roots plus any extra ones and
+//! keeps HTTP/1.1 connections alive between requests (hyper-util's pooled client over
+//! hyper-rustls), so a busy webhook or transcriber is not a TCP and TLS handshake per request.
+//! Used by the collab webhook and the transcriber adapter.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::{CertificateDer, ServerName};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use std::time::Duration;
 
 /// Why a URL cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,18 +70,20 @@ pub enum HttpError {
 /// that sends more cannot make a handler hold it in memory.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
+/// How long a connection may wait unused for its next request before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Unused connections kept per host.
+const MAX_IDLE_PER_HOST: usize = 8;
+
 /// A checked `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     url: String,
     tls: bool,
-    /// The host to connect to and to name in TLS (IPv6 without brackets).
-    host: String,
-    port: u16,
+    /// The URL as requests carry it (absolute; sent in origin form).
+    uri: hyper::Uri,
     /// The `Host` header: the host, and the port when it is not the scheme's default.
     authority: String,
-    /// The request target: path and query, `/` when empty.
-    target: String,
 }
 
 impl Endpoint {
@@ -121,13 +126,8 @@ impl Endpoint {
         Ok(Endpoint {
             url: url.to_string(),
             tls,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port,
+            uri,
             authority: host_header,
-            target: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
         })
     }
 
@@ -141,11 +141,11 @@ impl Endpoint {
         self.tls
     }
 
-    /// A request to this endpoint: its target and `Host` header set; add headers and a body.
+    /// A request to this endpoint: its URL and `Host` header set; add headers and a body.
     pub fn request(&self, method: hyper::Method) -> hyper::http::request::Builder {
         hyper::Request::builder()
             .method(method)
-            .uri(self.target.as_str())
+            .uri(self.uri.clone())
             .header(hyper::header::HOST, self.authority.as_str())
     }
 }
@@ -166,10 +166,10 @@ pub struct Answer {
 }
 
 /// Sends requests to [`Endpoint`]s. Build one per task and keep it: building reads the system's
-/// root certificates.
+/// root certificates, and the client keeps its connections for the next request.
 #[derive(Clone)]
 pub struct HttpClient {
-    tls: tokio_rustls::TlsConnector,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpClient {
@@ -200,94 +200,89 @@ impl HttpClient {
         .map_err(|e| HttpError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        Ok(HttpClient {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
-        })
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .build(connector);
+        Ok(HttpClient { client })
     }
 
-    /// Sends `request` (made with [`Endpoint::request`]) to `endpoint` over a new connection and
-    /// reads the whole answer. No timeout of its own: callers wrap it in theirs.
+    /// Sends `request` (made with [`Endpoint::request`]) to `endpoint`, over a kept connection
+    /// when one is free, and reads the whole answer. A request that a kept connection's server
+    /// had closed before it was sent goes again over a new one. No timeout of its own: callers
+    /// wrap it in theirs.
     pub async fn send(
         &self,
         endpoint: &Endpoint,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<Answer, HttpError> {
-        let connect = |why: &dyn std::fmt::Display| HttpError::Connect {
-            endpoint: endpoint.url.clone(),
-            why: why.to_string(),
-        };
-        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        let response = self.client.request(request).await.map_err(|e| {
+            let why = error_chain(&e);
+            if e.is_connect() {
+                HttpError::Connect {
+                    endpoint: endpoint.url.clone(),
+                    why,
+                }
+            } else {
+                HttpError::Http(why)
+            }
+        })?;
+        let status = response.status().as_u16();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
             .await
-            .map_err(|e| connect(&e))?;
-        if !endpoint.tls {
-            return exchange(TokioIo::new(tcp), request).await;
-        }
-        let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| connect(&e))?;
-        let stream = self.tls.connect(name, tcp).await.map_err(|e| connect(&e))?;
-        exchange(TokioIo::new(stream), request).await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HttpError::TooLarge { status }
+                } else {
+                    HttpError::Http(error_chain(e.as_ref()))
+                }
+            })?
+            .to_bytes();
+        Ok(Answer { status, body })
     }
 }
 
-async fn exchange<S>(
-    io: TokioIo<S>,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<Answer, HttpError>
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let http = |e: hyper::Error| HttpError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(http)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let response = sender.send_request(request).await.map_err(http)?;
-    let status = response.status().as_u16();
-    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                HttpError::TooLarge { status }
-            } else {
-                HttpError::Http(e.to_string())
-            }
-        })?
-        .to_bytes();
-    Ok(Answer { status, body })
+/// An error and its causes, outermost first ("client error (Connect): tcp connect error: …").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn http_and_https_urls_are_accepted_with_their_default_ports() {
         let plain = Endpoint::parse("http://hooks.example.com/orders?x=1").expect("http");
         assert!(!plain.is_tls());
-        assert_eq!((plain.host.as_str(), plain.port), ("hooks.example.com", 80));
-        assert_eq!(plain.target, "/orders?x=1");
+        assert_eq!(plain.uri, "http://hooks.example.com/orders?x=1");
         assert_eq!(plain.authority, "hooks.example.com");
         let secure = Endpoint::parse("HTTPS://hooks.example.com").expect("https");
         assert!(secure.is_tls());
-        assert_eq!(secure.port, 443);
-        assert_eq!(secure.target, "/");
+        assert_eq!(secure.authority, "hooks.example.com");
         let local = Endpoint::parse("https://127.0.0.1:8443/hook").expect("port");
-        assert_eq!(
-            (local.port, local.authority.as_str()),
-            (8443, "127.0.0.1:8443")
-        );
+        assert_eq!(local.authority, "127.0.0.1:8443");
         let v6 = Endpoint::parse("http://[::1]:9000/").expect("ipv6");
-        assert_eq!(
-            (v6.host.as_str(), v6.authority.as_str()),
-            ("::1", "[::1]:9000")
-        );
+        assert_eq!(v6.authority, "[::1]:9000");
         let request = local
             .request(hyper::Method::POST)
             .body(Full::new(Bytes::new()))
             .expect("request");
-        assert_eq!(request.uri(), "/hook", "origin-form target");
+        assert_eq!(request.uri(), "https://127.0.0.1:8443/hook");
         assert_eq!(request.headers()[hyper::header::HOST], "127.0.0.1:8443");
     }
 
@@ -345,6 +340,93 @@ mod tests {
             "{answer:?}"
         );
         server.abort();
+    }
+
+    /// A plain HTTP/1.1 server answering `ok` to each request; `close` makes it close the
+    /// connection after each answer. Counts the connections it accepted.
+    async fn counting_server(close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        // Requests here are GETs without a body: each ends with an empty line.
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let head = if close {
+                                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                            } else {
+                                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                            };
+                            if socket.write_all(head.as_bytes()).await.is_err() || close {
+                                return;
+                            }
+                        }
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get_three_times(addr: std::net::SocketAddr) {
+        let endpoint = Endpoint::parse(&format!("http://{addr}/ping")).expect("url");
+        let client = HttpClient::new(&[]).expect("client");
+        for _ in 0..3 {
+            let request = endpoint
+                .request(hyper::Method::GET)
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let answer = client.send(&endpoint, request).await.expect("answer");
+            assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_to_one_endpoint_share_a_kept_connection() {
+        let (addr, accepted) = counting_server(false).await;
+        get_three_times(addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_closes_each_connection_still_gets_every_request() {
+        let (addr, accepted) = counting_server(true).await;
+        get_three_times(addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_a_connect_error_naming_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let endpoint = Endpoint::parse(&format!("http://{addr}/hook")).expect("url");
+        let request = endpoint
+            .request(hyper::Method::POST)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let client = HttpClient::new(&[]).expect("client");
+        match client.send(&endpoint, request).await {
+            Err(HttpError::Connect { endpoint: url, why }) => {
+                assert_eq!(url, endpoint.url());
+                assert!(why.contains("refused"), "{why}");
+            }
+            other => panic!("expected a connect error, got {other:?}"),
+        }
     }
 
     #[test]
