@@ -377,6 +377,48 @@ async fn participants_edit_together_and_every_message_and_rejection_works() {
     drop(sys.nats);
 }
 
+/// The edge reads a socket's next message while earlier ones wait for their store: what one
+/// participant sends back to back must still be applied in the order it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_participants_messages_sent_back_to_back_apply_in_order() {
+    let sys = system(None, edge_config(), Default::default()).await;
+    let r = room();
+    let (mut a, _) = Client::connect(sys.edge.addr, &r, "r1", "a").await;
+    a.send("join", Value::Null).await;
+    a.until("sync").await;
+    // More than the edge keeps unconfirmed per socket (64), within the per-connection limit.
+    const SENT: usize = 90;
+    for i in 0..SENT {
+        a.add(&format!("dish{i:03}"), 100 + i as u64, 1).await;
+    }
+    let mut dishes = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..SENT {
+        last = a.until("item_added").await;
+        dishes.push(
+            last["data"]["item"]["dishName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let sent: Vec<String> = (0..SENT).map(|i| format!("dish{i:03}")).collect();
+    assert_eq!(dishes, sent, "item_added in the order sent");
+    let state: Vec<String> = last["data"]["orderState"]["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["dishName"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(state, sent, "the room's items in the order sent");
+    let total: u64 = (0..SENT as u64).map(|i| 100 + i).sum();
+    assert_eq!(last["data"]["orderState"]["total"], total);
+    sys.handler.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_rooms_and_connection_limits() {
     let mut edge = edge_config();

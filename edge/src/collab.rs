@@ -6,7 +6,7 @@
 use crate::fanout::{Snapshot, SnapshotResult};
 use crate::http::{self, Body};
 use crate::limit::ConnLimit;
-use crate::publish::{Command, now_ms};
+use crate::publish::{Command, SocketPipeline, now_ms};
 use crate::server::Shared;
 use crate::ws::{Conn, Handler};
 use bytes::Bytes;
@@ -55,6 +55,7 @@ pub async fn route(
         room: room.to_string(),
         claims,
         limit: ConnLimit::per_second(shared.config.collab_messages_per_second),
+        pipeline: SocketPipeline::default(),
     };
     (ROUTE, shared.upgrade(&mut request, "collab", handler))
 }
@@ -127,15 +128,20 @@ struct RoomHandler {
     room: String,
     claims: Option<Claims>,
     limit: ConnLimit,
+    pipeline: SocketPipeline,
 }
 
 impl RoomHandler {
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.error(error.code);
-        let frame = collab::error_frame(&error, now_ms());
-        if let Ok(json) = serde_json::to_vec(&frame) {
-            conn.send_json(&json);
-        }
+        send_error(&self.shared, conn, error);
+    }
+}
+
+fn send_error(shared: &Shared, conn: &Conn, error: ErrorBody) {
+    shared.metrics.error(error.code);
+    let frame = collab::error_frame(&error, now_ms());
+    if let Ok(json) = serde_json::to_vec(&frame) {
+        conn.send_json(&json);
     }
 }
 
@@ -185,26 +191,28 @@ impl Handler for RoomHandler {
             Ok(m) => m,
             Err(e) => return self.send_error(conn, e),
         };
-        let result = self
-            .shared
-            .publisher
-            .publish(Command {
-                domain: Domain::Collab,
-                tenant: &self.tenant,
-                key: &self.room,
-                client_id: None,
-                origin: Origin {
-                    edge: self.shared.id.clone(),
-                    conn: Some(conn.id),
-                    request: None,
+        let (shared, sender) = (self.shared.clone(), conn.clone());
+        // The sender hears of its change through the room's event like everyone else: only a
+        // failed store needs an answer.
+        self.pipeline
+            .send(
+                &self.shared.publisher,
+                Command {
+                    domain: Domain::Collab,
+                    tenant: &self.tenant,
+                    key: &self.room,
+                    client_id: None,
+                    origin: Origin {
+                        edge: self.shared.id.clone(),
+                        conn: Some(conn.id),
+                        request: None,
+                    },
+                    claims: self.claims.clone(),
+                    command: &CollabCommand::Client { message },
                 },
-                claims: self.claims.clone(),
-                command: &CollabCommand::Client { message },
-            })
+                move |e| send_error(&shared, &sender, e),
+            )
             .await;
-        if let Err(e) = result {
-            self.send_error(conn, e);
-        }
     }
 
     async fn on_close(&self, conn: &Arc<Conn>) {

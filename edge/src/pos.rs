@@ -5,7 +5,7 @@
 
 use crate::fanout::{Snapshot, SnapshotResult};
 use crate::http::{self, Body};
-use crate::publish::{Command, now_ms};
+use crate::publish::{Command, SocketPipeline, now_ms};
 use crate::server::Shared;
 use crate::ws::{Conn, Handler};
 use bytes::Bytes;
@@ -61,6 +61,7 @@ pub async fn route_ws(
         shared: shared.clone(),
         tenant: tenant.to_string(),
         claims,
+        pipeline: SocketPipeline::default(),
     };
     (
         route,
@@ -147,16 +148,12 @@ fn authenticate<B>(
     })
 }
 
-/// Checks a submission and publishes it to the idempotency key's claim, or straight to the
-/// tenant's order book when it has none.
-async fn publish_submit(
-    shared: &Shared,
-    tenant: &str,
+/// Checks a submission; the key it goes to is the idempotency key's claim, or the tenant's order
+/// book when it has none.
+fn submit_command(
     order: OrderInput,
     idempotency_key: Option<String>,
-    origin: Origin,
-    claims: Option<Claims>,
-) -> Result<(), ErrorBody> {
+) -> Result<(String, PosCommand), ErrorBody> {
     let invalid = |why: String| ErrorBody::with_message(ErrorCode::ValidationError, why);
     order.check().map_err(invalid)?;
     if let Some(key) = &idempotency_key {
@@ -166,23 +163,15 @@ async fn publish_submit(
         Some(k) => idempotency_state_key(k),
         None => TENANT_KEY.to_string(),
     };
-    // No client id: a repeat must reach the claim, which answers it (the stream would drop it).
-    shared
-        .publisher
-        .publish(Command {
-            domain: Domain::Pos,
-            tenant,
-            key: &key,
-            client_id: None,
-            origin,
-            claims,
-            command: &PosCommand::Submit {
-                order,
-                idempotency_key,
-            },
-        })
-        .await
-        .map(|_| ())
+    // No client id for the stream: a repeat must reach the claim, which answers it (the stream
+    // would drop it).
+    Ok((
+        key,
+        PosCommand::Submit {
+            order,
+            idempotency_key,
+        },
+    ))
 }
 
 /// Publishes a command for the tenant's order book and waits for the handler's answer.
@@ -193,6 +182,17 @@ async fn request_reply(
     claims: Option<Claims>,
     command: &PosCommand,
 ) -> Result<Value, ErrorBody> {
+    let submit;
+    let (key, command) = match command {
+        PosCommand::Submit {
+            order,
+            idempotency_key,
+        } => {
+            submit = submit_command(order.clone(), idempotency_key.clone())?;
+            (submit.0.as_str(), &submit.1)
+        }
+        other => (key, other),
+    };
     let request_id = uuid::Uuid::now_v7().simple().to_string();
     let origin = Origin {
         edge: shared.id.clone(),
@@ -200,35 +200,18 @@ async fn request_reply(
         request: Some(request_id.clone()),
     };
     let answer = shared.inbox.expect(&request_id);
-    let published = match command {
-        PosCommand::Submit {
-            order,
-            idempotency_key,
-        } => {
-            publish_submit(
-                shared,
-                tenant,
-                order.clone(),
-                idempotency_key.clone(),
-                origin,
-                claims,
-            )
-            .await
-        }
-        other => shared
-            .publisher
-            .publish(Command {
-                domain: Domain::Pos,
-                tenant,
-                key,
-                client_id: None,
-                origin,
-                claims,
-                command: other,
-            })
-            .await
-            .map(|_| ()),
-    };
+    let published = shared
+        .publisher
+        .publish(Command {
+            domain: Domain::Pos,
+            tenant,
+            key,
+            client_id: None,
+            origin,
+            claims,
+            command,
+        })
+        .await;
     if let Err(e) = published {
         shared.inbox.forget(&request_id);
         return Err(e);
@@ -484,6 +467,7 @@ struct PosHandler {
     shared: Arc<Shared>,
     tenant: String,
     claims: Option<Claims>,
+    pipeline: SocketPipeline,
 }
 
 impl PosHandler {
@@ -500,21 +484,29 @@ impl PosHandler {
     }
 
     fn send_frame(&self, conn: &Conn, frame: &ServerFrame) {
-        if let Ok(json) = serde_json::to_vec(frame) {
-            conn.send_json(&json);
-        }
+        send_frame(conn, frame);
     }
 
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.error(error.code);
-        self.send_frame(
-            conn,
-            &ServerFrame::Error {
-                error,
-                timestamp: now_ms(),
-            },
-        );
+        send_error(&self.shared, conn, error);
     }
+}
+
+fn send_frame(conn: &Conn, frame: &ServerFrame) {
+    if let Ok(json) = serde_json::to_vec(frame) {
+        conn.send_json(&json);
+    }
+}
+
+fn send_error(shared: &Shared, conn: &Conn, error: ErrorBody) {
+    shared.metrics.error(error.code);
+    send_frame(
+        conn,
+        &ServerFrame::Error {
+            error,
+            timestamp: now_ms(),
+        },
+    );
 }
 
 impl Handler for PosHandler {
@@ -559,7 +551,7 @@ impl Handler for PosHandler {
                 return self.send_error(conn, error);
             }
         };
-        let result = match frame {
+        let (key, command) = match frame {
             ClientFrame::Ping => {
                 self.send_frame(
                     conn,
@@ -567,22 +559,15 @@ impl Handler for PosHandler {
                         timestamp: now_ms(),
                     },
                 );
-                Ok(())
+                return;
             }
             ClientFrame::SubmitOrder {
                 order,
                 idempotency_key,
-            } => {
-                publish_submit(
-                    &self.shared,
-                    &self.tenant,
-                    order,
-                    idempotency_key,
-                    self.origin(conn),
-                    self.claims.clone(),
-                )
-                .await
-            }
+            } => match submit_command(order, idempotency_key) {
+                Ok(submit) => submit,
+                Err(e) => return self.send_error(conn, e),
+            },
             ClientFrame::UpdateOrderStatus {
                 order_id,
                 status,
@@ -591,28 +576,32 @@ impl Handler for PosHandler {
                 let updated_by = updated_by
                     .or_else(|| self.claims.as_ref().map(|c| c.sub.clone()))
                     .unwrap_or_else(|| "unknown".to_string());
-                self.shared
-                    .publisher
-                    .publish(Command {
-                        domain: Domain::Pos,
-                        tenant: &self.tenant,
-                        key: TENANT_KEY,
-                        client_id: None,
-                        origin: self.origin(conn),
-                        claims: self.claims.clone(),
-                        command: &PosCommand::UpdateStatus {
-                            order_id,
-                            status,
-                            updated_by,
-                        },
-                    })
-                    .await
-                    .map(|_| ())
+                let command = PosCommand::UpdateStatus {
+                    order_id,
+                    status,
+                    updated_by,
+                };
+                (TENANT_KEY.to_string(), command)
             }
         };
-        if let Err(e) = result {
-            self.send_error(conn, e);
-        }
+        // The handler answers (order_created, order_status_update or an error): only a failed
+        // store needs an answer from here.
+        let (shared, sender) = (self.shared.clone(), conn.clone());
+        self.pipeline
+            .send(
+                &self.shared.publisher,
+                Command {
+                    domain: Domain::Pos,
+                    tenant: &self.tenant,
+                    key: &key,
+                    client_id: None,
+                    origin: self.origin(conn),
+                    claims: self.claims.clone(),
+                    command: &command,
+                },
+                move |e| send_error(&shared, &sender, e),
+            )
+            .await;
     }
 
     async fn on_close(&self, conn: &Arc<Conn>) {

@@ -1,14 +1,19 @@
 //! Publishes accepted client commands into the input streams and waits for JetStream to store
-//! them: nothing is acknowledged to a client before that.
+//! them: nothing is acknowledged to a client before that. A socket that only needs to hear of
+//! failures sends through its [`SocketPipeline`]: its next message is read (and published, in
+//! order) while earlier ones wait for their store.
 
 use crate::metrics::Metrics;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishAckFuture;
 use bytes::Bytes;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Instant;
 use tablewire_nats::subject;
 use tablewire_schemas::{Claims, Domain, Envelope, ErrorBody, ErrorCode, Origin};
+use tokio::sync::Semaphore;
 
 /// A command stored in its input stream.
 #[derive(Debug, Clone)]
@@ -56,6 +61,13 @@ impl Publisher {
 
     /// Publishes and waits until JetStream has stored the command.
     pub async fn publish<C: Serialize>(&self, cmd: Command<'_, C>) -> Result<Accepted, ErrorBody> {
+        self.submit(cmd).await?.stored().await
+    }
+
+    /// Hands the command to the NATS connection, after every command submitted before it (so
+    /// one client's commands are stored in the order it sent them), without waiting for the
+    /// store: [`Submitted::stored`] does.
+    pub async fn submit<C: Serialize>(&self, cmd: Command<'_, C>) -> Result<Submitted, ErrorBody> {
         let message_id = match cmd.client_id {
             // Scoped, so one tenant's ids never collide with another's.
             Some(id) => format!("{}:{}:{}:{id}", cmd.domain, cmd.tenant, cmd.key),
@@ -92,29 +104,98 @@ impl Publisher {
                 payload,
             )
             .await
-            .map_err(|e| self.failed(e.to_string()))?
+            .map_err(|e| failed(&self.metrics, e.to_string()))?;
+        Ok(Submitted {
+            ack,
+            message_id,
+            started,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// A command on its way to its input stream.
+pub struct Submitted {
+    ack: PublishAckFuture,
+    message_id: String,
+    started: Instant,
+    metrics: Metrics,
+}
+
+impl Submitted {
+    /// Waits until JetStream has stored the command.
+    pub async fn stored(self) -> Result<Accepted, ErrorBody> {
+        let ack = self
+            .ack
             .await
-            .map_err(|e| self.failed(e.to_string()))?;
+            .map_err(|e| failed(&self.metrics, e.to_string()))?;
         self.metrics
             .publish_latency
-            .observe(started.elapsed().as_secs_f64());
+            .observe(self.started.elapsed().as_secs_f64());
         Ok(Accepted {
-            message_id,
+            message_id: self.message_id,
             sequence: ack.sequence,
             duplicate: ack.duplicate,
         })
     }
+}
 
-    fn failed(&self, why: String) -> ErrorBody {
-        let code = if why.contains("timed out") {
-            ErrorCode::Timeout
-        } else {
-            ErrorCode::Unavailable
-        };
-        self.metrics.error(code);
-        tracing::warn!(error = %why, "command not stored");
-        ErrorBody::with_message(code, "the command could not be stored; retry")
+/// Most commands of one socket waiting for their store at once; its next message is read when
+/// one of them is stored (a fast client cannot take every pending store of the edge).
+pub const MAX_UNCONFIRMED_PER_SOCKET: usize = 64;
+
+/// One socket's commands on their way to the input streams, for endpoints whose clients hear
+/// of a command through the handler's answer or event and need no word of its store, only of
+/// its failure (collab rooms, POS terminals).
+pub struct SocketPipeline {
+    unconfirmed: Arc<Semaphore>,
+}
+
+impl Default for SocketPipeline {
+    fn default() -> Self {
+        SocketPipeline {
+            unconfirmed: Arc::new(Semaphore::new(MAX_UNCONFIRMED_PER_SOCKET)),
+        }
     }
+}
+
+impl SocketPipeline {
+    /// Publishes `cmd` after every earlier command of the socket and returns once NATS has it
+    /// (first waiting, with [`MAX_UNCONFIRMED_PER_SOCKET`] unconfirmed, until one is stored);
+    /// `failed` gets the error if it cannot be stored.
+    pub async fn send<C: Serialize>(
+        &self,
+        publisher: &Publisher,
+        cmd: Command<'_, C>,
+        failed: impl FnOnce(ErrorBody) + Send + 'static,
+    ) {
+        // The semaphore is never closed.
+        let Ok(permit) = self.unconfirmed.clone().acquire_owned().await else {
+            return;
+        };
+        match publisher.submit(cmd).await {
+            Ok(submitted) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = submitted.stored().await {
+                        failed(e);
+                    }
+                });
+            }
+            Err(e) => failed(e),
+        }
+    }
+}
+
+fn failed(metrics: &Metrics, why: String) -> ErrorBody {
+    let code = if why.contains("timed out") {
+        ErrorCode::Timeout
+    } else {
+        ErrorCode::Unavailable
+    };
+    metrics.error(code);
+    tracing::warn!(error = %why, "command not stored");
+    ErrorBody::with_message(code, "the command could not be stored; retry")
 }
 
 /// Milliseconds since the Unix epoch.
