@@ -8,7 +8,7 @@ use crate::events::{encode, error_frame, timestamp, upgrade_credentials, verify}
 use crate::fanout::Snapshot;
 use crate::http::{self, Body};
 use crate::limit::{ConnLimit, LimitClock};
-use crate::publish::Command;
+use crate::publish::{Command, SocketPipeline};
 use crate::server::Shared;
 use crate::ws::{Conn, Handler, frame};
 use bytes::Bytes;
@@ -60,6 +60,7 @@ fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Bod
             None => Session::Waiting,
         }),
         timer: Mutex::new(None),
+        pipeline: SocketPipeline::default(),
     };
     shared.upgrade(request, "voice", handler)
 }
@@ -80,6 +81,12 @@ struct VoiceSocket {
     limit: ConnLimit<LimitClock>,
     session: Mutex<Session>,
     timer: Mutex<Option<JoinHandle<()>>>,
+    pipeline: SocketPipeline,
+}
+
+fn send_error(shared: &Shared, conn: &Conn, error: ErrorBody) {
+    shared.metrics.error(error.code);
+    conn.send(error_frame(error));
 }
 
 fn connected() -> Bytes {
@@ -90,8 +97,7 @@ fn connected() -> Bytes {
 
 impl VoiceSocket {
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.error(error.code);
-        conn.send(error_frame(error));
+        send_error(&self.shared, conn, error);
     }
 
     fn refuse(&self, conn: &Conn, error: ErrorBody) {
@@ -181,23 +187,29 @@ impl VoiceSocket {
         session: &str,
         command: VoiceCommand,
     ) -> Result<(), ErrorBody> {
-        self.shared
-            .publisher
-            .publish(Command {
-                domain: Domain::Voice,
-                tenant,
-                key: session,
-                client_id: None,
-                origin: Origin {
-                    edge: self.shared.id.clone(),
-                    conn: Some(conn.id),
-                    request: None,
+        // Transcripts and errors come from the handler: only a failed store needs an answer
+        // from here, so the next chunk is read while this one is stored.
+        let (shared, sender) = (self.shared.clone(), conn.clone());
+        self.pipeline
+            .send(
+                &self.shared.publisher,
+                Command {
+                    domain: Domain::Voice,
+                    tenant,
+                    key: session,
+                    client_id: None,
+                    origin: Origin {
+                        edge: self.shared.id.clone(),
+                        conn: Some(conn.id),
+                        request: None,
+                    },
+                    claims: Some(claims.clone()),
+                    command: &command,
                 },
-                claims: Some(claims.clone()),
-                command: &command,
-            })
-            .await
-            .map(|_| ())
+                move |e| send_error(&shared, &sender, e),
+            )
+            .await;
+        Ok(())
     }
 
     async fn on_client_frame(&self, conn: &Arc<Conn>, tenant: &str, claims: &Claims, text: &[u8]) {
