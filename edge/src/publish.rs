@@ -146,7 +146,7 @@ pub const MAX_UNCONFIRMED_PER_SOCKET: usize = 64;
 
 /// One socket's commands on their way to the input streams, for endpoints whose clients hear
 /// of a command through the handler's answer or event and need no word of its store, only of
-/// its failure (collab rooms, POS terminals).
+/// its failure (collab rooms, POS terminals, voice streams).
 pub struct SocketPipeline {
     unconfirmed: Arc<Semaphore>,
 }
