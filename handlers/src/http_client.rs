@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,6 +176,14 @@ impl HttpClient {
     /// A client trusting the system's root certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` when
     /// set) and `extra_roots` (a private CA; tests).
     pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<HttpClient, HttpError> {
+        Self::with_idle_timeout(extra_roots, IDLE_TIMEOUT)
+    }
+
+    /// As [`HttpClient::new`], closing connections unused for `idle_timeout`.
+    fn with_idle_timeout(
+        extra_roots: &[CertificateDer<'static>],
+        idle_timeout: Duration,
+    ) -> Result<HttpClient, HttpError> {
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
@@ -205,8 +213,10 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .build();
+        // The idle timeout needs the timer: without one, hyper keeps unused connections open.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(idle_timeout)
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .build(connector);
         Ok(HttpClient { client })
@@ -343,18 +353,28 @@ mod tests {
     }
 
     /// A plain HTTP/1.1 server answering `ok` to each request; `close` makes it close the
-    /// connection after each answer. Counts the connections it accepted.
+    /// connection after each answer. Counts the connections it accepted, and those the client
+    /// closed.
     async fn counting_server(close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let (addr, accepted, _) = counting_server_closes(close).await;
+        (addr, accepted)
+    }
+
+    async fn counting_server_closes(
+        close: bool,
+    ) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let closed_by_client = Arc::new(AtomicUsize::new(0));
+        let (counter, closes) = (accepted.clone(), closed_by_client.clone());
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
+                let closes = closes.clone();
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -372,14 +392,17 @@ mod tests {
                             }
                         }
                         match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => {
+                                closes.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
                         }
                     }
                 });
             }
         });
-        (addr, accepted)
+        (addr, accepted, closed_by_client)
     }
 
     async fn get_three_times(addr: std::net::SocketAddr) {
@@ -400,6 +423,29 @@ mod tests {
         let (addr, accepted) = counting_server(false).await;
         get_three_times(addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_unused_for_the_idle_timeout_is_closed() {
+        let (addr, accepted, closed) = counting_server_closes(false).await;
+        let endpoint = Endpoint::parse(&format!("http://{addr}/ping")).expect("url");
+        let client =
+            HttpClient::with_idle_timeout(&[], Duration::from_millis(200)).expect("client");
+        let request = endpoint
+            .request(hyper::Method::GET)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        client.send(&endpoint, request).await.expect("answer");
+        // Kept while the client lives; closed by the pool once unused for the timeout.
+        for _ in 0..100 {
+            if closed.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(closed.load(Ordering::SeqCst), 1, "closed after being idle");
+        drop(client);
     }
 
     #[tokio::test]
