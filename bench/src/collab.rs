@@ -2,10 +2,12 @@
 //! participant joins, adds its items, then sends `update_quantity` on its own items — first as
 //! fast as the system answers (a window of messages in flight per participant), then paced at
 //! half that rate for latency (send → each participant has the event). Ends with a consistency
-//! check: every participant's last order state equals the room's KV state, and totals add up.
+//! check: every participant's last order state equals the room's KV state, and totals add up;
+//! then every room's initiator finalizes, every participant must get `order_finalized` and every
+//! order must reach SQL (the SQL writer runs on a temporary SQLite file or `--database-url`).
 
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
-use crate::system::{JWT_SECRET, Shape, System};
+use crate::system::{JWT_SECRET, Shape, System, report_rows};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -51,6 +53,9 @@ pub struct CollabArgs {
     /// Changes per second for the latency phase (default: half of the throughput phase).
     #[arg(long)]
     pub latency_rate: Option<f64>,
+    /// Where finalized orders are written (default: a SQLite file in a temporary directory).
+    #[arg(long)]
+    pub database_url: Option<String>,
 }
 
 type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
@@ -66,6 +71,8 @@ struct Shared {
     errors: AtomicU64,
     rate_limited: AtomicU64,
     ready: AtomicU64,
+    /// `order_finalized` frames received, by every participant.
+    finalized: AtomicU64,
     changed: Notify,
     /// Between the phases: nobody sends, so the throughput phase's backlog drains before the
     /// latency phase measures anything.
@@ -228,6 +235,9 @@ async fn read_loop(
                     }
                 }
             }
+            b"order_finalized" => {
+                shared.finalized.fetch_add(1, Ordering::Relaxed);
+            }
             b"participant_joined" | b"sync" => {
                 *me.last_frame.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(Bytes::copy_from_slice(payload));
@@ -245,14 +255,15 @@ async fn send(writer: &mut Writer, text: String) -> anyhow::Result<()> {
         .context("send")
 }
 
-/// Joins, adds the items, then sends `update_quantity` as the phases say.
+/// Joins, adds the items, then sends `update_quantity` as the phases say; gives the socket back
+/// when the phases end.
 async fn write_loop(
     mut writer: Writer,
     me: Arc<Participant>,
     shared: Arc<Shared>,
     items: usize,
     pace: Arc<Mutex<Option<Duration>>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Writer> {
     let id = format!("p{}", me.index);
     send(
         &mut writer,
@@ -289,7 +300,7 @@ async fn write_loop(
     loop {
         let phase = shared.phase.load(Ordering::Relaxed);
         if phase >= 3 || me.stop.load(Ordering::Relaxed) {
-            return Ok(());
+            return Ok(writer);
         }
         if shared.draining.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -343,11 +354,19 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         "collab benchmark: {} rooms x {} participants, {} items each, window {}, {} s phases, {} handler process(es)",
         args.rooms, args.participants, args.items, args.window, args.duration, args.handlers
     );
+    let tmp = std::env::temp_dir().join(format!("tablewire-bench-collab-{}", std::process::id()));
+    let database_url = match &args.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&tmp).context("creating the benchmark's database directory")?;
+            format!("sqlite://{}", tmp.join("collab.db").display())
+        }
+    };
     let mut system = System::start(&Shape {
         handlers: args.handlers,
         partitions: args.partitions,
         domains: vec![Domain::Collab, Domain::Events],
-        database_url: None,
+        database_url: Some(database_url.clone()),
     })
     .await?;
     let addr = system.edge_addr;
@@ -360,6 +379,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         errors: AtomicU64::new(0),
         rate_limited: AtomicU64::new(0),
         ready: AtomicU64::new(0),
+        finalized: AtomicU64::new(0),
         changed: Notify::new(),
         draining: AtomicBool::new(false),
     });
@@ -469,9 +489,15 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     let elapsed2 = t2.elapsed().as_secs_f64();
     let cpu_line = cpu.line();
     let after = (scrape(addr).await, scrape(system.handler_metrics).await);
+    let mut sockets = Vec::with_capacity(writers.len());
     for w in writers {
-        if let Ok(Err(e)) = w.await {
-            println!("  a participant stopped sending: {e}");
+        match w.await {
+            Ok(Ok(writer)) => sockets.push(Some(writer)),
+            Ok(Err(e)) => {
+                println!("  a participant stopped sending: {e}");
+                sockets.push(None);
+            }
+            Err(_) => sockets.push(None),
         }
     }
     // Let the last changes arrive.
@@ -488,6 +514,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         .get_key_value(tablewire_nats::resource::state_bucket(Domain::Collab))
         .await?;
     let (mut matching, mut mismatched, mut bad_totals) = (0, 0, 0);
+    let mut initiators = std::collections::HashMap::new();
     for room in &rooms {
         let stored = kv
             .get(tablewire_nats::resource::state_key("bench", room))
@@ -498,6 +525,9 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         let order: tablewire_schemas::collab::OrderState =
             serde_json::from_value(stored["state"].clone())?;
         let state = &serde_json::to_value(order)?;
+        if let Some(initiator) = state["initiatedBy"].as_str() {
+            initiators.insert(room.clone(), initiator.to_string());
+        }
         let items = state["items"].as_array().cloned().unwrap_or_default();
         let sum: u64 = items
             .iter()
@@ -534,6 +564,48 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     for (_, me) in &everyone {
         me.stop.store(true, Ordering::Relaxed);
     }
+
+    // Every room's initiator finalizes: each participant must hear of it and each order must
+    // reach SQL through the records stream.
+    let finalize_started = Instant::now();
+    let mut finalizing = 0;
+    for ((room, me), socket) in everyone.iter().zip(sockets.iter_mut()) {
+        let id = format!("p{}", me.index);
+        if initiators.get(room) == Some(&id)
+            && let Some(writer) = socket
+        {
+            send(
+                writer,
+                format!(r#"{{"type":"finalize","participantId":"{id}"}}"#),
+            )
+            .await?;
+            finalizing += 1;
+        }
+    }
+    let heard = wait_until(Duration::from_secs(60), || {
+        shared.finalized.load(Ordering::Relaxed) >= total
+    })
+    .await;
+    println!(
+        "  finalized: {finalizing} of {} rooms; {} of {total} participants got order_finalized{}",
+        rooms.len(),
+        shared.finalized.load(Ordering::Relaxed),
+        if heard.is_ok() {
+            format!(" in {:.2} s", finalize_started.elapsed().as_secs_f64())
+        } else {
+            " (timed out)".to_string()
+        }
+    );
+    report_rows(
+        &database_url,
+        "SELECT COUNT(*) FROM collab_orders",
+        None,
+        rooms.len() as u64,
+        "finalized orders",
+        "finalize",
+    )
+    .await?;
+    drop(sockets);
     // Closing the edge ends every participant's reader.
     let _ = system.edge.start_kill();
     for r in readers {
@@ -564,8 +636,12 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
         "  consistency: {matching} participants' last state equals KV, {mismatched} differ; {} rooms, {bad_totals} with a wrong total",
         rooms.len()
     );
+    let _ = std::fs::remove_dir_all(&tmp);
     if mismatched > 0 || bad_totals > 0 {
         bail!("inconsistent rooms");
+    }
+    if finalizing != rooms.len() || heard.is_err() {
+        bail!("not every room was finalized and heard of");
     }
     Ok(())
 }
