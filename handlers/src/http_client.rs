@@ -275,6 +275,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A request without a body to `endpoint`.
+    fn empty(endpoint: &Endpoint, method: hyper::Method) -> hyper::Request<Full<Bytes>> {
+        endpoint
+            .request(method)
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    }
+
     #[test]
     fn http_and_https_urls_are_accepted_with_their_default_ports() {
         let plain = Endpoint::parse("http://hooks.example.com/orders?x=1").expect("http");
@@ -288,10 +296,7 @@ mod tests {
         assert_eq!(local.authority, "127.0.0.1:8443");
         let v6 = Endpoint::parse("http://[::1]:9000/").expect("ipv6");
         assert_eq!(v6.authority, "[::1]:9000");
-        let request = local
-            .request(hyper::Method::POST)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let request = empty(&local, hyper::Method::POST);
         assert_eq!(request.uri(), "https://127.0.0.1:8443/hook");
         assert_eq!(request.headers()[hyper::header::HOST], "127.0.0.1:8443");
     }
@@ -339,10 +344,7 @@ mod tests {
             let _ = socket.write_all(&vec![b'x'; size]).await;
         });
         let endpoint = Endpoint::parse(&format!("http://{addr}/big")).expect("url");
-        let request = endpoint
-            .request(hyper::Method::GET)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let request = empty(&endpoint, hyper::Method::GET);
         let client = HttpClient::new(&[]).expect("client");
         let answer = client.send(&endpoint, request).await;
         assert!(
@@ -355,12 +357,7 @@ mod tests {
     /// A plain HTTP/1.1 server answering `ok` to each request; `close` makes it close the
     /// connection after each answer. Counts the connections it accepted, and those the client
     /// closed.
-    async fn counting_server(close: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-        let (addr, accepted, _) = counting_server_closes(close).await;
-        (addr, accepted)
-    }
-
-    async fn counting_server_closes(
+    async fn counting_server(
         close: bool,
     ) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -409,10 +406,7 @@ mod tests {
         let endpoint = Endpoint::parse(&format!("http://{addr}/ping")).expect("url");
         let client = HttpClient::new(&[]).expect("client");
         for _ in 0..3 {
-            let request = endpoint
-                .request(hyper::Method::GET)
-                .body(Full::new(Bytes::new()))
-                .expect("request");
+            let request = empty(&endpoint, hyper::Method::GET);
             let answer = client.send(&endpoint, request).await.expect("answer");
             assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
         }
@@ -420,21 +414,18 @@ mod tests {
 
     #[tokio::test]
     async fn requests_to_one_endpoint_share_a_kept_connection() {
-        let (addr, accepted) = counting_server(false).await;
+        let (addr, accepted, _) = counting_server(false).await;
         get_three_times(addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn a_connection_unused_for_the_idle_timeout_is_closed() {
-        let (addr, accepted, closed) = counting_server_closes(false).await;
+        let (addr, accepted, closed) = counting_server(false).await;
         let endpoint = Endpoint::parse(&format!("http://{addr}/ping")).expect("url");
         let client =
             HttpClient::with_idle_timeout(&[], Duration::from_millis(200)).expect("client");
-        let request = endpoint
-            .request(hyper::Method::GET)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let request = empty(&endpoint, hyper::Method::GET);
         client.send(&endpoint, request).await.expect("answer");
         // Kept while the client lives; closed by the pool once unused for the timeout.
         for _ in 0..100 {
@@ -450,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_that_closes_each_connection_still_gets_every_request() {
-        let (addr, accepted) = counting_server(true).await;
+        let (addr, accepted, _) = counting_server(true).await;
         get_three_times(addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
@@ -461,10 +452,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         drop(listener);
         let endpoint = Endpoint::parse(&format!("http://{addr}/hook")).expect("url");
-        let request = endpoint
-            .request(hyper::Method::POST)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let request = empty(&endpoint, hyper::Method::POST);
         let client = HttpClient::new(&[]).expect("client");
         match client.send(&endpoint, request).await {
             Err(HttpError::Connect { endpoint: url, why }) => {
