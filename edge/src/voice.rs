@@ -186,9 +186,9 @@ impl VoiceSocket {
         claims: &Claims,
         session: &str,
         command: VoiceCommand,
-    ) -> Result<(), ErrorBody> {
+    ) {
         // Transcripts and errors come from the handler: only a failed store needs an answer
-        // from here, so the next chunk is read while this one is stored.
+        // from here (sent when it fails), so the next chunk is read while this one is stored.
         let (shared, sender) = (self.shared.clone(), conn.clone());
         self.pipeline
             .send(
@@ -209,7 +209,6 @@ impl VoiceSocket {
                 move |e| send_error(&shared, &sender, e),
             )
             .await;
-        Ok(())
     }
 
     async fn on_client_frame(&self, conn: &Arc<Conn>, tenant: &str, claims: &Claims, text: &[u8]) {
@@ -267,7 +266,8 @@ impl VoiceSocket {
                                 language: data.language,
                             },
                         )
-                        .await
+                        .await;
+                        Ok(())
                     }
                     Err(e) => Err(e),
                 }
@@ -288,7 +288,8 @@ impl VoiceSocket {
                             audio: data.audio,
                         },
                     )
-                    .await
+                    .await;
+                    Ok(())
                 }
             },
             // Also for a session started on an earlier connection (a client that reconnected).
@@ -303,7 +304,8 @@ impl VoiceSocket {
                             duration: data.duration,
                         },
                     )
-                    .await
+                    .await;
+                    Ok(())
                 }
                 Err(e) => Err(e),
             },
