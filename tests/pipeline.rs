@@ -7,6 +7,7 @@ mod support;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use support::*;
+use tablewire_schemas::Domain;
 
 fn session() -> String {
     format!("s{}", uuid::Uuid::new_v4().simple())
@@ -127,6 +128,98 @@ async fn a_thousand_updates_through_three_workers_arrive_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_killed_mid_stream_and_restarted_lose_and_repeat_nothing() {
     thousand_updates_through_three_workers(true).await;
+}
+
+/// Replaces every display partition consumer by one acknowledging each command, as
+/// provisioning made them before batches were acknowledged.
+async fn make_display_consumers_explicit(url: &str, partitions: u16) {
+    use async_nats::jetstream::consumer::{self, AckPolicy};
+    let js = async_nats::jetstream::new(client(url).await);
+    let stream = js
+        .get_stream(tablewire_nats::resource::input_stream(Domain::Display))
+        .await
+        .expect("stream");
+    for partition in 0..partitions {
+        let durable = tablewire_nats::resource::partition_consumer(Domain::Display, partition);
+        let old = stream
+            .consumer_info(&durable)
+            .await
+            .expect("consumer")
+            .config;
+        stream.delete_consumer(&durable).await.expect("delete");
+        stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(durable),
+                filter_subject: old.filter_subject,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: old.ack_wait,
+                max_deliver: -1,
+                max_ack_pending: old.max_ack_pending,
+                priority_policy: consumer::PriorityPolicy::PinnedClient,
+                priority_groups: old.priority_groups,
+                priority_timeout: old.priority_timeout,
+                ..Default::default()
+            })
+            .await
+            .expect("recreate");
+    }
+}
+
+/// Sends 40 updates to each of 8 sessions (spread over the partitions), then checks each was
+/// applied exactly once and the input stream emptied: every command was acknowledged, by
+/// batch or one by one as the consumer's ack policy says (interest retention drops a command
+/// once its consumer has acknowledged it).
+async fn every_command_is_acknowledged_once_applied(explicit: bool) {
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    let topology = test_topology();
+    provision(&url, &topology).await;
+    if explicit {
+        make_display_consumers_explicit(&url, topology.partitions).await;
+    }
+    let _worker = handler_process(&url);
+    let edge = InProcessEdge::start(&url, edge_config()).await;
+    let sessions: Vec<String> = (0..8).map(|_| session()).collect();
+    for i in 0..40u64 {
+        for s in &sessions {
+            update(edge.addr, s, json!({"i": i})).await;
+        }
+    }
+    let js = async_nats::jetstream::new(client(&url).await);
+    let mut stream = js
+        .get_stream(tablewire_nats::resource::input_stream(Domain::Display))
+        .await
+        .expect("stream");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = stream.info().await.expect("stream info").state.messages;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} commands still unacknowledged after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for s in &sessions {
+        let state = stored(&url, s).await;
+        assert_eq!(
+            state["seq"].as_u64(),
+            Some(40),
+            "{s} applied each update once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_acknowledged_by_batch() {
+    every_command_is_acknowledged_once_applied(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_acknowledging_each_command_still_work() {
+    every_command_is_acknowledged_once_applied(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

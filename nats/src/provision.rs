@@ -204,7 +204,9 @@ async fn provision_domain(
             durable_name: Some(durable.clone()),
             description: Some(format!("{domain} partition {partition}")),
             filter_subject: subject::input_partition_filter(domain, partition),
-            ack_policy: consumer::AckPolicy::Explicit,
+            // One acknowledgement per applied batch (a partition is applied in order by one
+            // worker) instead of one message per command for the server to route and process.
+            ack_policy: consumer::AckPolicy::All,
             ack_wait: topology.ack_wait,
             max_deliver: -1,
             max_ack_pending: 10_000,
@@ -264,7 +266,13 @@ async fn create_or_update_consumer(
     durable: &str,
 ) -> Result<(), ProvisionError> {
     match stream.consumer_info(durable).await {
-        Ok(_) => {
+        Ok(info) => {
+            // The server refuses to change a consumer's ack policy; one provisioned with
+            // another keeps it (the handlers read it and acknowledge accordingly).
+            let config = consumer::pull::Config {
+                ack_policy: info.config.ack_policy,
+                ..config
+            };
             stream
                 .update_consumer(config)
                 .await
@@ -395,6 +403,48 @@ mod live_tests {
         js.get_key_value(resource::WORKERS_BUCKET)
             .await
             .expect("workers bucket");
+    }
+
+    #[tokio::test]
+    async fn partitions_are_acknowledged_by_batch_and_an_older_ack_policy_is_kept() {
+        let (_server, js) = setup().await;
+        let topology = Topology {
+            partitions: 2,
+            ..Default::default()
+        };
+        provision(&js, &[Domain::Display], &topology)
+            .await
+            .expect("provision");
+        let stream = js
+            .get_stream(resource::input_stream(Domain::Display))
+            .await
+            .expect("stream");
+        let durable = resource::partition_consumer(Domain::Display, 0);
+        let mut info = stream.consumer_info(&durable).await.expect("consumer");
+        assert_eq!(info.config.ack_policy, consumer::AckPolicy::All);
+        // A consumer as provisioned before batches were acknowledged.
+        stream.delete_consumer(&durable).await.expect("delete");
+        let explicit = consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: info.config.filter_subject.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: info.config.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: info.config.max_ack_pending,
+            priority_policy: consumer::PriorityPolicy::PinnedClient,
+            priority_groups: info.config.priority_groups.clone(),
+            priority_timeout: info.config.priority_timeout,
+            ..Default::default()
+        };
+        stream.create_consumer(explicit).await.expect("recreate");
+        provision(&js, &[Domain::Display], &topology)
+            .await
+            .expect("provisioning again keeps the older policy instead of failing");
+        info = stream.consumer_info(&durable).await.expect("consumer");
+        assert_eq!(info.config.ack_policy, consumer::AckPolicy::Explicit);
+        let other = resource::partition_consumer(Domain::Display, 1);
+        let info = stream.consumer_info(&other).await.expect("consumer");
+        assert_eq!(info.config.ack_policy, consumer::AckPolicy::All);
     }
 
     #[tokio::test]

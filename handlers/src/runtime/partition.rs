@@ -77,6 +77,11 @@ pub(crate) async fn run<D: Domain>(
                 }
             };
         let pin_timeout = consumer.cached_info().config.priority_timeout;
+        // Consumers provisioned before acknowledging by batch keep per-message acks.
+        let acks = match consumer.cached_info().config.ack_policy {
+            jetstream::consumer::AckPolicy::All => Acks::Batch,
+            _ => Acks::PerMessage,
+        };
         let expires = (pin_timeout / 3).clamp(Duration::from_millis(600), Duration::from_secs(10));
         let messages = consumer
             .stream()
@@ -121,7 +126,7 @@ pub(crate) async fn run<D: Domain>(
                     }
                     if !batch.is_empty() {
                         received_any = true;
-                        process_batch(&shared, partition, &mut state, batch).await;
+                        process_batch(&shared, partition, &mut state, acks, batch).await;
                     }
                     if broken {
                         continue 'pull;
@@ -151,10 +156,23 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool
     }
 }
 
+/// How a partition's commands are acknowledged.
+#[derive(Clone, Copy, PartialEq)]
+enum Acks {
+    /// `AckPolicy::All`: one acknowledgement, of the batch's last delivery, once every key of
+    /// the batch is written. A batch with a failed key acknowledges nothing (its written
+    /// commands come back and are skipped by their key's `applied` sequence).
+    Batch,
+    /// `AckPolicy::Explicit` (consumers provisioned before batches were acknowledged): each
+    /// command once its key is written.
+    PerMessage,
+}
+
 async fn process_batch<D: Domain>(
     shared: &Shared<D>,
     partition: u16,
     pstate: &mut PartitionState<D::State>,
+    acks: Acks,
     messages: Vec<jetstream::Message>,
 ) {
     shared.metrics.batch_size.observe(messages.len() as f64);
@@ -162,6 +180,14 @@ async fn process_batch<D: Domain>(
     let mut items = Vec::with_capacity(messages.len());
     let mut max_seq = 0;
     let mut last_consumer_seq = None;
+    // The last delivery when acknowledging by batch: it acknowledges every one before it.
+    let mut batch_ack: Option<jetstream::Message> = None;
+    if acks == Acks::Batch {
+        batch_ack = messages
+            .iter()
+            .max_by_key(|m| m.info().map_or(0, |i| i.consumer_sequence))
+            .cloned();
+    }
     for message in messages {
         let (seq, consumer_seq, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.consumer_sequence, info.delivered),
@@ -183,7 +209,11 @@ async fn process_batch<D: Domain>(
             }
             Err(why) => {
                 warn!(seq, subject = %message.subject, %why, "dropping a command that cannot be read");
-                let _ = message.ack_with(AckKind::Term).await;
+                // By batch, the batch's acknowledgement drops it (a `Term` would acknowledge
+                // every delivery before it, applied or not).
+                if acks == Acks::PerMessage {
+                    let _ = message.ack_with(AckKind::Term).await;
+                }
             }
         }
     }
@@ -244,9 +274,11 @@ async fn process_batch<D: Domain>(
     while let Some((key, items, result)) = done.next().await {
         match result {
             Ok(loaded) => {
-                for message in items.iter().filter_map(|i| i.message.as_ref()) {
-                    if let Err(e) = message.ack().await {
-                        debug!(error = %e, "ack failed; the command will come back and be skipped");
+                if acks == Acks::PerMessage {
+                    for message in items.iter().filter_map(|i| i.message.as_ref()) {
+                        if let Err(e) = message.ack().await {
+                            debug!(error = %e, "ack failed; the command will come back and be skipped");
+                        }
                     }
                 }
                 pstate.cache.insert(key, loaded);
@@ -256,6 +288,11 @@ async fn process_batch<D: Domain>(
                 warn!(key = %key, error = %e, "could not apply; will retry");
                 nak_all(items.iter().filter_map(|i| i.message.as_ref())).await;
             }
+        }
+    }
+    if all_ok && let Some(message) = batch_ack {
+        if let Err(e) = message.ack().await {
+            debug!(error = %e, "ack failed; the batch will come back and be skipped");
         }
     }
     if !all_ok {
