@@ -83,8 +83,9 @@ pub struct SequencedEvent {
 }
 
 /// A business record on its way to SQL, as published on `tw.rec.{domain}.{tenant}.{kind}`:
-/// alone, or in a JSON array with the other records of its kind from the same state write (one
-/// JetStream message for the orders of a batch; read with [`Record::parse_message`]).
+/// alone, or in a JSON array with the other records of its tenant and kind from the same handler
+/// batch (one JetStream message for a batch's orders or scans; read with
+/// [`Record::parse_message`]).
 /// Handlers hold its fields as a [`crate::Frame`] (serialized once, copied into the outbox and
 /// the publish); the SQL writer reads them as a [`Value`] (the default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -172,7 +172,7 @@ pub async fn run(
             }
             let messages: Vec<jetstream::Message> =
                 results.into_iter().filter_map(Result::ok).collect();
-            // A message holds one record or a write's records of one kind.
+            // A message holds one record or a handler batch's records of one tenant and kind.
             let parsed: Vec<(jetstream::Message, Option<Vec<Record>>)> = messages
                 .into_iter()
                 .map(|m| {

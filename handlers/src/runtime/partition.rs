@@ -270,18 +270,16 @@ async fn process_batch<D: Domain>(
         (key, items, result)
     });
     let mut all_ok = true;
+    let mut records = Vec::new();
+    // Commands of written keys, acknowledged (per message) once the batch's records are stored.
+    let mut written = Vec::new();
     let mut done = futures::stream::iter(work).buffer_unordered(shared.key_concurrency);
     while let Some((key, items, result)) = done.next().await {
         match result {
-            Ok(loaded) => {
-                if acks == Acks::PerMessage {
-                    for message in items.iter().filter_map(|i| i.message.as_ref()) {
-                        if let Err(e) = message.ack().await {
-                            debug!(error = %e, "ack failed; the command will come back and be skipped");
-                        }
-                    }
-                }
-                pstate.cache.insert(key, loaded);
+            Ok(key_done) => {
+                records.extend(key_done.records);
+                written.extend(items.into_iter().filter_map(|i| i.message));
+                pstate.cache.insert(key, key_done.loaded);
             }
             Err(e) => {
                 all_ok = false;
@@ -290,10 +288,27 @@ async fn process_batch<D: Domain>(
             }
         }
     }
-    if all_ok && let Some(message) = batch_ack {
-        if let Err(e) = message.ack().await {
-            debug!(error = %e, "ack failed; the batch will come back and be skipped");
+    drop(done);
+    // Every write's records, stored before any of its commands is acknowledged. Should that
+    // fail, the commands come back and their keys' outboxes are published again.
+    if let Err(e) = store_records::<D>(shared, &records).await {
+        warn!(partition, error = %e, "could not store the batch's records; will retry");
+        nak_all(written.iter()).await;
+        pstate.expected_next = None;
+        return;
+    }
+    if acks == Acks::PerMessage {
+        for message in &written {
+            if let Err(e) = message.ack().await {
+                debug!(error = %e, "ack failed; the command will come back and be skipped");
+            }
         }
+    }
+    if all_ok
+        && let Some(message) = batch_ack
+        && let Err(e) = message.ack().await
+    {
+        debug!(error = %e, "ack failed; the batch will come back and be skipped");
     }
     if !all_ok {
         pstate.expected_next = None;
@@ -512,20 +527,29 @@ fn apply_in_memory<D: Domain>(
 }
 
 /// Applies one key's commands (sorted by sequence) and makes their effects durable and visible.
+/// A key's commands applied and written.
+struct KeyDone<S> {
+    loaded: Loaded<S>,
+    /// The records its writes (or a republished outbox) produced, for the batch to store
+    /// before it acknowledges the commands.
+    records: Vec<Record<Frame>>,
+}
+
 async fn apply_key<D: Domain>(
     shared: &Shared<D>,
     state_key: &str,
     items: &[Item],
     trusted: bool,
     cached: Option<Loaded<D::State>>,
-) -> Result<Loaded<D::State>, RuntimeError> {
+) -> Result<KeyDone<D::State>, RuntimeError> {
     let mut loaded = match cached {
         Some(loaded) => loaded,
         None => load_state(shared, state_key).await?,
     };
+    let mut records = Vec::new();
     let (tenant, key) = match items.first() {
         Some(item) => (item.envelope.tenant.as_str(), item.envelope.key.as_str()),
-        None => return Ok(loaded),
+        None => return Ok(KeyDone { loaded, records }),
     };
     // Commands at or below this were applied before the key was removed in this call (its
     // state, and so its `applied` sequence, is gone).
@@ -546,11 +570,13 @@ async fn apply_key<D: Domain>(
         if (!trusted || stale > 0)
             && let Some(stored) = &loaded.stored
         {
-            publish_outbox::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
+            publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
+            publish_commands(shared, &stored.outbox).await?;
+            records.extend(stored.outbox.records.iter().cloned());
         }
         let fresh: Vec<&Item> = items.iter().filter(|i| i.seq > applied_before).collect();
         if fresh.is_empty() {
-            return Ok(loaded);
+            return Ok(KeyDone { loaded, records });
         }
         let previous_follow_up = loaded
             .stored
@@ -563,10 +589,11 @@ async fn apply_key<D: Domain>(
             Some(stored) if outcome.changed => stored,
             unchanged => {
                 publish_replies(shared, outcome.replies).await;
-                return Ok(Loaded {
+                let loaded = Loaded {
                     revision: loaded_revision,
                     stored: unchanged,
-                });
+                };
+                return Ok(KeyDone { loaded, records });
             }
         };
         // Parts first, not awaited before the state write (one round trip less). They go to
@@ -617,10 +644,15 @@ async fn apply_key<D: Domain>(
                 // the sender need not wait for those JetStream acknowledgements.
                 publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
                 publish_replies(shared, outcome.replies).await;
-                publish_durable::<D>(shared, tenant, &stored.outbox).await?;
+                publish_commands(shared, &stored.outbox).await?;
                 if outcome.remove {
-                    // Written (with its outbox) and published: now the key may go. A crash
-                    // before this line leaves the state, and the command comes back to remove it.
+                    // Written (with its outbox) and published, its records stored now rather
+                    // than with the batch's: once the key goes, no outbox is left to publish
+                    // them again. A crash before the removal leaves the state, and the command
+                    // comes back to remove it.
+                    let mut all = std::mem::take(&mut records);
+                    all.extend(stored.outbox.records.iter().cloned());
+                    store_records::<D>(shared, &all).await?;
                     let revision = shared.state.remove(state_key, revision).await?;
                     removed_through = outcome.last_seq;
                     loaded = Loaded {
@@ -628,10 +660,11 @@ async fn apply_key<D: Domain>(
                         stored: None,
                     };
                     if fresh.iter().all(|i| i.seq <= outcome.last_seq) {
-                        return Ok(loaded);
+                        return Ok(KeyDone { loaded, records });
                     }
                     continue;
                 }
+                records.extend(stored.outbox.records.iter().cloned());
                 super::follow_up::start(
                     shared,
                     tenant,
@@ -639,10 +672,11 @@ async fn apply_key<D: Domain>(
                     previous_follow_up.as_deref(),
                     &stored,
                 );
-                return Ok(Loaded {
+                let loaded = Loaded {
                     revision,
                     stored: Some(stored),
-                });
+                };
+                return Ok(KeyDone { loaded, records });
             }
             Written::Conflict => {
                 shared.metrics.conflicts.get_or_create(&shared.label).inc();
@@ -696,18 +730,6 @@ async fn load_state<D: Domain>(
     Ok(loaded)
 }
 
-/// Publishes everything a key's write produced: events, then records and commands.
-async fn publish_outbox<D: Domain>(
-    shared: &Shared<D>,
-    tenant: &str,
-    key: &str,
-    applied: u64,
-    outbox: &Outbox,
-) -> Result<(), RuntimeError> {
-    publish_events::<D>(shared, tenant, key, applied, outbox).await?;
-    publish_durable::<D>(shared, tenant, outbox).await
-}
-
 /// Fans a write's events out on core NATS (edges drop repeated sequence numbers), then its
 /// notices to other keys' subscribers (placed by `applied`, the write's last command, so edges
 /// drop a notice published again).
@@ -754,18 +776,37 @@ async fn publish_events<D: Domain>(
     Ok(())
 }
 
-/// A write's records grouped by kind, in the order each kind first appears: one message of the
-/// records stream per group (see [`Record::parse_message`]). The same outbox always makes the
-/// same groups, so a republished group has the same message id and JetStream drops it.
-fn records_by_kind(records: &[Record<Frame>]) -> Vec<Vec<&Record<Frame>>> {
-    let mut groups: Vec<Vec<&Record<Frame>>> = Vec::new();
+/// Most bytes of records in one message of the records stream (nats-server's default limit for
+/// a message is 1 MiB).
+const MAX_RECORDS_MESSAGE: usize = 256 * 1024;
+
+/// Records grouped by tenant and kind, in the order each group first appears and each group in
+/// the order given, repeats (a republished outbox) left out; a group is cut where it would
+/// pass [`MAX_RECORDS_MESSAGE`]. One message of the records stream per group (see
+/// [`Record::parse_message`]).
+fn group_records(records: &[Record<Frame>]) -> Vec<Vec<&Record<Frame>>> {
+    let mut seen = std::collections::HashSet::new();
+    // Per group: its records and their size so far.
+    let mut groups: Vec<(Vec<&Record<Frame>>, usize)> = Vec::new();
+    let mut open: HashMap<(&str, &str), usize> = HashMap::new();
     for record in records {
-        match groups.iter_mut().find(|g| g[0].kind == record.kind) {
-            Some(group) => group.push(record),
-            None => groups.push(vec![record]),
+        if !seen.insert(record.id.as_str()) {
+            continue;
+        }
+        let size = record.data.get().len() + record.id.len() + record.kind.len() + 64;
+        let slot = (record.tenant.as_str(), record.kind.as_str());
+        match open.get(&slot).copied() {
+            Some(g) if groups[g].1 + size <= MAX_RECORDS_MESSAGE => {
+                groups[g].0.push(record);
+                groups[g].1 += size;
+            }
+            _ => {
+                open.insert(slot, groups.len());
+                groups.push((vec![record], size));
+            }
         }
     }
-    groups
+    groups.into_iter().map(|(group, _)| group).collect()
 }
 
 /// The JetStream message id and payload of one group of records.
@@ -782,23 +823,22 @@ fn records_message(group: &[&Record<Frame>]) -> (String, Bytes) {
     }
 }
 
-/// Stores a write's records (one message per kind: a batch of orders is one message, not one
-/// per order) and emitted commands in JetStream (deduplicated by their ids) and waits until
-/// all are stored.
-async fn publish_durable<D: Domain>(
+/// Stores records in the records stream, one message per tenant and kind (a batch's scans or
+/// orders are one message, not one each), deduplicated by message id, and waits until all are
+/// stored.
+async fn store_records<D: Domain>(
     shared: &Shared<D>,
-    tenant: &str,
-    outbox: &Outbox,
+    records: &[Record<Frame>],
 ) -> Result<(), RuntimeError> {
-    let mut acks = Vec::with_capacity(outbox.records.len() + outbox.commands.len());
-    for group in records_by_kind(&outbox.records) {
+    let mut acks = Vec::new();
+    for group in group_records(records) {
         let (id, payload) = records_message(&group);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let ack = shared
             .js
             .publish_with_headers(
-                subject::record(D::NAME, tenant, &group[0].kind),
+                subject::record(D::NAME, &group[0].tenant, &group[0].kind),
                 headers,
                 payload,
             )
@@ -806,6 +846,20 @@ async fn publish_durable<D: Domain>(
             .map_err(|e| RuntimeError::Nats(format!("publish record: {e}")))?;
         acks.push(ack);
     }
+    for ack in acks {
+        ack.await
+            .map_err(|e| RuntimeError::Nats(format!("record not stored: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Stores a write's emitted commands in their input streams (deduplicated by their ids) and
+/// waits until all are stored.
+async fn publish_commands<D: Domain>(
+    shared: &Shared<D>,
+    outbox: &Outbox,
+) -> Result<(), RuntimeError> {
+    let mut acks = Vec::with_capacity(outbox.commands.len());
     for emitted in &outbox.commands {
         let command = emitted.command.raw().to_owned();
         let envelope = Envelope {
@@ -839,7 +893,7 @@ async fn publish_durable<D: Domain>(
     }
     for ack in acks {
         ack.await
-            .map_err(|e| RuntimeError::Nats(format!("record or command not stored: {e}")))?;
+            .map_err(|e| RuntimeError::Nats(format!("command not stored: {e}")))?;
     }
     Ok(())
 }
@@ -871,27 +925,35 @@ mod tests {
     use super::*;
 
     fn record(kind: &str, id: &str) -> Record<Frame> {
+        tenant_record("t1", kind, id, "")
+    }
+
+    fn tenant_record(tenant: &str, kind: &str, id: &str, filler: &str) -> Record<Frame> {
         Record {
             kind: kind.to_string(),
             id: id.to_string(),
-            tenant: "t1".to_string(),
-            data: Frame::new(serde_json::json!({"id": id})),
+            tenant: tenant.to_string(),
+            data: Frame::new(serde_json::json!({"id": id, "filler": filler})),
         }
     }
 
+    fn ids<'a>(group: &[&'a Record<Frame>]) -> Vec<&'a str> {
+        group.iter().map(|r| r.id.as_str()).collect()
+    }
+
     #[test]
-    fn a_writes_records_travel_one_message_per_kind_and_read_back_in_order() {
+    fn records_travel_one_message_per_kind_and_read_back_in_order() {
         let records = vec![
             record("order", "pos:t1._:7:0"),
             record("status", "pos:t1._:8:0"),
             record("order", "pos:t1._:9:0"),
         ];
-        let groups = records_by_kind(&records);
+        let groups = group_records(&records);
         assert_eq!(groups.len(), 2);
         let (id, payload) = records_message(&groups[0]);
         assert_eq!(
             id, "pos:t1._:7:0+2",
-            "the same outbox gives the same message id"
+            "the same records give the same message id"
         );
         let read = Record::parse_message(&payload).expect("an array of records");
         let ids: Vec<&str> = read.iter().map(|r| r.id.as_str()).collect();
@@ -902,5 +964,49 @@ mod tests {
         assert_eq!(id, "pos:t1._:8:0");
         assert!(payload.starts_with(b"{"));
         assert_eq!(Record::parse_message(&payload).map(|r| r.len()), Some(1));
+    }
+
+    #[test]
+    fn a_batch_of_keys_groups_records_by_tenant_and_drops_repeats() {
+        let records = vec![
+            tenant_record("a", "scan", "device:a.d1:5:0", ""),
+            tenant_record("b", "scan", "device:b.d2:6:0", ""),
+            tenant_record("a", "scan", "device:a.d3:7:0", ""),
+            // A republished outbox of a key written again in the same batch.
+            tenant_record("a", "scan", "device:a.d1:5:0", ""),
+        ];
+        let groups = group_records(&records);
+        let shape: Vec<(&str, Vec<&str>)> = groups
+            .iter()
+            .map(|g| (g[0].tenant.as_str(), ids(g)))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("a", vec!["device:a.d1:5:0", "device:a.d3:7:0"]),
+                ("b", vec!["device:b.d2:6:0"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_is_cut_before_it_outgrows_one_message() {
+        let filler = "x".repeat(100 * 1024);
+        let records: Vec<_> = (0..5)
+            .map(|i| tenant_record("t1", "order", &format!("pos:t1._:{i}:0"), &filler))
+            .collect();
+        let groups = group_records(&records);
+        let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(
+            sizes,
+            [2, 2, 1],
+            "100 KiB records, at most 256 KiB a message"
+        );
+        let all: Vec<&str> = groups.iter().flat_map(|g| ids(g)).collect();
+        let expected: Vec<String> = (0..5).map(|i| format!("pos:t1._:{i}:0")).collect();
+        assert_eq!(all, expected, "every record once, in order");
+        for group in &groups {
+            assert!(records_message(group).1.len() <= MAX_RECORDS_MESSAGE);
+        }
     }
 }
