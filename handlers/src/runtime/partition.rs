@@ -526,7 +526,6 @@ fn apply_in_memory<D: Domain>(
     }
 }
 
-/// Applies one key's commands (sorted by sequence) and makes their effects durable and visible.
 /// A key's commands applied and written.
 struct KeyDone<S> {
     loaded: Loaded<S>,
@@ -535,6 +534,8 @@ struct KeyDone<S> {
     records: Vec<Record<Frame>>,
 }
 
+/// Applies one key's commands (sorted by sequence) and makes their effects durable and visible,
+/// all but the records, which it returns for the batch to store.
 async fn apply_key<D: Domain>(
     shared: &Shared<D>,
     state_key: &str,
