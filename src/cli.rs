@@ -215,6 +215,10 @@ pub struct TopologyArgs {
     /// Seconds a device stays online without a heartbeat or scan (two device heartbeats).
     #[arg(long, env = "TABLEWIRE_DEVICE_PRESENCE_TTL_SECS", default_value_t = 60)]
     pub device_presence_ttl_secs: u64,
+    /// New partition consumers acknowledge once per applied batch, not once per command:
+    /// faster, but a key whose state cannot be read then holds back its whole partition.
+    #[arg(long, env = "TABLEWIRE_ACK_BY_BATCH")]
+    pub ack_by_batch: bool,
 }
 
 /// `tablewire provision`.

@@ -45,6 +45,7 @@ pub fn topology(args: &TopologyArgs) -> tablewire_nats::Topology {
         pin_timeout: Duration::from_secs(args.pin_timeout_secs.max(1)),
         worker_ttl: Duration::from_secs(args.worker_ttl_secs.max(1)),
         device_presence_ttl: Duration::from_secs(args.device_presence_ttl_secs.max(1)),
+        ack_by_batch: args.ack_by_batch,
         ..Default::default()
     }
 }

@@ -130,53 +130,18 @@ async fn handlers_killed_mid_stream_and_restarted_lose_and_repeat_nothing() {
     thousand_updates_through_three_workers(true).await;
 }
 
-/// Replaces every display partition consumer by one acknowledging each command, as
-/// provisioning made them before batches were acknowledged.
-async fn make_display_consumers_explicit(url: &str, partitions: u16) {
-    use async_nats::jetstream::consumer::{self, AckPolicy};
-    let js = async_nats::jetstream::new(client(url).await);
-    let stream = js
-        .get_stream(tablewire_nats::resource::input_stream(Domain::Display))
-        .await
-        .expect("stream");
-    for partition in 0..partitions {
-        let durable = tablewire_nats::resource::partition_consumer(Domain::Display, partition);
-        let old = stream
-            .consumer_info(&durable)
-            .await
-            .expect("consumer")
-            .config;
-        stream.delete_consumer(&durable).await.expect("delete");
-        stream
-            .create_consumer(consumer::pull::Config {
-                durable_name: Some(durable),
-                filter_subject: old.filter_subject,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: old.ack_wait,
-                max_deliver: -1,
-                max_ack_pending: old.max_ack_pending,
-                priority_policy: consumer::PriorityPolicy::PinnedClient,
-                priority_groups: old.priority_groups,
-                priority_timeout: old.priority_timeout,
-                ..Default::default()
-            })
-            .await
-            .expect("recreate");
-    }
-}
-
 /// Sends 40 updates to each of 8 sessions (spread over the partitions), then checks each was
-/// applied exactly once and the input stream emptied: every command was acknowledged, by
-/// batch or one by one as the consumer's ack policy says (interest retention drops a command
-/// once its consumer has acknowledged it).
-async fn every_command_is_acknowledged_once_applied(explicit: bool) {
+/// applied exactly once and the input stream emptied: every command was acknowledged, one by
+/// one or by batch as the consumers' ack policy says (interest retention drops a command once
+/// its consumer has acknowledged it).
+async fn every_command_is_acknowledged_once_applied(ack_by_batch: bool) {
     let nats = nats().await;
     let url = nats.client_url().to_string();
-    let topology = test_topology();
+    let topology = tablewire_nats::Topology {
+        ack_by_batch,
+        ..test_topology()
+    };
     provision(&url, &topology).await;
-    if explicit {
-        make_display_consumers_explicit(&url, topology.partitions).await;
-    }
     let _worker = handler_process(&url);
     let edge = InProcessEdge::start(&url, edge_config()).await;
     let sessions: Vec<String> = (0..8).map(|_| session()).collect();
@@ -213,12 +178,12 @@ async fn every_command_is_acknowledged_once_applied(explicit: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_are_acknowledged_by_batch() {
+async fn commands_are_acknowledged_one_by_one() {
     every_command_is_acknowledged_once_applied(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumers_acknowledging_each_command_still_work() {
+async fn commands_are_acknowledged_by_batch_when_provisioned_so() {
     every_command_is_acknowledged_once_applied(true).await;
 }
 

@@ -29,6 +29,12 @@ pub struct Topology {
     /// How long a device's presence lasts without a heartbeat or scan: two device heartbeat
     /// intervals.
     pub device_presence_ttl: Duration,
+    /// Partition consumers acknowledge once per applied batch (`AckPolicy::All`) instead of
+    /// once per command: measured 5–17 % more commands/s, but a key that can never be applied
+    /// (a state that no longer reads) then holds back its whole partition, where per-command
+    /// acknowledgements hold back only that key. Applies to consumers created from now on
+    /// (nats-server does not change an existing consumer's ack policy).
+    pub ack_by_batch: bool,
 }
 
 impl Default for Topology {
@@ -42,6 +48,7 @@ impl Default for Topology {
             max_backlog_bytes: 1 << 30,
             worker_ttl: Duration::from_secs(6),
             device_presence_ttl: Duration::from_secs(60),
+            ack_by_batch: false,
         }
     }
 }
@@ -204,9 +211,11 @@ async fn provision_domain(
             durable_name: Some(durable.clone()),
             description: Some(format!("{domain} partition {partition}")),
             filter_subject: subject::input_partition_filter(domain, partition),
-            // One acknowledgement per applied batch (a partition is applied in order by one
-            // worker) instead of one message per command for the server to route and process.
-            ack_policy: consumer::AckPolicy::All,
+            ack_policy: if topology.ack_by_batch {
+                consumer::AckPolicy::All
+            } else {
+                consumer::AckPolicy::Explicit
+            },
             ack_wait: topology.ack_wait,
             max_deliver: -1,
             max_ack_pending: 10_000,
@@ -406,45 +415,52 @@ mod live_tests {
     }
 
     #[tokio::test]
-    async fn partitions_are_acknowledged_by_batch_and_an_older_ack_policy_is_kept() {
+    async fn consumers_acknowledge_per_command_unless_asked_and_keep_their_policy() {
         let (_server, js) = setup().await;
-        let topology = Topology {
+        let per_command = Topology {
             partitions: 2,
             ..Default::default()
         };
-        provision(&js, &[Domain::Display], &topology)
+        let by_batch = Topology {
+            ack_by_batch: true,
+            ..per_command.clone()
+        };
+        let stream = || async {
+            js.get_stream(resource::input_stream(Domain::Display))
+                .await
+                .expect("stream")
+        };
+        let policies = || async {
+            let stream = stream().await;
+            let mut policies = Vec::new();
+            for partition in 0..2 {
+                let durable = resource::partition_consumer(Domain::Display, partition);
+                let info = stream.consumer_info(&durable).await.expect("consumer");
+                policies.push(info.config.ack_policy);
+            }
+            policies
+        };
+        use consumer::AckPolicy::{All, Explicit};
+        provision(&js, &[Domain::Display], &per_command)
             .await
             .expect("provision");
-        let stream = js
-            .get_stream(resource::input_stream(Domain::Display))
+        assert_eq!(policies().await, [Explicit, Explicit]);
+        // Asking for batches changes only consumers created from then on: nats-server refuses
+        // to change an existing consumer's policy, so provisioning keeps it instead of failing.
+        let first = resource::partition_consumer(Domain::Display, 0);
+        stream()
             .await
-            .expect("stream");
-        let durable = resource::partition_consumer(Domain::Display, 0);
-        let mut info = stream.consumer_info(&durable).await.expect("consumer");
-        assert_eq!(info.config.ack_policy, consumer::AckPolicy::All);
-        // A consumer as provisioned before batches were acknowledged.
-        stream.delete_consumer(&durable).await.expect("delete");
-        let explicit = consumer::pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: info.config.filter_subject.clone(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: info.config.ack_wait,
-            max_deliver: -1,
-            max_ack_pending: info.config.max_ack_pending,
-            priority_policy: consumer::PriorityPolicy::PinnedClient,
-            priority_groups: info.config.priority_groups.clone(),
-            priority_timeout: info.config.priority_timeout,
-            ..Default::default()
-        };
-        stream.create_consumer(explicit).await.expect("recreate");
-        provision(&js, &[Domain::Display], &topology)
+            .delete_consumer(&first)
             .await
-            .expect("provisioning again keeps the older policy instead of failing");
-        info = stream.consumer_info(&durable).await.expect("consumer");
-        assert_eq!(info.config.ack_policy, consumer::AckPolicy::Explicit);
-        let other = resource::partition_consumer(Domain::Display, 1);
-        let info = stream.consumer_info(&other).await.expect("consumer");
-        assert_eq!(info.config.ack_policy, consumer::AckPolicy::All);
+            .expect("delete");
+        provision(&js, &[Domain::Display], &by_batch)
+            .await
+            .expect("provision by batch");
+        assert_eq!(policies().await, [All, Explicit]);
+        provision(&js, &[Domain::Display], &per_command)
+            .await
+            .expect("provision per command again");
+        assert_eq!(policies().await, [All, Explicit]);
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ pub(crate) async fn run<D: Domain>(
                 }
             };
         let pin_timeout = consumer.cached_info().config.priority_timeout;
-        // Consumers provisioned before acknowledging by batch keep per-message acks.
+        // As the consumer was provisioned (`Topology::ack_by_batch`).
         let acks = match consumer.cached_info().config.ack_policy {
             jetstream::consumer::AckPolicy::All => Acks::Batch,
             _ => Acks::PerMessage,
@@ -159,12 +159,14 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool
 /// How a partition's commands are acknowledged.
 #[derive(Clone, Copy, PartialEq)]
 enum Acks {
-    /// `AckPolicy::All`: one acknowledgement, of the batch's last delivery, once every key of
-    /// the batch is written. A batch with a failed key acknowledges nothing (its written
-    /// commands come back and are skipped by their key's `applied` sequence).
+    /// `AckPolicy::All` (`Topology::ack_by_batch`): one acknowledgement, of the batch's last
+    /// delivery, once every key of the batch is written and its records stored. With a failed
+    /// key, of the last delivery before that key's first command (written commands after it
+    /// come back and are skipped by their key's `applied` sequence), so a key that never
+    /// applies holds back its partition.
     Batch,
-    /// `AckPolicy::Explicit` (consumers provisioned before batches were acknowledged): each
-    /// command once its key is written.
+    /// `AckPolicy::Explicit`, the default: each command once its key is written and the
+    /// batch's records stored.
     PerMessage,
 }
 
@@ -180,14 +182,8 @@ async fn process_batch<D: Domain>(
     let mut items = Vec::with_capacity(messages.len());
     let mut max_seq = 0;
     let mut last_consumer_seq = None;
-    // The last delivery when acknowledging by batch: it acknowledges every one before it.
-    let mut batch_ack: Option<jetstream::Message> = None;
-    if acks == Acks::Batch {
-        batch_ack = messages
-            .iter()
-            .max_by_key(|m| m.info().map_or(0, |i| i.consumer_sequence))
-            .cloned();
-    }
+    // Deliveries that cannot be read: by batch, the batch's acknowledgement drops them.
+    let mut unreadable = Vec::new();
     for message in messages {
         let (seq, consumer_seq, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.consumer_sequence, info.delivered),
@@ -211,8 +207,11 @@ async fn process_batch<D: Domain>(
                 warn!(seq, subject = %message.subject, %why, "dropping a command that cannot be read");
                 // By batch, the batch's acknowledgement drops it (a `Term` would acknowledge
                 // every delivery before it, applied or not).
-                if acks == Acks::PerMessage {
-                    let _ = message.ack_with(AckKind::Term).await;
+                match acks {
+                    Acks::PerMessage => {
+                        let _ = message.ack_with(AckKind::Term).await;
+                    }
+                    Acks::Batch => unreadable.push(message),
                 }
             }
         }
@@ -270,6 +269,8 @@ async fn process_batch<D: Domain>(
         (key, items, result)
     });
     let mut all_ok = true;
+    // The lowest stream sequence of a key that could not be applied.
+    let mut first_failed = u64::MAX;
     let mut records = Vec::new();
     // Commands of written keys, acknowledged (per message) once the batch's records are stored.
     let mut written = Vec::new();
@@ -283,6 +284,7 @@ async fn process_batch<D: Domain>(
             }
             Err(e) => {
                 all_ok = false;
+                first_failed = items.iter().map(|i| i.seq).fold(first_failed, u64::min);
                 warn!(key = %key, error = %e, "could not apply; will retry");
                 nak_all(items.iter().filter_map(|i| i.message.as_ref())).await;
             }
@@ -304,11 +306,21 @@ async fn process_batch<D: Domain>(
             }
         }
     }
-    if all_ok
-        && let Some(message) = batch_ack
-        && let Err(e) = message.ack().await
-    {
-        debug!(error = %e, "ack failed; the batch will come back and be skipped");
+    if acks == Acks::Batch {
+        // Acknowledging a delivery acknowledges every command up to its stream sequence, and
+        // every command up to the first failed key's was applied: in a trusted batch nothing
+        // else was outstanding, an untrusted one read them all from the stream.
+        let last = written
+            .iter()
+            .chain(&unreadable)
+            .filter_map(|m| Some((m.info().ok()?.stream_sequence, m)))
+            .filter(|(seq, _)| *seq < first_failed)
+            .max_by_key(|(seq, _)| *seq);
+        if let Some((_, message)) = last
+            && let Err(e) = message.ack().await
+        {
+            debug!(error = %e, "ack failed; the batch will come back and be skipped");
+        }
     }
     if !all_ok {
         pstate.expected_next = None;
