@@ -134,6 +134,28 @@ async fn handlers_killed_mid_stream_and_restarted_lose_and_repeat_nothing() {
 /// applied exactly once and the input stream emptied: every command was acknowledged, one by
 /// one or by batch as the consumers' ack policy says (interest retention drops a command once
 /// its consumer has acknowledged it).
+/// Waits until the display input stream holds `left` commands (interest retention: the ones
+/// not acknowledged yet); fails after 30 s.
+async fn wait_until_unacknowledged(url: &str, left: u64) {
+    let js = async_nats::jetstream::new(client(url).await);
+    let mut stream = js
+        .get_stream(tablewire_nats::resource::input_stream(Domain::Display))
+        .await
+        .expect("stream");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = stream.info().await.expect("stream info").state.messages;
+        if now == left {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{now} commands unacknowledged after 30 s, expected {left}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn every_command_is_acknowledged_once_applied(ack_by_batch: bool) {
     let nats = nats().await;
     let url = nats.client_url().to_string();
@@ -150,23 +172,7 @@ async fn every_command_is_acknowledged_once_applied(ack_by_batch: bool) {
             update(edge.addr, s, json!({"i": i})).await;
         }
     }
-    let js = async_nats::jetstream::new(client(&url).await);
-    let mut stream = js
-        .get_stream(tablewire_nats::resource::input_stream(Domain::Display))
-        .await
-        .expect("stream");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let left = stream.info().await.expect("stream info").state.messages;
-        if left == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{left} commands still unacknowledged after 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_unacknowledged(&url, 0).await;
     for s in &sessions {
         let state = stored(&url, s).await;
         assert_eq!(
@@ -185,6 +191,48 @@ async fn commands_are_acknowledged_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_acknowledged_by_batch_when_provisioned_so() {
     every_command_is_acknowledged_once_applied(true).await;
+}
+
+/// A session whose stored state no longer reads is retried forever, and holds back only its own
+/// commands: with per-command acknowledgements (the default) the sessions sharing its partition,
+/// whose commands come after its own, are applied and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_state_cannot_be_read_holds_back_only_its_own_commands() {
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &test_topology()).await;
+    let _worker = handler_process(&url);
+    let edge = InProcessEdge::start(&url, edge_config()).await;
+    let poisoned = session();
+    let kv = async_nats::jetstream::new(client(&url).await)
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Display))
+        .await
+        .expect("bucket");
+    kv.put(format!("_.{poisoned}"), "not a state".into())
+        .await
+        .expect("put");
+    update(edge.addr, &poisoned, json!({"i": 0})).await;
+    // 24 sessions over 4 partitions: some share the poisoned one's, after its command.
+    let others: Vec<String> = (0..24).map(|_| session()).collect();
+    for i in 0..3u64 {
+        for s in &others {
+            update(edge.addr, s, json!({"i": i})).await;
+        }
+    }
+    wait_until_unacknowledged(&url, 1).await;
+    for s in &others {
+        assert_eq!(
+            stored(&url, s).await["seq"].as_u64(),
+            Some(3),
+            "{s} applied"
+        );
+    }
+    let entry = kv
+        .get(format!("_.{poisoned}"))
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(&entry[..], b"not a state", "nothing overwrote it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
