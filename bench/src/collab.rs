@@ -47,9 +47,8 @@ pub struct CollabArgs {
     /// Handler processes.
     #[arg(long, default_value_t = 1)]
     pub handlers: usize,
-    /// Partitions of the input stream.
-    #[arg(long, default_value_t = 16)]
-    pub partitions: u16,
+    #[command(flatten)]
+    pub streams: crate::system::StreamArgs,
     /// Changes per second for the latency phase (default: half of the throughput phase).
     #[arg(long)]
     pub latency_rate: Option<f64>,
@@ -364,7 +363,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     };
     let mut system = System::start(&Shape {
         handlers: args.handlers,
-        partitions: args.partitions,
+        streams: args.streams.clone(),
         domains: vec![Domain::Collab, Domain::Events],
         database_url: Some(database_url.clone()),
     })

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tablewire_nats::{NatsServer, ServerOptions, Topology};
+use tablewire_nats::{NatsServer, ServerOptions};
 use tablewire_schemas::Domain;
 use tokio::process::{Child, Command};
 
@@ -36,9 +36,8 @@ pub struct DevicesArgs {
     /// Handler processes (each also runs the SQL writer).
     #[arg(long, default_value_t = 1)]
     pub handlers: usize,
-    /// Partitions of the input streams.
-    #[arg(long, default_value_t = 16)]
-    pub partitions: u16,
+    #[command(flatten)]
+    pub streams: crate::system::StreamArgs,
     /// Where scans are written (default: a SQLite file in a temporary directory).
     #[arg(long)]
     pub database_url: Option<String>,
@@ -138,10 +137,7 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         .context("starting nats-server")?;
     let nc = tablewire_nats::connect(nats.client_url(), "tablewire-bench").await?;
     let js = async_nats::jetstream::new(nc.clone());
-    let topology = Topology {
-        partitions: args.partitions,
-        ..Default::default()
-    };
+    let topology = args.streams.topology();
     tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
     let tmp = std::env::temp_dir().join(format!("tablewire-bench-devices-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;

@@ -34,9 +34,8 @@ pub struct DisplayArgs {
     /// Handler processes.
     #[arg(long, default_value_t = 1)]
     pub handlers: usize,
-    /// Partitions of the input stream.
-    #[arg(long, default_value_t = 16)]
-    pub partitions: u16,
+    #[command(flatten)]
+    pub streams: crate::system::StreamArgs,
     /// Updates per second for the latency phase (default: half of the throughput phase).
     #[arg(long)]
     pub latency_rate: Option<f64>,
@@ -178,7 +177,7 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
     );
     let system = System::start(&Shape {
         handlers: args.handlers,
-        partitions: args.partitions,
+        streams: args.streams.clone(),
         domains: vec![Domain::Display],
         database_url: None,
     })

@@ -35,9 +35,8 @@ pub struct EventsArgs {
     /// Handler processes.
     #[arg(long, default_value_t = 1)]
     pub handlers: usize,
-    /// Partitions of the input stream.
-    #[arg(long, default_value_t = 16)]
-    pub partitions: u16,
+    #[command(flatten)]
+    pub streams: crate::system::StreamArgs,
     /// Events published per second in the latency phase (default: half of the throughput
     /// phase).
     #[arg(long)]
@@ -211,7 +210,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     );
     let system = System::start(&Shape {
         handlers: args.handlers,
-        partitions: args.partitions,
+        streams: args.streams.clone(),
         domains: vec![Domain::Events],
         database_url: None,
     })

@@ -30,9 +30,8 @@ pub struct PosArgs {
     /// Handler processes.
     #[arg(long, default_value_t = 1)]
     pub handlers: usize,
-    /// Partitions of the input streams.
-    #[arg(long, default_value_t = 16)]
-    pub partitions: u16,
+    #[command(flatten)]
+    pub streams: crate::system::StreamArgs,
     /// Orders per second for the latency phase (default: half of the throughput phase).
     #[arg(long)]
     pub latency_rate: Option<f64>,
@@ -225,7 +224,7 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     };
     let system = System::start(&Shape {
         handlers: args.handlers,
-        partitions: args.partitions,
+        streams: args.streams.clone(),
         domains: vec![Domain::Pos, Domain::Events],
         database_url: database_url.clone(),
     })

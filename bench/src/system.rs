@@ -33,13 +33,36 @@ pub struct System {
 pub struct Shape {
     /// Handler processes.
     pub handlers: usize,
-    /// Partitions per input stream.
-    pub partitions: u16,
+    /// How the input streams are provisioned.
+    pub streams: StreamArgs,
     /// Domains the handlers work for.
     pub domains: Vec<Domain>,
     /// Where the first handler's SQL writer writes records; `None` runs no SQL writer (records
     /// wait in their stream).
     pub database_url: Option<String>,
+}
+
+/// How every benchmark provisions the input streams.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Partitions of each input stream.
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u16,
+    /// Partition consumers acknowledge once per batch instead of once per command (see
+    /// `tablewire provision --ack-by-batch`).
+    #[arg(long)]
+    pub ack_by_batch: bool,
+}
+
+impl StreamArgs {
+    /// The topology these flags ask for, the rest as `tablewire dev` has it.
+    pub fn topology(&self) -> Topology {
+        Topology {
+            partitions: self.partitions,
+            ack_by_batch: self.ack_by_batch,
+            ..Default::default()
+        }
+    }
 }
 
 /// A loopback address with a port free a moment ago, for a process to listen on.
@@ -57,10 +80,7 @@ impl System {
             .context("starting nats-server")?;
         let client = tablewire_nats::connect(nats.client_url(), "tablewire-bench").await?;
         let js = async_nats::jetstream::new(client);
-        let topology = Topology {
-            partitions: shape.partitions,
-            ..Default::default()
-        };
+        let topology = shape.streams.topology();
         tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
         let exe = std::env::current_exe().context("locating the tablewire binary")?;
         let edge_addr = free_addr()?;
