@@ -664,3 +664,71 @@ async fn idempotency_claims_expire_from_kv_after_24_hours() {
     assert_eq!(renewed["order"]["idempotencyKey"], "yesterday");
     handler.stop().await;
 }
+
+/// The records stream full (its SQL writer far behind): orders go on being taken, and once
+/// there is room again every one of them reaches SQL. The tenant's order book is one key, so
+/// each order rewrites it: a write must never replace records that were not stored yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_taken_while_the_records_stream_is_full_all_reach_sql() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let js = async_nats::jetstream::new(client(nats.client_url()).await);
+    let mut records = js
+        .get_stream(tablewire_nats::resource::RECORDS_STREAM)
+        .await
+        .expect("records stream");
+    let mut config = records.info().await.expect("info").config.clone();
+    let room = config.max_bytes;
+    // Room for two or three order records.
+    config.max_bytes = 3_000;
+    js.update_stream(config.clone()).await.expect("shrink");
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let applier = InProcessHandler::start(nats.client_url(), None).await;
+    let t = tenant();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let t = t.clone();
+        let addr = edge.addr;
+        tasks.push(tokio::spawn(async move {
+            let key = format!("full-{i}");
+            http(
+                addr,
+                "POST",
+                "/api/orders",
+                &t,
+                &[("Idempotency-Key", &key)],
+                &order("F"),
+            )
+            .await
+        }));
+        // Separate batches, each rewriting the book while records wait.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    config.max_bytes = room;
+    js.update_stream(config).await.expect("room again");
+    for task in tasks {
+        // Accepted (stored) either way; the answer may have timed out while records waited.
+        let (status, body) = task.await.expect("task");
+        assert!(matches!(status, 201 | 504), "{status} {body}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/records.db", dir.path().display());
+    let writer = InProcessHandler::start(nats.client_url(), Some(db.clone())).await;
+    let pool = tablewire_handlers::store::connect(&db)
+        .await
+        .expect("sqlite");
+    eventually("all 12 orders in SQL", || {
+        let (pool, t) = (pool.clone(), t.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pos_orders WHERE tenant_id = $1")
+                .bind(&t)
+                .fetch_one(&pool)
+                .await
+                .ok()
+                == Some(12)
+        }
+    })
+    .await;
+    writer.stop().await;
+    applier.stop().await;
+}

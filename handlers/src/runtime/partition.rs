@@ -541,8 +541,8 @@ fn apply_in_memory<D: Domain>(
 /// A key's commands applied and written.
 struct KeyDone<S> {
     loaded: Loaded<S>,
-    /// The records its writes (or a republished outbox) produced, for the batch to store
-    /// before it acknowledges the commands.
+    /// The records its last write produced, for the batch to store before it acknowledges the
+    /// commands (a republished outbox's records are stored before the key is written again).
     records: Vec<Record<Frame>>,
 }
 
@@ -585,7 +585,9 @@ async fn apply_key<D: Domain>(
         {
             publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
             publish_commands(shared, &stored.outbox).await?;
-            records.extend(stored.outbox.records.iter().cloned());
+            // Stored now, not with the batch: a write below replaces this outbox, and should the
+            // batch's store then fail, these records would be gone with it.
+            store_records::<D>(shared, &stored.outbox.records).await?;
         }
         let fresh: Vec<&Item> = items.iter().filter(|i| i.seq > applied_before).collect();
         if fresh.is_empty() {
@@ -663,9 +665,7 @@ async fn apply_key<D: Domain>(
                     // than with the batch's: once the key goes, no outbox is left to publish
                     // them again. A crash before the removal leaves the state, and the command
                     // comes back to remove it.
-                    let mut all = std::mem::take(&mut records);
-                    all.extend(stored.outbox.records.iter().cloned());
-                    store_records::<D>(shared, &all).await?;
+                    store_records::<D>(shared, &stored.outbox.records).await?;
                     let revision = shared.state.remove(state_key, revision).await?;
                     removed_through = outcome.last_seq;
                     loaded = Loaded {
