@@ -299,27 +299,29 @@ async fn process_batch<D: Domain>(
         pstate.expected_next = None;
         return;
     }
-    if acks == Acks::PerMessage {
-        for message in &written {
-            if let Err(e) = message.ack().await {
-                debug!(error = %e, "ack failed; the command will come back and be skipped");
+    match acks {
+        Acks::PerMessage => {
+            for message in &written {
+                if let Err(e) = message.ack().await {
+                    debug!(error = %e, "ack failed; the command will come back and be skipped");
+                }
             }
         }
-    }
-    if acks == Acks::Batch {
-        // Acknowledging a delivery acknowledges every command up to its stream sequence, and
-        // every command up to the first failed key's was applied: in a trusted batch nothing
-        // else was outstanding, an untrusted one read them all from the stream.
-        let last = written
-            .iter()
-            .chain(&unreadable)
-            .filter_map(|m| Some((m.info().ok()?.stream_sequence, m)))
-            .filter(|(seq, _)| *seq < first_failed)
-            .max_by_key(|(seq, _)| *seq);
-        if let Some((_, message)) = last
-            && let Err(e) = message.ack().await
-        {
-            debug!(error = %e, "ack failed; the batch will come back and be skipped");
+        Acks::Batch => {
+            // Acknowledging a delivery acknowledges every command up to its stream sequence,
+            // and every command up to the first failed key's was applied: in a trusted batch
+            // nothing else was outstanding, an untrusted one read them all from the stream.
+            let last = written
+                .iter()
+                .chain(&unreadable)
+                .filter_map(|m| Some((m.info().ok()?.stream_sequence, m)))
+                .filter(|(seq, _)| *seq < first_failed)
+                .max_by_key(|(seq, _)| *seq);
+            if let Some((_, message)) = last
+                && let Err(e) = message.ack().await
+            {
+                debug!(error = %e, "ack failed; the batch will come back and be skipped");
+            }
         }
     }
     if !all_ok {
@@ -843,27 +845,15 @@ async fn store_records<D: Domain>(
     shared: &Shared<D>,
     records: &[Record<Frame>],
 ) -> Result<(), RuntimeError> {
-    let mut acks = Vec::new();
-    for group in group_records(records) {
-        let (id, payload) = records_message(&group);
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        let ack = shared
-            .js
-            .publish_with_headers(
-                subject::record(D::NAME, &group[0].tenant, &group[0].kind),
-                headers,
-                payload,
-            )
-            .await
-            .map_err(|e| RuntimeError::Nats(format!("publish record: {e}")))?;
-        acks.push(ack);
-    }
-    for ack in acks {
-        ack.await
-            .map_err(|e| RuntimeError::Nats(format!("record not stored: {e}")))?;
-    }
-    Ok(())
+    let messages = group_records(records)
+        .into_iter()
+        .map(|group| {
+            let (id, payload) = records_message(&group);
+            let subject = subject::record(D::NAME, &group[0].tenant, &group[0].kind);
+            (subject, id, payload)
+        })
+        .collect();
+    store_all(shared, messages, "record").await
 }
 
 /// Stores a write's emitted commands in their input streams (deduplicated by their ids) and
@@ -872,41 +862,55 @@ async fn publish_commands<D: Domain>(
     shared: &Shared<D>,
     outbox: &Outbox,
 ) -> Result<(), RuntimeError> {
-    let mut acks = Vec::with_capacity(outbox.commands.len());
-    for emitted in &outbox.commands {
-        let command = emitted.command.raw().to_owned();
-        let envelope = Envelope {
-            tenant: emitted.tenant.clone(),
-            domain: emitted.domain,
-            key: emitted.key.clone(),
-            id: emitted.id.clone(),
-            // Not from a client: nobody to answer.
-            origin: tablewire_schemas::Origin {
-                edge: String::new(),
-                conn: None,
-                request: None,
-            },
-            claims: None,
-            at: emitted.at,
-            command,
-        };
+    let messages = outbox
+        .commands
+        .iter()
+        .map(|emitted| {
+            let envelope = Envelope {
+                tenant: emitted.tenant.clone(),
+                domain: emitted.domain,
+                key: emitted.key.clone(),
+                id: emitted.id.clone(),
+                // Not from a client: nobody to answer.
+                origin: tablewire_schemas::Origin {
+                    edge: String::new(),
+                    conn: None,
+                    request: None,
+                },
+                claims: None,
+                at: emitted.at,
+                command: emitted.command.raw().to_owned(),
+            };
+            let payload = Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default());
+            let subject = subject::input(emitted.domain, &emitted.tenant, &emitted.key);
+            (subject, emitted.id.clone(), payload)
+        })
+        .collect();
+    store_all(shared, messages, "command").await
+}
+
+/// Publishes `(subject, message id, payload)` messages to JetStream, each deduplicated by its
+/// `Nats-Msg-Id`, all before waiting, then waits until every one is stored; `what` names them
+/// in errors.
+async fn store_all<D: Domain>(
+    shared: &Shared<D>,
+    messages: Vec<(String, String, Bytes)>,
+    what: &str,
+) -> Result<(), RuntimeError> {
+    let mut acks = Vec::with_capacity(messages.len());
+    for (subject, id, payload) in messages {
         let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, emitted.id.as_str());
-        let payload = Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default());
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         let ack = shared
             .js
-            .publish_with_headers(
-                subject::input(emitted.domain, &emitted.tenant, &emitted.key),
-                headers,
-                payload,
-            )
+            .publish_with_headers(subject, headers, payload)
             .await
-            .map_err(|e| RuntimeError::Nats(format!("publish command: {e}")))?;
+            .map_err(|e| RuntimeError::Nats(format!("publish {what}: {e}")))?;
         acks.push(ack);
     }
     for ack in acks {
         ack.await
-            .map_err(|e| RuntimeError::Nats(format!("command not stored: {e}")))?;
+            .map_err(|e| RuntimeError::Nats(format!("{what} not stored: {e}")))?;
     }
     Ok(())
 }
