@@ -26,6 +26,28 @@ where
     }
 }
 
+/// Stops the reader tasks at the end of a run. Each reader waits on its own one-shot channel: a
+/// shared watch channel kept every waiting reader's waker in one list under one lock, taken
+/// for each frame read.
+#[derive(Default)]
+pub struct StopAll(Vec<tokio::sync::oneshot::Sender<()>>);
+
+impl StopAll {
+    /// A new reader's stop signal.
+    pub fn signal(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        self.0.push(stop);
+        stopped
+    }
+
+    /// Tells every reader to stop.
+    pub fn stop(self) {
+        for stop in self.0 {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Opens a WebSocket to `path` on `addr`.
 pub async fn websocket(
     addr: SocketAddr,

@@ -6,13 +6,14 @@
 //! then every room's initiator finalizes, every participant must get `order_finalized` and every
 //! order must reach SQL (the SQL writer runs on a temporary SQLite file or `--database-url`).
 
-use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
+use crate::report::{
+    CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
+};
 use crate::system::{JWT_SECRET, Shape, System, report_rows};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketRead, WebSocketWrite, handshake};
-use hdrhistogram::Histogram;
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::upgrade::Upgraded;
@@ -153,16 +154,8 @@ fn participant_index(id: &[u8]) -> Option<usize> {
         .ok()
 }
 
-async fn read_loop(
-    mut reader: Reader,
-    me: Arc<Participant>,
-    shared: Arc<Shared>,
-) -> [Histogram<u64>; 3] {
-    let mut hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
+async fn read_loop(mut reader: Reader, me: Arc<Participant>, shared: Arc<Shared>) -> PhaseSamples {
+    let mut samples = PhaseSamples::default();
     let mut cursors = vec![0usize; me.room.sends.len()];
     let mut ignore = |_frame: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
     let my_id = format!("p{}", me.index);
@@ -227,7 +220,7 @@ async fn read_loop(
                 };
                 if let Some((sent_ns, phase)) = sent {
                     let phase = usize::from(phase.min(2));
-                    let _ = hist[phase].record((now.saturating_sub(sent_ns) / 1000).max(1));
+                    samples.record(phase, sent_ns, now);
                     if sender == me.index {
                         shared.applied[phase].fetch_add(1, Ordering::Relaxed);
                         me.permits.add_permits(1);
@@ -244,7 +237,7 @@ async fn read_loop(
             _ => {}
         }
     }
-    hist
+    samples
 }
 
 async fn send(writer: &mut Writer, text: String) -> anyhow::Result<()> {
@@ -555,11 +548,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let mut hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
+    let mut hist = PhaseHistograms::default();
     for (_, me) in &everyone {
         me.stop.store(true, Ordering::Relaxed);
     }
@@ -608,21 +597,19 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     // Closing the edge ends every participant's reader.
     let _ = system.edge.start_kill();
     for r in readers {
-        if let Ok(h) = r.await {
-            for p in 0..3 {
-                hist[p].add(&h[p]).ok();
-            }
+        if let Ok(samples) = r.await {
+            hist.add(&samples);
         }
     }
     println!(
         "  throughput-phase latency (send -> each participant): {}",
-        latency_line(&hist[1])
+        latency_line(hist.phase(1))
     );
     println!(
         "  latency at {rate:.0} changes/s target ({:.0} applied/s, {} errors): {}",
         applied2 as f64 / elapsed2,
         shared.errors.load(Ordering::Relaxed) - errors_before,
-        latency_line(&hist[2])
+        latency_line(hist.phase(2))
     );
     println!("  {cpu_line}");
     for line in pipeline_lines((&before.0, &after.0), (&before.1, &after.1)) {

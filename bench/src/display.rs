@@ -3,18 +3,20 @@
 //! sequence numbers, so missing and repeated updates are counted exactly; then N idle displays
 //! measure the edge's memory per connection.
 
-use crate::client::{self, Poster, number_after};
-use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
+use crate::client::{self, Poster, StopAll, number_after};
+use crate::report::{
+    CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
+};
 use crate::system::{self, AUTH_SECRET, Shape, System};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use fastwebsockets::OpCode;
-use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tablewire_schemas::Domain;
+use tokio::sync::oneshot;
 
 /// Flags of `tablewire bench display`.
 #[derive(Debug, Clone, Args)]
@@ -59,25 +61,23 @@ struct Shared {
     ready: AtomicUsize,
     received: [AtomicU64; 3],
     last_receive_ns: [AtomicU64; 3],
-    stop: tokio::sync::watch::Sender<bool>,
 }
 
 fn now_ns(start: Instant) -> u64 {
     start.elapsed().as_nanos() as u64
 }
 
-async fn read_display(mut ws: client::Ws2, shared: Arc<Shared>) -> (Seen, [Histogram<u64>; 3]) {
+async fn read_display(
+    mut ws: client::Ws2,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) -> (Seen, PhaseSamples) {
     let mut seen = Seen::default();
-    let mut hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
-    let mut stop = shared.stop.subscribe();
+    let mut samples = PhaseSamples::default();
     loop {
         let frame = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stop => break,
             frame = ws.read_frame() => match frame {
                 Ok(frame) => frame,
                 Err(_) => break,
@@ -115,9 +115,9 @@ async fn read_display(mut ws: client::Ws2, shared: Arc<Shared>) -> (Seen, [Histo
         seen.received[phase] += 1;
         shared.received[phase].fetch_add(1, Ordering::Relaxed);
         shared.last_receive_ns[phase].fetch_max(now, Ordering::Relaxed);
-        let _ = hist[phase].record((now.saturating_sub(sent) / 1000).max(1));
+        samples.record(phase, sent, now);
     }
-    (seen, hist)
+    (seen, samples)
 }
 
 /// One phase of posting: where, to which sessions, how fast, until when.
@@ -194,17 +194,15 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
         ready: AtomicUsize::new(0),
         received: Default::default(),
         last_receive_ns: Default::default(),
-        stop: tokio::sync::watch::channel(false).0,
     });
 
     let mut readers = Vec::new();
+    let mut stop_readers = StopAll::default();
     for session in sessions.iter() {
         for _ in 0..args.displays {
             let ws = client::websocket(addr, &format!("/session/{session}/display")).await?;
-            readers.push((
-                session.clone(),
-                tokio::spawn(read_display(ws, shared.clone())),
-            ));
+            let reader = read_display(ws, shared.clone(), stop_readers.signal());
+            readers.push((session.clone(), tokio::spawn(reader)));
         }
     }
     let total_displays = sessions.len() * args.displays;
@@ -309,18 +307,12 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
     })
     .await;
 
-    let _ = shared.stop.send(true);
-    let mut hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
+    stop_readers.stop();
+    let mut hist = PhaseHistograms::default();
     let (mut missing, mut duplicates, mut short) = (0u64, 0u64, 0u64);
     for (s, (session, reader)) in readers.into_iter().enumerate() {
-        let (seen, h) = reader.await?;
-        for p in 0..3 {
-            hist[p].add(&h[p]).ok();
-        }
+        let (seen, samples) = reader.await?;
+        hist.add(&samples);
         let accepted_here = accepted[s / args.displays].load(Ordering::Relaxed);
         let got = seen.received.iter().sum::<u64>();
         duplicates += seen.duplicates;
@@ -331,12 +323,15 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
         }
         let _ = (session, seen.base_seq);
     }
-    println!("  throughput-phase latency: {}", latency_line(&hist[1]));
+    println!(
+        "  throughput-phase latency: {}",
+        latency_line(hist.phase(1))
+    );
     println!(
         "  latency at {:.0} updates/s ({:.0} messages/s): {}{}",
         rate,
         rate * args.displays as f64,
-        latency_line(&hist[2]),
+        latency_line(hist.phase(2)),
         if failures2 > 0 {
             format!(", {failures2} posts refused")
         } else {

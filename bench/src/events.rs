@@ -3,18 +3,20 @@
 //! then at half that rate for latency. Every connection checks its restaurant feed's sequence
 //! numbers, so missing and repeated events are counted exactly.
 
-use crate::client::{self, Poster, number_after};
-use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
+use crate::client::{self, Poster, StopAll, number_after};
+use crate::report::{
+    CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
+};
 use crate::system::{JWT_SECRET, Shape, System};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use fastwebsockets::OpCode;
-use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tablewire_schemas::{Claims, Domain};
+use tokio::sync::oneshot;
 
 /// Flags of `tablewire bench events`.
 #[derive(Debug, Clone, Args)]
@@ -56,7 +58,6 @@ struct Shared {
     ready: AtomicUsize,
     received: [AtomicU64; 3],
     last_receive_ns: [AtomicU64; 3],
-    stop: tokio::sync::watch::Sender<bool>,
 }
 
 fn now_ns(start: Instant) -> u64 {
@@ -77,18 +78,17 @@ fn token(restaurant: &str, role: &str) -> anyhow::Result<String> {
     Ok(tablewire_edge::mint(JWT_SECRET, &claims)?)
 }
 
-async fn read_events(mut ws: client::Ws2, shared: Arc<Shared>) -> (Seen, [Histogram<u64>; 3]) {
+async fn read_events(
+    mut ws: client::Ws2,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) -> (Seen, PhaseSamples) {
     let mut seen = Seen::default();
-    let mut hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
-    let mut stop = shared.stop.subscribe();
+    let mut samples = PhaseSamples::default();
     loop {
         let frame = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stop => break,
             frame = ws.read_frame() => match frame {
                 Ok(frame) => frame,
                 Err(_) => break,
@@ -123,9 +123,9 @@ async fn read_events(mut ws: client::Ws2, shared: Arc<Shared>) -> (Seen, [Histog
         seen.received[phase] += 1;
         shared.received[phase].fetch_add(1, Ordering::Relaxed);
         shared.last_receive_ns[phase].fetch_max(now, Ordering::Relaxed);
-        let _ = hist[phase].record((now.saturating_sub(sent) / 1000).max(1));
+        samples.record(phase, sent, now);
     }
-    (seen, hist)
+    (seen, samples)
 }
 
 struct Load {
@@ -231,14 +231,15 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         ready: AtomicUsize::new(0),
         received: Default::default(),
         last_receive_ns: Default::default(),
-        stop: tokio::sync::watch::channel(false).0,
     });
     let mut readers = Vec::new();
+    let mut stop_readers = StopAll::default();
     for (r, name) in names.iter().enumerate() {
         let path = format!("/ws?token={}", token(name, "staff")?);
         for _ in 0..per_restaurant {
             let ws = client::websocket(addr, &path).await?;
-            readers.push((r, tokio::spawn(read_events(ws, shared.clone()))));
+            let reader = tokio::spawn(read_events(ws, shared.clone(), stop_readers.signal()));
+            readers.push((r, reader));
         }
     }
     let total = readers.len();
@@ -341,18 +342,12 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     })
     .await;
 
-    let _ = shared.stop.send(true);
-    let mut hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
+    stop_readers.stop();
+    let mut hist = PhaseHistograms::default();
     let (mut missing, mut duplicates, mut short) = (0u64, 0u64, 0u64);
     for (r, reader) in readers {
-        let (seen, h) = reader.await?;
-        for p in 0..3 {
-            hist[p].add(&h[p]).ok();
-        }
+        let (seen, samples) = reader.await?;
+        hist.add(&samples);
         let accepted_here = accepted[r].load(Ordering::Relaxed);
         let got = seen.received.iter().sum::<u64>();
         duplicates += seen.duplicates;
@@ -361,12 +356,15 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
             short += accepted_here - got - seen.missing;
         }
     }
-    println!("  throughput-phase latency: {}", latency_line(&hist[1]));
+    println!(
+        "  throughput-phase latency: {}",
+        latency_line(hist.phase(1))
+    );
     println!(
         "  latency at {:.0} events/s published ({:.0} delivered/s): {}{}",
         rate,
         rate * per_restaurant as f64,
-        latency_line(&hist[2]),
+        latency_line(hist.phase(2)),
         if failures2 > 0 {
             format!(", {failures2} publishes refused")
         } else {

@@ -2,18 +2,20 @@
 //! submit orders as fast as they are answered (a window of submits in flight), then at half that
 //! rate for latency; every kitchen checks it saw each order of its tenant exactly once.
 
-use crate::client::{self, Ws2, number_after};
-use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
+use crate::client::{self, StopAll, Ws2, number_after};
+use crate::report::{
+    CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
+};
 use crate::system::{AUTH_SECRET, Shape, System, report_rows, wait_for_drained};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
-use hdrhistogram::Histogram;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tablewire_schemas::Domain;
+use tokio::sync::oneshot;
 
 /// Flags of `tablewire bench pos`.
 #[derive(Debug, Clone, Args)]
@@ -52,7 +54,6 @@ struct Shared {
     ready: AtomicUsize,
     created: [AtomicU64; 3],
     kitchen_seen: AtomicU64,
-    stop: tokio::sync::watch::Sender<bool>,
 }
 
 fn now_ns(start: Instant) -> u64 {
@@ -92,7 +93,7 @@ fn created(payload: &[u8]) -> Option<(u64, u64, u64, u64)> {
 struct PosResult {
     accepted: u64,
     errors: u64,
-    hist: [Histogram<u64>; 3],
+    samples: PhaseSamples,
 }
 
 /// Submits in windows: sends `window` orders, then reads until all of its own came back.
@@ -106,11 +107,7 @@ async fn run_pos(
     let mut result = PosResult {
         accepted: 0,
         errors: 0,
-        hist: [
-            latency_histogram(),
-            latency_histogram(),
-            latency_histogram(),
-        ],
+        samples: PhaseSamples::default(),
     };
     let mut n = 0u64;
     for (phase, until, window, pace) in phases {
@@ -151,8 +148,7 @@ async fn run_pos(
                     && pos == id
                 {
                     let now = now_ns(shared.start);
-                    let _ = result.hist[(ph as usize).min(2)]
-                        .record((now.saturating_sub(sent) / 1000).max(1));
+                    result.samples.record(ph as usize, sent, now);
                     shared.created[(ph as usize).min(2)].fetch_add(1, Ordering::Relaxed);
                     result.accepted += 1;
                     outstanding -= 1;
@@ -167,24 +163,23 @@ async fn run_pos(
 struct KitchenResult {
     seen: HashSet<(u64, u64)>,
     duplicates: u64,
-    hist: [Histogram<u64>; 3],
+    samples: PhaseSamples,
 }
 
-async fn run_kitchen(mut ws: Ws2, shared: Arc<Shared>) -> KitchenResult {
+async fn run_kitchen(
+    mut ws: Ws2,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) -> KitchenResult {
     let mut result = KitchenResult {
         seen: HashSet::new(),
         duplicates: 0,
-        hist: [
-            latency_histogram(),
-            latency_histogram(),
-            latency_histogram(),
-        ],
+        samples: PhaseSamples::default(),
     };
-    let mut stop = shared.stop.subscribe();
     loop {
         let frame = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = &mut stop => break,
             frame = ws.read_frame() => match frame {
                 Ok(frame) => frame,
                 Err(_) => break,
@@ -200,8 +195,7 @@ async fn run_kitchen(mut ws: Ws2, shared: Arc<Shared>) -> KitchenResult {
                 continue;
             }
             shared.kitchen_seen.fetch_add(1, Ordering::Relaxed);
-            let _ =
-                result.hist[(ph as usize).min(2)].record((now.saturating_sub(sent) / 1000).max(1));
+            result.samples.record(ph as usize, sent, now);
         }
     }
     result
@@ -236,15 +230,16 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
         ready: AtomicUsize::new(0),
         created: Default::default(),
         kitchen_seen: AtomicU64::new(0),
-        stop: tokio::sync::watch::channel(false).0,
     });
     let mut kitchens = Vec::new();
+    let mut stop_kitchens = StopAll::default();
     let mut tills = Vec::new();
     for t in 0..args.tenants {
         let tenant = format!("bench-{run_id}-{t}");
         for _ in 0..KITCHENS_PER_TENANT {
             let ws = connect(addr, &tenant, &shared).await?;
-            kitchens.push((t, tokio::spawn(run_kitchen(ws, shared.clone()))));
+            let kitchen = run_kitchen(ws, shared.clone(), stop_kitchens.signal());
+            kitchens.push((t, tokio::spawn(kitchen)));
         }
         for _ in 0..POS_PER_TENANT {
             tills.push((t, connect(addr, &tenant, &shared).await?));
@@ -276,9 +271,9 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     let cpu_line = cpu.line();
     let created1 = shared.created[1].load(Ordering::Relaxed);
     let rate1 = created1 as f64 / elapsed1;
-    let mut hist1 = latency_histogram();
+    let mut pos1 = PhaseHistograms::default();
     for (_, r) in &results {
-        hist1.add(&r.hist[1]).ok();
+        pos1.add(&r.samples);
     }
     let errors1: u64 = results.iter().map(|(_, r)| r.errors).sum();
     println!(
@@ -291,7 +286,7 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     );
     println!(
         "  throughput-phase submit -> order_created: {}",
-        latency_line(&hist1)
+        latency_line(pos1.phase(1))
     );
     println!("  {cpu_line}");
     let metrics_after = (scrape(addr).await, scrape(system.handler_metrics).await);
@@ -360,36 +355,30 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     while shared.kitchen_seen.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = shared.stop.send(true);
-    let mut hist_pos2 = latency_histogram();
+    stop_kitchens.stop();
+    let mut pos2 = PhaseHistograms::default();
     for (_, r) in &results {
-        hist_pos2.add(&r.hist[2]).ok();
+        pos2.add(&r.samples);
     }
-    let mut kitchen_hist = [
-        latency_histogram(),
-        latency_histogram(),
-        latency_histogram(),
-    ];
+    let mut kitchen_hist = PhaseHistograms::default();
     let (mut missing, mut duplicates) = (0u64, 0u64);
     for (t, task) in kitchens {
         let r = task.await?;
-        for (mine, theirs) in kitchen_hist.iter_mut().zip(&r.hist) {
-            mine.add(theirs).ok();
-        }
+        kitchen_hist.add(&r.samples);
         duplicates += r.duplicates;
         missing += per_tenant[t].saturating_sub(r.seen.len() as u64);
     }
     println!(
         "  throughput-phase submit -> kitchen delivery: {}",
-        latency_line(&kitchen_hist[1])
+        latency_line(kitchen_hist.phase(1))
     );
     println!(
         "  latency at {rate:.0} orders/s ({created2} orders): submit -> order_created {}",
-        latency_line(&hist_pos2)
+        latency_line(pos2.phase(2))
     );
     println!(
         "  latency at {rate:.0} orders/s: submit -> kitchen delivery {}",
-        latency_line(&kitchen_hist[2])
+        latency_line(kitchen_hist.phase(2))
     );
     println!("  {cpu_line2}");
     for line in pipeline_lines(
