@@ -197,9 +197,10 @@ pub struct HandlerArgs {
 /// NATS resource shape shared by `provision` and `dev`.
 #[derive(Debug, Clone, Args)]
 pub struct TopologyArgs {
-    /// Partitions per input stream (the most workers one domain can use at once).
-    #[arg(long, env = "TABLEWIRE_PARTITIONS", default_value_t = 16)]
-    pub partitions: u16,
+    /// Partitions per input stream (the most workers one domain can use at once). Default: the
+    /// count a stream already has, 4 for a new one. Changing it needs drained streams.
+    #[arg(long, env = "TABLEWIRE_PARTITIONS")]
+    pub partitions: Option<u16>,
     /// Replicas of streams and buckets (3 in a 3-node cluster).
     #[arg(long, env = "TABLEWIRE_REPLICAS", default_value_t = 1)]
     pub replicas: usize,

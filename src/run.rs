@@ -39,7 +39,7 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 
 pub fn topology(args: &TopologyArgs) -> tablewire_nats::Topology {
     tablewire_nats::Topology {
-        partitions: args.partitions.max(1),
+        partitions: args.partitions.map(|p| p.max(1)),
         replicas: args.replicas.max(1),
         ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
         pin_timeout: Duration::from_secs(args.pin_timeout_secs.max(1)),
@@ -245,11 +245,17 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(client);
     let topology = topology(&args.topology);
     tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
+    let mut partitions = Vec::new();
+    for domain in Domain::ALL {
+        let stream = tablewire_nats::resource::input_stream(*domain);
+        let count = tablewire_nats::provision::current_partitions(&js, &stream).await;
+        partitions.push(format!("{domain} {}", count.unwrap_or(0)));
+    }
     println!(
-        "provisioned {} domain(s) with {} partitions, {} replica(s)",
+        "provisioned {} domain(s), {} replica(s); partitions: {}",
         Domain::ALL.len(),
-        topology.partitions,
-        topology.replicas
+        topology.replicas,
+        partitions.join(", ")
     );
     Ok(())
 }

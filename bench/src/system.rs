@@ -45,9 +45,9 @@ pub struct Shape {
 /// How every benchmark provisions the input streams.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamArgs {
-    /// Partitions of each input stream.
-    #[arg(long, default_value_t = 16)]
-    pub partitions: u16,
+    /// Partitions of each input stream (default: as `tablewire provision`).
+    #[arg(long)]
+    pub partitions: Option<u16>,
     /// Partition consumers acknowledge once per batch instead of once per command (see
     /// `tablewire provision --ack-by-batch`).
     #[arg(long)]

@@ -18,7 +18,7 @@ pub mod server;
 pub mod subject;
 pub mod token;
 
-pub use provision::{Topology, provision};
+pub use provision::{DEFAULT_PARTITIONS, Topology, provision};
 pub use server::{Cluster, NatsServer, ServerOptions};
 
 /// Connects to NATS with the options every tablewire component uses: a name that shows in

@@ -32,7 +32,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Resource timings short enough that takeovers happen within a test.
 pub fn test_topology() -> Topology {
     Topology {
-        partitions: 4,
+        partitions: Some(4),
         ack_wait: Duration::from_secs(2),
         pin_timeout: Duration::from_secs(2),
         worker_ttl: Duration::from_secs(2),
