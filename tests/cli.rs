@@ -106,24 +106,8 @@ fn unknown_domains_and_missing_secrets_are_refused_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_brings_everything_up_and_takes_its_nats_server_down() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
     let data_dir = dir.path().join("data");
-    let mut dev = Process::spawn(&[
-        "dev",
-        "--listen",
-        &addr.to_string(),
-        "--data-dir",
-        data_dir.to_str().expect("utf8 path"),
-        "--auth-secret",
-        AUTH_SECRET,
-    ]);
-    eventually("dev answers /healthz", || async move {
-        get(addr, "/healthz").await.ok().map(|(s, _)| s) == Some(200)
-    })
-    .await;
+    let (mut dev, addr) = start_dev(&data_dir).await;
     let mut ws = Ws::connect(addr, "/session/dev-smoke/display").await;
     ws.next_of("initial_state").await;
     update(addr, "dev-smoke", serde_json::json!({"hello": "dev"})).await;
@@ -159,6 +143,76 @@ async fn dev_brings_everything_up_and_takes_its_nats_server_down() {
     assert!(!nats_running(), "the child nats-server is gone too");
 }
 
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+/// Starts `tablewire dev` on `data_dir` and waits until it answers; returns it and its edge.
+async fn start_dev(data_dir: &std::path::Path) -> (Process, std::net::SocketAddr) {
+    let addr = free_addr();
+    let dev = Process::spawn(&[
+        "dev",
+        "--listen",
+        &addr.to_string(),
+        "--data-dir",
+        data_dir.to_str().expect("utf8 path"),
+        "--auth-secret",
+        AUTH_SECRET,
+    ]);
+    eventually("dev answers /healthz", || async move {
+        get(addr, "/healthz").await.ok().map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    (dev, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_dev_takes_its_nats_server_down_and_the_next_dev_starts_on_the_same_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let (mut first, _) = start_dev(&data_dir).await;
+    let pid = first.child.id().expect("running");
+    let nats: Vec<u32> = live_children(pid)
+        .into_iter()
+        .filter(|&c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("nats-server"))
+        })
+        .collect();
+    assert_eq!(nats.len(), 1, "dev runs one nats-server: {nats:?}");
+    // While it runs, a second dev on the same store is refused rather than started beside it.
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_tablewire"))
+        .args(["dev", "--listen", &free_addr().to_string(), "--data-dir"])
+        .arg(&data_dir)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let second = tokio::time::timeout(TIMEOUT, second)
+        .await
+        .expect("a second dev on the same store kept running beside the first")
+        .expect("second dev ran");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second dev must not start");
+    assert!(err.contains("still using"), "says why: {err}");
+    assert!(
+        is_live(nats[0]),
+        "the first dev's nats-server is left alone"
+    );
+
+    // SIGKILL, as an OOM kill or `kill -9` would: nothing runs its shutdown.
+    first.kill().await;
+    eventually("the killed dev's nats-server exits", || async {
+        !is_live(nats[0])
+    })
+    .await;
+    let (mut again, _) = start_dev(&data_dir).await;
+    let status = again.terminate().await.expect("dev exits");
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
 /// The live processes whose parent is `pid` (zombies, with an empty command line, excluded).
 fn live_children(pid: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -186,9 +240,10 @@ fn is_live(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_benchmark_takes_the_processes_it_started_down() {
-    let mut bench = Process::spawn(&[
+/// Starts a display benchmark that would run for 10 minutes, and waits for its nats-server,
+/// edge and handler; returns it with their pids.
+async fn start_long_benchmark() -> (Process, Vec<u32>) {
+    let bench = Process::spawn(&[
         "bench",
         "display",
         "--sessions",
@@ -209,8 +264,11 @@ async fn an_interrupted_benchmark_takes_the_processes_it_started_down() {
     })
     .await;
     let children = live_children(pid);
-    let status = bench.terminate().await.expect("the benchmark exits");
-    assert!(!status.success(), "an interrupted benchmark is no success");
+    (bench, children)
+}
+
+/// Ends whatever of `children` still runs, then fails if anything did.
+fn assert_all_ended(children: Vec<u32>) {
     let left: Vec<u32> = children.into_iter().filter(|&c| is_live(c)).collect();
     // Leftovers would hold the test's output open (and the suite with it): end them first.
     for &pid in &left {
@@ -220,4 +278,25 @@ async fn an_interrupted_benchmark_takes_the_processes_it_started_down() {
         left.is_empty(),
         "still running after the benchmark: {left:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_benchmark_takes_the_processes_it_started_down() {
+    let (mut bench, children) = start_long_benchmark().await;
+    let status = bench.terminate().await.expect("the benchmark exits");
+    assert!(!status.success(), "an interrupted benchmark is no success");
+    assert_all_ended(children);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_benchmark_takes_the_processes_it_started_down() {
+    let (mut bench, children) = start_long_benchmark().await;
+    bench.kill().await;
+    let watched = children.clone();
+    eventually("the killed benchmark's processes exit", || {
+        let watched = watched.clone();
+        async move { watched.iter().all(|&c| !is_live(c)) }
+    })
+    .await;
+    assert_all_ended(children);
 }

@@ -84,8 +84,8 @@ impl System {
         tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
         let exe = std::env::current_exe().context("locating the tablewire binary")?;
         let edge_addr = free_addr()?;
-        let edge = Command::new(&exe)
-            .args(["--log", "warn", "edge", "--nats-url", nats.client_url()])
+        let mut edge = Command::new(&exe);
+        edge.args(["--log", "warn", "edge", "--nats-url", nats.client_url()])
             .args([
                 "--listen",
                 &edge_addr.to_string(),
@@ -95,9 +95,9 @@ impl System {
                 JWT_SECRET,
             ])
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the edge")?;
+            .kill_on_drop(true);
+        tablewire_nats::server::end_with_parent(&mut edge);
+        let edge = edge.spawn().context("starting the edge")?;
         let domains = shape
             .domains
             .iter()
@@ -117,24 +117,23 @@ impl System {
                 (Some(url), 0) => vec!["--database-url", url.as_str()],
                 _ => vec!["--no-records"],
             };
-            handlers.push(
-                Command::new(&exe)
-                    .args([
-                        "--log",
-                        "warn",
-                        "handler",
-                        "--nats-url",
-                        nats.client_url(),
-                        "--domain",
-                        &domains,
-                    ])
-                    .args(records)
-                    .args(["--metrics-listen", &metrics.to_string()])
-                    .stdin(Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .context("starting a handler")?,
-            );
+            let mut handler = Command::new(&exe);
+            handler
+                .args([
+                    "--log",
+                    "warn",
+                    "handler",
+                    "--nats-url",
+                    nats.client_url(),
+                    "--domain",
+                    &domains,
+                ])
+                .args(records)
+                .args(["--metrics-listen", &metrics.to_string()])
+                .stdin(Stdio::null())
+                .kill_on_drop(true);
+            tablewire_nats::server::end_with_parent(&mut handler);
+            handlers.push(handler.spawn().context("starting a handler")?);
         }
         let system = System {
             nats,

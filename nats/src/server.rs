@@ -3,7 +3,9 @@
 //! and (when it owns a temporary store) cleaned up when its guard is dropped.
 //!
 //! Readiness is read from the server's own log ("Server is ready", then a JetStream request
-//! that answers), never slept for.
+//! that answers), never slept for. A server ends with the process that started it, even one
+//! killed with SIGKILL ([`end_with_parent`]), and a server is never started on a store another
+//! one still uses (its pid file is checked first).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -125,6 +127,8 @@ pub struct NatsServer {
     monitor_url: Option<String>,
     store_dir: PathBuf,
     log_path: PathBuf,
+    /// Where the server writes its pid (`-P`), read before starting another on the same store.
+    pid_path: PathBuf,
     _temp: Option<TempStore>,
 }
 
@@ -172,6 +176,8 @@ impl NatsServer {
             args.extend(["-n".to_string(), name.clone()]);
         }
         let log_path = store_dir.join("nats-server.log");
+        let pid_path = store_dir.join("nats-server.pid");
+        args.extend(["-P".to_string(), path_arg(&pid_path)]);
         let mut server = NatsServer {
             child: None,
             binary,
@@ -180,6 +186,7 @@ impl NatsServer {
             monitor_url: None,
             store_dir,
             log_path,
+            pid_path,
             _temp: temp,
         };
         server.spawn().await?;
@@ -187,12 +194,16 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) -> Result<(), ServerError> {
-        let mut child = Command::new(&self.binary)
+        wait_for_previous_server(&self.pid_path, &self.store_dir).await?;
+        let mut command = Command::new(&self.binary);
+        command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        end_with_parent(&mut command);
+        let mut child = command
             .spawn()
             .map_err(|e| ServerError::Start(format!("{}: {e}", self.binary.display())))?;
         let stderr = child
@@ -343,9 +354,66 @@ fn unique_suffix() -> u64 {
     nanos ^ (NEXT.fetch_add(1, Ordering::Relaxed) << 32)
 }
 
+/// Makes a child about to be spawned get SIGTERM when its parent dies, however it dies: a
+/// `tablewire dev` or benchmark killed with SIGKILL used to leave its nats-server (and the
+/// benchmark its edge and handlers) running, and the next `tablewire dev` then started a second
+/// nats-server on the same store. Linux sends the signal when the *thread* that spawned the
+/// child ends, so spawn from a runtime's worker or main thread, never from `spawn_blocking`
+/// (whose threads end when idle). Elsewhere than Linux it does nothing.
+pub fn end_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and touches no
+    // memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
+/// Waits for a nats-server that still uses this store (its pid file names a live nats-server)
+/// to exit: one whose parent was just killed is shutting down ([`end_with_parent`]). Fails
+/// after 10 s rather than start a second server on the same files.
+async fn wait_for_previous_server(pid_path: &Path, store_dir: &Path) -> Result<(), ServerError> {
+    let Ok(text) = std::fs::read_to_string(pid_path) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return Ok(());
+    };
+    // A pid reused by another program, or an exited (zombie) server, does not count.
+    let running = || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("nats-server"))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while running() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(ServerError::Start(format!(
+                "another nats-server (pid {pid}) is still using {}; stop it (or the \
+                 `tablewire dev` it belongs to) first",
+                store_dir.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Sends SIGTERM to a process (nats-server shuts down cleanly on it).
 pub fn terminate(pid: u32) {
-    // `kill` is in every Linux base system; avoiding a libc binding for one call.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
