@@ -96,7 +96,7 @@ impl System {
             ])
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        tablewire_nats::server::end_with_parent(&mut edge);
+        tablewire_nats::server::kill_with_parent(&mut edge);
         let edge = edge.spawn().context("starting the edge")?;
         let domains = shape
             .domains
@@ -132,7 +132,7 @@ impl System {
                 .args(["--metrics-listen", &metrics.to_string()])
                 .stdin(Stdio::null())
                 .kill_on_drop(true);
-            tablewire_nats::server::end_with_parent(&mut handler);
+            tablewire_nats::server::kill_with_parent(&mut handler);
             handlers.push(handler.spawn().context("starting a handler")?);
         }
         let system = System {

@@ -156,6 +156,9 @@ impl NatsServer {
             }
         };
         std::fs::create_dir_all(&store_dir)?;
+        // Absolute, so that its pid file's path names this store whatever the working
+        // directory of whoever starts the next server on it.
+        let store_dir = std::fs::canonicalize(&store_dir)?;
         let mut args = vec!["-js".to_string()];
         if let Some(config) = &options.config {
             // The file names its own store directory; naming it twice is an error.
@@ -355,32 +358,46 @@ fn unique_suffix() -> u64 {
 }
 
 /// Makes a child about to be spawned get SIGTERM when its parent dies, however it dies: a
-/// `tablewire dev` or benchmark killed with SIGKILL used to leave its nats-server (and the
-/// benchmark its edge and handlers) running, and the next `tablewire dev` then started a second
-/// nats-server on the same store. Linux sends the signal when the *thread* that spawned the
-/// child ends, so spawn from a runtime's worker or main thread, never from `spawn_blocking`
-/// (whose threads end when idle). Elsewhere than Linux it does nothing.
+/// `tablewire dev` or benchmark killed with SIGKILL used to leave its nats-server running, and
+/// the next `tablewire dev` then started a second nats-server on the same store. SIGTERM lets
+/// nats-server close its store cleanly. Linux sends the signal when the *thread* that spawned
+/// the child ends, so spawn from a runtime's worker or main thread, never from
+/// `spawn_blocking` (whose threads end when idle). Elsewhere than Linux it does nothing.
 pub fn end_with_parent(command: &mut Command) {
+    signal_on_parent_death(command, ParentDeath::Terminate);
+}
+
+/// As [`end_with_parent`], with SIGKILL: for children with nothing to save (a benchmark's
+/// edge and handlers, whose orderly shutdown waits about 10 s for a NATS that is gone).
+pub fn kill_with_parent(command: &mut Command) {
+    signal_on_parent_death(command, ParentDeath::Kill);
+}
+
+enum ParentDeath {
+    Terminate,
+    Kill,
+}
+
+fn signal_on_parent_death(command: &mut Command, death: ParentDeath) {
     #[cfg(target_os = "linux")]
-    // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and touches no
-    // memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) == -1
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    {
+        let signal = match death {
+            ParentDeath::Terminate => libc::SIGTERM,
+            ParentDeath::Kill => libc::SIGKILL,
+        } as libc::c_ulong;
+        // SAFETY: runs in the forked child before exec; prctl is async-signal-safe and
+        // touches no memory of the parent.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = command;
+    let _ = (command, death);
 }
 
 /// Waits for a nats-server that still uses this store (its pid file names a live nats-server)
@@ -393,10 +410,15 @@ async fn wait_for_previous_server(pid_path: &Path, store_dir: &Path) -> Result<(
     let Ok(pid) = text.trim().parse::<u32>() else {
         return Ok(());
     };
-    // A pid reused by another program, or an exited (zombie) server, does not count.
+    // Only a process started with this very pid file counts: not a pid since reused (by
+    // another program or another test's server), nor an exited (zombie) server.
+    let own_arg = path_arg(pid_path);
     let running = || {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("nats-server"))
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == own_arg.as_bytes())
+        })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while running() {
