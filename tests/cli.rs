@@ -177,10 +177,7 @@ async fn a_killed_dev_takes_its_nats_server_down_and_the_next_dev_starts_on_the_
     let pid = first.child.id().expect("running");
     let nats: Vec<u32> = live_children(pid)
         .into_iter()
-        .filter(|&c| {
-            std::fs::read(format!("/proc/{c}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("nats-server"))
-        })
+        .filter(|&c| command_line(c).contains("nats-server"))
         .collect();
     assert_eq!(nats.len(), 1, "dev runs one nats-server: {nats:?}");
     // While it runs, a second dev on the same store is refused rather than started beside it.
@@ -230,14 +227,19 @@ fn live_children(pid: u32) -> Vec<u32> {
                 .nth(1)?
                 .parse()
                 .ok()?;
-            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
-            (parent == pid && !cmdline.is_empty()).then_some(child)
+            (parent == pid && is_live(child)).then_some(child)
         })
         .collect()
 }
 
+/// A process's command line, arguments separated by spaces; empty once it has exited.
+fn command_line(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
 fn is_live(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+    !command_line(pid).is_empty()
 }
 
 /// Starts a display benchmark that would run for 10 minutes, and waits for its nats-server,
@@ -273,20 +275,13 @@ fn assert_all_ended(children: Vec<u32>) {
         .into_iter()
         .filter(|&c| is_live(c))
         .map(|c| {
-            let cmdline = std::fs::read(format!("/proc/{c}/cmdline")).unwrap_or_default();
-            format!(
-                "{c}: {}",
-                String::from_utf8_lossy(&cmdline).replace('\0', " ")
-            )
+            let line = format!("{c}: {}", command_line(c));
+            // Leftovers would hold the test's output open (and the suite with it): end them
+            // before failing.
+            tablewire_nats::server::terminate(c);
+            line
         })
         .collect();
-    // Leftovers would hold the test's output open (and the suite with it): end them first.
-    for pid in left
-        .iter()
-        .filter_map(|l| l.split(':').next()?.parse().ok())
-    {
-        tablewire_nats::server::terminate(pid);
-    }
     assert!(
         left.is_empty(),
         "still running after the benchmark: {left:?}"
