@@ -436,9 +436,13 @@ async fn wait_for_previous_server(pid_path: &Path, store_dir: &Path) -> Result<(
 
 /// Sends SIGTERM to a process (nats-server shuts down cleanly on it).
 pub fn terminate(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) only sends a signal; a pid that no longer exists is an ESRCH error.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
 }
 
 /// Three servers clustered on loopback, each with JetStream; for R3 streams and buckets.
