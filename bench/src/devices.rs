@@ -77,6 +77,11 @@ async fn device(
     while Instant::now() < until {
         let heartbeat_due = next_heartbeat <= next;
         let at = if heartbeat_due { next_heartbeat } else { next };
+        // An event due after the run would stretch it by up to one pace and count heartbeats
+        // over more time than the scans' rate is divided by.
+        if at >= until {
+            break;
+        }
         tokio::time::sleep_until(at.into()).await;
         let text = if heartbeat_due {
             next_heartbeat += heartbeat;
