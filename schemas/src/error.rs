@@ -87,6 +87,11 @@ catalogue! {
     TenantMismatch = (2003, "TENANT_MISMATCH", 403, false, "token tenant does not match"),
     /// The authentication step did not happen in time (WebSocket close 1008).
     AuthTimeout = (2004, "AUTH_TIMEOUT", 401, false, "authentication timed out"),
+    /// The token names its tenant under several claims (`tenant`, `tenantId`, `tenant_id`,
+    /// `restaurant_id`, `restaurantId`) that disagree.
+    TenantClaimsDisagree = (2005, "TENANT_CLAIMS_DISAGREE", 401, false, "the token's tenant claims disagree"),
+    /// The token's `nbf` (not before) is still in the future.
+    TokenNotYetValid = (2006, "TOKEN_NOT_YET_VALID", 401, false, "token not valid yet"),
 
     /// Too many messages; `retryAfterMs` says when to try again.
     RateLimited = (3000, "RATE_LIMITED", 429, true, "rate limit exceeded"),
@@ -96,11 +101,20 @@ catalogue! {
     TooManySubscriptions = (3002, "TOO_MANY_SUBSCRIPTIONS", 429, false, "too many active subscriptions"),
     /// The same device or action happened again too soon; wait and retry.
     TooSoon = (3003, "TOO_SOON", 429, true, "too soon, wait before retrying"),
+    /// The key's stored state would pass its byte limit; the write was refused and nothing
+    /// changed (remove something first, or start a new key).
+    StateFull = (3004, "STATE_FULL", 507, false, "the stored state is at its size limit"),
+    /// The edge holds as many connections as it allows (in all, or from this address); try
+    /// again later or another edge.
+    TooManyConnections = (3005, "TOO_MANY_CONNECTIONS", 503, true, "too many connections"),
 
     /// The resource does not exist.
     UnknownResource = (4000, "UNKNOWN_RESOURCE", 404, false, "no such resource"),
     /// The action conflicts with the current state.
     Conflict = (4001, "CONFLICT", 409, false, "conflicts with the current state"),
+    /// The handler could not apply the command and set it aside (parked) with its reason for
+    /// an operator; sending it again unchanged will not help.
+    CommandParked = (4002, "COMMAND_PARKED", 422, false, "the command could not be applied and was parked"),
 
     /// An unexpected server fault (WebSocket close 1011).
     Internal = (5000, "INTERNAL", 500, true, "internal server error"),
