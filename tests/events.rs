@@ -4,7 +4,6 @@
 
 mod support;
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,19 +49,6 @@ async fn events_socket(addr: SocketAddr, tenant: &str) -> Ws {
     let connected = ws.json().await;
     assert_eq!(connected["type"], "connected", "{connected}");
     ws
-}
-
-/// The status and JSON body of an upgrade request that is refused before the upgrade.
-async fn refused_upgrade(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    let mut all = vec![
-        ("Upgrade", "websocket"),
-        ("Connection", "upgrade"),
-        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ("Sec-WebSocket-Version", "13"),
-    ];
-    all.extend_from_slice(headers);
-    let (status, _, body) = send(addr, "GET", path, &all, Bytes::new()).await;
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 async fn publish(addr: SocketAddr, tenant: &str, body: Value) -> (u16, Value) {

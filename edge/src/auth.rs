@@ -4,6 +4,8 @@
 //! `tablewire dev`.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use tablewire_nats::token;
+use tablewire_schemas::envelope::ClaimsError;
 use tablewire_schemas::{Claims, ErrorBody, ErrorCode};
 
 /// How clients prove who they are.
@@ -50,6 +52,11 @@ fn validation(algorithms: &[Algorithm]) -> Validation {
     validation.algorithms = algorithms.to_vec();
     validation.leeway = 5;
     validation.set_required_spec_claims(&["exp", "sub"]);
+    // A token not valid yet is refused like an expired one.
+    validation.validate_nbf = true;
+    // tablewire has no audience of its own: an `aud` claim (which backends serving several
+    // systems set) must not make a token invalid.
+    validation.validate_aud = false;
     validation
 }
 
@@ -131,7 +138,9 @@ impl Auth {
         self.verify_jwt(token).map(Principal::Token)
     }
 
-    /// Verifies a JWT and returns its claims.
+    /// Verifies a JWT and returns its claims: signature, `exp` and `nbf` (5 s leeway), then
+    /// the claims tablewire reads ([`Claims::from_jwt`]); the tenant and subject must be ids
+    /// [`token::validate_id`] accepts, as they become parts of subjects and keys.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ErrorBody> {
         let invalid = || ErrorBody::with_message(ErrorCode::Unauthorized, "invalid token");
         let algorithm = jsonwebtoken::decode_header(token)
@@ -147,14 +156,37 @@ impl Auth {
                 "invalid credentials",
             ));
         };
-        decode::<Claims>(token, key, validation)
+        let payload = decode::<serde_json::Value>(token, key, validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ErrorBody::with_message(ErrorCode::TokenExpired, "token expired")
                 }
-                _ => ErrorBody::with_message(ErrorCode::Unauthorized, "invalid token"),
-            })
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => ErrorBody::with_message(
+                    ErrorCode::TokenNotYetValid,
+                    "token not valid yet (nbf is in the future)",
+                ),
+                _ => invalid(),
+            })?;
+        let claims = Claims::from_jwt(&payload).map_err(|e| match e {
+            ClaimsError::TenantsDisagree(why) => {
+                ErrorBody::with_message(ErrorCode::TenantClaimsDisagree, why)
+            }
+            ClaimsError::Malformed(why) => {
+                ErrorBody::with_message(ErrorCode::Unauthorized, format!("invalid token: {why}"))
+            }
+        })?;
+        let unusable = |what: &str, e: token::IdError| {
+            ErrorBody::with_message(
+                ErrorCode::Unauthorized,
+                format!("invalid token: its {what} is not a usable id ({e})"),
+            )
+        };
+        if let Some(tenant) = &claims.tenant {
+            token::validate_id(tenant).map_err(|e| unusable("tenant", e))?;
+        }
+        token::validate_id(&claims.sub).map_err(|e| unusable("subject (sub)", e))?;
+        Ok(claims)
     }
 }
 
@@ -238,6 +270,70 @@ mod tests {
             a.check_token(&expired).expect_err("expired").code,
             ErrorCode::TokenExpired
         );
+    }
+
+    fn signed(payload: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &payload,
+            &EncodingKey::from_secret(b"k"),
+        )
+        .expect("sign")
+    }
+
+    #[test]
+    fn tokens_as_other_backends_mint_them_are_read() {
+        let exp = now_secs() + 60;
+        let token = signed(serde_json::json!({
+            "sub": "u1", "exp": exp, "iat": now_secs(), "nbf": now_secs() - 1,
+            "aud": "authenticated", "iss": "https://issuer.example", "email": "a@b.c",
+            "tenant": "r1", "restaurant_id": "r1", "role": "staff"
+        }));
+        let claims = auth()
+            .verify_jwt(&token)
+            .expect("a token with extra claims");
+        assert_eq!(claims.tenant.as_deref(), Some("r1"));
+        let disagreeing = signed(serde_json::json!({
+            "sub": "u1", "exp": exp, "tenant": "r1", "restaurantId": "r2"
+        }));
+        assert_eq!(
+            auth()
+                .verify_jwt(&disagreeing)
+                .expect_err("two tenants")
+                .code,
+            ErrorCode::TenantClaimsDisagree
+        );
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let token = signed(serde_json::json!({
+            "sub": "u1", "exp": now_secs() + 7200, "nbf": now_secs() + 3600, "tenant": "r1"
+        }));
+        assert_eq!(
+            auth().verify_jwt(&token).expect_err("nbf in an hour").code,
+            ErrorCode::TokenNotYetValid
+        );
+    }
+
+    #[test]
+    fn tenants_and_subjects_that_cannot_be_ids_are_refused() {
+        let exp = now_secs() + 60;
+        for (tenant, sub) in [
+            ("a\nb", "u1".to_string()),
+            (&*"t".repeat(10 * 1024), "u1".to_string()),
+            ("r1", "x\u{0}y".to_string()),
+            ("r1", "s".repeat(200)),
+        ] {
+            let token = signed(serde_json::json!({"sub": sub, "exp": exp, "tenant": tenant}));
+            let error = auth().verify_jwt(&token).expect_err("not an id");
+            assert_eq!(error.code, ErrorCode::Unauthorized, "{tenant:?} {sub:?}");
+            assert!(
+                error.message.contains("not a usable id"),
+                "{}",
+                error.message
+            );
+        }
     }
 
     #[test]

@@ -482,6 +482,23 @@ pub async fn send(
         .expect("HTTP request")
 }
 
+/// The status and JSON body of an upgrade request that is refused before the upgrade.
+pub async fn refused_upgrade(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut all = vec![
+        ("Upgrade", "websocket"),
+        ("Connection", "upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    all.extend_from_slice(headers);
+    let (status, _, body) = send(addr, "GET", path, &all, Bytes::new()).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 /// The text of a process's `/metrics`.
 pub async fn metrics(addr: SocketAddr) -> String {
     let (_, _, text) = send(addr, "GET", "/metrics", &[], "").await;
