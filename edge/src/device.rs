@@ -120,11 +120,15 @@ fn invalid_id(e: impl std::fmt::Display) -> ErrorBody {
 }
 
 fn websocket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Body> {
-    let Some(device) = http::query_param(request, "deviceId") else {
-        return http::error(ErrorBody::with_message(
-            ErrorCode::InvalidId,
-            "deviceId query parameter is required",
-        ));
+    let device = match http::query_id(request, "deviceId") {
+        Ok(Some(device)) => device,
+        Ok(None) => {
+            return http::error(ErrorBody::with_message(
+                ErrorCode::InvalidId,
+                "deviceId query parameter is required",
+            ));
+        }
+        Err(e) => return http::error(e),
     };
     if let Err(e) = token::validate_id(&device) {
         return http::error(invalid_id(e));

@@ -117,12 +117,43 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorBody> {
     })
 }
 
-/// The first value of a query parameter (`?name=value`), percent-decoded.
+/// The first value of a query parameter (`?name=value`), percent-decoded; bytes that are not
+/// UTF-8 become U+FFFD. For values that are checked afterwards (a token, a choice among names);
+/// an id must be read with [`query_id`].
 pub fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
     let query = request.uri().query()?;
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// Percent-decodes one path segment or query component, refusing bytes that are not UTF-8
+/// (lossy decoding would make `%FF` and `%FE` the same id).
+pub fn decode_component(raw: &str) -> Result<String, ErrorBody> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            ErrorBody::with_message(
+                ErrorCode::InvalidId,
+                "an id in the path or query is not valid UTF-8 once percent-decoded",
+            )
+        })
+}
+
+/// The first value of a query parameter that is an id, percent-decoded strictly: `INVALID_ID`
+/// when it is not UTF-8. The caller validates the id itself (`token::validate_id`).
+pub fn query_id<B>(request: &Request<B>, name: &str) -> Result<Option<String>, ErrorBody> {
+    let Some(query) = request.uri().query() else {
+        return Ok(None);
+    };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode_component(&key.replace('+', " "))? == name {
+            return decode_component(&value.replace('+', " ")).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// A header's value as text.
@@ -152,6 +183,24 @@ mod tests {
             .expect("request");
         assert_eq!(query_param(&request, "deviceId").as_deref(), Some("ESP 32"));
         assert_eq!(query_param(&request, "missing"), None);
+        assert_eq!(
+            query_id(&request, "deviceId").expect("utf-8"),
+            Some("ESP 32".to_string())
+        );
+        assert_eq!(query_id(&request, "missing").expect("absent"), None);
+    }
+
+    #[test]
+    fn ids_that_are_not_utf8_are_refused_not_merged() {
+        for raw in ["/ws/device?deviceId=%FF", "/ws/device?deviceId=a%FEb"] {
+            let request = Request::get(raw).body(()).expect("request");
+            assert_eq!(
+                query_id(&request, "deviceId").expect_err("not UTF-8").code,
+                ErrorCode::InvalidId
+            );
+        }
+        assert_eq!(decode_component("caf%C3%A9").expect("utf-8"), "café");
+        assert!(decode_component("%FF").is_err());
     }
 
     #[test]

@@ -5,63 +5,22 @@ use crate::http::{self, Body};
 use crate::server::Shared;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use percent_encoding::percent_decode_str;
 use serde_json::json;
 use std::sync::Arc;
-use tablewire_schemas::ErrorCode;
+use tablewire_schemas::{ErrorBody, ErrorCode};
 
 /// Answers one request.
 pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
-    let segments: Vec<String> = request
+    let segments: Result<Vec<String>, ErrorBody> = request
         .uri()
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(http::decode_component)
         .collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (route, mut response) = if request.method() == Method::OPTIONS {
-        let mut preflight = Response::new(http::empty_body());
-        *preflight.status_mut() = StatusCode::NO_CONTENT;
-        ("preflight", preflight)
-    } else {
-        match segments.as_slice() {
-            ["healthz"] => ("/healthz", health(&shared)),
-            ["metrics"] => ("/metrics", metrics(&shared)),
-            [] => crate::events::route(&shared, request, "/").await,
-            ["ws"] => crate::events::route(&shared, request, "/ws").await,
-            ["voice-stream"] => crate::voice::route(&shared, request),
-            ["api", "events"] => crate::events::route(&shared, request, "/api/events").await,
-            ["session", id, action] => {
-                let (id, action) = (id.to_string(), action.to_string());
-                crate::display::route(&shared, request, &id, &action).await
-            }
-            ["parties", party, room] => {
-                let (party, room) = (party.to_string(), room.to_string());
-                crate::collab::route(&shared, request, &party, &room).await
-            }
-            ["ws", "restaurant-pos", tenant] => {
-                let tenant = tenant.to_string();
-                crate::pos::route_ws(&shared, request, &tenant).await
-            }
-            ["api", "orders"] => {
-                crate::pos::route_api(&shared, request, crate::pos::Api::Orders).await
-            }
-            ["api", "orders", id] => {
-                let id = id.to_string();
-                crate::pos::route_api(&shared, request, crate::pos::Api::Order(&id)).await
-            }
-            ["api", "pos", "settings"] => {
-                crate::pos::route_api(&shared, request, crate::pos::Api::Settings).await
-            }
-            ["ws", "device"]
-            | ["api", "rfid", "scan"]
-            | ["api", "devices", _, "config"]
-            | ["api", "devices", "settings"] => {
-                crate::device::route(&shared, request, &segments).await
-            }
-            _ => ("unknown", http::error_code(ErrorCode::NotFound)),
-        }
+    let (route, mut response) = match segments {
+        Ok(segments) => dispatch(&shared, request, &segments).await,
+        Err(e) => ("invalid", http::error(e)),
     };
     http::cors(&mut response, &shared.config.cors_origin);
     shared
@@ -73,6 +32,58 @@ pub async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Response<
         })
         .inc();
     response
+}
+
+/// The endpoint of a request whose path segments are decoded.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+    segments: &[String],
+) -> (&'static str, Response<Body>) {
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if request.method() == Method::OPTIONS {
+        let mut preflight = Response::new(http::empty_body());
+        *preflight.status_mut() = StatusCode::NO_CONTENT;
+        ("preflight", preflight)
+    } else {
+        match segments.as_slice() {
+            ["healthz"] => ("/healthz", health(shared)),
+            ["metrics"] => ("/metrics", metrics(shared)),
+            [] => crate::events::route(shared, request, "/").await,
+            ["ws"] => crate::events::route(shared, request, "/ws").await,
+            ["voice-stream"] => crate::voice::route(shared, request),
+            ["api", "events"] => crate::events::route(shared, request, "/api/events").await,
+            ["session", id, action] => {
+                let (id, action) = (id.to_string(), action.to_string());
+                crate::display::route(shared, request, &id, &action).await
+            }
+            ["parties", party, room] => {
+                let (party, room) = (party.to_string(), room.to_string());
+                crate::collab::route(shared, request, &party, &room).await
+            }
+            ["ws", "restaurant-pos", tenant] => {
+                let tenant = tenant.to_string();
+                crate::pos::route_ws(shared, request, &tenant).await
+            }
+            ["api", "orders"] => {
+                crate::pos::route_api(shared, request, crate::pos::Api::Orders).await
+            }
+            ["api", "orders", id] => {
+                let id = id.to_string();
+                crate::pos::route_api(shared, request, crate::pos::Api::Order(&id)).await
+            }
+            ["api", "pos", "settings"] => {
+                crate::pos::route_api(shared, request, crate::pos::Api::Settings).await
+            }
+            ["ws", "device"]
+            | ["api", "rfid", "scan"]
+            | ["api", "devices", _, "config"]
+            | ["api", "devices", "settings"] => {
+                crate::device::route(shared, request, &segments).await
+            }
+            _ => ("unknown", http::error_code(ErrorCode::NotFound)),
+        }
+    }
 }
 
 fn health(shared: &Shared) -> Response<Body> {
