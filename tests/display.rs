@@ -602,3 +602,107 @@ async fn records_wait_out_a_database_outage() {
     pool.close().await;
     handler.stop().await;
 }
+
+/// Seed 000's init is anonymous, so a session's tenant is set once: a second init naming
+/// another tenant is refused (409) and changes nothing, and a write the handler refuses is
+/// answered with its error, never 2xx (the owner's updates used to answer 200 and be dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_tenant_cannot_be_taken_and_refused_writes_are_not_answered_ok() {
+    let sys = system().await;
+    let s = session();
+    let init = format!("/session/{s}/init");
+    let (status, _) = post(sys.edge.addr, &init, None, &json!({"tenantId": "owner"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(sys.edge.addr, &init, None, &json!({"tenantId": "owner"})).await;
+    assert_eq!(status, 200, "the same tenant again is fine");
+    let (status, reply) = post(sys.edge.addr, &init, None, &json!({"tenantId": "intruder"})).await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{reply}"
+    );
+    let (status, reply) = post(sys.edge.addr, &init, None, &json!({"tenantId": "a\nb"})).await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (400, Some("INVALID_ID"))
+    );
+    let path = format!("/session/{s}/update");
+    let body = json!({"type": "transcription", "displayData": {"text": "mine"}});
+    let (status, _) = post(
+        sys.edge.addr,
+        &path,
+        Some(&token("owner", "service", 60)),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "the owner's update is applied");
+    let (status, reply) = post(
+        sys.edge.addr,
+        &path,
+        Some(&token("intruder", "service", 60)),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (403, Some("TENANT_MISMATCH")),
+        "{reply}"
+    );
+    let (_, state) = get(sys.edge.addr, &format!("/session/{s}/state"))
+        .await
+        .expect("state");
+    assert_eq!(state["tenantId"], "owner");
+    assert_eq!(state["transcriptions"].as_array().map(Vec::len), Some(1));
+}
+
+/// Read-your-writes: once a write is answered, a read on another edge reflects it. 1,000
+/// update → state pairs and 200 init → display pairs, alternating two edges; none stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_write_is_seen_by_the_next_read_on_any_edge() {
+    let sys = system().await;
+    let other = InProcessEdge::start(sys.nats.client_url(), edge_config()).await;
+    let edges = [sys.edge.addr, other.addr];
+    let s = session();
+    let mut stale = Vec::new();
+    for i in 0..1000usize {
+        let (writer, reader) = (edges[i % 2], edges[(i + 1) % 2]);
+        let text = format!("update {i}");
+        let body = json!({"type": "transcription", "displayData": {"text": text}});
+        let (status, reply) = post(
+            writer,
+            &format!("/session/{s}/update"),
+            Some(AUTH_SECRET),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        let (_, state) = get(reader, &format!("/session/{s}/state"))
+            .await
+            .expect("state");
+        let newest = &state["displayUpdates"]
+            .as_array()
+            .and_then(|list| list.last())
+            .map(|u| u["displayData"]["text"].clone());
+        if newest.as_ref().and_then(Value::as_str) != Some(text.as_str()) {
+            stale.push(i);
+        }
+    }
+    for i in 0..200usize {
+        let (writer, reader) = (edges[i % 2], edges[(i + 1) % 2]);
+        let fresh = session();
+        let tenant = format!("t{i}");
+        let (status, _) = post(
+            writer,
+            &format!("/session/{fresh}/init"),
+            None,
+            &json!({"tenantId": tenant}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_ws, initial) = display(reader, &fresh).await;
+        if initial["state"]["tenantId"] != tenant.as_str() {
+            stale.push(1000 + i);
+        }
+    }
+    assert!(stale.is_empty(), "stale reads after writes: {stale:?}");
+}

@@ -211,7 +211,18 @@ async fn a_key_whose_state_cannot_be_read_holds_back_only_its_own_commands() {
     kv.put(format!("_.{poisoned}"), "not a state".into())
         .await
         .expect("put");
-    update(edge.addr, &poisoned, json!({"i": 0})).await;
+    // Stored, but never applied: the answer says so instead of claiming success.
+    let (status, body) = post(
+        edge.addr,
+        &format!("/session/{poisoned}/update"),
+        Some(AUTH_SECRET),
+        &json!({"type": "dish_card", "displayData": {"i": 0}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (504, Some("TIMEOUT"))
+    );
     // 24 sessions over 4 partitions: some share the poisoned one's, after its command.
     let others: Vec<String> = (0..24).map(|_| session()).collect();
     for i in 0..3u64 {

@@ -9,6 +9,7 @@
 
 use crate::http::{self, Body};
 use crate::publish::{Command, now_ms};
+use crate::request::{self, Outcome};
 use crate::server::Shared;
 use crate::ws::{Conn, Handler, frame};
 use bytes::Bytes;
@@ -484,31 +485,22 @@ async fn request_reply(
     device: &str,
     command: &DeviceCommand,
 ) -> Response<Body> {
-    let request = uuid::Uuid::now_v7().simple().to_string();
-    let origin = Origin {
-        edge: shared.id.clone(),
-        conn: None,
-        request: Some(request.clone()),
-    };
-    let reply = shared.inbox.expect(&request);
-    let published = shared
-        .publisher
-        .publish(Command {
+    let written = request::write(
+        shared,
+        Command {
             domain: Domain::Device,
             tenant: &identity.tenant,
             key: device,
             client_id: None,
-            origin,
+            origin: Origin::default(),
             claims: identity.claims,
             command,
-        })
-        .await;
-    if let Err(e) = published {
-        shared.inbox.forget(&request);
-        return http::error(e);
-    }
-    match tokio::time::timeout(shared.config.reply_timeout, reply).await {
-        Ok(Ok(bytes)) => {
+        },
+    )
+    .await;
+    match written {
+        Err(e) => http::error(e),
+        Ok((_, Outcome::Answered(bytes))) => {
             let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let status = if value["success"] == Value::Bool(false) {
                 value["code"]
@@ -521,14 +513,11 @@ async fn request_reply(
             };
             http::json(status, &value)
         }
-        _ => {
-            shared.inbox.forget(&request);
-            http::json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({"success": true, "pending": true,
-                    "message": "accepted; the answer was not ready in time"}),
-            )
-        }
+        Ok(_) => http::json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({"success": true, "pending": true,
+                "message": "accepted; the answer was not ready in time"}),
+        ),
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::fanout::{Snapshot, SnapshotResult};
 use crate::http::{self, Body};
 use crate::publish::{Command, now_ms};
+use crate::request::{self, Outcome};
 use crate::server::Shared;
 use crate::ws::{Conn, Handler};
 use bytes::Bytes;
@@ -86,6 +87,14 @@ async fn init(shared: &Arc<Shared>, request: Request<Incoming>, session: &str) -
         Ok(body) => body,
         Err(e) => return http::error(e),
     };
+    if let Some(tenant) = &body.tenant_id
+        && let Err(e) = token::validate_id(tenant)
+    {
+        return http::error(ErrorBody::with_message(
+            ErrorCode::InvalidId,
+            format!("tenantId: {e}"),
+        ));
+    }
     let command = DisplayCommand::Init {
         tenant_id: body.tenant_id,
     };
@@ -131,6 +140,8 @@ async fn update(shared: &Arc<Shared>, request: Request<Incoming>, session: &str)
     .await
 }
 
+/// Publishes an HTTP write and answers once the handler applied it (so a read right after sees
+/// it) or refused it (with the refusal's status: a refused write is never answered 2xx).
 async fn publish(
     shared: &Arc<Shared>,
     session: &str,
@@ -138,9 +149,9 @@ async fn publish(
     claims: Option<tablewire_schemas::Claims>,
     command: &DisplayCommand,
 ) -> Response<Body> {
-    let result = shared
-        .publisher
-        .publish(Command {
+    let written = request::write(
+        shared,
+        Command {
             domain: Domain::Display,
             tenant: SHARED_TENANT,
             key: session,
@@ -148,10 +159,32 @@ async fn publish(
             origin: http_origin(shared),
             claims,
             command,
-        })
-        .await;
-    match result {
-        Ok(a) => accepted(session, a),
+        },
+    )
+    .await;
+    let (stored, outcome) = match written {
+        Ok(written) => written,
+        Err(e) => return http::error(e),
+    };
+    let applied = match outcome {
+        Outcome::Answered(answer) => match request::rejection(&answer) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        },
+        Outcome::Duplicate => {
+            request::applied(
+                shared,
+                Domain::Display,
+                SHARED_TENANT,
+                session,
+                stored.sequence,
+            )
+            .await
+        }
+        Outcome::NoAnswer => Err(request::not_applied_in_time()),
+    };
+    match applied {
+        Ok(()) => accepted(session, stored),
         Err(e) => http::error(e),
     }
 }

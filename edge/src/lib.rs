@@ -18,6 +18,7 @@
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
+//! - [`request`] — HTTP writes answered once a handler applied them (read-your-writes).
 //! - [`inbox`] — replies for one sender (`tw.edge.{edge}`).
 //! - [`auth`] — Bearer secret and JWT checks; development token minting.
 //! - [`limit`] — per-connection message limits (governor).
@@ -38,6 +39,7 @@ pub mod limit;
 pub mod metrics;
 pub mod pos;
 pub mod publish;
+pub mod request;
 pub mod router;
 pub mod server;
 pub mod tls;

@@ -6,6 +6,7 @@
 use crate::fanout::{Snapshot, SnapshotResult};
 use crate::http::{self, Body};
 use crate::publish::{Command, SocketPipeline, now_ms};
+use crate::request::{self, Outcome};
 use crate::server::Shared;
 use crate::ws::{Conn, Handler};
 use bytes::Bytes;
@@ -193,46 +194,32 @@ async fn request_reply(
         }
         other => (key, other),
     };
-    let request_id = uuid::Uuid::now_v7().simple().to_string();
-    let origin = Origin {
-        edge: shared.id.clone(),
-        conn: None,
-        request: Some(request_id.clone()),
-    };
-    let answer = shared.inbox.expect(&request_id);
-    let published = shared
-        .publisher
-        .publish(Command {
+    let written = request::write(
+        shared,
+        Command {
             domain: Domain::Pos,
             tenant,
             key,
             client_id: None,
-            origin,
+            origin: Origin::default(),
             claims,
             command,
-        })
-        .await;
-    if let Err(e) = published {
-        shared.inbox.forget(&request_id);
-        return Err(e);
-    }
-    let payload = match tokio::time::timeout(shared.config.reply_timeout, answer).await {
-        Ok(Ok(payload)) => payload,
+        },
+    )
+    .await?;
+    let payload = match written {
+        (_, Outcome::Answered(payload)) => payload,
         _ => {
-            shared.inbox.forget(&request_id);
             return Err(ErrorBody::with_message(
                 ErrorCode::Timeout,
                 "the order was accepted but its answer did not come in time; retry with the same idempotency key",
             ));
         }
     };
-    let frame: Value = http::parse_json(&payload)?;
-    if frame["type"] == "error" {
-        return Err(
-            serde_json::from_value(frame).unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal))
-        );
+    if let Some(refused) = request::rejection(&payload) {
+        return Err(refused);
     }
-    Ok(frame)
+    http::parse_json(&payload)
 }
 
 async fn submit_http(

@@ -32,12 +32,27 @@ impl Domain for Display {
         match command {
             Command::Open => Ok(()),
             Command::Init { tenant_id } => {
-                state.tenant_id = tenant_id;
-                effects.record(
-                    "display_session",
-                    json!({"sessionId": state.session_id, "tenantId": state.tenant_id,
-                           "startedAt": state.started_at, "version": ctx.stream_seq}),
-                );
+                match (&state.tenant_id, tenant_id) {
+                    // Set once: anyone may init a session (as in the seed), so a second init
+                    // naming another tenant would hand the session to whoever sent it.
+                    (Some(owner), Some(asked)) if *owner != asked => {
+                        return Err(Rejection::new(
+                            ErrorCode::Conflict,
+                            format!("session already belongs to tenant {owner}"),
+                        ));
+                    }
+                    (None, Some(asked)) => {
+                        state.tenant_id = Some(asked);
+                        effects.record(
+                            "display_session",
+                            json!({"sessionId": state.session_id, "tenantId": state.tenant_id,
+                                   "startedAt": state.started_at, "version": ctx.stream_seq}),
+                        );
+                    }
+                    // The same tenant again, or none named: nothing changes.
+                    _ => {}
+                }
+                applied(ctx, effects);
                 Ok(())
             }
             Command::Update { mut update } => {
@@ -63,9 +78,18 @@ impl Domain for Display {
                 }
                 push_bounded(&mut state.display_updates, update.clone());
                 effects.event(json!({"type": "update", "update": update, "timestamp": ctx.now_ms}));
+                applied(ctx, effects);
                 Ok(())
             }
         }
+    }
+}
+
+/// Tells an HTTP request waiting for its write (`Origin::request`) that it is applied; the
+/// runtime sends replies after the state is written, so the answer means a read sees it.
+fn applied(ctx: &Context<'_>, effects: &mut Effects) {
+    if ctx.origin.request.is_some() {
+        effects.reply(ctx, json!({"type": "applied", "sequence": ctx.stream_seq}));
     }
 }
 
@@ -170,6 +194,62 @@ mod tests {
         assert_eq!(state.started_at, 7);
         assert_eq!(fx.records.len(), 1);
         assert!(fx.events.is_empty());
+    }
+
+    #[test]
+    fn a_sessions_tenant_is_set_once() {
+        let o = origin();
+        let c = ctx(&o, None, 7);
+        let mut state = Display.new_state(&c);
+        let init = |tenant: Option<&str>| Command::Init {
+            tenant_id: tenant.map(str::to_string),
+        };
+        let mut fx = Effects::default();
+        Display
+            .apply(&mut state, init(Some("org_1")), &c, &mut fx)
+            .expect("first init");
+        Display
+            .apply(&mut state, init(Some("org_1")), &c, &mut fx)
+            .expect("the same tenant again");
+        Display
+            .apply(&mut state, init(None), &c, &mut fx)
+            .expect("no tenant named");
+        assert_eq!(fx.records.len(), 1, "only the first init changed anything");
+        let before = state.clone();
+        let err = Display
+            .apply(&mut state, init(Some("intruder")), &c, &mut fx)
+            .expect_err("another tenant");
+        assert_eq!(err.0.code, ErrorCode::Conflict);
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn http_writes_hear_when_they_are_applied() {
+        let waiting = Origin {
+            edge: "e1".into(),
+            conn: None,
+            request: Some("r1".into()),
+        };
+        let c = ctx(&waiting, None, 1);
+        let mut state = Display.new_state(&c);
+        let mut fx = Effects::default();
+        Display
+            .apply(&mut state, update("dish_card", json!(1)), &c, &mut fx)
+            .expect("apply");
+        assert_eq!(fx.replies.len(), 1);
+        assert_eq!(fx.replies[0].0, waiting);
+        assert_eq!(fx.replies[0].1.value()["type"], "applied");
+        let o = origin();
+        let mut fx = Effects::default();
+        Display
+            .apply(
+                &mut state,
+                update("dish_card", json!(2)),
+                &ctx(&o, None, 2),
+                &mut fx,
+            )
+            .expect("apply");
+        assert!(fx.replies.is_empty(), "nobody waits on a plain origin");
     }
 
     #[test]

@@ -191,8 +191,9 @@ impl std::fmt::Display for Domain {
     }
 }
 
-/// Where a command came from, so a handler can answer the sender alone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Where a command came from, so a handler can answer the sender alone. The default (no edge)
+/// is nobody to answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Origin {
     /// The id of the edge node that accepted the command.
     pub edge: String,

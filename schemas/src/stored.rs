@@ -119,6 +119,9 @@ impl Record {
 /// What an edge reads of a stored state: the sequence and the domain state, nothing else.
 #[derive(Debug, Deserialize)]
 pub struct StoredView<'a> {
+    /// The input stream sequence of the last command the state includes.
+    #[serde(default)]
+    pub applied: u64,
     /// The per-key event sequence the state includes.
     pub seq: u64,
     /// The domain state, unparsed.

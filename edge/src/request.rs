@@ -1,0 +1,106 @@
+//! HTTP writes answered once a handler has applied them, so that every read served afterwards,
+//! by any edge, reflects them (read-your-writes): the command goes out with a request id and
+//! the handler's answer comes back on this edge's inbox. Used by the display, POS and device
+//! HTTP endpoints.
+
+use crate::publish::{Accepted, Command};
+use crate::server::Shared;
+use bytes::Bytes;
+use serde::Serialize;
+use tablewire_schemas::stored::StoredView;
+use tablewire_schemas::{Domain, ErrorBody, Origin};
+
+/// What became of a stored write.
+pub enum Outcome {
+    /// The handler's answer (its reply frame, or its error frame).
+    Answered(Bytes),
+    /// The message id was stored before (a client's retry): no new answer will come; the
+    /// first one's effect is applied once, with the returned sequence.
+    Duplicate,
+    /// Stored, but no answer within the edge's `reply_timeout`.
+    NoAnswer,
+}
+
+/// Publishes `cmd` with a fresh request id as its origin (whatever origin it had), waits until
+/// it is stored, then for the handler's answer. Fails only when the command could not be
+/// stored.
+pub async fn write<C: Serialize>(
+    shared: &Shared,
+    mut cmd: Command<'_, C>,
+) -> Result<(Accepted, Outcome), ErrorBody> {
+    let request = uuid::Uuid::now_v7().simple().to_string();
+    cmd.origin = Origin {
+        edge: shared.id.clone(),
+        conn: None,
+        request: Some(request.clone()),
+    };
+    let answer = shared.inbox.expect(&request);
+    let accepted = match shared.publisher.publish(cmd).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            shared.inbox.forget(&request);
+            return Err(e);
+        }
+    };
+    if accepted.duplicate {
+        shared.inbox.forget(&request);
+        return Ok((accepted, Outcome::Duplicate));
+    }
+    match tokio::time::timeout(shared.config.reply_timeout, answer).await {
+        Ok(Ok(payload)) => Ok((accepted, Outcome::Answered(payload))),
+        _ => {
+            shared.inbox.forget(&request);
+            Ok((accepted, Outcome::NoAnswer))
+        }
+    }
+}
+
+/// The error an answer carries, when it is an error frame (`{"type": "error", …}` with the
+/// error body at its top level or under `data`).
+pub fn rejection(answer: &[u8]) -> Option<ErrorBody> {
+    let frame: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    if frame.get("type").and_then(|t| t.as_str()) != Some("error") {
+        return None;
+    }
+    let body = match frame.get("data") {
+        Some(data) if data.is_object() => data.clone(),
+        _ => frame,
+    };
+    Some(
+        serde_json::from_value(body)
+            .unwrap_or_else(|_| ErrorBody::new(tablewire_schemas::ErrorCode::Internal)),
+    )
+}
+
+/// Waits until `key`'s stored state includes the command stored at `sequence` (its `applied`
+/// sequence reached it), for a write whose answer will not come (a duplicate). `TIMEOUT` when
+/// that does not happen within `reply_timeout`.
+pub async fn applied(
+    shared: &Shared,
+    domain: Domain,
+    tenant: &str,
+    key: &str,
+    sequence: u64,
+) -> Result<(), ErrorBody> {
+    let deadline = tokio::time::Instant::now() + shared.config.reply_timeout;
+    loop {
+        if let Some(bytes) = shared.read_state(domain, tenant, key).await?
+            && serde_json::from_slice::<StoredView<'_>>(&bytes)
+                .is_ok_and(|view| view.applied >= sequence)
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(not_applied_in_time());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The answer to a write stored but not known to be applied in time.
+pub fn not_applied_in_time() -> ErrorBody {
+    ErrorBody::with_message(
+        tablewire_schemas::ErrorCode::Timeout,
+        "stored, but not applied in time; retry with the same idempotency key to learn the outcome",
+    )
+}
