@@ -39,6 +39,12 @@ pub mod record {
 /// Most repeats waiting on one idempotency key before its order exists.
 const MAX_WAITING: usize = 32;
 
+/// How long a claim waits for its order (by the commands' clock) before a repeat asks the
+/// tenant's book again: the first request may have been lost to a failure, and a claim must not
+/// wait forever. The book answers a key it already made an order for with that order, so
+/// asking twice never makes two.
+pub const ASK_AGAIN_AFTER_MS: i64 = 10_000;
+
 /// The local day `YYYYMMDD` of `now_ms` at `offset_minutes` east of UTC.
 pub fn local_day(now_ms: i64, offset_minutes: i32) -> String {
     let offset = FixedOffset::east_opt(offset_minutes * 60)
@@ -92,6 +98,30 @@ impl Pos {
                 idempotency_key,
                 reply_to,
             } => {
+                if let Some(made) = book
+                    .active
+                    .iter()
+                    .chain(&book.recent)
+                    .map(BookOrder::order)
+                    .find(|o| o.idempotency_key.as_deref() == Some(idempotency_key.as_str()))
+                {
+                    // Asked again by a claim that did not hear back: answer with the order.
+                    let frame = Frame::new(ServerFrame::OrderCreated {
+                        kitchen_order: made.kitchen(),
+                        order: Box::new(made.clone()),
+                    });
+                    if reply_to.request.is_some() {
+                        effects.replies.push((reply_to, frame.clone()));
+                    }
+                    let frame = serde_json::from_str(frame.get()).unwrap_or(Value::Null);
+                    effects.emit(
+                        DomainName::Pos,
+                        ctx.tenant,
+                        &tablewire_schemas::pos::idempotency_state_key(&idempotency_key),
+                        Command::Created { frame },
+                    );
+                    return Ok(());
+                }
                 let frame = create(
                     book,
                     order,
@@ -161,6 +191,7 @@ impl Pos {
                         claimed_at: ctx.now_ms,
                         frame: None,
                         waiting: Vec::new(),
+                        asked_at: 0,
                     };
                     effects.emit(
                         DomainName::Pos,
@@ -174,8 +205,25 @@ impl Pos {
                     );
                 } else if let Some(frame) = &claim.frame {
                     effects.reply(ctx, frame);
-                } else if claim.waiting.len() < MAX_WAITING {
-                    claim.waiting.push(ctx.origin.clone());
+                } else {
+                    if claim.waiting.len() < MAX_WAITING {
+                        claim.waiting.push(ctx.origin.clone());
+                    }
+                    let asked = claim.asked_at.max(claim.claimed_at);
+                    if ctx.now_ms - asked >= ASK_AGAIN_AFTER_MS {
+                        // The waiting senders get the answer when it comes back.
+                        claim.asked_at = ctx.now_ms;
+                        effects.emit(
+                            DomainName::Pos,
+                            ctx.tenant,
+                            TENANT_KEY,
+                            Command::Create {
+                                order,
+                                idempotency_key: key,
+                                reply_to: Origin::default(),
+                            },
+                        );
+                    }
                 }
                 Ok(())
             }
@@ -737,6 +785,83 @@ mod tests {
             1,
             "a day later the key makes a new order"
         );
+    }
+
+    /// A claim whose request to the book was lost (a failure between the two) does not wait
+    /// forever: a repeat 10 s later asks again, and the book answers a key it already made an
+    /// order for with that order instead of making a second.
+    #[test]
+    fn a_claim_that_never_hears_back_asks_again_and_never_makes_two_orders() {
+        let (first, second) = (origin(), origin());
+        let key = idempotency_state_key("lost");
+        let submit = || Command::Submit {
+            order: order(),
+            idempotency_key: Some("lost".into()),
+        };
+        let emitted = Origin::default();
+        let mut claim = Pos.new_state(&ctx(&first, &key, DAY1));
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
+            .expect("first");
+        let lost_create: Command = serde_json::from_str(fx.commands[0].3.get()).expect("create");
+        // A repeat soon after waits; one after ASK_AGAIN_AFTER_MS asks the book again.
+        let mut fx = Effects::default();
+        Pos.apply(
+            &mut claim,
+            submit(),
+            &ctx(&second, &key, DAY1 + 5_000),
+            &mut fx,
+        )
+        .expect("repeat");
+        assert!(fx.commands.is_empty(), "too soon to ask again");
+        let mut fx = Effects::default();
+        let late = DAY1 + 5_000 + ASK_AGAIN_AFTER_MS;
+        Pos.apply(&mut claim, submit(), &ctx(&second, &key, late), &mut fx)
+            .expect("late repeat");
+        assert_eq!(fx.commands.len(), 1, "asks the book again");
+        let again: Command = serde_json::from_str(fx.commands[0].3.get()).expect("create");
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, submit(), &ctx(&second, &key, late + 1), &mut fx)
+            .expect("another repeat");
+        assert!(fx.commands.is_empty(), "asks at most once per interval");
+        // The book gets the second request first (the first was lost), then, had it been only
+        // late, the first: one order either way.
+        let mut book = Pos.new_state(&ctx(&emitted, TENANT_KEY, late));
+        let mut made = Effects::default();
+        Pos.apply(
+            &mut book,
+            again,
+            &ctx(&emitted, TENANT_KEY, late + 2),
+            &mut made,
+        )
+        .expect("create");
+        let mut repeat = Effects::default();
+        Pos.apply(
+            &mut book,
+            lost_create,
+            &ctx(&emitted, TENANT_KEY, late + 3),
+            &mut repeat,
+        )
+        .expect("asked twice");
+        let PosState::Tenant(orders) = &book else {
+            panic!("a book")
+        };
+        assert_eq!(orders.total, 1, "one order");
+        assert!(repeat.events.is_empty() && repeat.records.is_empty());
+        let created = |fx: &Effects| -> Value {
+            let c = fx.commands.iter().find(|c| c.2 == key).expect("created");
+            serde_json::from_str(c.3.get()).expect("json")
+        };
+        assert_eq!(
+            created(&made)["frame"]["order"]["orderNumber"],
+            created(&repeat)["frame"]["order"]["orderNumber"]
+        );
+        // The claim answers everyone who waited.
+        let answer: Command = serde_json::from_value(created(&made)).expect("created");
+        let mut fx = Effects::default();
+        Pos.apply(&mut claim, answer, &ctx(&emitted, &key, late + 4), &mut fx)
+            .expect("created");
+        assert_eq!(fx.replies.len(), 3, "the three repeats that waited");
     }
 
     #[test]

@@ -664,6 +664,15 @@ pub struct IdempotencyClaim {
     /// Senders of repeats that arrived before the order was created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<Origin>,
+    /// When the order was last asked of the tenant's book (0: at `claimed_at`). A repeat that
+    /// finds the order still missing long after asks again; the book answers a key it already
+    /// made an order for with that order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub asked_at: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The state of one pos key: a tenant's orders, or an idempotency claim.
