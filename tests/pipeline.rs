@@ -427,3 +427,48 @@ async fn losing_one_node_of_a_three_node_cluster_loses_nothing() {
     cluster.nodes[0].restart().await.expect("node comes back");
     handler.stop().await;
 }
+
+/// Read-your-writes across edges in a 3-node cluster (replicas 3): the two edges talk to
+/// different nodes, and a state read after an answered write must not come from a replica that
+/// has not caught up with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_an_answered_write_is_seen_by_a_read_through_another_node() {
+    let cluster = match tablewire_nats::Cluster::start(3).await {
+        Ok(c) => c,
+        Err(e) => panic!("a 3-node cluster needs nats-server >= 2.11: {e}"),
+    };
+    let urls = cluster.client_urls();
+    let mut topology = test_topology();
+    topology.replicas = 3;
+    provision(&urls, &topology).await;
+    let _handler = InProcessHandler::start(&urls, None).await;
+    let edges = [
+        InProcessEdge::start(cluster.nodes[0].client_url(), edge_config()).await,
+        InProcessEdge::start(cluster.nodes[2].client_url(), edge_config()).await,
+    ];
+    let s = session();
+    let mut stale = Vec::new();
+    for i in 0..300usize {
+        let (writer, reader) = (edges[i % 2].addr, edges[(i + 1) % 2].addr);
+        let text = format!("update {i}");
+        let (status, reply) = post(
+            writer,
+            &format!("/session/{s}/update"),
+            Some(AUTH_SECRET),
+            &json!({"type": "transcription", "displayData": {"text": text}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        let (_, state) = get(reader, &format!("/session/{s}/state"))
+            .await
+            .expect("state");
+        let newest = state["displayUpdates"]
+            .as_array()
+            .and_then(|list| list.last())
+            .and_then(|u| u["displayData"]["text"].as_str().map(str::to_string));
+        if newest.as_deref() != Some(text.as_str()) {
+            stale.push(i);
+        }
+    }
+    assert!(stale.is_empty(), "stale reads after writes: {stale:?}");
+}

@@ -23,11 +23,14 @@
 //! - [`auth`] — Bearer secret and JWT checks; development token minting.
 //! - [`limit`] — per-connection message limits (governor).
 //! - [`http`] — JSON, error bodies, CORS, bounded bodies.
+//! - [`consistent_read`] — KV reads a client's next read must see (the leader's copy when
+//!   replicated).
 //! - [`config`], [`tls`], [`metrics`].
 
 pub mod auth;
 pub mod collab;
 pub mod config;
+pub mod consistent_read;
 pub mod device;
 pub mod device_settings;
 pub mod display;

@@ -93,13 +93,15 @@ async fn read_entry(
     key: &str,
 ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
     let bucket = bucket.ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
-    bucket.get(key).await.map_err(|e| {
-        warn!(error = %e, "state read failed");
-        tablewire_schemas::ErrorBody::with_message(
-            ErrorCode::Unavailable,
-            "state store unavailable",
-        )
-    })
+    crate::consistent_read::read(bucket, key)
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "state read failed");
+            tablewire_schemas::ErrorBody::with_message(
+                ErrorCode::Unavailable,
+                "state store unavailable",
+            )
+        })
 }
 
 /// Opens one KV bucket per domain, named by `name`; a missing one stops the edge (run
