@@ -53,6 +53,8 @@ pub struct Metrics {
     pub http: Family<HttpLabels, Counter>,
     /// Failed authentications.
     pub auth_failures: Counter,
+    /// Reads a replica answered because the stream leader did not (an election).
+    pub leader_read_fallbacks: Counter,
     /// Events received from NATS for local clients.
     pub fanout_events: Counter,
     /// Events dropped because a client already had them.
@@ -81,6 +83,7 @@ impl Metrics {
             errors: Family::default(),
             http: Family::default(),
             auth_failures: Counter::default(),
+            leader_read_fallbacks: Counter::default(),
             fanout_events: Counter::default(),
             fanout_duplicates: Counter::default(),
             device_scans_refused_early: Counter::default(),
@@ -133,6 +136,11 @@ impl Metrics {
             "auth_failures",
             "Failed authentications",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "leader_read_fallbacks",
+            "State reads a replica answered because the stream leader did not",
+            m.leader_read_fallbacks.clone(),
         );
         r.register(
             "fanout_events",

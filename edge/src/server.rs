@@ -91,9 +91,10 @@ pub struct Shared {
 async fn read_entry(
     bucket: Option<&kv::Store>,
     key: &str,
+    metrics: &Metrics,
 ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
     let bucket = bucket.ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
-    crate::consistent_read::read(bucket, key)
+    crate::consistent_read::read(bucket, key, &metrics.leader_read_fallbacks)
         .await
         .map_err(|e| {
             warn!(error = %e, "state read failed");
@@ -136,7 +137,12 @@ impl Shared {
         tenant: &str,
         key: &str,
     ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-        read_entry(self.state_bucket(domain), &resource::state_key(tenant, key)).await
+        read_entry(
+            self.state_bucket(domain),
+            &resource::state_key(tenant, key),
+            &self.metrics,
+        )
+        .await
     }
 
     /// Reads a part of a key's state kept apart from it (`resource::part_key`), e.g. a POS
@@ -146,7 +152,7 @@ impl Shared {
         domain: Domain,
         part_key: &str,
     ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-        read_entry(self.parts.get(&domain), part_key).await
+        read_entry(self.parts.get(&domain), part_key, &self.metrics).await
     }
 
     /// Whether the edge is draining.
