@@ -371,24 +371,35 @@ async fn limits_bad_input_close_codes_emitted_events_and_metrics() {
     let mut ws = events_socket(addr, &r).await;
 
     // Bad input: an error frame, the connection stays open.
-    for (input, code) in [
-        ("{not json", "MALFORMED_JSON"),
-        (r#"{"type":"dance"}"#, "UNKNOWN_TYPE"),
-        (r#"{"no":"type"}"#, "INVALID_MESSAGE"),
+    // Seed 004's clients switch on INVALID_MESSAGE; the finer code is in `detail`.
+    for (input, code, detail) in [
+        ("{not json", "INVALID_MESSAGE", Some("MALFORMED_JSON")),
+        (
+            r#"{"type":"dance"}"#,
+            "INVALID_MESSAGE",
+            Some("UNKNOWN_TYPE"),
+        ),
+        (r#"{"no":"type"}"#, "INVALID_MESSAGE", None),
         (
             r#"{"type":"subscribe","events":"order:created"}"#,
             "INVALID_MESSAGE",
+            None,
         ),
         (
             r#"{"type":"subscribe","events":["nope"]}"#,
             "VALIDATION_ERROR",
+            None,
         ),
     ] {
         ws.send_text(input).await;
         let error = ws.json().await;
         assert_eq!(
-            (error["type"].as_str(), error["data"]["code"].as_str()),
-            (Some("error"), Some(code)),
+            (
+                error["type"].as_str(),
+                error["data"]["code"].as_str(),
+                error["data"]["detail"].as_str()
+            ),
+            (Some("error"), Some(code), detail),
             "{input}"
         );
         assert!(error["data"]["message"].as_str().is_some());

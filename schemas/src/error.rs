@@ -153,6 +153,10 @@ pub struct ErrorBody {
     /// When set, how long to wait before retrying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The finer catalogue code, where an endpoint's seed answers with a coarser one in `code`
+    /// (seed 004's sockets say `INVALID_MESSAGE` for malformed JSON and unknown types alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ErrorCode>,
 }
 
 impl ErrorBody {
@@ -169,6 +173,19 @@ impl ErrorBody {
             message: message.into(),
             retryable: code.retryable(),
             retry_after_ms: None,
+            detail: None,
+        }
+    }
+
+    /// The same error under a coarser `code` (with its number and retry flag), keeping this
+    /// one's code in `detail` and its message.
+    pub fn coarsened(self, code: ErrorCode) -> Self {
+        if self.code == code {
+            return self;
+        }
+        ErrorBody {
+            detail: Some(self.code),
+            ..ErrorBody::with_message(code, self.message)
         }
     }
 
@@ -220,6 +237,19 @@ mod tests {
             assert_eq!(ErrorCode::from_name(code.name()), Some(*code));
         }
         assert_eq!(ErrorCode::from_name("NOPE"), None);
+    }
+
+    #[test]
+    fn a_coarsened_error_keeps_the_finer_code_in_detail() {
+        let coarse = ErrorBody::with_message(ErrorCode::MalformedJson, "line 1")
+            .coarsened(ErrorCode::InvalidMessage);
+        let json = serde_json::to_value(&coarse).expect("serialize");
+        assert_eq!(json["code"], "INVALID_MESSAGE");
+        assert_eq!(json["errorCode"], 1002);
+        assert_eq!(json["detail"], "MALFORMED_JSON");
+        assert_eq!(json["message"], "line 1");
+        let same = ErrorBody::new(ErrorCode::InvalidMessage).coarsened(ErrorCode::InvalidMessage);
+        assert_eq!(same.detail, None);
     }
 
     #[test]

@@ -83,9 +83,18 @@ pub(crate) fn encode(frame: &ServerFrame) -> Bytes {
     frame::text(&serde_json::to_vec(frame).unwrap_or_default())
 }
 
+/// An error frame of seed 004's sockets (events and voice). Its clients switch on
+/// `INVALID_MESSAGE` for any message they got wrong, so malformed JSON and unknown types carry
+/// that code, with the catalogue's finer one in `data.detail`.
 pub(crate) fn error_frame(error: ErrorBody) -> Bytes {
+    let data = match error.code {
+        ErrorCode::MalformedJson | ErrorCode::UnknownType => {
+            error.coarsened(ErrorCode::InvalidMessage)
+        }
+        _ => error,
+    };
     encode(&ServerFrame::Error {
-        data: error,
+        data,
         timestamp: timestamp(),
     })
 }
