@@ -551,7 +551,7 @@ impl Handler for PosHandler {
             ClientFrame::SubmitOrder {
                 order,
                 idempotency_key,
-            } => match submit_command(order, idempotency_key) {
+            } => match submit_command(*order, idempotency_key) {
                 Ok(submit) => submit,
                 Err(e) => return self.send_error(conn, e),
             },

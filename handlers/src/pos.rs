@@ -96,6 +96,7 @@ impl Pos {
             Command::Create {
                 order,
                 idempotency_key,
+                claimed_at,
                 reply_to,
             } => {
                 if let Some(made) = book
@@ -103,7 +104,11 @@ impl Pos {
                     .iter()
                     .chain(&book.recent)
                     .map(BookOrder::order)
-                    .find(|o| o.idempotency_key.as_deref() == Some(idempotency_key.as_str()))
+                    .find(|o| {
+                        claimed_at > 0
+                            && o.created_at >= claimed_at
+                            && o.idempotency_key.as_deref() == Some(idempotency_key.as_str())
+                    })
                 {
                     // Asked again by a claim that did not hear back: answer with the order.
                     let frame = Frame::new(ServerFrame::OrderCreated {
@@ -200,6 +205,7 @@ impl Pos {
                         Command::Create {
                             order,
                             idempotency_key: key,
+                            claimed_at: ctx.now_ms,
                             reply_to: ctx.origin.clone(),
                         },
                     );
@@ -220,6 +226,7 @@ impl Pos {
                             Command::Create {
                                 order,
                                 idempotency_key: key,
+                                claimed_at: claim.claimed_at,
                                 reply_to: Origin::default(),
                             },
                         );
@@ -261,6 +268,7 @@ fn create(
     }
     book.day_count += 1;
     book.total += 1;
+    let extra = input.extra_fields();
     let order = Order {
         id: format!("order-{}", book.total),
         order_number: order_number(&book.day, book.day_count),
@@ -275,6 +283,7 @@ fn create(
         idempotency_key,
         created_at: ctx.now_ms,
         updated_at: ctx.now_ms,
+        extra,
     };
     // Serialized once, straight from the typed frame.
     let frame = Frame::new(ServerFrame::OrderCreated {
@@ -288,14 +297,15 @@ fn create(
     }
     effects.record(record::ORDER, &order);
     let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
-    notify_feed(
-        effects,
-        ctx,
-        event::ORDER_CREATED,
-        json!({"order": {"id": order.id, "orderNumber": order.order_number,
-            "status": order.status, "items": order.kitchen().items, "total": total,
-            "orderType": order.order_type}}),
-    );
+    let mut announced = json!({"order": {"id": order.id, "orderNumber": order.order_number,
+        "status": order.status, "items": order.kitchen().items, "total": total,
+        "orderType": order.order_type}});
+    if let Some(table) = order.table_id() {
+        // Where events clients filter on it (`filters: {table_id}`).
+        announced["order"]["table_id"] = table.clone();
+        announced["table_id"] = table.clone();
+    }
+    notify_feed(effects, ctx, event::ORDER_CREATED, announced);
     let order = BookOrder::created(order);
     book.recent.insert(0, order.clone());
     book.recent.truncate(RECENT_LIMIT);
@@ -328,6 +338,7 @@ fn update_status(
         });
     };
     let previous = book.active[index].status;
+    let table = book.active[index].order().table_id().cloned();
     if !previous.can_become(status) {
         return Err(Rejection::new(
             ErrorCode::Conflict,
@@ -371,13 +382,12 @@ fn update_status(
                "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms,
                "order": changed}),
     );
-    notify_feed(
-        effects,
-        ctx,
-        event::ORDER_STATUS,
-        json!({"order_id": id, "orderNumber": number, "status": status,
-               "previous_status": previous, "updatedBy": updated_by}),
-    );
+    let mut announced = json!({"order_id": id, "orderNumber": number, "status": status,
+           "previous_status": previous, "updatedBy": updated_by});
+    if let Some(table) = table {
+        announced["table_id"] = table;
+    }
+    notify_feed(effects, ctx, event::ORDER_STATUS, announced);
     Ok(())
 }
 
@@ -862,6 +872,29 @@ mod tests {
         Pos.apply(&mut claim, answer, &ctx(&emitted, &key, late + 4), &mut fx)
             .expect("created");
         assert_eq!(fx.replies.len(), 3, "the three repeats that waited");
+        // A claim made a day later (the old one expired) is a new order, not the old one.
+        let day_later = DAY1 + IDEMPOTENCY_WINDOW_MS;
+        let mut renewed = Effects::default();
+        Pos.apply(
+            &mut claim,
+            submit(),
+            &ctx(&first, &key, day_later),
+            &mut renewed,
+        )
+        .expect("renewed");
+        let create: Command = serde_json::from_str(renewed.commands[0].3.get()).expect("create");
+        let mut fx = Effects::default();
+        Pos.apply(
+            &mut book,
+            create,
+            &ctx(&emitted, TENANT_KEY, day_later),
+            &mut fx,
+        )
+        .expect("create");
+        let PosState::Tenant(orders) = &book else {
+            panic!("a book")
+        };
+        assert_eq!(orders.total, 2, "a new claim makes a new order");
     }
 
     #[test]

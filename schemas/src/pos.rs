@@ -5,7 +5,7 @@
 use crate::Origin;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The key of a tenant's order book (numbering, active and recent orders).
 pub const TENANT_KEY: &str = "_";
@@ -113,7 +113,37 @@ pub struct OrderInput {
     /// Where the order comes from (the seed sends `pos`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
+    /// Every other field the client sent (`tableId`, `notes`, …), kept on the order and in
+    /// every frame that carries it, at most [`MAX_EXTRA_BYTES`] of JSON; names the server sets
+    /// itself ([`SERVER_FIELDS`]) are dropped.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
+
+/// Most bytes of JSON a client's extra order fields may take.
+pub const MAX_EXTRA_BYTES: usize = 4096;
+
+/// Order fields the server sets; a client's fields of these names are not kept.
+pub const SERVER_FIELDS: &[&str] = &[
+    "id",
+    "orderId",
+    "orderNumber",
+    "tenantId",
+    "orderType",
+    "paymentMethod",
+    "customer",
+    "cart",
+    "items",
+    "status",
+    "posStatus",
+    "source",
+    "idempotencyKey",
+    "createdAt",
+    "updatedAt",
+];
+
+/// The names a client may give an order's table; the events feed carries it as `table_id`.
+pub const TABLE_FIELDS: &[&str] = &["tableId", "table_id", "tableNumber"];
 
 fn non_negative(value: Option<&Value>, what: &str) -> Result<(), String> {
     match value {
@@ -141,8 +171,23 @@ impl OrderInput {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The client's extra fields the order keeps (those the server sets left out).
+    pub fn extra_fields(&self) -> Map<String, Value> {
+        self.extra
+            .iter()
+            .filter(|(k, _)| !SERVER_FIELDS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Checks what seed 002 requires of an order; the message says what is wrong.
     pub fn check(&self) -> Result<(), String> {
+        let extra = serde_json::to_vec(&self.extra_fields()).map_or(0, |v| v.len());
+        if extra > MAX_EXTRA_BYTES {
+            return Err(format!(
+                "the order's other fields take {extra} bytes; at most {MAX_EXTRA_BYTES}"
+            ));
+        }
         let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
         match text(&self.order_type) {
             Some(t) if ORDER_TYPES.contains(&t.as_str()) => {}
@@ -221,6 +266,9 @@ pub struct Order {
     pub created_at: i64,
     /// When its status last changed, ms since the Unix epoch.
     pub updated_at: i64,
+    /// The client's other fields, as sent (`tableId`, …; see [`OrderInput::extra`]).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// What a kitchen display shows of an order (seed 002's `kitchenOrder`).
@@ -241,9 +289,20 @@ pub struct KitchenOrder {
     pub order_type: String,
     /// When the order was accepted, ms since the Unix epoch.
     pub created_at: i64,
+    /// The client's other fields of the order (`tableId`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 impl Order {
+    /// The table the client named (`tableId`, `table_id` or `tableNumber`), if any.
+    pub fn table_id(&self) -> Option<&Value> {
+        TABLE_FIELDS
+            .iter()
+            .find_map(|name| self.extra.get(*name))
+            .filter(|v| !v.is_null())
+    }
+
     /// The kitchen's view of this order.
     pub fn kitchen(&self) -> KitchenOrder {
         KitchenOrder {
@@ -259,6 +318,7 @@ impl Order {
                 .unwrap_or_default(),
             order_type: self.order_type.clone(),
             created_at: self.created_at,
+            extra: self.extra.clone(),
         }
     }
 }
@@ -270,7 +330,7 @@ pub enum ClientFrame {
     /// A POS submits an order.
     SubmitOrder {
         /// The order.
-        order: OrderInput,
+        order: Box<OrderInput>,
         /// Optional client id for this submission: the same key within 24 hours (over the
         /// WebSocket or `POST /api/orders`, on any edge) returns the same `order_created` (same
         /// order id and number) and never makes a second order. The 24 hours run from the
@@ -373,6 +433,10 @@ pub enum Command {
         order: OrderInput,
         /// The idempotency key that claimed it.
         idempotency_key: String,
+        /// When the key was claimed: an order of this key made since then is this claim's
+        /// (the claim asked again), one made before belongs to an earlier, expired claim.
+        #[serde(default)]
+        claimed_at: i64,
         /// The first sender.
         reply_to: Origin,
     },
@@ -589,6 +653,7 @@ impl<'de> Deserialize<'de> for BookOrder {
                     idempotency_key: None,
                     created_at: 0,
                     updated_at: r.updated_at,
+                    extra: Map::new(),
                 },
                 has_body: false,
                 body_stored: false,
@@ -752,6 +817,38 @@ mod tests {
 
     fn input(v: Value) -> OrderInput {
         serde_json::from_value(v).expect("order input")
+    }
+
+    #[test]
+    fn a_clients_other_order_fields_are_kept_within_a_bound() {
+        let sent = json!({"orderType": "dine-in", "cart": {"items": [{"name": "x"}]},
+            "tableId": "T7", "notes": "no onions", "id": "temp-1", "orderNumber": "mine"});
+        let order = input(sent.clone());
+        assert_eq!(order.check(), Ok(()));
+        let kept = order.extra_fields();
+        assert_eq!(kept.get("tableId"), Some(&json!("T7")));
+        assert_eq!(kept.get("notes"), Some(&json!("no onions")));
+        assert!(!kept.contains_key("id") && !kept.contains_key("orderNumber"));
+        let mut big = sent;
+        big["notes"] = json!("n".repeat(MAX_EXTRA_BYTES));
+        assert!(
+            input(big)
+                .check()
+                .expect_err("too big")
+                .contains("other fields")
+        );
+        let request: SubmitRequest = serde_json::from_value(json!({"orderType": "takeout",
+            "cart": {"items": [{"name": "x"}]}, "idempotencyKey": "k", "tableNumber": 4}))
+        .expect("a bare order");
+        let SubmitRequest::Bare {
+            order,
+            idempotency_key,
+        } = request
+        else {
+            panic!("bare")
+        };
+        assert_eq!(idempotency_key.as_deref(), Some("k"));
+        assert_eq!(order.extra_fields().get("tableNumber"), Some(&json!(4)));
     }
 
     #[test]
