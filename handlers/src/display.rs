@@ -82,8 +82,9 @@ impl Domain for Display {
     /// Drops the oldest entries of the two lists, oldest first across both (a transcription's
     /// copy in `transcriptions` before the one in `displayUpdates`), until the session fits
     /// `budget`; each list keeps at least its newest entry.
-    fn trim(&self, state: &mut SessionState, budget: usize) {
+    fn trim(&self, state: &mut SessionState, budget: usize) -> bool {
         let mut size = json_len(state);
+        let mut dropped = false;
         while size > budget {
             let oldest = |list: &[DisplayUpdate]| {
                 (list.len() > 1).then(|| list.first().map(|u| u.timestamp))
@@ -95,17 +96,18 @@ impl Domain for Display {
                 (Some(t), Some(d)) => t <= d,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (None, None) => return,
+                (None, None) => break,
             };
             let list = if from_transcriptions {
                 &mut state.transcriptions
             } else {
                 &mut state.display_updates
             };
-            let dropped = list.remove(0);
             // The entry and the comma that separated it from the next.
-            size = size.saturating_sub(json_len(&dropped) + 1);
+            size = size.saturating_sub(json_len(&list.remove(0)) + 1);
+            dropped = true;
         }
+        dropped
     }
 }
 
@@ -213,7 +215,7 @@ mod tests {
         }
         let before = json_len(&state);
         assert!(before > 300_000, "{before}");
-        Display.trim(&mut state, 100_000);
+        assert!(Display.trim(&mut state, 100_000));
         let after = json_len(&state);
         assert!(after <= 100_000, "fits: {after}");
         assert!(after > 80_000, "drops no more than needed: {after}");
@@ -230,7 +232,8 @@ mod tests {
         );
         assert_eq!(kept(&state.transcriptions).last(), Some(&27));
         // Nothing left to drop but the newest of each list: trimming stops there.
-        Display.trim(&mut state, 10);
+        assert!(Display.trim(&mut state, 10));
+        assert!(!Display.trim(&mut state, 10), "nothing left to drop");
         assert_eq!(state.display_updates.len(), 1);
         assert_eq!(state.transcriptions.len(), 1);
     }

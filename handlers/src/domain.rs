@@ -215,10 +215,14 @@ pub trait Domain: Send + Sync + 'static {
         DEFAULT_MAX_STATE_BYTES
     }
 
-    /// Makes a state that a command left over its bound take at most `budget` bytes, by
+    /// Makes a state that commands left over its bound take at most `budget` bytes, by
     /// dropping what this domain may drop (the oldest entries of a log of recent items), never
-    /// what the command just added. The default drops nothing: the command is refused.
-    fn trim(&self, _state: &mut Self::State, _budget: usize) {}
+    /// the newest; returns whether it dropped anything. The runtime calls it on a batch's
+    /// state before its write, and if that is still over, command by command: a command whose
+    /// state does not fit even then is refused. The default drops nothing.
+    fn trim(&self, _state: &mut Self::State, _budget: usize) -> bool {
+        false
+    }
 
     /// I/O to do after a write of this key's state (see [`FollowUp`]). Default: none.
     fn follow_up(&self, _state: &Self::State, _tenant: &str, _key: &str) -> Option<FollowUp> {

@@ -54,6 +54,21 @@ impl Limits {
     }
 }
 
+/// The bytes of `stored.state` inside its encoding of `encoded` bytes, found without
+/// serializing the state again: the encoding less its outbox (mostly frames serialized once
+/// already, so measuring it is little more than adding up lengths) and the fields around.
+pub(crate) fn state_len_in<S>(encoded: usize, stored: &Stored<S>) -> usize {
+    let skeleton = Stored {
+        applied: stored.applied,
+        seq: stored.seq,
+        state: (),
+        outbox: Outbox::default(),
+    };
+    // `()` is written `null`, an empty outbox `{}`.
+    let around = json_len(&skeleton).saturating_sub("null".len() + "{}".len());
+    encoded.saturating_sub(around.saturating_add(json_len(&stored.outbox)))
+}
+
 /// The result of applying a key's commands in memory.
 pub(crate) struct Applied<S> {
     /// The key's state after the commands: changed, or exactly as it was loaded.
@@ -533,6 +548,21 @@ mod tests {
             writes.push((size, out));
         }
         writes
+    }
+
+    #[test]
+    fn the_state_is_measured_inside_its_encoding_without_serializing_it_again() {
+        let items = [
+            add(1, 10),
+            item(2, json!({"shout": "\"quoted\" é"})),
+            add(3, 10),
+        ];
+        let refs: Vec<&Item> = items.iter().collect();
+        let stored = all(&Log { bound: 1 << 20 }, None, &refs)
+            .stored
+            .expect("state");
+        let encoded = serde_json::to_vec(&stored).expect("encode").len();
+        assert_eq!(state_len_in(encoded, &stored), json_len(&stored.state));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tablewire_nats::{resource, subject, token};
-use tablewire_schemas::stored::{Outbox, Record};
+use tablewire_schemas::stored::{Outbox, Record, Stored};
 use tablewire_schemas::{Envelope, Frame, Origin};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -745,11 +745,24 @@ async fn apply_key<D: Domain>(
         };
         // The write is encoded once, and measured: on the common path that is all the size
         // check costs.
-        let value = super::state::encode(state_key, &stored)?;
+        let mut value = super::state::encode(state_key, &stored)?;
+        let over = |value: &Bytes, stored: &Stored<D::State>| {
+            !limits.fits_at_a_glance(value.len())
+                && (value.len() > limits.write
+                    || apply::state_len_in(value.len(), stored) > limits.state)
+        };
         if !careful
-            && !limits.fits_at_a_glance(value.len())
-            && (value.len() > limits.write || crate::domain::json_len(&stored.state) > limits.state)
+            && over(&value, &stored)
+            && value.len() <= limits.write
+            && shared.domain.trim(&mut stored.state, limits.state)
         {
+            // Only the state is over, and the domain may drop old entries (a display
+            // session's oldest updates): dropped from the batch's state, at the cost of one
+            // more encoding, the key keeps its newest entries within its bound as it would
+            // command by command (perhaps a few more old ones).
+            value = super::state::encode(state_key, &stored)?;
+        }
+        if !careful && over(&value, &stored) {
             debug!(
                 key = state_key,
                 bytes = value.len(),
