@@ -1,7 +1,7 @@
 //! The handler runtime: per domain, announce this worker, own a share of the partitions, and
 //! run a [`partition`] worker for each owned partition. All I/O around the pure domains lives
 //! here: consume, order, dedupe, read state, compare-and-set write within byte bounds
-//! ([`apply`]), publish, park what can never be applied ([`park`]), ack.
+//! (`apply`), publish, park what can never be applied (`park`), ack.
 
 mod apply;
 mod direct;
