@@ -193,18 +193,21 @@ async fn commands_are_acknowledged_by_batch_when_provisioned_so() {
     every_command_is_acknowledged_once_applied(true).await;
 }
 
-/// A session whose stored state no longer reads is retried forever, and holds back only its own
-/// commands: with per-command acknowledgements (the default) the sessions sharing its partition,
-/// whose commands come after its own, are applied and acknowledged.
+/// A session whose stored state no longer reads has its command parked (in `TW_PARKED`, with
+/// its reason), not retried forever, and holds back no other: with per-command
+/// acknowledgements (the default) the sessions sharing its partition, whose commands come
+/// after its own, are applied, and every command is acknowledged. The unreadable value is left
+/// as it was for an operator to look at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_whose_state_cannot_be_read_holds_back_only_its_own_commands() {
+async fn a_key_whose_state_cannot_be_read_has_its_command_parked_and_holds_back_no_other() {
     let nats = nats().await;
     let url = nats.client_url().to_string();
     provision(&url, &test_topology()).await;
     let _worker = handler_process(&url);
     let edge = InProcessEdge::start(&url, edge_config()).await;
     let poisoned = session();
-    let kv = async_nats::jetstream::new(client(&url).await)
+    let js = async_nats::jetstream::new(client(&url).await);
+    let kv = js
         .get_key_value(tablewire_nats::resource::state_bucket(Domain::Display))
         .await
         .expect("bucket");
@@ -230,7 +233,7 @@ async fn a_key_whose_state_cannot_be_read_holds_back_only_its_own_commands() {
             update(edge.addr, s, json!({"i": i})).await;
         }
     }
-    wait_until_unacknowledged(&url, 1).await;
+    wait_until_unacknowledged(&url, 0).await;
     for s in &others {
         assert_eq!(
             stored(&url, s).await["seq"].as_u64(),
@@ -244,6 +247,29 @@ async fn a_key_whose_state_cannot_be_read_holds_back_only_its_own_commands() {
         .expect("get")
         .expect("still there");
     assert_eq!(&entry[..], b"not a state", "nothing overwrote it");
+    let mut parked = js
+        .get_stream(tablewire_nats::resource::PARKED_STREAM)
+        .await
+        .expect("parked stream");
+    assert_eq!(parked.info().await.expect("info").state.messages, 1);
+    let message = parked.get_raw_message(1).await.expect("the parked command");
+    let header = |name: &str| {
+        message
+            .headers
+            .get(name)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default()
+    };
+    use tablewire_nats::subject::header::{PARKED_DOMAIN, PARKED_REASON, PARKED_SEQ};
+    assert_eq!(
+        message.subject.as_str(),
+        "tw.parked.display.state_unreadable"
+    );
+    assert_eq!(header(PARKED_REASON), "state_unreadable");
+    assert_eq!(header(PARKED_DOMAIN), "display");
+    assert!(header(PARKED_SEQ).parse::<u64>().is_ok());
+    let envelope: Value = serde_json::from_slice(&message.payload).expect("the envelope as stored");
+    assert_eq!(envelope["key"], poisoned.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

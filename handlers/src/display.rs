@@ -1,13 +1,20 @@
 //! The display domain (seed 000): one key per session. Every update goes to `displayUpdates`,
 //! transcriptions also to `transcriptions`, order summaries and updates replace `currentOrder`;
-//! each list keeps its newest [`HISTORY_LIMIT`] entries. Updates fan out as `update` frames.
+//! each list keeps its newest [`HISTORY_LIMIT`] entries, and fewer when the session would pass
+//! [`MAX_STATE_BYTES`] (the oldest go first, see [`Domain::trim`]). Updates fan out as `update`
+//! frames.
 
-use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::domain::{Context, Domain, Effects, Rejection, json_len};
 use serde_json::json;
 use tablewire_schemas::display::{
     Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SessionState, TRANSCRIPTION,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorCode};
+
+/// Most bytes of one session's stored state. Past it the oldest entries of `transcriptions` and
+/// `displayUpdates` are dropped (each list keeps at least its newest); an update too big even
+/// then is refused with `STATE_FULL`.
+pub const MAX_STATE_BYTES: usize = 512 * 1024;
 
 /// The display domain.
 #[derive(Debug, Default, Clone, Copy)]
@@ -82,6 +89,41 @@ impl Domain for Display {
                 Ok(())
             }
         }
+    }
+
+    fn max_state_bytes(&self) -> usize {
+        MAX_STATE_BYTES
+    }
+
+    /// Drops the oldest entries of the two lists, oldest first across both (a transcription's
+    /// copy in `transcriptions` before the one in `displayUpdates`), until the session fits
+    /// `budget`; each list keeps at least its newest entry.
+    fn trim(&self, state: &mut SessionState, budget: usize) -> bool {
+        let mut size = json_len(state);
+        let mut dropped = false;
+        while size > budget {
+            let oldest = |list: &[DisplayUpdate]| {
+                (list.len() > 1).then(|| list.first().map(|u| u.timestamp))
+            };
+            let from_transcriptions = match (
+                oldest(&state.transcriptions),
+                oldest(&state.display_updates),
+            ) {
+                (Some(t), Some(d)) => t <= d,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let list = if from_transcriptions {
+                &mut state.transcriptions
+            } else {
+                &mut state.display_updates
+            };
+            // The entry and the comma that separated it from the next.
+            size = size.saturating_sub(json_len(&list.remove(0)) + 1);
+            dropped = true;
+        }
+        dropped
     }
 }
 
@@ -172,6 +214,52 @@ mod tests {
         assert_eq!(state.display_updates.len(), HISTORY_LIMIT);
         assert_eq!(state.transcriptions[0].display_data, json!(150));
         assert_eq!(state.display_updates[99].display_data, json!(249));
+    }
+
+    #[test]
+    fn trimming_drops_the_oldest_of_both_lists_until_the_session_fits() {
+        let o = origin();
+        let mut state = Display.new_state(&ctx(&o, None, 0));
+        let mut fx = Effects::default();
+        let text = "x".repeat(10_000);
+        for i in 0..30 {
+            let kind = if i % 3 == 0 {
+                "transcription"
+            } else {
+                "dish_card"
+            };
+            Display
+                .apply(
+                    &mut state,
+                    update(kind, json!({"i": i, "text": text})),
+                    &ctx(&o, None, i),
+                    &mut fx,
+                )
+                .expect("apply");
+        }
+        let before = json_len(&state);
+        assert!(before > 300_000, "{before}");
+        assert!(Display.trim(&mut state, 100_000));
+        let after = json_len(&state);
+        assert!(after <= 100_000, "fits: {after}");
+        assert!(after > 80_000, "drops no more than needed: {after}");
+        let kept = |list: &[DisplayUpdate]| -> Vec<i64> {
+            list.iter()
+                .map(|u| u.display_data["i"].as_i64().expect("i"))
+                .collect()
+        };
+        let updates = kept(&state.display_updates);
+        assert_eq!(updates.last(), Some(&29), "the newest stays");
+        assert!(
+            updates.windows(2).all(|w| w[1] == w[0] + 1),
+            "a contiguous newest run: {updates:?}"
+        );
+        assert_eq!(kept(&state.transcriptions).last(), Some(&27));
+        // Nothing left to drop but the newest of each list: trimming stops there.
+        assert!(Display.trim(&mut state, 10));
+        assert!(!Display.trim(&mut state, 10), "nothing left to drop");
+        assert_eq!(state.display_updates.len(), 1);
+        assert_eq!(state.transcriptions.len(), 1);
     }
 
     #[test]

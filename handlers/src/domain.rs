@@ -115,6 +115,29 @@ impl Effects {
     }
 }
 
+/// The bytes `value` takes as JSON (as KV stores it), counted without building the text. For a
+/// value that cannot be serialized, `usize::MAX`.
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// The byte bound of a key's state when its domain names none ([`Domain::max_state_bytes`]).
+pub const DEFAULT_MAX_STATE_BYTES: usize = 256 * 1024;
+
 fn to_value(value: impl Serialize) -> Value {
     // Frames are built from plain structs and maps; they always serialize.
     serde_json::to_value(value).unwrap_or(Value::Null)
@@ -180,6 +203,25 @@ pub trait Domain: Send + Sync + 'static {
             map.insert("timestamp".to_string(), json!(ctx.now_ms));
         }
         frame
+    }
+
+    /// Most bytes one key's state may take as stored JSON. A command after which the state
+    /// would be larger (and larger than before it) is refused with `STATE_FULL`, unless
+    /// [`Domain::trim`] makes room; the state stays exactly as it was. The runtime also keeps it
+    /// to at most half the server's `max_payload`, so that a write (state plus what the batch
+    /// produced) always fits one NATS message. Checked by the runtime once per write on the
+    /// common path; only a write past a bound is redone command by command.
+    fn max_state_bytes(&self) -> usize {
+        DEFAULT_MAX_STATE_BYTES
+    }
+
+    /// Makes a state that commands left over its bound take at most `budget` bytes, by
+    /// dropping what this domain may drop (the oldest entries of a log of recent items), never
+    /// the newest; returns whether it dropped anything. The runtime calls it on a batch's
+    /// state before its write, and if that is still over, command by command: a command whose
+    /// state does not fit even then is refused. The default drops nothing.
+    fn trim(&self, _state: &mut Self::State, _budget: usize) -> bool {
+        false
     }
 
     /// I/O to do after a write of this key's state (see [`FollowUp`]). Default: none.

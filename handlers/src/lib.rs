@@ -14,7 +14,8 @@
 //! - [`transcriber`] — a `tw.svc.transcribe` service forwarding to an OpenAI-compatible
 //!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
-//!   state writes, fan-out, acknowledgements, and the follow-ups domains ask for. Entry point: [`runtime::run`].
+//!   state writes within byte bounds, fan-out, acknowledgements, parking commands that can never
+//!   be applied, and the follow-ups domains ask for. Entry point: [`runtime::run`].
 //! - [`http_client`] — the one outbound HTTP(S) client (rustls with the system's roots), used by
 //!   the collab webhook and the transcriber.
 //! - [`records`] — the SQL writer that drains the records stream into the database.

@@ -24,6 +24,15 @@ pub struct RejectionLabels {
     pub code: String,
 }
 
+/// Labels naming a domain and why a command was parked.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ParkedLabels {
+    /// The domain.
+    pub domain: String,
+    /// The reason (`runtime` names them: `envelope_unreadable`, `invalid_id`, …).
+    pub reason: String,
+}
+
 /// Every handler metric.
 #[derive(Clone)]
 pub struct Metrics {
@@ -37,6 +46,16 @@ pub struct Metrics {
     pub writes: Family<DomainLabel, Counter>,
     /// Compare-and-set writes that lost to another writer.
     pub conflicts: Family<DomainLabel, Counter>,
+    /// Commands handed back to NATS to be delivered again later (NATS unreachable, a timeout,
+    /// a key contended): each delivery that could not be applied yet.
+    pub retries: Family<DomainLabel, Counter>,
+    /// Commands parked: set aside in `TW_PARKED`, never applied.
+    pub parked: Family<ParkedLabels, Counter>,
+    /// Keys whose batch passed a byte bound (state or write) and was applied command by
+    /// command, refusing or cutting where needed.
+    pub bounded_batches: Family<DomainLabel, Counter>,
+    /// Partition workers restarted after a panic.
+    pub partition_panics: Family<DomainLabel, Counter>,
     /// Batches processed from the stream instead of from delivery order.
     pub untrusted_batches: Family<DomainLabel, Counter>,
     /// Events fanned out.
@@ -62,6 +81,10 @@ impl Metrics {
             skipped: Family::default(),
             writes: Family::default(),
             conflicts: Family::default(),
+            retries: Family::default(),
+            parked: Family::default(),
+            bounded_batches: Family::default(),
+            partition_panics: Family::default(),
             untrusted_batches: Family::default(),
             events: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
@@ -87,6 +110,26 @@ impl Metrics {
             "cas_conflicts",
             "State writes that lost a compare-and-set",
             metrics.conflicts.clone(),
+        );
+        r.register(
+            "retries",
+            "Deliveries handed back to be applied later (a transient failure)",
+            metrics.retries.clone(),
+        );
+        r.register(
+            "parked",
+            "Commands parked in TW_PARKED, by reason",
+            metrics.parked.clone(),
+        );
+        r.register(
+            "bounded_batches",
+            "Key batches applied command by command because a write passed a byte bound",
+            metrics.bounded_batches.clone(),
+        );
+        r.register(
+            "partition_panics",
+            "Partition workers restarted after a panic",
+            metrics.partition_panics.clone(),
         );
         r.register(
             "untrusted_batches",

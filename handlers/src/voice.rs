@@ -3,7 +3,8 @@
 //! and decides what to send to the transcriber next; the runtime makes that request as a
 //! [`FollowUp`] on `tw.svc.transcribe` and feeds the answer back as `transcribed` or
 //! `transcribe_failed`. Audio stays in the state until `voice:end` plus [`GRACE`], so nothing
-//! is lost while no transcriber is reachable.
+//! is lost while no transcriber is reachable; a session that would keep more than
+//! [`MAX_AUDIO_BYTES`] refuses the chunk with `STATE_FULL` (audio cannot be dropped).
 
 use crate::domain::{Context, Domain, Effects, FollowUp, FollowUpAction, Rejection};
 use serde::{Deserialize, Serialize};
@@ -20,10 +21,17 @@ use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 pub const GRACE: Duration = Duration::from_secs(300);
 /// How long the transcriber may take to answer one request.
 pub const TRANSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Most audio (base64 bytes) one session keeps.
+/// Most audio one session keeps: base64 bytes plus [`CHUNK_OVERHEAD`] per chunk.
 pub const MAX_AUDIO_BYTES: usize = 512 * 1024;
+/// What one chunk adds to the stored state besides its audio (`{"sequence":…,"audio":""}`).
+pub const CHUNK_OVERHEAD: usize = 40;
 /// Chunks held out of order waiting for a missing one.
 pub const MAX_WAITING: usize = 256;
+/// How far ahead of the next expected sequence number a chunk may be: the numbers in between
+/// are reported as missing at the end, so this bounds that list.
+pub const MAX_AHEAD: u64 = 1024;
+/// Most bytes of one session's stored state: the audio, the chunks waiting and the rest.
+pub const MAX_STATE_BYTES: usize = 640 * 1024;
 
 /// The voice domain.
 #[derive(Debug, Default, Clone, Copy)]
@@ -75,8 +83,15 @@ pub struct VoiceState {
 
 impl VoiceState {
     fn audio_bytes(&self) -> usize {
-        self.audio.iter().map(|c| c.audio.len()).sum::<usize>()
-            + self.waiting.values().map(String::len).sum::<usize>()
+        self.audio
+            .iter()
+            .map(|c| c.audio.len() + CHUNK_OVERHEAD)
+            .sum::<usize>()
+            + self
+                .waiting
+                .values()
+                .map(|audio| audio.len() + CHUNK_OVERHEAD)
+                .sum::<usize>()
     }
 
     /// Releases waiting chunks that now follow in order.
@@ -172,12 +187,25 @@ impl Domain for Voice {
                     state.duplicates += 1;
                     return Ok(());
                 }
+                if sequence - state.next > MAX_AHEAD {
+                    return Err(Rejection::new(
+                        ErrorCode::ValidationError,
+                        format!(
+                            "sequence {sequence} is more than {MAX_AHEAD} ahead of the next \
+                             expected ({})",
+                            state.next
+                        ),
+                    ));
+                }
                 if state.waiting.len() >= MAX_WAITING
-                    || state.audio_bytes() + audio.len() > MAX_AUDIO_BYTES
+                    || state.audio_bytes() + audio.len() + CHUNK_OVERHEAD > MAX_AUDIO_BYTES
                 {
                     return Err(Rejection::new(
-                        ErrorCode::MessageTooBig,
-                        format!("a voice session keeps at most {MAX_AUDIO_BYTES} bytes of audio"),
+                        ErrorCode::StateFull,
+                        format!(
+                            "a voice session keeps at most {MAX_AUDIO_BYTES} bytes of audio \
+                             and {MAX_WAITING} chunks out of order"
+                        ),
                     ));
                 }
                 state.waiting.insert(sequence, audio);
@@ -261,6 +289,10 @@ impl Domain for Voice {
 
     fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
         error_event(error.code, error.message.clone(), ctx.now_ms)
+    }
+
+    fn max_state_bytes(&self) -> usize {
+        MAX_STATE_BYTES
     }
 
     fn follow_up(&self, state: &VoiceState, tenant: &str, key: &str) -> Option<FollowUp> {
@@ -471,5 +503,108 @@ mod tests {
         assert!(state.in_flight.is_none());
         apply(&mut state, Command::End { duration: None });
         assert_eq!(requested(&state), vec![4], "a repeated end retries");
+    }
+
+    fn refused(state: &mut VoiceState, command: Command) -> ErrorCode {
+        let before = state.clone();
+        let origin = Origin {
+            edge: String::new(),
+            conn: None,
+            request: None,
+        };
+        let ctx = Context {
+            now_ms: 1_000,
+            stream_seq: 1,
+            message_id: "m",
+            tenant: "r1",
+            key: "s1",
+            claims: None,
+            origin: &origin,
+        };
+        let error = Voice
+            .apply(state, command, &ctx, &mut Effects::default())
+            .expect_err("refused");
+        assert_eq!(*state, before, "a refusal changes nothing");
+        error.0.code
+    }
+
+    #[test]
+    fn audio_waiting_for_a_transcriber_is_bounded_and_refused_when_full() {
+        let mut state = VoiceState {
+            next: 1,
+            ..Default::default()
+        };
+        // A transcriber that never answers: every chunk stays.
+        let chunk = "A".repeat(64 * 1024);
+        let mut sequence = 1;
+        while state.audio_bytes() + chunk.len() + CHUNK_OVERHEAD <= MAX_AUDIO_BYTES {
+            let audio = Command::Audio {
+                sequence,
+                audio: chunk.clone(),
+            };
+            apply(&mut state, audio);
+            sequence += 1;
+        }
+        let full = Command::Audio {
+            sequence,
+            audio: chunk,
+        };
+        assert_eq!(refused(&mut state, full), ErrorCode::StateFull);
+        assert!(crate::domain::json_len(&state) <= MAX_STATE_BYTES);
+        // Tiny chunks count their share of the state too, not only their audio.
+        let mut tiny = VoiceState {
+            next: 1,
+            ..Default::default()
+        };
+        let mut sequence = 1;
+        loop {
+            let audio = Command::Audio {
+                sequence,
+                audio: "A".into(),
+            };
+            let origin = Origin {
+                edge: String::new(),
+                conn: None,
+                request: None,
+            };
+            let ctx = Context {
+                now_ms: 1_000,
+                stream_seq: sequence,
+                message_id: "m",
+                tenant: "r1",
+                key: "s1",
+                claims: None,
+                origin: &origin,
+            };
+            if Voice
+                .apply(&mut tiny, audio, &ctx, &mut Effects::default())
+                .is_err()
+            {
+                break;
+            }
+            sequence += 1;
+        }
+        assert!(crate::domain::json_len(&tiny) <= MAX_STATE_BYTES);
+    }
+
+    #[test]
+    fn a_chunk_far_ahead_is_refused_so_the_gap_list_stays_small() {
+        let mut state = VoiceState {
+            next: 1,
+            ..Default::default()
+        };
+        apply(&mut state, audio(1));
+        assert_eq!(
+            refused(&mut state, audio(2 + MAX_AHEAD + 1)),
+            ErrorCode::ValidationError
+        );
+        apply(&mut state, audio(2 + MAX_AHEAD));
+        let fx = apply(&mut state, Command::End { duration: None });
+        assert_eq!(
+            fx.events[0].value()["data"]["missing"]
+                .as_array()
+                .map(Vec::len),
+            Some(MAX_AHEAD as usize)
+        );
     }
 }

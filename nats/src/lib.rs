@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`token`] — ids (sessions, rooms, tenants, devices) as safe subject tokens and KV keys.
-//! - [`subject`] — every subject (`tw.in.…`, `tw.out.…`, `tw.edge.…`, `tw.rec.…`) and header.
+//! - [`subject`] — every subject (`tw.in.…`, `tw.out.…`, `tw.edge.…`, `tw.rec.…`, `tw.parked.…`) and header.
 //! - [`resource`] — every stream, consumer, priority group and KV bucket name.
 //! - [`provision`] — idempotent creation of all of them ([`provision::Topology`] sets the shape).
 //! - [`server`] — finds a `nats-server` >= 2.11 and runs one (or a 3-node cluster) for `dev`,

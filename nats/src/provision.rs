@@ -44,6 +44,11 @@ pub struct Topology {
     /// acknowledgements hold back only that key. Applies to consumers created from now on
     /// (nats-server does not change an existing consumer's ack policy).
     pub ack_by_batch: bool,
+    /// How long the parked stream (`TW_PARKED`) keeps a command a handler could not apply.
+    pub parked_max_age: Duration,
+    /// Most bytes the parked stream holds; past it the oldest parked commands are dropped (a
+    /// flood of bad commands never stops handlers from parking the next one).
+    pub parked_max_bytes: i64,
 }
 
 impl Default for Topology {
@@ -58,6 +63,8 @@ impl Default for Topology {
             worker_ttl: Duration::from_secs(6),
             device_presence_ttl: Duration::from_secs(60),
             ack_by_batch: false,
+            parked_max_age: Duration::from_secs(14 * 24 * 3600),
+            parked_max_bytes: 256 << 20,
         }
     }
 }
@@ -108,8 +115,8 @@ fn parts_max_age(domain: Domain) -> Duration {
 }
 
 /// Creates or updates everything for `domains`: one input stream with its partition consumers
-/// and one state bucket per domain, plus the records stream, the workers bucket and the device
-/// tag directory.
+/// and one state bucket per domain, plus the records stream, the parked stream, the workers
+/// bucket and the device tag directory.
 pub async fn provision(
     js: &jetstream::Context,
     domains: &[Domain],
@@ -119,6 +126,7 @@ pub async fn provision(
         provision_domain(js, domain, topology).await?;
     }
     provision_records(js, topology).await?;
+    provision_parked(js, topology).await?;
     js.create_or_update_key_value(kv::Config {
         bucket: resource::WORKERS_BUCKET.to_string(),
         description: "live handler workers".to_string(),
@@ -347,6 +355,32 @@ async fn provision_records(
     create_or_update_consumer(&stream, config, resource::RECORDS_CONSUMER).await
 }
 
+/// The dead-letter stream: limits retention (nobody consumes it; an operator reads it), bounded
+/// by age and bytes, discarding the oldest, deduplicated so that a command parked again after a
+/// crash is stored once.
+async fn provision_parked(
+    js: &jetstream::Context,
+    topology: &Topology,
+) -> Result<(), ProvisionError> {
+    let name = resource::PARKED_STREAM;
+    js.create_or_update_stream(stream::Config {
+        name: name.to_string(),
+        description: Some("commands handlers could not apply, with their reason".to_string()),
+        subjects: vec![subject::parked_filter()],
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: topology.parked_max_age,
+        max_bytes: topology.parked_max_bytes,
+        storage: stream::StorageType::File,
+        num_replicas: topology.replicas,
+        duplicate_window: topology.duplicate_window.min(topology.parked_max_age),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(name)(e.into()))?;
+    Ok(())
+}
+
 /// The partition count an input stream was provisioned with, if it exists.
 pub async fn current_partitions(js: &jetstream::Context, stream: &str) -> Option<u16> {
     let mut stream = js.get_stream(stream).await.ok()?;
@@ -426,6 +460,15 @@ mod live_tests {
         js.get_key_value(resource::WORKERS_BUCKET)
             .await
             .expect("workers bucket");
+        let mut parked = js
+            .get_stream(resource::PARKED_STREAM)
+            .await
+            .expect("parked stream");
+        let config = parked.info().await.expect("info").config.clone();
+        assert_eq!(config.subjects, [crate::subject::parked_filter()]);
+        assert_eq!(config.retention, stream::RetentionPolicy::Limits);
+        assert_eq!(config.max_age, Topology::default().parked_max_age);
+        assert_eq!(config.max_bytes, Topology::default().parked_max_bytes);
     }
 
     #[tokio::test]

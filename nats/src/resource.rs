@@ -5,6 +5,7 @@
 //! | `TW_IN_{DOMAIN}` | stream | accepted commands of one domain, partitioned, deduplicated by `Nats-Msg-Id` |
 //! | `{domain}-p{n}` | durable pull consumer on `TW_IN_{DOMAIN}` | partition `n`, one pinned worker at a time |
 //! | `TW_RECORDS` | stream | records on their way to SQL |
+//! | `TW_PARKED` | stream | commands a handler could not apply, with why (limits retention: a max age and a byte bound) |
 //! | `recorder` | durable pull consumer on `TW_RECORDS` | what the SQL writer has stored |
 //! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
 //! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL |
@@ -32,6 +33,12 @@ pub const WORKER_GROUP: &str = "workers";
 
 /// The stream of records waiting for the SQL writer.
 pub const RECORDS_STREAM: &str = "TW_RECORDS";
+
+/// The stream of parked commands: those a handler met and could never apply (an unreadable
+/// envelope, a state that no longer reads, a domain that panics on them, a write too big for
+/// NATS), set aside with their reason instead of being retried forever. Kept for the
+/// topology's `parked_max_age`, at most `parked_max_bytes` (the oldest go first).
+pub const PARKED_STREAM: &str = "TW_PARKED";
 
 /// The durable consumer the SQL writer reads records with.
 pub const RECORDS_CONSUMER: &str = "recorder";
@@ -110,5 +117,6 @@ mod tests {
         assert_eq!(state_bucket(Domain::Display), "tw_state_display");
         assert_eq!(state_key("_", "abc"), "_.abc");
         assert_eq!(worker_key(Domain::Display, "w 1"), "display.=772031");
+        assert_eq!(PARKED_STREAM, "TW_PARKED");
     }
 }

@@ -7,6 +7,7 @@
 //! | `tw.out.{domain}.{tenant}.{key}` | events for every client of one key (core NATS) |
 //! | `tw.edge.{edge}` | replies for one sender on one edge (core NATS) |
 //! | `tw.rec.{domain}.{tenant}.{kind}` | records on their way to SQL (records stream) |
+//! | `tw.parked.{domain}.{reason}` | commands a handler could not apply (parked stream) |
 //! | `tw.svc.transcribe` | transcriber requests and replies (core NATS request/reply) |
 //!
 //! `{tenant}` and `{key}` are ids encoded by [`crate::token::encode`].
@@ -81,6 +82,17 @@ pub fn records_filter() -> String {
     "tw.rec.>".to_string()
 }
 
+/// Where a handler parks a command of `domain` it cannot apply, for `reason` (a short
+/// snake_case word, see the `Tw-Parked-…` headers in [`header`]).
+pub fn parked(domain: Domain, reason: &str) -> String {
+    format!("tw.parked.{domain}.{}", encode(reason))
+}
+
+/// What the parked stream listens to.
+pub fn parked_filter() -> String {
+    "tw.parked.>".to_string()
+}
+
 /// Where the voice handler asks a transcriber (request/reply; JSON contract in
 /// `tablewire_schemas::voice`). Transcribers subscribe in the queue group
 /// [`TRANSCRIBER_GROUP`] so each request goes to one of them.
@@ -99,6 +111,21 @@ pub mod header {
     pub const REQUEST: &str = "Tw-Request";
     /// Marks an event as the answer to a command that was rejected.
     pub const REJECTED: &str = "Tw-Rejected";
+    /// Why a parked command was parked: a short snake_case word (`state_unreadable`, …).
+    pub const PARKED_REASON: &str = "Tw-Parked-Reason";
+    /// A parked command's reason in words (one line).
+    pub const PARKED_DETAIL: &str = "Tw-Parked-Detail";
+    /// The domain whose input stream held a parked command.
+    pub const PARKED_DOMAIN: &str = "Tw-Parked-Domain";
+    /// A parked command's sequence in its input stream.
+    pub const PARKED_SEQ: &str = "Tw-Parked-Seq";
+    /// The partition of its input stream a parked command was in.
+    pub const PARKED_PARTITION: &str = "Tw-Parked-Partition";
+    /// The subject a parked command was stored under in its input stream.
+    pub const PARKED_SUBJECT: &str = "Tw-Parked-Subject";
+    /// Set when a parked command's payload was cut to fit a message: its length before.
+    pub const PARKED_TRUNCATED: &str = "Tw-Parked-Truncated";
+
     /// Where a notice (a frame one key's handler sends to another key's subscribers, without
     /// a place in that key's sequence) stands among its sender's: `{applied}.{index} {source}`
     /// ([`notice_position`]). The same when the notice is published again after a takeover,
@@ -157,6 +184,10 @@ mod tests {
             "tw.in.display.*.t1.s1"
         );
         assert_eq!(output_tenant(Domain::Display, "t1"), "tw.out.display.t1.>");
+        assert_eq!(
+            parked(Domain::Pos, "state_unreadable"),
+            "tw.parked.pos.state_unreadable"
+        );
     }
 
     #[test]

@@ -41,6 +41,13 @@ impl Default for Settings {
     }
 }
 
+/// Most bytes of one room's stored state. Every change frame carries the whole order and a
+/// finalize also records and announces it, so one command's write is up to about four times
+/// the room: this keeps it within nats-server's default 1 MiB message. A room of 200 items
+/// and 50 participants with every field at its longest ASCII length takes about half of it; a
+/// change past it is refused with `STATE_FULL` (items are never dropped).
+pub const MAX_STATE_BYTES: usize = 192 * 1024;
+
 /// Roles that may finalize an order they did not start.
 pub const FINALIZE_ROLES: &[&str] = &[role::SERVICE, role::ADMIN, "staff"];
 
@@ -382,6 +389,10 @@ impl Domain for Collab {
         room.order = next;
         room.rate_tat_us = tat;
         Ok(())
+    }
+
+    fn max_state_bytes(&self) -> usize {
+        MAX_STATE_BYTES
     }
 }
 

@@ -465,3 +465,39 @@ fn sanitize_trims_strips_and_caps() {
     assert_eq!(sanitize("abcdef", 3), "abc");
     assert_eq!(sanitize("ab  cd", 3), "ab");
 }
+
+#[test]
+fn the_largest_plain_room_fits_its_bound_and_finalizing_it_fits_one_message() {
+    let mut room = Room::new();
+    let long = |c: char, n: usize| std::iter::repeat_n(c, n).collect::<String>();
+    let ids: Vec<String> = (0..limit::PARTICIPANTS)
+        .map(|i| format!("{i:03}{}", long('p', limit::PARTICIPANT_ID - 3)))
+        .collect();
+    for id in &ids {
+        room.ok(json!({"type": "join", "participantId": id,
+            "participantName": long('n', limit::NAME),
+            "data": {"phone": long('9', limit::SHORT_FIELD)}}));
+    }
+    for i in 0..limit::ITEMS {
+        room.ok(
+            json!({"type": "add_item", "participantId": ids[i % ids.len()], "data": {
+            "dishName": long('d', limit::DISH_NAME), "dishType": long('t', limit::DISH_TYPE),
+            "customization": long('c', limit::CUSTOMIZATION),
+            "quantity": 99, "price": limit::PRICE}}),
+        );
+    }
+    let size = crate::domain::json_len(&room.stored);
+    assert!(size <= MAX_STATE_BYTES, "{size}");
+    let fx = room.ok(json!({"type": "finalize", "participantId": ids[0]}));
+    let effects: usize = fx
+        .events
+        .iter()
+        .map(|f| f.get().len())
+        .chain(fx.records.iter().map(|(_, data)| data.get().len()))
+        .chain(fx.notices.iter().map(|n| n.frame.get().len()))
+        .sum();
+    assert!(
+        size + effects < 1024 * 1024 - 64 * 1024,
+        "state {size} + effects {effects}"
+    );
+}

@@ -1,10 +1,13 @@
 //! The handler runtime: per domain, announce this worker, own a share of the partitions, and
 //! run a [`partition`] worker for each owned partition. All I/O around the pure domains lives
-//! here: consume, order, dedupe, read state, compare-and-set write, publish, ack.
+//! here: consume, order, dedupe, read state, compare-and-set write within byte bounds
+//! (`apply`), publish, park what can never be applied (`park`), ack.
 
+mod apply;
 mod direct;
 mod follow_up;
 mod membership;
+mod park;
 mod partition;
 mod state;
 
@@ -25,10 +28,10 @@ pub(crate) use state::StateStore;
 /// What can stop the runtime or one key's batch.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// NATS or JetStream failed; retried.
+    /// NATS or JetStream failed; retried with a growing delay, never parked.
     #[error("NATS: {0}")]
     Nats(String),
-    /// A stored value cannot be read.
+    /// A stored value cannot be read (the commands of its key are parked).
     #[error("corrupt data: {0}")]
     Corrupt(String),
     /// A key kept losing compare-and-set writes.
@@ -248,6 +251,9 @@ async fn spawn_domain<D: Domain>(
     } else {
         None
     };
+    js.get_stream(resource::PARKED_STREAM)
+        .await
+        .map_err(|e| RuntimeError::NotProvisioned(format!("{}: {e}", resource::PARKED_STREAM)))?;
     let workers = js
         .get_key_value(resource::WORKERS_BUCKET)
         .await
@@ -307,7 +313,14 @@ async fn run_domain<D: Domain>(
             }
         };
         let owned = membership::assign(partitions, &live, &me);
-        running.retain(|_, (_, handle)| !handle.is_finished());
+        // A partition worker that ended by itself (it panicked outside a batch) is started
+        // again below if the partition is still this worker's.
+        running.retain(|partition, (_, handle)| {
+            if handle.is_finished() {
+                warn!(domain = %D::NAME, partition, "partition worker ended; restarting it");
+            }
+            !handle.is_finished()
+        });
         for &p in &owned {
             running.entry(p).or_insert_with(|| {
                 let (stop_tx, stop_rx) = watch::channel(false);

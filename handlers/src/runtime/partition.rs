@@ -10,37 +10,77 @@
 //! yet acknowledged, including those delivered to a worker that died. Together with the
 //! `applied` sequence in each key's state this keeps per-key order and exactly-once effect
 //! whatever the delivery did.
+//!
+//! Bounded: a key's write is measured once (the bytes it encodes anyway); one past its
+//! domain's state bound or the server's `max_payload` is redone command by command
+//! ([`super::apply::bounded`]), refusing, trimming or cutting the batch into several writes.
+//! A command that can never be applied is parked ([`super::park`]) and acknowledged; one that
+//! failed for a passing reason (NATS, a timeout, contention) is delivered again after a
+//! growing delay. A panic while processing a batch leaves the partition running: the batch
+//! comes back.
 
+use super::apply::{self, Limits};
+use super::park::{self, Parked, Reason};
 use super::state::{Loaded, Written};
 use super::{RuntimeError, Shared};
-use crate::domain::{Context, Domain, Effects};
+use crate::domain::Domain;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tablewire_nats::{resource, subject, token};
-use tablewire_schemas::stored::{Emitted, Outbox, Record, SequencedEvent, Stored};
-use tablewire_schemas::{Envelope, ErrorBody, ErrorCode, Frame};
+use tablewire_schemas::stored::{Outbox, Record, Stored};
+use tablewire_schemas::{Envelope, Frame, Origin};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How often a key's write is retried after losing a compare-and-set.
 const MAX_ATTEMPTS: usize = 8;
-/// How long a failed command waits before it is delivered again.
+/// How long a command that failed for a passing reason waits before it is delivered again the
+/// first time; each further delivery waits twice as long, up to [`MAX_RETRY_DELAY`].
 const RETRY_DELAY: Duration = Duration::from_millis(250);
+/// The longest wait before a failed command is delivered again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(8);
 /// Most cached key states per partition before the cache is emptied.
 const MAX_CACHED: usize = 20_000;
+/// The longest message id an envelope may carry.
+const MAX_MESSAGE_ID: usize = 4096;
 
 /// One command to apply: from a delivery (with the message to acknowledge) or read from the
 /// stream while rebuilding a batch.
-struct Item {
-    seq: u64,
-    state_key: String,
-    envelope: Envelope,
-    message: Option<jetstream::Message>,
+pub(crate) struct Item {
+    pub seq: u64,
+    pub state_key: String,
+    pub envelope: Envelope,
+    /// The subject the input stream stored it under.
+    pub subject: String,
+    /// The message as stored (what parking it keeps).
+    pub payload: Bytes,
+    pub message: Option<jetstream::Message>,
+}
+
+impl Item {
+    fn parked(&self, reason: Reason, detail: String) -> Parked {
+        Parked {
+            seq: self.seq,
+            subject: self.subject.clone(),
+            payload: self.payload.clone(),
+            reason,
+            detail,
+        }
+    }
+}
+
+/// A stored command that is no command of this domain's: parked, never applied.
+struct Unreadable {
+    reason: Reason,
+    detail: String,
+    /// The envelope, when it read as one (to answer its sender).
+    envelope: Option<Box<Envelope>>,
 }
 
 /// What this worker keeps for a partition between batches.
@@ -49,7 +89,6 @@ struct PartitionState<S> {
     /// The consumer sequence the next delivery must have for the batch to be trusted.
     expected_next: Option<u64>,
 }
-
 /// Runs one partition until `stop` says so, then hands it over.
 pub(crate) async fn run<D: Domain>(
     shared: Arc<Shared<D>>,
@@ -126,7 +165,27 @@ pub(crate) async fn run<D: Domain>(
                     }
                     if !batch.is_empty() {
                         received_any = true;
-                        process_batch(&shared, partition, &mut state, acks, batch).await;
+                        let processed = AssertUnwindSafe(process_batch(
+                            &shared, partition, &mut state, acks, batch,
+                        ))
+                        .catch_unwind()
+                        .await;
+                        if let Err(panic) = processed {
+                            // Not applied, not acknowledged: the batch comes back, rebuilt from
+                            // the stream, and the partition stays owned.
+                            error!(
+                                consumer = %name,
+                                panic = %apply::panic_message(panic.as_ref()),
+                                "a batch panicked; the partition goes on and the batch comes back"
+                            );
+                            shared
+                                .metrics
+                                .partition_panics
+                                .get_or_create(&shared.label)
+                                .inc();
+                            state.cache.clear();
+                            state.expected_next = None;
+                        }
                     }
                     if broken {
                         continue 'pull;
@@ -162,8 +221,9 @@ enum Acks {
     /// `AckPolicy::All` (`Topology::ack_by_batch`): one acknowledgement, of the batch's last
     /// delivery, once every key of the batch is written and its records stored. With a failed
     /// key, of the last delivery before that key's first command (written commands after it
-    /// come back and are skipped by their key's `applied` sequence), so a key that never
-    /// applies holds back its partition.
+    /// come back and are skipped by their key's `applied` sequence), so a key failing for a
+    /// passing reason holds back its partition until it is written (one that can never be
+    /// applied is parked).
     Batch,
     /// `AckPolicy::Explicit`, the default: each command once its key is written and the
     /// batch's records stored.
@@ -182,7 +242,7 @@ async fn process_batch<D: Domain>(
     let mut items = Vec::with_capacity(messages.len());
     let mut max_seq = 0;
     let mut last_consumer_seq = None;
-    // Deliveries that cannot be read: by batch, the batch's acknowledgement drops them.
+    // Deliveries that are no command of this domain: parked, then acknowledged.
     let mut unreadable = Vec::new();
     for message in messages {
         let (seq, consumer_seq, delivered) = match message.info() {
@@ -198,33 +258,71 @@ async fn process_batch<D: Domain>(
         pstate.expected_next = Some(consumer_seq + 1);
         last_consumer_seq = Some(consumer_seq);
         max_seq = max_seq.max(seq);
-        match parse_item::<D>(&message.subject, seq, &message.payload) {
+        let payload = message.payload.clone();
+        match parse_item::<D>(&message.subject, seq, &payload) {
             Ok(mut item) => {
                 item.message = Some(message);
                 items.push(item);
             }
             Err(why) => {
-                warn!(seq, subject = %message.subject, %why, "dropping a command that cannot be read");
-                // By batch, the batch's acknowledgement drops it (a `Term` would acknowledge
-                // every delivery before it, applied or not).
-                match acks {
-                    Acks::PerMessage => {
-                        let _ = message.ack_with(AckKind::Term).await;
-                    }
-                    Acks::Batch => unreadable.push(message),
-                }
+                let parked = Parked {
+                    seq,
+                    subject: message.subject.to_string(),
+                    payload,
+                    reason: why.reason,
+                    detail: why.detail,
+                };
+                unreadable.push((parked, why.envelope, message));
             }
         }
     }
 
     let mut foreign = 0;
+    // The lowest stream sequence of a command that could not be applied or parked.
+    let mut first_failed = u64::MAX;
+    // Parked deliveries waiting for the batch's acknowledgement (by batch only).
+    let mut unreadable_done = Vec::new();
+    if !unreadable.is_empty() {
+        let parked: Vec<Parked> = unreadable.iter().map(|(p, ..)| p.clone()).collect();
+        match park::park(shared, partition, &parked).await {
+            Ok(()) => {
+                let mut replies = Vec::new();
+                for (parked, envelope, message) in unreadable {
+                    if let Some(reply) = envelope.as_ref().and_then(|envelope| {
+                        park::parked_reply(&shared.domain, envelope, parked.seq, parked.reason)
+                    }) {
+                        replies.push(reply);
+                    }
+                    match acks {
+                        Acks::PerMessage => {
+                            if let Err(e) = message.ack().await {
+                                debug!(error = %e, "ack failed; the parked command comes back and is parked once");
+                            }
+                        }
+                        // Acknowledged with the batch: an acknowledgement here would also
+                        // acknowledge every delivery before it.
+                        Acks::Batch => unreadable_done.push(message),
+                    }
+                }
+                publish_replies(shared, replies).await;
+            }
+            Err(e) => {
+                warn!(partition, error = %e, "cannot park unreadable commands; will retry");
+                for (parked, _, message) in &unreadable {
+                    first_failed = first_failed.min(parked.seq);
+                    nak(shared, message).await;
+                }
+                pstate.expected_next = None;
+            }
+        }
+    }
     if !trusted {
         shared
             .metrics
             .untrusted_batches
             .get_or_create(&shared.label)
             .inc();
-        match scan_partition::<D>(shared, partition, max_seq).await {
+        match scan_partition::<D>(shared, partition, max_seq, acks).await {
             Ok(scanned) => {
                 let have: std::collections::HashSet<u64> = items.iter().map(|i| i.seq).collect();
                 for item in scanned {
@@ -236,7 +334,7 @@ async fn process_batch<D: Domain>(
             }
             Err(e) => {
                 warn!(partition, error = %e, "cannot read the partition to rebuild a batch; retrying");
-                nak_all(items.iter().filter_map(|i| i.message.as_ref())).await;
+                nak_all(shared, items.iter().filter_map(|i| i.message.as_ref())).await;
                 pstate.expected_next = None;
                 return;
             }
@@ -265,12 +363,10 @@ async fn process_batch<D: Domain>(
         })
         .collect();
     let work = work.into_iter().map(|(key, items, cached)| async move {
-        let result = apply_key(shared, &key, &items, trusted, cached).await;
+        let result = apply_key(shared, partition, &key, &items, trusted, cached).await;
         (key, items, result)
     });
     let mut all_ok = true;
-    // The lowest stream sequence of a key that could not be applied.
-    let mut first_failed = u64::MAX;
     let mut records = Vec::new();
     // Commands of written keys, acknowledged (per message) once the batch's records are stored.
     let mut written = Vec::new();
@@ -280,13 +376,15 @@ async fn process_batch<D: Domain>(
             Ok(key_done) => {
                 records.extend(key_done.records);
                 written.extend(items.into_iter().filter_map(|i| i.message));
-                pstate.cache.insert(key, key_done.loaded);
+                if let Some(loaded) = key_done.loaded {
+                    pstate.cache.insert(key, loaded);
+                }
             }
             Err(e) => {
                 all_ok = false;
                 first_failed = items.iter().map(|i| i.seq).fold(first_failed, u64::min);
                 warn!(key = %key, error = %e, "could not apply; will retry");
-                nak_all(items.iter().filter_map(|i| i.message.as_ref())).await;
+                nak_all(shared, items.iter().filter_map(|i| i.message.as_ref())).await;
             }
         }
     }
@@ -295,7 +393,7 @@ async fn process_batch<D: Domain>(
     // fail, the commands come back and their keys' outboxes are published again.
     if let Err(e) = store_records::<D>(shared, &records).await {
         warn!(partition, error = %e, "could not store the batch's records; will retry");
-        nak_all(written.iter()).await;
+        nak_all(shared, written.iter()).await;
         pstate.expected_next = None;
         return;
     }
@@ -309,11 +407,12 @@ async fn process_batch<D: Domain>(
         }
         Acks::Batch => {
             // Acknowledging a delivery acknowledges every command up to its stream sequence,
-            // and every command up to the first failed key's was applied: in a trusted batch
-            // nothing else was outstanding, an untrusted one read them all from the stream.
+            // and every command up to the first failed key's was applied or parked: in a
+            // trusted batch nothing else was outstanding, an untrusted one read them all from
+            // the stream.
             let last = written
                 .iter()
-                .chain(&unreadable)
+                .chain(&unreadable_done)
                 .filter_map(|m| Some((m.info().ok()?.stream_sequence, m)))
                 .filter(|(seq, _)| *seq < first_failed)
                 .max_by_key(|(seq, _)| *seq);
@@ -324,7 +423,7 @@ async fn process_batch<D: Domain>(
             }
         }
     }
-    if !all_ok {
+    if !all_ok || first_failed != u64::MAX {
         pstate.expected_next = None;
     } else if !trusted {
         // Trust the next batch only if nothing outside this one was waiting.
@@ -336,21 +435,70 @@ async fn process_batch<D: Domain>(
     }
 }
 
-async fn nak_all<'a>(messages: impl Iterator<Item = &'a jetstream::Message>) {
+/// How long a delivery that failed for a passing reason waits before it comes again: longer
+/// with every delivery, so a key that keeps failing (NATS away) costs little while it does.
+fn retry_delay(delivered: i64) -> Duration {
+    let doublings = delivered.saturating_sub(1).clamp(0, 16) as u32;
+    RETRY_DELAY
+        .saturating_mul(1u32 << doublings)
+        .min(MAX_RETRY_DELAY)
+}
+
+/// Hands a delivery back to be delivered again after [`retry_delay`].
+async fn nak<D: Domain>(shared: &Shared<D>, message: &jetstream::Message) {
+    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    shared.metrics.retries.get_or_create(&shared.label).inc();
+    let _ = message
+        .ack_with(AckKind::Nak(Some(retry_delay(delivered))))
+        .await;
+}
+
+async fn nak_all<'a, D: Domain>(
+    shared: &Shared<D>,
+    messages: impl Iterator<Item = &'a jetstream::Message>,
+) {
     for message in messages {
-        let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+        nak(shared, message).await;
     }
 }
 
-fn parse_item<D: Domain>(stored_subject: &str, seq: u64, payload: &[u8]) -> Result<Item, String> {
-    let envelope: Envelope =
-        serde_json::from_slice(payload).map_err(|e| format!("not an envelope: {e}"))?;
-    if envelope.domain != D::NAME {
+/// Checks what of an envelope can reach a subject, a header or a KV key.
+fn check_ids(envelope: &Envelope) -> Result<(), String> {
+    token::validate_id(&envelope.tenant).map_err(|e| format!("tenant: {e}"))?;
+    token::validate_id(&envelope.key).map_err(|e| format!("key: {e}"))?;
+    if envelope.id.is_empty()
+        || envelope.id.len() > MAX_MESSAGE_ID
+        || envelope.id.chars().any(char::is_control)
+    {
         return Err(format!(
-            "envelope for domain {} in {}",
-            envelope.domain,
-            D::NAME
+            "message id: not 1 to {MAX_MESSAGE_ID} bytes without control characters"
         ));
+    }
+    Ok(())
+}
+
+fn parse_item<D: Domain>(
+    stored_subject: &str,
+    seq: u64,
+    payload: &Bytes,
+) -> Result<Item, Unreadable> {
+    let unreadable = |detail: String, envelope: Option<Envelope>| Unreadable {
+        reason: Reason::EnvelopeUnreadable,
+        detail,
+        envelope: envelope.map(Box::new),
+    };
+    let envelope: Envelope = serde_json::from_slice(payload)
+        .map_err(|e| unreadable(format!("not an envelope: {e}"), None))?;
+    if envelope.domain != D::NAME {
+        let detail = format!("envelope for domain {} in {}", envelope.domain, D::NAME);
+        return Err(unreadable(detail, Some(envelope)));
+    }
+    if let Err(detail) = check_ids(&envelope) {
+        return Err(Unreadable {
+            reason: Reason::InvalidId,
+            detail,
+            envelope: Some(Box::new(envelope)),
+        });
     }
     // The subject decides the partition; the envelope must agree with it.
     let mut tokens = stored_subject.rsplit('.');
@@ -358,231 +506,183 @@ fn parse_item<D: Domain>(stored_subject: &str, seq: u64, payload: &[u8]) -> Resu
     if key_token != Some(&*token::encode(&envelope.key))
         || tenant_token != Some(&*token::encode(&envelope.tenant))
     {
-        return Err("envelope tenant/key do not match its subject".to_string());
+        let detail = "envelope tenant/key do not match its subject".to_string();
+        return Err(unreadable(detail, Some(envelope)));
     }
     Ok(Item {
         seq,
         state_key: resource::state_key(&envelope.tenant, &envelope.key),
         envelope,
+        subject: stored_subject.to_string(),
+        payload: payload.clone(),
         message: None,
     })
 }
 
-/// Every command still in the stream for `partition` up to `max_seq`, in order.
+/// Every command still in the stream for `partition` up to `max_seq`, in order. Acknowledging
+/// by batch, stored messages that are no command of this domain are parked on the way (again,
+/// if they were delivered and parked already: parking is deduplicated), so that the batch's
+/// acknowledgement never passes over one unparked; per command, each is parked when it is
+/// delivered.
 async fn scan_partition<D: Domain>(
     shared: &Shared<D>,
     partition: u16,
     max_seq: u64,
+    acks: Acks,
 ) -> Result<Vec<Item>, RuntimeError> {
     let filter = subject::input_partition_filter(D::NAME, partition);
     let mut items = Vec::new();
+    let mut unreadable = Vec::new();
     let mut next = 1;
-    while next <= max_seq {
+    'scan: while next <= max_seq {
         let batch = super::direct::next_batch(shared, &filter, next, 256).await?;
         let Some(last) = batch.last().map(|m| m.seq) else {
             break;
         };
         for message in batch {
             if message.seq > max_seq {
-                return Ok(items);
+                break 'scan;
             }
             match parse_item::<D>(&message.subject, message.seq, &message.payload) {
                 Ok(item) => items.push(item),
-                Err(why) => debug!(seq = message.seq, %why, "skipping unreadable command in scan"),
+                Err(why) if acks == Acks::PerMessage => {
+                    debug!(seq = message.seq, why = %why.detail, "skipping unreadable command in scan");
+                }
+                Err(why) => unreadable.push(Parked {
+                    seq: message.seq,
+                    subject: message.subject,
+                    payload: message.payload,
+                    reason: why.reason,
+                    detail: why.detail,
+                }),
             }
         }
         next = last + 1;
     }
+    park::park(shared, partition, &unreadable).await?;
     Ok(items)
-}
-
-/// The result of applying a key's commands in memory.
-struct Applied<S> {
-    /// The key's state after the commands: changed, or exactly as it was loaded.
-    stored: Option<Stored<S>>,
-    /// Whether any command was applied (so `stored` must be written).
-    changed: bool,
-    replies: Vec<(tablewire_schemas::Origin, Frame)>,
-    applied: u64,
-    rejected: u64,
-    /// A command asked for the key's removal; commands after it were left for the next round.
-    remove: bool,
-    /// The sequence of the last command this round looked at.
-    last_seq: u64,
-    /// The time (`Context::now_ms`) of that command.
-    last_at: i64,
-}
-
-/// Takes the loaded state by value: cloning it per batch (with its outbox) was a large share of
-/// a handler's CPU for domains with big states, and a rejected command leaves it untouched.
-fn apply_in_memory<D: Domain>(
-    shared: &Shared<D>,
-    mut stored: Option<Stored<D::State>>,
-    items: &[&Item],
-) -> Applied<D::State> {
-    let mut events = Vec::new();
-    let mut records = Vec::new();
-    let mut commands = Vec::new();
-    let mut notices = Vec::new();
-    let mut replies = Vec::new();
-    let (mut applied, mut rejected) = (0, 0);
-    let mut last_seq = 0;
-    let mut last_at = 0;
-    let mut remove = false;
-    for item in items {
-        if remove {
-            break;
-        }
-        last_seq = item.seq;
-        let env = &item.envelope;
-        last_at = env.at;
-        let ctx = Context {
-            now_ms: env.at,
-            stream_seq: item.seq,
-            message_id: &env.id,
-            tenant: &env.tenant,
-            key: &env.key,
-            claims: env.claims.as_ref(),
-            origin: &env.origin,
-        };
-        let command = match serde_json::from_str::<D::Command>(env.command.get()) {
-            Ok(command) => command,
-            Err(e) => {
-                let error = ErrorBody::with_message(ErrorCode::InvalidMessage, e.to_string());
-                let frame = Frame::from(&shared.domain.error_frame(&error, &ctx));
-                replies.push((env.origin.clone(), frame));
-                rejected += 1;
-                continue;
-            }
-        };
-        let mut fresh = None;
-        let state = match stored.as_mut() {
-            Some(s) => &mut s.state,
-            None => fresh.insert(shared.domain.new_state(&ctx)),
-        };
-        let mut effects = Effects::default();
-        match shared.domain.apply(state, command, &ctx, &mut effects) {
-            Ok(()) => {
-                applied += 1;
-                if let Some(state) = fresh {
-                    stored = Some(Stored {
-                        applied: 0,
-                        seq: 0,
-                        state,
-                        outbox: Outbox::default(),
-                    });
-                }
-                let Some(s) = stored.as_mut() else { continue };
-                for frame in effects.events {
-                    s.seq += 1;
-                    events.push(SequencedEvent {
-                        seq: s.seq,
-                        frame: frame.with_seq(s.seq),
-                    });
-                }
-                for (i, (kind, data)) in effects.records.into_iter().enumerate() {
-                    records.push(Record {
-                        id: format!("{}:{}:{}:{i}", D::NAME, item.state_key, item.seq),
-                        kind,
-                        tenant: env.tenant.clone(),
-                        data,
-                    });
-                }
-                for (i, (domain, tenant, key, command)) in effects.commands.into_iter().enumerate()
-                {
-                    commands.push(Emitted {
-                        id: format!("{}:{}:{}:c{i}", D::NAME, item.state_key, item.seq),
-                        domain,
-                        tenant,
-                        key,
-                        command,
-                        at: env.at,
-                    });
-                }
-                notices.extend(effects.notices);
-                replies.extend(effects.replies);
-                remove = effects.remove;
-            }
-            Err(rejection) => {
-                rejected += 1;
-                shared
-                    .metrics
-                    .rejected
-                    .get_or_create(&crate::metrics::RejectionLabels {
-                        domain: D::NAME.as_str().to_string(),
-                        code: rejection.0.code.name().to_string(),
-                    })
-                    .inc();
-                let frame = Frame::from(&shared.domain.error_frame(&rejection.0, &ctx));
-                replies.push((env.origin.clone(), frame));
-            }
-        }
-    }
-    let changed = applied > 0;
-    if let Some(s) = stored.as_mut().filter(|_| changed) {
-        s.applied = last_seq;
-        s.outbox = Outbox {
-            events,
-            records,
-            commands,
-            notices,
-        };
-    }
-    Applied {
-        stored,
-        changed,
-        replies,
-        applied,
-        rejected,
-        remove,
-        last_seq,
-        last_at,
-    }
 }
 
 /// A key's commands applied and written.
 struct KeyDone<S> {
-    loaded: Loaded<S>,
+    /// The key's state as last written or read, for the partition's cache (`None` when it does
+    /// not read: its commands were parked).
+    loaded: Option<Loaded<S>>,
     /// The records its last write produced, for the batch to store before it acknowledges the
-    /// commands (a republished outbox's records are stored before the key is written again).
+    /// commands (a republished outbox's records, and those of a write the batch was cut after,
+    /// are stored before the key is written again).
     records: Vec<Record<Frame>>,
 }
 
+/// A key's state as read, or the news that it did not read and its commands were parked.
+enum Read<S> {
+    State(Loaded<S>),
+    Parked,
+}
+
+/// Reads a key's state; when it does not read as the domain's state (a permanent condition),
+/// parks `pending` with that reason and answers their senders instead. The stored value is
+/// left as it is.
+async fn read_or_park<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    state_key: &str,
+    pending: &[&Item],
+) -> Result<Read<D::State>, RuntimeError> {
+    let why = match load_state(shared, state_key).await {
+        Err(RuntimeError::Corrupt(why)) => why,
+        other => return other.map(Read::State),
+    };
+    let parked: Vec<Parked> = pending
+        .iter()
+        .map(|item| item.parked(Reason::StateUnreadable, why.clone()))
+        .collect();
+    park::park(shared, partition, &parked).await?;
+    let replies = pending
+        .iter()
+        .filter_map(|item| {
+            park::parked_reply(
+                &shared.domain,
+                &item.envelope,
+                item.seq,
+                Reason::StateUnreadable,
+            )
+        })
+        .collect();
+    publish_replies(shared, replies).await;
+    Ok(Read::Parked)
+}
+
+fn count_rejections<D: Domain>(shared: &Shared<D>, codes: &[&'static str]) {
+    for code in codes {
+        shared
+            .metrics
+            .rejected
+            .get_or_create(&crate::metrics::RejectionLabels {
+                domain: D::NAME.as_str().to_string(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+}
+
 /// Applies one key's commands (sorted by sequence) and makes their effects durable and visible,
-/// all but the records, which it returns for the batch to store.
+/// all but the records of its last write, which it returns for the batch to store. Usually one
+/// write; several when the batch's write would pass a byte bound. Commands that can never be
+/// applied are parked; an error means a passing failure, and the commands come back.
 async fn apply_key<D: Domain>(
     shared: &Shared<D>,
+    partition: u16,
     state_key: &str,
     items: &[Item],
     trusted: bool,
     cached: Option<Loaded<D::State>>,
 ) -> Result<KeyDone<D::State>, RuntimeError> {
-    let mut loaded = match cached {
-        Some(loaded) => loaded,
-        None => load_state(shared, state_key).await?,
+    let parked_done = || KeyDone {
+        loaded: None,
+        records: Vec::new(),
     };
-    let mut records = Vec::new();
+    // The commands not dealt with yet, in order.
+    let mut pending: Vec<&Item> = items.iter().collect();
     let (tenant, key) = match items.first() {
         Some(item) => (item.envelope.tenant.as_str(), item.envelope.key.as_str()),
-        None => return Ok(KeyDone { loaded, records }),
+        None => {
+            return Ok(KeyDone {
+                loaded: cached,
+                records: Vec::new(),
+            });
+        }
+    };
+    let mut loaded = match cached {
+        Some(loaded) => loaded,
+        None => match read_or_park(shared, partition, state_key, &pending).await? {
+            Read::State(loaded) => loaded,
+            Read::Parked => return Ok(parked_done()),
+        },
     };
     // Commands at or below this were applied before the key was removed in this call (its
     // state, and so its `applied` sequence, is gone).
     let mut removed_through = 0;
-    for _ in 0..MAX_ATTEMPTS {
+    // A worker may have died between writing this key and publishing what the write produced:
+    // unless delivery is trusted, publish it again (edges drop repeated sequence numbers, SQL
+    // drops repeated record ids).
+    let mut republish = !trusted;
+    // Set once the whole batch's write passed a byte bound or a domain panicked: from then on
+    // command by command.
+    let mut careful = false;
+    let mut conflicts = 0;
+    loop {
         let applied_before = loaded.applied().max(removed_through);
-        let stale = items.iter().filter(|i| i.seq <= applied_before).count();
+        let stale = pending.iter().filter(|i| i.seq <= applied_before).count();
         if stale > 0 {
             shared
                 .metrics
                 .skipped
                 .get_or_create(&shared.label)
                 .inc_by(stale as u64);
+            pending.retain(|i| i.seq > applied_before);
         }
-        // A worker may have died between writing this key and publishing what the write
-        // produced: publish it again (edges drop repeated sequence numbers, SQL drops repeated
-        // record ids).
-        if (!trusted || stale > 0)
+        if (republish || stale > 0)
             && let Some(stored) = &loaded.stored
         {
             publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
@@ -591,9 +691,12 @@ async fn apply_key<D: Domain>(
             // batch's store then fail, these records would be gone with it.
             store_records::<D>(shared, &stored.outbox.records).await?;
         }
-        let fresh: Vec<&Item> = items.iter().filter(|i| i.seq > applied_before).collect();
-        if fresh.is_empty() {
-            return Ok(KeyDone { loaded, records });
+        republish = false;
+        if pending.is_empty() {
+            return Ok(KeyDone {
+                loaded: Some(loaded),
+                records: Vec::new(),
+            });
         }
         let previous_follow_up = loaded
             .stored
@@ -601,18 +704,94 @@ async fn apply_key<D: Domain>(
             .and_then(|before| shared.domain.follow_up(&before.state, tenant, key))
             .map(|follow_up| follow_up.id);
         let loaded_revision = loaded.revision;
-        let outcome = apply_in_memory(shared, loaded.stored.take(), &fresh);
+        let limits = Limits::of(shared);
+        let outcome = if careful {
+            shared
+                .metrics
+                .bounded_batches
+                .get_or_create(&shared.label)
+                .inc();
+            apply::bounded(&shared.domain, loaded.stored.take(), &pending, limits)
+        } else {
+            apply::all(&shared.domain, loaded.stored.take(), &pending)
+        };
+        if outcome.panicked {
+            // Whatever the batch did to the state is not to be trusted: read it again and go
+            // command by command, parking the one that panics.
+            careful = true;
+            loaded = match read_or_park(shared, partition, state_key, &pending).await? {
+                Read::State(loaded) => loaded,
+                Read::Parked => return Ok(parked_done()),
+            };
+            continue;
+        }
         let mut stored = match outcome.stored {
             Some(stored) if outcome.changed => stored,
             unchanged => {
+                // Every command was refused or parked: nothing to write.
+                let parked = parked_items(&pending, &outcome.parked);
+                park::park(shared, partition, &parked).await?;
+                count_rejections(shared, &outcome.rejections);
                 publish_replies(shared, outcome.replies).await;
                 let loaded = Loaded {
                     revision: loaded_revision,
                     stored: unchanged,
                 };
-                return Ok(KeyDone { loaded, records });
+                return Ok(KeyDone {
+                    loaded: Some(loaded),
+                    records: Vec::new(),
+                });
             }
         };
+        // The write is encoded once, and measured: on the common path that is all the size
+        // check costs.
+        let mut value = match super::state::encode(state_key, &stored) {
+            Ok(value) => value,
+            // A state that does not serialize (a domain bug): command by command, the command
+            // that made it so measures as endless and is refused.
+            Err(e) if !careful => {
+                warn!(key = state_key, error = %e, "state does not serialize; applying command by command");
+                careful = true;
+                loaded = match read_or_park(shared, partition, state_key, &pending).await? {
+                    Read::State(loaded) => loaded,
+                    Read::Parked => return Ok(parked_done()),
+                };
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let over = |value: &Bytes, stored: &Stored<D::State>| {
+            !limits.fits_at_a_glance(value.len())
+                && (value.len() > limits.write
+                    || apply::state_len_in(value.len(), stored) > limits.state)
+        };
+        if !careful
+            && over(&value, &stored)
+            && value.len() <= limits.write
+            && shared.domain.trim(&mut stored.state, limits.state)
+        {
+            // Only the state is over, and the domain may drop old entries (a display
+            // session's oldest updates): dropped from the batch's state, at the cost of one
+            // more encoding, the key keeps its newest entries within its bound as it would
+            // command by command (perhaps a few more old ones).
+            value = super::state::encode(state_key, &stored)?;
+        }
+        if !careful && over(&value, &stored) {
+            debug!(
+                key = state_key,
+                bytes = value.len(),
+                "write past a bound; applying command by command"
+            );
+            careful = true;
+            loaded = match read_or_park(shared, partition, state_key, &pending).await? {
+                Read::State(loaded) => loaded,
+                Read::Parked => return Ok(parked_done()),
+            };
+            continue;
+        }
+        // Parked commands are stored before the write that passes them by `applied`.
+        let parked = parked_items(&pending, &outcome.parked);
+        park::park(shared, partition, &parked).await?;
         // Parts first, not awaited before the state write (one round trip less). They go to
         // another stream, so for a moment a reader may find the state naming a part not yet
         // stored (the edge reads a fresh POS order's body again); nothing of this write is
@@ -631,12 +810,12 @@ async fn apply_key<D: Domain>(
         let ttl = shared.domain.time_to_live(&stored.state, outcome.last_at);
         match shared
             .state
-            .write(state_key, &stored, loaded_revision, ttl)
+            .write(state_key, value, loaded_revision, ttl)
             .await?
         {
             Written::Ok(revision) => {
-                if let Some(pending) = pending_parts {
-                    parts_stored(shared, pending, &parts).await?;
+                if let Some(sent) = pending_parts {
+                    parts_stored(shared, sent, &parts).await?;
                     shared.domain.parts_written(&mut stored.state);
                 }
                 shared.metrics.writes.get_or_create(&shared.label).inc();
@@ -645,15 +824,16 @@ async fn apply_key<D: Domain>(
                     .applied
                     .get_or_create(&shared.label)
                     .inc_by(outcome.applied);
+                count_rejections(shared, &outcome.rejections);
                 let now = super::now_ms();
-                for item in &fresh {
+                for item in pending.iter().filter(|i| i.seq <= outcome.last_seq) {
                     let latency = (now - item.envelope.at).max(0) as f64 / 1000.0;
                     shared.metrics.apply_latency.observe(latency);
                 }
                 debug!(
                     key = state_key,
                     applied = outcome.applied,
-                    rejected = outcome.rejected,
+                    rejected = outcome.rejections.len(),
                     "written"
                 );
                 // Clients first: the write made every effect durable (its outbox is republished
@@ -662,6 +842,7 @@ async fn apply_key<D: Domain>(
                 publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
                 publish_replies(shared, outcome.replies).await;
                 publish_commands(shared, &stored.outbox).await?;
+                pending.retain(|i| i.seq > outcome.last_seq);
                 if outcome.remove {
                     // Written (with its outbox) and published, its records stored now rather
                     // than with the batch's: once the key goes, no outbox is left to publish
@@ -674,12 +855,8 @@ async fn apply_key<D: Domain>(
                         revision,
                         stored: None,
                     };
-                    if fresh.iter().all(|i| i.seq <= outcome.last_seq) {
-                        return Ok(KeyDone { loaded, records });
-                    }
                     continue;
                 }
-                records.extend(stored.outbox.records.iter().cloned());
                 super::follow_up::start(
                     shared,
                     tenant,
@@ -687,19 +864,49 @@ async fn apply_key<D: Domain>(
                     previous_follow_up.as_deref(),
                     &stored,
                 );
-                let loaded = Loaded {
+                if pending.is_empty() {
+                    let records = stored.outbox.records.clone();
+                    let loaded = Loaded {
+                        revision,
+                        stored: Some(stored),
+                    };
+                    return Ok(KeyDone {
+                        loaded: Some(loaded),
+                        records,
+                    });
+                }
+                // The batch was cut: the next write replaces this outbox, so its records are
+                // stored first.
+                store_records::<D>(shared, &stored.outbox.records).await?;
+                loaded = Loaded {
                     revision,
                     stored: Some(stored),
                 };
-                return Ok(KeyDone { loaded, records });
             }
             Written::Conflict => {
                 shared.metrics.conflicts.get_or_create(&shared.label).inc();
-                loaded = load_state(shared, state_key).await?;
+                conflicts += 1;
+                if conflicts >= MAX_ATTEMPTS {
+                    return Err(RuntimeError::Contended(state_key.to_string()));
+                }
+                loaded = match read_or_park(shared, partition, state_key, &pending).await? {
+                    Read::State(loaded) => loaded,
+                    Read::Parked => return Ok(parked_done()),
+                };
             }
         }
     }
-    Err(RuntimeError::Contended(state_key.to_string()))
+}
+
+/// The commands `parked` names (by sequence), ready to park.
+fn parked_items(pending: &[&Item], parked: &[(u64, Reason, String)]) -> Vec<Parked> {
+    parked
+        .iter()
+        .filter_map(|(seq, reason, why)| {
+            let item = pending.iter().find(|i| i.seq == *seq)?;
+            Some(item.parked(*reason, why.clone()))
+        })
+        .collect()
 }
 
 /// Waits for parts sent before a state that is now written. Should one not be stored (the
@@ -777,7 +984,12 @@ async fn publish_events<D: Domain>(
         let payload = Bytes::copy_from_slice(notice.frame.get().as_bytes());
         let mut headers = HeaderMap::new();
         let position = subject::header::notice_position(D::NAME, tenant, key, applied, index);
-        headers.insert(subject::header::NOTICE, position.as_str());
+        // Tenant and key were checked when the command was read; a header never panics here.
+        let Ok(position) = position.parse::<async_nats::HeaderValue>() else {
+            warn!(%position, "a notice position that is no header value; notice dropped");
+            continue;
+        };
+        headers.insert(subject::header::NOTICE, position);
         shared
             .client
             .publish_with_headers(
@@ -915,12 +1127,13 @@ async fn store_all<D: Domain>(
     Ok(())
 }
 
-async fn publish_replies<D: Domain>(
-    shared: &Shared<D>,
-    replies: Vec<(tablewire_schemas::Origin, Frame)>,
-) {
-    // Commands emitted by other handlers have no edge: nobody to answer.
-    for (origin, frame) in replies.into_iter().filter(|(o, _)| !o.edge.is_empty()) {
+async fn publish_replies<D: Domain>(shared: &Shared<D>, replies: Vec<(Origin, Frame)>) {
+    // Commands emitted by other handlers have no edge: nobody to answer. An origin whose ids
+    // would break a header is not answered either.
+    for (origin, frame) in replies
+        .into_iter()
+        .filter(|(o, _)| !o.edge.is_empty() && park::answerable(o))
+    {
         let mut headers = HeaderMap::new();
         if let Some(conn) = origin.conn {
             headers.insert(subject::header::CONN, conn.to_string().as_str());

@@ -112,20 +112,16 @@ impl StateStore {
         })
     }
 
-    /// Writes a key's state if its last revision is still `expected` (0: if it has none). With
-    /// a `ttl` the server removes the entry that long after the write (rounded up to whole
-    /// seconds) unless a later write replaces it.
-    pub async fn write<S: Serialize>(
+    /// Writes a key's state, as [`encode`] made it, if its last revision is still `expected`
+    /// (0: if it has none). With a `ttl` the server removes the entry that long after the
+    /// write (rounded up to whole seconds) unless a later write replaces it.
+    pub async fn write(
         &self,
         key: &str,
-        stored: &Stored<S>,
+        value: Bytes,
         expected: u64,
         ttl: Option<Duration>,
     ) -> Result<Written, RuntimeError> {
-        let value = Bytes::from(
-            serde_json::to_vec(stored)
-                .map_err(|e| RuntimeError::Corrupt(format!("serialize state {key}: {e}")))?,
-        );
         if let Some(ttl) = ttl.filter(|_| self.ttl_allowed) {
             return self.write_with_ttl(key, value, expected, ttl).await;
         }
@@ -221,6 +217,13 @@ impl StateStore {
             Err(e) => Err(RuntimeError::Nats(format!("read state {key}: {e}"))),
         }
     }
+}
+
+/// A key's state as JSON, ready for [`StateStore::write`] (and to be measured first).
+pub(crate) fn encode<S: Serialize>(key: &str, stored: &Stored<S>) -> Result<Bytes, RuntimeError> {
+    serde_json::to_vec(stored)
+        .map(Bytes::from)
+        .map_err(|e| RuntimeError::Corrupt(format!("serialize state {key}: {e}")))
 }
 
 /// A TTL in the whole seconds `Nats-TTL` takes: rounded up, at least one.
