@@ -214,7 +214,7 @@ async fn a_key_whose_state_cannot_be_read_has_its_command_parked_and_holds_back_
     kv.put(format!("_.{poisoned}"), "not a state".into())
         .await
         .expect("put");
-    // Stored, but never applied: the answer says so instead of claiming success.
+    // Never applied: the answer says it was parked instead of claiming success.
     let (status, body) = post(
         edge.addr,
         &format!("/session/{poisoned}/update"),
@@ -224,7 +224,8 @@ async fn a_key_whose_state_cannot_be_read_has_its_command_parked_and_holds_back_
     .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (504, Some("TIMEOUT"))
+        (422, Some("COMMAND_PARKED")),
+        "{body}"
     );
     // 24 sessions over 4 partitions: some share the poisoned one's, after its command.
     let others: Vec<String> = (0..24).map(|_| session()).collect();
