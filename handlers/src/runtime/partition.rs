@@ -322,16 +322,8 @@ async fn process_batch<D: Domain>(
             .untrusted_batches
             .get_or_create(&shared.label)
             .inc();
-        match scan_partition::<D>(shared, partition, max_seq, acks).await {
-            Ok(scanned) => {
-                let have: std::collections::HashSet<u64> = items.iter().map(|i| i.seq).collect();
-                for item in scanned {
-                    if !have.contains(&item.seq) {
-                        foreign += 1;
-                        items.push(item);
-                    }
-                }
-            }
+        match scan_until_caught_up::<D>(shared, partition, max_seq, acks).await {
+            Ok(scan) => foreign = merge_scan(&mut items, scan),
             Err(e) => {
                 warn!(partition, error = %e, "cannot read the partition to rebuild a batch; retrying");
                 nak_all(shared, items.iter().filter_map(|i| i.message.as_ref())).await;
@@ -519,6 +511,65 @@ fn parse_item<D: Domain>(
     })
 }
 
+/// What a scan of the partition read: its commands, and the highest stream sequence it saw
+/// (at most the scan's bound).
+struct Scan {
+    items: Vec<Item>,
+    reached: u64,
+}
+
+/// How often a scan is read again when the replica that answered was behind the batch.
+const SCAN_ATTEMPTS: u32 = 5;
+
+/// [`scan_partition`], read again (after a short wait) while the answer does not reach
+/// `max_seq`, the batch's highest delivered sequence. A direct get may be answered by any
+/// replica of the input stream, and one that has not stored the batch's last command yet has
+/// not stored every command before it either; rebuilding from it would leave out a command that
+/// was delivered to a worker that died, and once a later command of its key is applied that
+/// one would be skipped as applied: lost. Fails (the batch is retried) when no answer reaches.
+async fn scan_until_caught_up<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    max_seq: u64,
+    acks: Acks,
+) -> Result<Scan, RuntimeError> {
+    let mut attempt = 0;
+    loop {
+        let scan = scan_partition::<D>(shared, partition, max_seq, acks).await?;
+        if scan.reached >= max_seq {
+            return Ok(scan);
+        }
+        attempt += 1;
+        shared
+            .metrics
+            .lagging_scans
+            .get_or_create(&shared.label)
+            .inc();
+        if attempt >= SCAN_ATTEMPTS {
+            return Err(RuntimeError::Nats(format!(
+                "the stream replica answering reads is behind (at {} of {max_seq})",
+                scan.reached
+            )));
+        }
+        debug!(
+            partition,
+            reached = scan.reached,
+            max_seq,
+            "scan answered by a lagging replica; reading again"
+        );
+        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+    }
+}
+
+/// Adds the scanned commands the batch's deliveries did not bring to `items`; returns how many
+/// (commands delivered to another worker before, or not yet delivered).
+fn merge_scan(items: &mut Vec<Item>, scan: Scan) -> usize {
+    let have: std::collections::HashSet<u64> = items.iter().map(|i| i.seq).collect();
+    let before = items.len();
+    items.extend(scan.items.into_iter().filter(|i| !have.contains(&i.seq)));
+    items.len() - before
+}
+
 /// Every command still in the stream for `partition` up to `max_seq`, in order. Acknowledging
 /// by batch, stored messages that are no command of this domain are parked on the way (again,
 /// if they were delivered and parked already: parking is deduplicated), so that the batch's
@@ -529,10 +580,11 @@ async fn scan_partition<D: Domain>(
     partition: u16,
     max_seq: u64,
     acks: Acks,
-) -> Result<Vec<Item>, RuntimeError> {
+) -> Result<Scan, RuntimeError> {
     let filter = subject::input_partition_filter(D::NAME, partition);
     let mut items = Vec::new();
     let mut unreadable = Vec::new();
+    let mut reached = 0;
     let mut next = 1;
     'scan: while next <= max_seq {
         let batch = super::direct::next_batch(shared, &filter, next, 256).await?;
@@ -543,6 +595,7 @@ async fn scan_partition<D: Domain>(
             if message.seq > max_seq {
                 break 'scan;
             }
+            reached = message.seq;
             match parse_item::<D>(&message.subject, message.seq, &message.payload) {
                 Ok(item) => items.push(item),
                 Err(why) if acks == Acks::PerMessage => {
@@ -560,7 +613,7 @@ async fn scan_partition<D: Domain>(
         next = last + 1;
     }
     park::park(shared, partition, &unreadable).await?;
-    Ok(items)
+    Ok(Scan { items, reached })
 }
 
 /// A key's commands applied and written.
