@@ -118,6 +118,22 @@ pub struct EdgeSettings {
     /// Device heartbeat interval in seconds; a device silent for two is closed and goes offline.
     #[arg(long, env = "TABLEWIRE_DEVICE_HEARTBEAT_SECS", default_value_t = 30)]
     pub device_heartbeat_secs: u64,
+    /// Seconds an HTTP request body may take to arrive in full (later: 408 and the connection
+    /// closed).
+    #[arg(long, env = "TABLEWIRE_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_timeout_secs: u64,
+    /// Connections (HTTP and WebSocket) open at once, in all. Default: the open-file limit
+    /// (ulimit -n) less 512, so accept never fails at the file limit.
+    #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (IPv6: one /64); 0 for no limit, e.g.
+    /// behind a proxy that connects from one address.
+    #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one client address (a burst of as many); 0 for no
+    /// limit.
+    #[arg(long, env = "TABLEWIRE_CONNECTION_RATE_PER_IP", default_value_t = 100)]
+    pub connection_rate_per_ip: u32,
 }
 
 /// `tablewire edge`.

@@ -61,6 +61,13 @@ pub async fn provision(url: &str, topology: &Topology) {
         .expect("provision");
 }
 
+/// Every test client connects from 127.0.0.1, most HTTP requests on a connection of their own:
+/// the per-address limits of a production edge would refuse them (tests/hostile.rs checks the
+/// limits with values of its own).
+pub const TEST_CONNECTIONS_PER_IP: usize = 100_000;
+/// See [`TEST_CONNECTIONS_PER_IP`].
+pub const TEST_CONNECTION_RATE_PER_IP: u32 = 100_000;
+
 pub fn edge_config() -> tablewire_edge::Config {
     tablewire_edge::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -69,6 +76,8 @@ pub fn edge_config() -> tablewire_edge::Config {
             jwt_secret: Some(JWT_SECRET.into()),
             ..Default::default()
         },
+        max_connections_per_ip: TEST_CONNECTIONS_PER_IP,
+        connection_rate_per_ip: TEST_CONNECTION_RATE_PER_IP,
         ..Default::default()
     }
 }
@@ -229,6 +238,8 @@ pub async fn edge_process_with(url: &str, extra: &[&str]) -> (Process, SocketAdd
         .local_addr()
         .expect("addr");
     let listen = addr.to_string();
+    let per_ip = TEST_CONNECTIONS_PER_IP.to_string();
+    let rate = TEST_CONNECTION_RATE_PER_IP.to_string();
     let mut args = vec![
         "edge",
         "--nats-url",
@@ -239,6 +250,10 @@ pub async fn edge_process_with(url: &str, extra: &[&str]) -> (Process, SocketAdd
         AUTH_SECRET,
         "--jwt-secret",
         JWT_SECRET,
+        "--max-connections-per-ip",
+        &per_ip,
+        "--connection-rate-per-ip",
+        &rate,
     ];
     args.extend_from_slice(extra);
     let process = Process::spawn(&args);
