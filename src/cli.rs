@@ -178,6 +178,20 @@ pub struct HandlerSettings {
     /// Collab rooms: changes one room accepts at once.
     #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_BURST", default_value_t = 1000)]
     pub collab_room_burst: u32,
+    /// POS: writes (orders, status changes) one restaurant's book accepts per second, across
+    /// every edge and handler; more get RATE_LIMITED.
+    #[arg(long, env = "TABLEWIRE_TENANT_ORDER_RATE", default_value_t = tablewire_handlers::pos::TENANT_RATE.per_second)]
+    pub tenant_order_rate: u32,
+    /// POS: writes one restaurant's book accepts at once.
+    #[arg(long, env = "TABLEWIRE_TENANT_ORDER_BURST", default_value_t = tablewire_handlers::pos::TENANT_RATE.burst)]
+    pub tenant_order_burst: u32,
+    /// Events: `POST /api/events` one restaurant's feed accepts per second, across every edge
+    /// and handler; more get RATE_LIMITED.
+    #[arg(long, env = "TABLEWIRE_TENANT_EVENT_RATE", default_value_t = tablewire_handlers::events::TENANT_RATE.per_second)]
+    pub tenant_event_rate: u32,
+    /// Events: events one restaurant's feed accepts at once.
+    #[arg(long, env = "TABLEWIRE_TENANT_EVENT_BURST", default_value_t = tablewire_handlers::events::TENANT_RATE.burst)]
+    pub tenant_event_burst: u32,
     /// Collab rooms: POST every finalized order to this http:// or https:// URL (retried until
     /// it answers 2xx), signed in `X-Tablewire-Signature: sha256=<HMAC-SHA256 hex>`.
     #[arg(long, env = "TABLEWIRE_COLLAB_WEBHOOK_URL")]

@@ -134,6 +134,14 @@ pub fn handler_config(
             room_burst: settings.collab_room_burst.max(1),
         },
         collab_webhook,
+        tenant_orders: tablewire_handlers::rate::WriteRate::new(
+            settings.tenant_order_rate.max(1),
+            settings.tenant_order_burst.max(1),
+        ),
+        tenant_events: tablewire_handlers::rate::WriteRate::new(
+            settings.tenant_event_rate.max(1),
+            settings.tenant_event_burst.max(1),
+        ),
     })
 }
 

@@ -55,6 +55,29 @@ pub async fn write<C: Serialize>(
     }
 }
 
+/// Publishes `cmd` and answers once the handler applied it (so a read right after sees it), or
+/// with the handler's refusal: a refused write is never reported as accepted. A repeat of an
+/// earlier write (its message id seen before) is answered once that write is applied; a write
+/// not applied within `reply_timeout` is `TIMEOUT` (it stays stored and is applied later).
+pub async fn apply<C: Serialize>(
+    shared: &Shared,
+    cmd: Command<'_, C>,
+) -> Result<Accepted, ErrorBody> {
+    let (domain, key) = (cmd.domain, cmd.key.to_string());
+    let tenant = cmd.tenant.to_string();
+    let (stored, outcome) = write(shared, cmd).await?;
+    match outcome {
+        Outcome::Answered(answer) => match rejection(&answer) {
+            Some(refused) => Err(refused),
+            None => Ok(stored),
+        },
+        Outcome::Duplicate => applied(shared, domain, &tenant, &key, stored.sequence)
+            .await
+            .map(|()| stored),
+        Outcome::NoAnswer => Err(not_applied_in_time()),
+    }
+}
+
 /// The error an answer carries, when it is an error frame (`{"type": "error", …}` with the
 /// error body at its top level or under `data`).
 pub fn rejection(answer: &[u8]) -> Option<ErrorBody> {

@@ -445,6 +445,12 @@ pub enum Command {
         /// The `order_created` frame.
         frame: Value,
     },
+    /// From the tenant back to an idempotency key: the order was not made (the tenant's
+    /// write rate); the claim is released, so the key can be submitted again.
+    Refused {
+        /// Why.
+        error: crate::ErrorBody,
+    },
     /// Change an order's status.
     UpdateStatus {
         /// The order's id.
@@ -486,6 +492,10 @@ pub struct TenantOrders {
     #[serde(default)]
     #[schemars(with = "Vec<OrderRef>")]
     pub recent: Vec<BookOrder>,
+    /// The tenant's write rate: the theoretical arrival time (µs) of its next write. Internal:
+    /// no frame carries the book itself.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_tat_us: i64,
 }
 
 /// How long an order's body ([`BookOrder`]) is kept in KV after its creation, ms (7 days). An

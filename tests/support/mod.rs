@@ -124,7 +124,7 @@ pub struct InProcessHandler {
 
 impl InProcessHandler {
     pub async fn start(url: &str, database_url: Option<String>) -> InProcessHandler {
-        Self::start_with(url, database_url, Default::default()).await
+        Self::start_with(url, database_url, handler_config()).await
     }
 
     /// Like [`start`](Self::start) with a given runtime configuration (its domains: all).
@@ -223,7 +223,29 @@ pub fn handler_process(url: &str) -> Process {
         "--domain",
         "all",
         "--no-records",
+        "--tenant-order-rate",
+        TEST_TENANT_RATE,
+        "--tenant-order-burst",
+        TEST_TENANT_RATE,
+        "--tenant-event-rate",
+        TEST_TENANT_RATE,
+        "--tenant-event-burst",
+        TEST_TENANT_RATE,
     ])
+}
+
+/// Per-tenant write rates for tests that send hundreds of orders or events for one tenant at
+/// once: far above what they send, so only the tests of the limits meet them.
+pub const TEST_TENANT_RATE: &str = "100000";
+
+/// A handler configuration for tests: the defaults, with [`TEST_TENANT_RATE`].
+pub fn handler_config() -> tablewire_handlers::Config {
+    let generous = tablewire_handlers::rate::WriteRate::new(100_000, 100_000);
+    tablewire_handlers::Config {
+        tenant_orders: generous,
+        tenant_events: generous,
+        ..Default::default()
+    }
 }
 
 /// An edge child process on a free port; returns once it answers /healthz.

@@ -8,6 +8,7 @@ pub mod webhook;
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use crate::events::notify_feed;
+use crate::rate::WriteRate;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -172,20 +173,6 @@ fn settle(state: &mut OrderState, now_ms: i64) {
 }
 
 impl Collab {
-    /// The per-room limit (GCRA over the room's `rateTatUs`): `Ok` with the new arrival time,
-    /// or how many ms until one more change is allowed.
-    fn rate_check(&self, room: &RoomState, now_ms: i64) -> Result<i64, u64> {
-        let interval = 1_000_000 / i64::from(self.settings.room_rate.max(1));
-        let burst = i64::from(self.settings.room_burst.max(1)) * interval;
-        let now = now_ms.saturating_mul(1000);
-        let tat = room.rate_tat_us.max(now) + interval;
-        if tat - now > burst {
-            Err((((tat - now - burst) / 1000) as u64).max(1))
-        } else {
-            Ok(tat)
-        }
-    }
-
     fn expire(
         &self,
         state: &OrderState,
@@ -240,15 +227,11 @@ impl Domain for Collab {
                 "the order is finalized; no more changes",
             ));
         }
-        let tat = self.rate_check(room, ctx.now_ms).map_err(|wait| {
-            Rejection(
-                tablewire_schemas::ErrorBody::with_message(
-                    ErrorCode::RateLimited,
-                    "too many changes in this room",
-                )
-                .retry_after(wait),
-            )
-        })?;
+        let tat = WriteRate::new(self.settings.room_rate, self.settings.room_burst).admit(
+            room.rate_tat_us,
+            ctx.now_ms,
+            "in this room",
+        )?;
         let sender = participant_id(message.sender())?;
         // Work on a copy so that a rejection leaves the state exactly as it was.
         let mut next = room.order.clone();

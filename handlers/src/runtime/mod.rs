@@ -71,6 +71,10 @@ pub struct Config {
     pub collab: crate::collab::Settings,
     /// Collaborative orders: post finalized orders here (off when `None`).
     pub collab_webhook: Option<crate::collab::webhook::Webhook>,
+    /// Writes one tenant's POS book accepts (orders, status changes), across all workers.
+    pub tenant_orders: crate::rate::WriteRate,
+    /// Events one tenant's feed accepts from `POST /api/events`, across all workers.
+    pub tenant_events: crate::rate::WriteRate,
 }
 
 impl Default for Config {
@@ -82,6 +86,8 @@ impl Default for Config {
             key_concurrency: 64,
             collab: crate::collab::Settings::default(),
             collab_webhook: None,
+            tenant_orders: crate::pos::TENANT_RATE,
+            tenant_events: crate::events::TENANT_RATE,
         }
     }
 }
@@ -139,7 +145,9 @@ pub async fn run(
             }
             DomainName::Events => {
                 spawn_domain(
-                    crate::events::Events,
+                    crate::events::Events {
+                        tenant_rate: config.tenant_events,
+                    },
                     client,
                     config,
                     metrics,
@@ -177,7 +185,17 @@ pub async fn run(
                 .await?
             }
             DomainName::Pos => {
-                spawn_domain(crate::pos::Pos, client, config, metrics, worker, shutdown).await?
+                spawn_domain(
+                    crate::pos::Pos {
+                        tenant_rate: config.tenant_orders,
+                    },
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
             }
             DomainName::Voice => {
                 spawn_domain(
