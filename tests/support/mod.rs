@@ -48,6 +48,20 @@ pub async fn nats() -> NatsServer {
     }
 }
 
+/// A 3-node cluster provisioned with replicas 3 (the README's production layout); returns it and
+/// its client URLs. Fails the test loudly when the cluster cannot start.
+pub async fn replicated_cluster() -> (tablewire_nats::Cluster, String) {
+    let cluster = match tablewire_nats::Cluster::start(3).await {
+        Ok(c) => c,
+        Err(e) => panic!("a 3-node cluster needs nats-server >= 2.11: {e}"),
+    };
+    let urls = cluster.client_urls();
+    let mut topology = test_topology();
+    topology.replicas = 3;
+    provision(&urls, &topology).await;
+    (cluster, urls)
+}
+
 pub async fn client(url: &str) -> async_nats::Client {
     tablewire_nats::connect(url, "tablewire-test")
         .await
