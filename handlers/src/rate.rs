@@ -29,6 +29,13 @@ impl WriteRate {
         let interval = 1_000_000 / i64::from(self.per_second.max(1));
         let burst = i64::from(self.burst.max(1)).saturating_mul(interval);
         let now = now_ms.saturating_mul(1000);
+        if tat_us.saturating_sub(now) > burst {
+            // A write admitted at time t leaves the arrival time at most a burst ahead of t, so
+            // this command's clock is behind one already admitted (a command that waited in the
+            // stream, or an edge whose clock is behind): not a flood. Admitted without moving
+            // the arrival time.
+            return Ok(tat_us);
+        }
         let tat = tat_us.max(now).saturating_add(interval);
         if tat - now > burst {
             let wait = (((tat - now - burst) / 1000) as u64).max(1);
@@ -65,5 +72,19 @@ mod tests {
             later = rate.admit(later, 60_000, "here").expect("burst again");
         }
         assert!(rate.admit(later, 60_000, "here").is_err());
+    }
+
+    #[test]
+    fn a_command_from_before_the_last_admitted_one_is_not_a_flood() {
+        let rate = WriteRate::new(10, 5);
+        let mut tat = 0;
+        for _ in 0..5 {
+            tat = rate.admit(tat, 100_000, "here").expect("burst");
+        }
+        assert!(rate.admit(tat, 100_000, "here").is_err(), "a flood now");
+        // A command accepted by an edge a day earlier (it waited in the stream, or its edge's
+        // clock is behind): admitted, and the limit for the present is unchanged.
+        assert_eq!(rate.admit(tat, 100_000 - 86_400_000, "here"), Ok(tat));
+        assert!(rate.admit(tat, 100_000, "here").is_err());
     }
 }
