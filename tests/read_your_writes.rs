@@ -116,7 +116,7 @@ async fn a_rooms_change_heard_on_one_edge_is_in_the_sync_of_a_joiner_on_the_othe
         .await;
     host.next_of("sync").await;
     let mut stale = Vec::new();
-    for i in 0..250usize {
+    for i in 0..1000usize {
         host.send_json(&json!({"type": "add_item", "participantId": "host", "data":
             {"dishName": format!("dish {i}"), "quantity": 1, "price": 100}}))
             .await;
@@ -159,7 +159,7 @@ async fn a_device_config_answered_on_one_edge_is_pushed_by_the_other_on_connect(
         ("Content-Type", "application/json"),
     ];
     let mut stale = Vec::new();
-    for i in 0..200usize {
+    for i in 0..1000usize {
         let (writer, reader) = (sys.edges[i % 2].addr, sys.edges[(i + 1) % 2].addr);
         let config = json!({"registrationMode": i % 2 == 0, "scanIntervalMs": 1000 + i});
         let (status, _, body) = send(
