@@ -1,7 +1,7 @@
 //! HTTP writes answered once a handler has applied them, so that every read served afterwards,
 //! by any edge, reflects them (read-your-writes): the command goes out with a request id and
-//! the handler's answer comes back on this edge's inbox. Used by the display, POS and device
-//! HTTP endpoints.
+//! the handler's answer comes back on this edge's inbox. Used by the display, POS, device and
+//! events HTTP endpoints.
 
 use crate::publish::{Accepted, Command};
 use crate::server::Shared;
