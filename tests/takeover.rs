@@ -236,6 +236,9 @@ async fn kill_workers_under_updates(topology: Topology, kills: usize) -> Vec<Dur
             "every display updated before the kill",
         )
         .await;
+        // At no fixed time after the last round: the workers' periodic work (probes,
+        // refreshes) is not in step with the kills.
+        tokio::time::sleep(random_below(Duration::from_secs(1))).await;
         let (victim, victim_owned) = owned
             .iter()
             .copied()
@@ -296,6 +299,12 @@ async fn kill_workers_under_updates(topology: Topology, kills: usize) -> Vec<Dur
         sorted[sorted.len() / 2].as_millis()
     );
     gaps
+}
+
+/// A random duration shorter than `limit`.
+fn random_below(limit: Duration) -> Duration {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    Duration::from_millis(random % limit.as_millis().max(1) as u64)
 }
 
 /// Waits until every worker reports the partitions it runs and together they run each once;
