@@ -380,3 +380,146 @@ async fn five_kills_with_production_timings_lose_and_repeat_nothing() {
     let gaps = kill_workers_under_updates(topology, 5).await;
     assert_eq!(gaps.len(), 5);
 }
+
+/// The display partition whose consumer has a command waiting (waits for one).
+async fn stored_in(stream: &async_nats::jetstream::stream::Stream) -> u16 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        for p in 0..PARTITIONS {
+            let name =
+                tablewire_nats::resource::partition_consumer(tablewire_schemas::Domain::Display, p);
+            if let Ok(info) = stream.consumer_info(&name).await
+                && info.num_pending > 0
+            {
+                return p;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for a stored command"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Timings under which nothing expires within a test: a worker's entry, a partition's pin and a
+/// delivery's ack wait all last 60 s, twice the deadline of every wait here.
+fn nothing_expires() -> Topology {
+    Topology {
+        partitions: Some(PARTITIONS),
+        worker_ttl: Duration::from_secs(60),
+        pin_timeout: Duration::from_secs(60),
+        ack_wait: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
+/// A worker killed outright is replaced because its process is gone, not because its entry,
+/// its pin or its deliveries expired: with all three lasting longer than the test waits, every
+/// display still gets updates again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_handler_is_replaced_before_its_entry_or_pin_could_expire() {
+    kill_workers_under_updates(nothing_expires(), 1).await;
+}
+
+/// A worker whose connection closes while it holds a delivered, unacknowledged command (it got
+/// the command and died before applying it): the worker taking over applies that command at
+/// once, without a new command of the partition to rebuild it and without its redelivery, and
+/// then serves the partition despite the pin the dead one held. The dead worker is played by a
+/// plain NATS client that announces itself as handlers do and pulls with the workers' group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_dead_worker_was_delivered_is_applied_by_the_next_one_at_once() {
+    use futures::StreamExt;
+    use tablewire_nats::resource;
+    use tablewire_schemas::Domain;
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &nothing_expires()).await;
+    let edge = InProcessEdge::start(&url, edge_config()).await;
+
+    // The worker about to die, announced like a handler: its process answers probes on `probe`.
+    let doomed = client(&url).await;
+    let probe = doomed.new_inbox();
+    let _probes = doomed.subscribe(probe.clone()).await.expect("subscribe");
+    let js = async_nats::jetstream::new(doomed.clone());
+    js.get_key_value(resource::WORKERS_BUCKET)
+        .await
+        .expect("workers bucket")
+        .put(
+            resource::worker_key(Domain::Display, "doomed"),
+            json!({"worker": "doomed", "pid": 1, "probe": probe})
+                .to_string()
+                .into(),
+        )
+        .await
+        .expect("announce");
+
+    let s = session();
+    let mut ws = Ws::connect(edge.addr, &format!("/session/{s}/display")).await;
+    let base = ws.next_of("initial_state").await["seq"]
+        .as_u64()
+        .expect("seq");
+    // Update 0 is stored; its answer waits for a handler (and may time out: never mind).
+    let path = format!("/session/{s}/update");
+    let first = tokio::spawn(async move {
+        post(
+            edge.addr,
+            &path,
+            Some(AUTH_SECRET),
+            &json!({"type": "dish_card", "displayData": {"i": 0}}),
+        )
+        .await
+    });
+    let stream = js
+        .get_stream(resource::input_stream(Domain::Display))
+        .await
+        .expect("stream");
+    let partition = stored_in(&stream).await;
+    // The doomed worker is delivered update 0 and whatever its partition stored before (the
+    // session's creation), is pinned, and never acknowledges any of them.
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(&resource::partition_consumer(Domain::Display, partition))
+        .await
+        .expect("consumer");
+    let mut pulled = consumer
+        .stream()
+        .group(resource::WORKER_GROUP)
+        .messages()
+        .await
+        .expect("pull");
+    loop {
+        let delivered = tokio::time::timeout(TIMEOUT, pulled.next())
+            .await
+            .expect("delivered in time")
+            .expect("a delivery")
+            .expect("a message");
+        if String::from_utf8_lossy(&delivered.payload).contains(r#""displayData":{"i":0}"#) {
+            break;
+        }
+    }
+    // A handler starts while the doomed worker is alive; then the doomed one's connection goes.
+    let handler = Worker::start(&url);
+    eventually("the handler runs", || async {
+        handler.owned().await.is_some()
+    })
+    .await;
+    drop(pulled);
+    doomed
+        .drain()
+        .await
+        .expect("close the doomed worker's connection");
+
+    let shown = ws.next_of("update").await;
+    assert_eq!(shown["update"]["displayData"]["i"], 0, "{shown}");
+    assert_eq!(shown["seq"].as_u64(), Some(base + 1));
+    let _ = first.await;
+    // The partition is served: the pin the doomed worker held was cleared.
+    update(edge.addr, &s, json!({"i": 1})).await;
+    let shown = ws.next_of("update").await;
+    assert_eq!(shown["update"]["displayData"]["i"], 1, "{shown}");
+    assert_eq!(
+        shown["seq"].as_u64(),
+        Some(base + 2),
+        "update 0 applied once"
+    );
+}

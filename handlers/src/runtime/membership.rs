@@ -30,9 +30,10 @@ use tracing::{debug, info};
 
 /// How often the processes of the other members are probed: the longest a crash goes unnoticed.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a probe waits for its answer; a process that has not answered by then is busy, not
-/// gone (a gone one is answered for at once by NATS).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a probe waits for its answer. "No responders" comes back within a round trip; a
+/// probe without an answer by then reached a process that is busy, not gone. Shorter than
+/// [`PROBE_INTERVAL`], so one slow process never delays the next round.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// What a worker's entry in `tw_workers` holds (plain JSON).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -291,10 +292,12 @@ impl Liveness {
 
     /// Probes every tracked inbox every [`PROBE_INTERVAL`] until `shutdown`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut rounds = tokio::time::interval(PROBE_INTERVAL);
+        rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+                _ = rounds.tick() => {}
             }
             if *shutdown.borrow() {
                 return;
