@@ -523,3 +523,91 @@ async fn what_a_dead_worker_was_delivered_is_applied_by_the_next_one_at_once() {
         "update 0 applied once"
     );
 }
+
+/// A partition pinned to a client that no longer pulls it (here a plain client whose one pull
+/// got the partition's first command; nats-server can also pin a request whose worker has
+/// already let the partition go) is not left waiting for the pin to time out: the worker that
+/// owns it and has received nothing clears the pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_pinned_to_a_client_that_stopped_pulling_is_served() {
+    use futures::StreamExt;
+    use tablewire_nats::resource;
+    use tablewire_schemas::Domain;
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &nothing_expires()).await;
+    let js = async_nats::jetstream::new(client(&url).await);
+    let stream = js
+        .get_stream(resource::input_stream(Domain::Display))
+        .await
+        .expect("stream");
+    // One pull of one command on every partition, before any worker pulls: whichever partition
+    // the session's first command goes to pins this client, which then pulls no more.
+    let (got, mut first) = tokio::sync::mpsc::channel(PARTITIONS as usize);
+    let mut pullers = Vec::new();
+    for p in 0..PARTITIONS {
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(&resource::partition_consumer(Domain::Display, p))
+            .await
+            .expect("consumer");
+        let got = got.clone();
+        pullers.push(tokio::spawn(async move {
+            let mut messages = consumer
+                .stream()
+                .group(resource::WORKER_GROUP)
+                .max_messages_per_batch(1)
+                .messages()
+                .await
+                .expect("pull");
+            if let Some(Ok(message)) = messages.next().await {
+                // Held, never acknowledged; no further pull.
+                let _ = got.send(message).await;
+                std::future::pending::<()>().await;
+            }
+        }));
+    }
+    for p in 0..PARTITIONS {
+        let name = resource::partition_consumer(Domain::Display, p);
+        eventually("the client's pull is waiting", || async {
+            stream
+                .consumer_info(&name)
+                .await
+                .is_ok_and(|info| info.num_waiting == 1)
+        })
+        .await;
+    }
+    let handler = Worker::start(&url);
+    eventually("the handler runs every partition", || async {
+        handler.owned().await == Some(u64::from(PARTITIONS))
+    })
+    .await;
+    let edge = InProcessEdge::start(&url, edge_config()).await;
+    let s = session();
+    let mut ws = Ws::connect(edge.addr, &format!("/session/{s}/display")).await;
+    ws.next_of("initial_state").await;
+    let held = tokio::time::timeout(TIMEOUT, first.recv())
+        .await
+        .expect("the client got the session's first command")
+        .expect("a command");
+    assert_eq!(held.info().expect("metadata").delivered, 1);
+    // Update 0 waits behind the pin; its answer may time out, the display shows it anyway.
+    let path = format!("/session/{s}/update");
+    let addr = edge.addr;
+    tokio::spawn(async move {
+        post(
+            addr,
+            &path,
+            Some(AUTH_SECRET),
+            &json!({"type": "dish_card", "displayData": {"i": 0}}),
+        )
+        .await
+    });
+    let shown = ws.next_of("update").await;
+    assert_eq!(shown["update"]["displayData"]["i"], 0, "{shown}");
+    update(edge.addr, &s, json!({"i": 1})).await;
+    let shown = ws.next_of("update").await;
+    assert_eq!(shown["update"]["displayData"]["i"], 1, "{shown}");
+    for puller in pullers {
+        puller.abort();
+    }
+}

@@ -302,25 +302,33 @@ impl Liveness {
             if *shutdown.borrow() {
                 return;
             }
-            let inboxes: HashSet<String> = match self.tracked.lock() {
+            let tracked: HashSet<String> = match self.tracked.lock() {
                 Ok(tracked) => tracked.values().flatten().cloned().collect(),
                 Err(_) => return,
             };
-            self.probe(inboxes).await;
+            let results = self.probe_all(&tracked).await;
+            self.gone
+                .send_if_modified(|gone| record(gone, &results, Some(&tracked)));
         }
     }
 
-    /// Probes `inboxes` now, all at once, and records what was found; verdicts about inboxes
-    /// not among them are forgotten.
-    pub async fn probe(&self, inboxes: HashSet<String>) {
-        let results = futures::future::join_all(
+    /// Probes `inboxes` now, all at once, and records what was found.
+    pub async fn probe(&self, inboxes: &[String]) {
+        let results = self.probe_all(inboxes).await;
+        self.gone
+            .send_if_modified(|gone| record(gone, &results, None));
+    }
+
+    async fn probe_all<'a>(
+        &self,
+        inboxes: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<(String, Verdict)> {
+        futures::future::join_all(
             inboxes
-                .iter()
+                .into_iter()
                 .map(|inbox| async move { (inbox.clone(), probe(&self.client, inbox).await) }),
         )
-        .await;
-        self.gone
-            .send_if_modified(|gone| record(gone, &results, &inboxes));
+        .await
     }
 }
 
@@ -342,15 +350,18 @@ async fn probe(client: &Client, inbox: &str) -> Verdict {
     }
 }
 
-/// Records probe `results` in the set of gone inboxes, keeping only inboxes still `probed`;
-/// true when the set changed. A probe that learned nothing leaves its inbox as it was.
+/// Records probe `results` in the set of gone inboxes; with `tracked` (a round over every
+/// tracked inbox), inboxes no longer tracked are forgotten. True when the set changed. A probe
+/// that learned nothing leaves its inbox as it was.
 fn record(
     gone: &mut HashSet<String>,
     results: &[(String, Verdict)],
-    probed: &HashSet<String>,
+    tracked: Option<&HashSet<String>>,
 ) -> bool {
     let before = gone.clone();
-    gone.retain(|inbox| probed.contains(inbox));
+    if let Some(tracked) = tracked {
+        gone.retain(|inbox| tracked.contains(inbox));
+    }
     for (inbox, verdict) in results {
         match verdict {
             Verdict::Gone => {
@@ -575,36 +586,30 @@ mod tests {
     }
 
     #[test]
-    fn probes_mark_gone_and_alive_and_forget_what_is_no_longer_probed() {
-        let probed = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    fn probes_mark_gone_and_alive_and_a_full_round_forgets_what_is_no_longer_tracked() {
+        let tracked =
+            |names: &[&str]| -> HashSet<String> { names.iter().map(|n| n.to_string()).collect() };
         let mut gone = HashSet::new();
         let results = [
             ("a".to_string(), Verdict::Gone),
             ("b".to_string(), Verdict::Alive),
         ];
-        assert!(record(&mut gone, &results, &probed(&["a", "b"])));
-        assert_eq!(gone, HashSet::from(["a".to_string()]));
+        assert!(record(&mut gone, &results, Some(&tracked(&["a", "b"]))));
+        assert_eq!(gone, tracked(&["a"]));
         // Nothing learned (this process's own connection failed): the verdict stays.
-        assert!(!record(
-            &mut gone,
-            &[("a".to_string(), Verdict::Unknown)],
-            &probed(&["a", "b"])
-        ));
+        let unknown = [("a".to_string(), Verdict::Unknown)];
+        assert!(!record(&mut gone, &unknown, Some(&tracked(&["a", "b"]))));
         assert!(gone.contains("a"));
+        // A probe of one domain's members keeps what the other domains' rounds found.
+        let other = [("c".to_string(), Verdict::Gone)];
+        assert!(record(&mut gone, &other, None));
+        assert_eq!(gone, tracked(&["a", "c"]));
         // The process came back (a reconnect): alive again.
-        assert!(record(
-            &mut gone,
-            &[("a".to_string(), Verdict::Alive)],
-            &probed(&["a"])
-        ));
-        assert!(gone.is_empty());
-        // A gone inbox no member names any more is forgotten.
-        record(
-            &mut gone,
-            &[("c".to_string(), Verdict::Gone)],
-            &probed(&["c"]),
-        );
-        assert!(record(&mut gone, &[], &probed(&["d"])));
+        let back = [("a".to_string(), Verdict::Alive)];
+        assert!(record(&mut gone, &back, Some(&tracked(&["a", "c"]))));
+        assert_eq!(gone, tracked(&["c"]));
+        // A gone inbox no member names any more is forgotten by the next full round.
+        assert!(record(&mut gone, &[], Some(&tracked(&["d"]))));
         assert!(gone.is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! The handler runtime: per domain, announce this worker, own a share of the partitions, and
-//! run a [`partition`] worker for each owned partition. All I/O around the pure domains lives
+//! The handler runtime: per domain, announce this worker, own a share of the partitions (taking
+//! over at once those of a worker that is gone, see [`membership`]), and run a [`partition`]
+//! worker for each owned partition. All I/O around the pure domains lives
 //! here: consume, order, dedupe, read state, compare-and-set write within byte bounds
 //! (`apply`), publish, park what can never be applied (`park`), ack.
 
@@ -118,7 +119,7 @@ pub async fn run(
     info!(%worker, domains = ?config.domains, "handler starting");
     // Answers other workers' probes until every domain below has left; probes theirs.
     let liveness = membership::Liveness::start(client.clone()).await?;
-    let mut tasks = vec![tokio::spawn(liveness.clone().run(shutdown.clone()))];
+    let mut tasks = Vec::new();
     for &domain in &config.domains {
         let (client, config, metrics, worker, shutdown) = (
             &client,
@@ -214,6 +215,7 @@ pub async fn run(
         };
         tasks.push(task);
     }
+    tasks.push(tokio::spawn(liveness.clone().run(shutdown.clone())));
     for task in tasks {
         if let Err(e) = task.await {
             warn!(error = %e, "domain worker ended abnormally");
@@ -352,7 +354,7 @@ async fn run_domain<D: Domain>(
             entry = next_entry(&mut watch) => Event::Entry(entry),
             _ = verdicts.changed() => Event::Verdicts,
         };
-        if *shutdown.borrow() {
+        if matches!(event, Event::Shutdown) || *shutdown.borrow() {
             break;
         }
         match event {
@@ -392,8 +394,7 @@ async fn run_domain<D: Domain>(
                     }
                     // Read in full: before it is used, find out whose processes are gone now
                     // rather than at the next round of probes.
-                    let probes = read.probes(&me);
-                    liveness.probe(probes.iter().cloned().collect()).await;
+                    liveness.probe(&read.probes(&me)).await;
                     roster = reading.take();
                 }
             }
@@ -415,30 +416,30 @@ async fn run_domain<D: Domain>(
         let live = roster.live(&me, &gone);
         let owned = membership::assign(partitions, &live, &me);
         let known: Vec<String> = roster.workers().chain(&last_live).cloned().collect();
-        // Partition workers that ended by themselves (one panicked outside a batch), and those
-        // waiting for a holder that is gone since: started again below, taking over.
-        let mut restart = Vec::new();
+        // Partition workers that ended by themselves (one panicked outside a batch; its pin is
+        // this worker's own), and those waiting for a holder that is gone since: started again
+        // below, taking over.
+        let mut ended = Vec::new();
         running.retain(|&partition, r| {
-            let ended = r.handle.is_finished();
+            if r.handle.is_finished() {
+                warn!(domain = %D::NAME, partition, "partition worker ended; restarting it");
+                ended.push(partition);
+                return false;
+            }
             let abandoned = r
                 .handed_over_by
                 .as_ref()
                 .is_some_and(|holder| !live.contains(holder));
-            if ended {
-                warn!(domain = %D::NAME, partition, "partition worker ended; restarting it");
-            } else if abandoned {
+            if abandoned {
                 let _ = r.stop.send(true);
             }
-            if ended || abandoned {
-                restart.push(partition);
-            }
-            !(ended || abandoned)
+            !abandoned
         });
         for &p in &owned {
             if running.contains_key(&p) {
                 continue;
             }
-            let start = if restart.contains(&p) {
+            let start = if ended.contains(&p) {
                 membership::Start::TakeOver { from: None }
             } else {
                 membership::start_of(p, &known, &live, &me)

@@ -154,11 +154,17 @@ pub(crate) async fn run<D: Domain>(
         // Whatever happened before this pull stream, nothing about it is trusted yet.
         state.expected_next = None;
         let mut chunks = messages.ready_chunks(shared.batch_size);
+        let mut stale_pin = StalePinCheck::new(pin_timeout);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break 'pull,
+                _ = stale_pin.due() => {
+                    stale_pin.checked();
+                    clear_stale_pin(&shared, &name).await;
+                }
                 chunk = chunks.next() => {
+                    stale_pin.received();
                     let Some(results) = chunk else { continue 'pull };
                     let mut batch = Vec::with_capacity(results.len());
                     let mut broken = false;
@@ -315,6 +321,72 @@ async fn last_unacknowledged<D: Domain>(
         }
     }
     Ok(last)
+}
+
+/// When a pull that has received nothing yet looks whether the partition is pinned to a client
+/// that does not pull it: after 1 s, then each time twice as long, for as long as a pin could
+/// last. nats-server can pin a pull request whose puller has already let go of the partition
+/// (it picks the new pin before it checks that the request still has a subscriber), and a
+/// worker that let go without having received anything has no pin to clear; the partition
+/// would wait for the pin to time out.
+struct StalePinCheck {
+    started: tokio::time::Instant,
+    next: Option<Duration>,
+    pin_timeout: Duration,
+}
+
+/// The first [`StalePinCheck`], after a pull starts.
+const STALE_PIN_FIRST_CHECK: Duration = Duration::from_secs(1);
+
+impl StalePinCheck {
+    fn new(pin_timeout: Duration) -> Self {
+        StalePinCheck {
+            started: tokio::time::Instant::now(),
+            next: (STALE_PIN_FIRST_CHECK < pin_timeout).then_some(STALE_PIN_FIRST_CHECK),
+            pin_timeout,
+        }
+    }
+
+    /// Resolves when the next check is due; never once something was received.
+    async fn due(&self) {
+        match self.next {
+            Some(after) => tokio::time::sleep_until(self.started + after).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn checked(&mut self) {
+        self.next = self
+            .next
+            .map(|after| after * 2)
+            .filter(|after| *after < self.pin_timeout);
+    }
+
+    fn received(&mut self) {
+        self.next = None;
+    }
+}
+
+/// Clears the partition's pin if commands are waiting while a client holds it: this worker has
+/// received nothing since it started pulling, so the pin is not its own.
+async fn clear_stale_pin<D: Domain>(shared: &Shared<D>, name: &str) {
+    let Ok(info) = shared.stream.consumer_info(name).await else {
+        return;
+    };
+    let pinned = info
+        .priority_groups
+        .iter()
+        .any(|group| group.pinned_client_id.is_some());
+    if pinned && info.num_pending > 0 {
+        info!(consumer = %name, waiting = info.num_pending, "commands wait for a client that does not pull; clearing the pin");
+        if let Err(e) = shared
+            .stream
+            .unpin_consumer(name, resource::WORKER_GROUP)
+            .await
+        {
+            debug!(consumer = %name, error = %e, "unpin failed; the pin will time out");
+        }
+    }
 }
 
 /// Sleeps for `delay` unless stopped first; true when stopped.
