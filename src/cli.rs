@@ -237,10 +237,12 @@ pub struct TopologyArgs {
     /// Seconds before an unacknowledged command is delivered again.
     #[arg(long, env = "TABLEWIRE_ACK_WAIT_SECS", default_value_t = 10)]
     pub ack_wait_secs: u64,
-    /// Seconds a silent worker keeps its partitions.
+    /// Seconds a worker that stopped pulling keeps a partition's pin (one taking over from a
+    /// worker that is gone clears the pin at once).
     #[arg(long, env = "TABLEWIRE_PIN_TIMEOUT_SECS", default_value_t = 5)]
     pub pin_timeout_secs: u64,
-    /// Seconds a worker's presence lasts without a refresh.
+    /// Seconds a worker's presence lasts without a refresh: how long a hung worker keeps its
+    /// partitions (a crashed one is found gone within half a second).
     #[arg(long, env = "TABLEWIRE_WORKER_TTL_SECS", default_value_t = 6)]
     pub worker_ttl_secs: u64,
     /// Seconds a device stays online without a heartbeat or scan (two device heartbeats).
