@@ -118,6 +118,22 @@ pub struct EdgeSettings {
     /// Device heartbeat interval in seconds; a device silent for two is closed and goes offline.
     #[arg(long, env = "TABLEWIRE_DEVICE_HEARTBEAT_SECS", default_value_t = 30)]
     pub device_heartbeat_secs: u64,
+    /// Seconds an HTTP request body may take to arrive in full (later: 408 and the connection
+    /// closed).
+    #[arg(long, env = "TABLEWIRE_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_timeout_secs: u64,
+    /// Connections (HTTP and WebSocket) open at once, in all. Default: the open-file limit
+    /// (ulimit -n) less 512, so accept never fails at the file limit.
+    #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (IPv6: one /64); 0 for no limit, e.g.
+    /// behind a proxy that connects from one address.
+    #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one client address (a burst of as many); 0 for no
+    /// limit.
+    #[arg(long, env = "TABLEWIRE_CONNECTION_RATE_PER_IP", default_value_t = 100)]
+    pub connection_rate_per_ip: u32,
 }
 
 /// `tablewire edge`.
@@ -162,6 +178,20 @@ pub struct HandlerSettings {
     /// Collab rooms: changes one room accepts at once.
     #[arg(long, env = "TABLEWIRE_COLLAB_ROOM_BURST", default_value_t = 1000)]
     pub collab_room_burst: u32,
+    /// POS: writes (orders, status changes) one restaurant's book accepts per second, across
+    /// every edge and handler; more get RATE_LIMITED.
+    #[arg(long, env = "TABLEWIRE_TENANT_ORDER_RATE", default_value_t = tablewire_handlers::pos::TENANT_RATE.per_second)]
+    pub tenant_order_rate: u32,
+    /// POS: writes one restaurant's book accepts at once.
+    #[arg(long, env = "TABLEWIRE_TENANT_ORDER_BURST", default_value_t = tablewire_handlers::pos::TENANT_RATE.burst)]
+    pub tenant_order_burst: u32,
+    /// Events: `POST /api/events` one restaurant's feed accepts per second, across every edge
+    /// and handler; more get RATE_LIMITED.
+    #[arg(long, env = "TABLEWIRE_TENANT_EVENT_RATE", default_value_t = tablewire_handlers::events::TENANT_RATE.per_second)]
+    pub tenant_event_rate: u32,
+    /// Events: events one restaurant's feed accepts at once.
+    #[arg(long, env = "TABLEWIRE_TENANT_EVENT_BURST", default_value_t = tablewire_handlers::events::TENANT_RATE.burst)]
+    pub tenant_event_burst: u32,
     /// Collab rooms: POST every finalized order to this http:// or https:// URL (retried until
     /// it answers 2xx), signed in `X-Tablewire-Signature: sha256=<HMAC-SHA256 hex>`.
     #[arg(long, env = "TABLEWIRE_COLLAB_WEBHOOK_URL")]
@@ -207,10 +237,12 @@ pub struct TopologyArgs {
     /// Seconds before an unacknowledged command is delivered again.
     #[arg(long, env = "TABLEWIRE_ACK_WAIT_SECS", default_value_t = 10)]
     pub ack_wait_secs: u64,
-    /// Seconds a silent worker keeps its partitions.
+    /// Seconds a worker that stopped pulling keeps a partition's pin (one taking over from a
+    /// worker that is gone clears the pin at once).
     #[arg(long, env = "TABLEWIRE_PIN_TIMEOUT_SECS", default_value_t = 5)]
     pub pin_timeout_secs: u64,
-    /// Seconds a worker's presence lasts without a refresh.
+    /// Seconds a worker's presence lasts without a refresh: how long a hung worker keeps its
+    /// partitions (a crashed one is found gone within half a second).
     #[arg(long, env = "TABLEWIRE_WORKER_TTL_SECS", default_value_t = 6)]
     pub worker_ttl_secs: u64,
     /// Seconds a device stays online without a heartbeat or scan (two device heartbeats).

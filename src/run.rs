@@ -85,6 +85,12 @@ pub fn edge_config(
         collab_messages_per_second: settings.collab_messages_per_second.max(1),
         device_auth: device_auth(settings, "token"),
         device_heartbeat: Duration::from_secs(settings.device_heartbeat_secs.max(1)),
+        body_timeout: Duration::from_secs(settings.body_timeout_secs.max(1)),
+        max_connections: settings
+            .max_connections
+            .unwrap_or_else(tablewire_edge::server::admission::default_max_connections),
+        max_connections_per_ip: settings.max_connections_per_ip,
+        connection_rate_per_ip: settings.connection_rate_per_ip,
         ..Default::default()
     }
 }
@@ -128,6 +134,14 @@ pub fn handler_config(
             room_burst: settings.collab_room_burst.max(1),
         },
         collab_webhook,
+        tenant_orders: tablewire_handlers::rate::WriteRate::new(
+            settings.tenant_order_rate.max(1),
+            settings.tenant_order_burst.max(1),
+        ),
+        tenant_events: tablewire_handlers::rate::WriteRate::new(
+            settings.tenant_event_rate.max(1),
+            settings.tenant_event_burst.max(1),
+        ),
     })
 }
 

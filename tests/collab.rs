@@ -453,6 +453,116 @@ async fn open_rooms_and_connection_limits() {
     sys.handler.stop().await;
 }
 
+/// Seed 001's wscat session, tokenless in the open tenant: `sync` shows the `tenantId` the
+/// room's first join named (to every later connection too), while the room stays the open
+/// tenant's — its KV key, and a token naming that tenant reaches another room — and its idle
+/// expiry still finds it. The seed's `update_split {"splitType":"custom"}` is accepted with its
+/// amounts pending and finalize waits for them; the seed's markup is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_rooms_echo_the_named_tenant_and_take_the_seeds_own_messages() {
+    let mut edge = edge_config();
+    edge.collab_open_tenant = Some("demo".into());
+    let handler = tablewire_handlers::Config {
+        collab: tablewire_handlers::collab::Settings {
+            idle_timeout: Duration::from_millis(1500),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let sys = system(None, edge, handler).await;
+    let r = room();
+    let open = format!("/parties/collaborative_order/{r}");
+    let mut ws = Ws::connect(sys.edge.addr, &open).await;
+    assert_eq!(ws.next_of("sync").await["data"]["tenantId"], "demo");
+    // The seed's join, as its README sends it with wscat.
+    ws.send_json(&json!({"type": "join", "participantId": "test_user",
+        "participantName": "Test User", "timestamp": 1234567890,
+        "data": {"circleId": "test_circle", "tenantId": "test_tenant", "phone": "1234567890"}}))
+        .await;
+    let sync = ws.next_of("sync").await;
+    assert_eq!(sync["data"]["tenantId"], "test_tenant", "echoed: {sync}");
+    assert_eq!(sync["data"]["circleId"], "test_circle");
+    let mut later = Ws::connect(sys.edge.addr, &open).await;
+    assert_eq!(
+        later.next_of("sync").await["data"]["tenantId"],
+        "test_tenant",
+        "a later connection's sync shows it too"
+    );
+    let js = async_nats::jetstream::new(client(sys.nats.client_url()).await);
+    let kv = js
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Collab))
+        .await
+        .expect("bucket");
+    let key = tablewire_nats::resource::state_key("demo", &r);
+    assert!(
+        matches!(kv.get(&key).await, Ok(Some(_))),
+        "the room is the open tenant's"
+    );
+    let mut named = Ws::connect(
+        sys.edge.addr,
+        &path(&r, &token("test_tenant", "customer", 60)),
+    )
+    .await;
+    let other = named.next_of("sync").await;
+    assert_eq!(
+        other["data"]["participants"],
+        json!([]),
+        "the named tenant's own room: {other}"
+    );
+    assert_eq!(other["data"]["tenantId"], "test_tenant");
+
+    // The seed's markup is refused, and nothing is added.
+    ws.send_json(&json!({"type": "add_item", "participantId": "test_user",
+        "data": {"dishName": "<img src=x onerror=\"alert(1)\">Biryani", "quantity": 1, "price": 299}}))
+        .await;
+    let refused = ws.next_of("error").await;
+    assert_eq!(refused["code"], "VALIDATION_ERROR", "{refused}");
+    ws.send_json(&json!({"type": "add_item", "participantId": "test_user",
+        "data": {"dishName": "Chicken Biryani", "quantity": 2, "price": 299}}))
+        .await;
+    let added = ws.next_of("item_added").await;
+    assert_eq!(
+        added["data"]["orderState"]["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // The seed's update_split: custom without amounts.
+    ws.send_json(
+        &json!({"type": "update_split", "participantId": "test_user",
+        "participantName": "Test User", "timestamp": 1234567890, "data": {"splitType": "custom"}}),
+    )
+    .await;
+    let split = ws.next_of("split_updated").await;
+    assert_eq!(split["data"]["splitType"], "custom", "{split}");
+    assert_eq!(split["data"]["orderState"]["splits"], json!([]));
+    ws.send_json(&json!({"type": "finalize", "participantId": "test_user"}))
+        .await;
+    assert_eq!(
+        ws.next_of("error").await["code"],
+        "CONFLICT",
+        "amounts pending"
+    );
+    ws.send_json(
+        &json!({"type": "update_split", "participantId": "test_user",
+        "data": {"splitType": "custom", "amounts": {"test_user": 598}}}),
+    )
+    .await;
+    ws.next_of("split_updated").await;
+    ws.send_json(&json!({"type": "finalize", "participantId": "test_user"}))
+        .await;
+    let done = ws.next_of("order_finalized").await;
+    assert_eq!(done["data"]["orderState"]["tenantId"], "test_tenant");
+
+    // The sweeper finds the idle room under the open tenant, where it lives.
+    eventually("the idle open-tenant room removed from KV", || async {
+        matches!(kv.get(&key).await, Ok(None))
+    })
+    .await;
+    sys.handler.stop().await;
+}
+
 /// An HTTP (or, with an acceptor, HTTPS) server standing in for the backend's webhook: fails
 /// the first request with 500, then records each body with its signature and delivery headers.
 struct WebhookReceiver {

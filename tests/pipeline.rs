@@ -399,14 +399,7 @@ async fn wss_and_https_serve_the_same_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_one_node_of_a_three_node_cluster_loses_nothing() {
-    let mut cluster = match tablewire_nats::Cluster::start(3).await {
-        Ok(c) => c,
-        Err(e) => panic!("a 3-node cluster needs nats-server >= 2.11: {e}"),
-    };
-    let urls = cluster.client_urls();
-    let mut topology = test_topology();
-    topology.replicas = 3;
-    provision(&urls, &topology).await;
+    let (mut cluster, urls) = replicated_cluster().await;
     let handler = InProcessHandler::start(&urls, None).await;
     let edge = InProcessEdge::start(&urls, edge_config()).await;
     let s = session();
@@ -460,14 +453,7 @@ async fn losing_one_node_of_a_three_node_cluster_loses_nothing() {
 /// has not caught up with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_cluster_an_answered_write_is_seen_by_a_read_through_another_node() {
-    let cluster = match tablewire_nats::Cluster::start(3).await {
-        Ok(c) => c,
-        Err(e) => panic!("a 3-node cluster needs nats-server >= 2.11: {e}"),
-    };
-    let urls = cluster.client_urls();
-    let mut topology = test_topology();
-    topology.replicas = 3;
-    provision(&urls, &topology).await;
+    let (cluster, urls) = replicated_cluster().await;
     let _handler = InProcessHandler::start(&urls, None).await;
     let edges = [
         InProcessEdge::start(cluster.nodes[0].client_url(), edge_config()).await,

@@ -152,20 +152,21 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", tmp.join("devices.db").display()));
     let exe = std::env::current_exe().context("locating the tablewire binary")?;
     let addr = free_addr()?;
-    let edge = spawn_process(
-        &exe,
-        &[
-            "edge",
-            "--nats-url",
-            nats.client_url(),
-            "--listen",
-            &addr.to_string(),
-            "--device-auth",
-            "none",
-            "--device-heartbeat-secs",
-            &args.heartbeat.to_string(),
-        ],
-    )?;
+    let listen = addr.to_string();
+    let heartbeat = args.heartbeat.to_string();
+    let mut edge_args = vec![
+        "edge",
+        "--nats-url",
+        nats.client_url(),
+        "--listen",
+        &listen,
+        "--device-auth",
+        "none",
+        "--device-heartbeat-secs",
+        &heartbeat,
+    ];
+    edge_args.extend(crate::system::EDGE_LIMIT_FLAGS);
+    let edge = spawn_process(&exe, &edge_args)?;
     let mut handlers = Vec::new();
     let handler_metrics = free_addr()?;
     for i in 0..args.handlers.max(1) {

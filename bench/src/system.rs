@@ -66,6 +66,31 @@ impl StreamArgs {
     }
 }
 
+/// Flags every benchmark edge gets: all load comes from 127.0.0.1 (up to 15,000 sockets, opened
+/// as fast as the machine can), which a production edge's per-address limits would refuse.
+/// Generous values rather than none, so the limits' cost is measured with the rest. The global
+/// cap stays at its default, the file limit less a reserve.
+pub const EDGE_LIMIT_FLAGS: [&str; 4] = [
+    "--max-connections-per-ip",
+    "1000000",
+    "--connection-rate-per-ip",
+    "1000000",
+];
+
+/// Flags every benchmark handler gets: a benchmark drives each tenant far faster than a
+/// restaurant does, which the per-tenant write rates of production would refuse. Generous
+/// values rather than none, so the limits' cost is measured with the rest.
+pub const HANDLER_LIMIT_FLAGS: [&str; 8] = [
+    "--tenant-order-rate",
+    "1000000",
+    "--tenant-order-burst",
+    "1000000",
+    "--tenant-event-rate",
+    "1000000",
+    "--tenant-event-burst",
+    "1000000",
+];
+
 /// A loopback address with a port free a moment ago, for a process to listen on.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -180,6 +205,7 @@ pub fn edge_command(
             "--jwt-secret",
             JWT_SECRET,
         ])
+        .args(EDGE_LIMIT_FLAGS)
         .args(extra)
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -213,6 +239,7 @@ pub fn handler_command(
         "--domain",
         &domains,
     ]);
+    handler.args(HANDLER_LIMIT_FLAGS);
     match database_url {
         Some(url) => handler.args(["--database-url", url]),
         None => handler.arg("--no-records"),

@@ -66,13 +66,29 @@ pub struct Config {
     /// How long a WebSocket without a token in its upgrade request may take to send its
     /// `auth` message before it is closed with 1008.
     pub auth_timeout: Duration,
-    /// The clock per-connection message limits run on (tests freeze it).
+    /// The clock per-connection message limits and the per-address accept rate run on (tests
+    /// freeze it).
     pub rate_limit_clock: crate::limit::LimitClock,
     /// How RFID devices authenticate.
     pub device_auth: DeviceAuth,
     /// The heartbeat interval devices are told to keep; a device that sends nothing for two
     /// intervals is closed (4002) and goes offline.
     pub device_heartbeat: Duration,
+    /// How long an HTTP request body may take to arrive in full; past it the request is
+    /// answered 408 (`TIMEOUT`) and the connection closed. Headers have their own 30 s.
+    pub body_timeout: Duration,
+    /// Connections (HTTP and WebSocket) open at once, in all. Kept below the file limit so the
+    /// edge never fails to accept: the default is `RLIMIT_NOFILE` less
+    /// [`admission::FILE_RESERVE`](crate::server::admission::FILE_RESERVE).
+    pub max_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64); 0 for no limit
+    /// (behind a proxy that connects from one address).
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one client address, a burst of as many; 0 for no limit.
+    pub connection_rate_per_ip: u32,
+    /// Sockets over a connection limit served at once to be answered 503 (and to read
+    /// `/healthz` and `/metrics`); more are closed right after accept.
+    pub connection_headroom: usize,
 }
 
 impl Default for Config {
@@ -96,6 +112,11 @@ impl Default for Config {
             rate_limit_clock: Default::default(),
             device_auth: DeviceAuth::Token,
             device_heartbeat: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(10),
+            max_connections: crate::server::admission::default_max_connections(),
+            max_connections_per_ip: 1000,
+            connection_rate_per_ip: 100,
+            connection_headroom: crate::server::admission::DEFAULT_HEADROOM,
         }
     }
 }

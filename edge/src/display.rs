@@ -5,7 +5,7 @@
 use crate::fanout::{Snapshot, SnapshotResult};
 use crate::http::{self, Body};
 use crate::publish::{Command, now_ms};
-use crate::request::{self, Outcome};
+use crate::request;
 use crate::server::Shared;
 use crate::ws::{Conn, Handler};
 use bytes::Bytes;
@@ -149,7 +149,7 @@ async fn publish(
     claims: Option<tablewire_schemas::Claims>,
     command: &DisplayCommand,
 ) -> Response<Body> {
-    let written = request::write(
+    let applied = request::apply(
         shared,
         Command {
             domain: Domain::Display,
@@ -162,29 +162,8 @@ async fn publish(
         },
     )
     .await;
-    let (stored, outcome) = match written {
-        Ok(written) => written,
-        Err(e) => return http::error(e),
-    };
-    let applied = match outcome {
-        Outcome::Answered(answer) => match request::rejection(&answer) {
-            Some(refused) => Err(refused),
-            None => Ok(()),
-        },
-        Outcome::Duplicate => {
-            request::applied(
-                shared,
-                Domain::Display,
-                SHARED_TENANT,
-                session,
-                stored.sequence,
-            )
-            .await
-        }
-        Outcome::NoAnswer => Err(request::not_applied_in_time()),
-    };
     match applied {
-        Ok(()) => accepted(session, stored),
+        Ok(stored) => accepted(session, stored),
         Err(e) => http::error(e),
     }
 }

@@ -1,5 +1,5 @@
 //! HTTP helpers of the edge: JSON responses, error bodies from the catalogue, CORS headers and
-//! size-limited JSON request bodies.
+//! size- and time-limited JSON request bodies.
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -9,6 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
+use std::time::Duration;
 use tablewire_schemas::{ErrorBody, ErrorCode, HttpError};
 
 /// The body type of every edge response.
@@ -24,10 +25,16 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(empty_body()))
 }
 
-/// An error response: the catalogue's status and `{"error": {...}}`.
+/// An error response: the catalogue's status and `{"error": {...}}`. A request body that did
+/// not arrive in time ([`read_json`]) is the one `TIMEOUT` the client caused: 408 and the
+/// connection closed, where the catalogue's 504 says the server was slow.
 pub fn error(error: ErrorBody) -> Response<Body> {
-    let status =
-        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body_late = error.code == ErrorCode::Timeout && error.message.starts_with(BODY_LATE);
+    let status = if body_late {
+        StatusCode::REQUEST_TIMEOUT
+    } else {
+        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
     let mut response = json(
         status,
         &HttpError {
@@ -39,6 +46,11 @@ pub fn error(error: ErrorBody) -> Response<Body> {
         if let Ok(v) = HeaderValue::from_str(&secs) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
+    }
+    if body_late {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -76,14 +88,54 @@ pub fn cors(response: &mut Response<Body>, origin: &str) {
     }
 }
 
-/// Reads a JSON body of at most `limit` bytes. An empty body reads as `{}`.
+/// How long a request body may take to arrive, and what counts those that do not. The edge puts
+/// one in every request's extensions; without one, [`DEFAULT_BODY_TIMEOUT`] applies.
+#[derive(Clone)]
+pub struct BodyTimeout {
+    /// The time from the start of the read to the body's last byte.
+    pub limit: Duration,
+    /// Counts bodies that took longer.
+    pub expired: prometheus_client::metrics::counter::Counter,
+}
+
+/// The body timeout of a request that carries no [`BodyTimeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        BodyTimeout {
+            limit: DEFAULT_BODY_TIMEOUT,
+            expired: Default::default(),
+        }
+    }
+}
+
+/// How the message of a late body begins (it makes [`error`] answer 408).
+const BODY_LATE: &str = "request body not received within";
+
+/// Reads a JSON body of at most `limit` bytes, within the request's [`BodyTimeout`] (a body
+/// trickled in byte by byte must not hold a connection and a task for ever). An empty body
+/// reads as `{}`.
 pub async fn read_json<T: DeserializeOwned>(
     request: Request<hyper::body::Incoming>,
     limit: usize,
 ) -> Result<T, ErrorBody> {
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
+    let timeout = request
+        .extensions()
+        .get::<BodyTimeout>()
+        .cloned()
+        .unwrap_or_default();
+    let within = timeout.limit;
+    let read = Limited::new(request.into_body(), limit).collect();
+    let body = tokio::time::timeout(within, read)
         .await
+        .map_err(|_| {
+            timeout.expired.inc();
+            ErrorBody::with_message(
+                ErrorCode::Timeout,
+                format!("{BODY_LATE} {} ms", within.as_millis()),
+            )
+        })?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
@@ -173,6 +225,18 @@ mod tests {
         assert_eq!(
             error_code(ErrorCode::Unauthorized).status(),
             StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn a_late_body_is_a_408_that_closes_and_other_timeouts_stay_504() {
+        let late = ErrorBody::with_message(ErrorCode::Timeout, format!("{BODY_LATE} 10 ms"));
+        let response = error(late);
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        assert_eq!(
+            error_code(ErrorCode::Timeout).status(),
+            StatusCode::GATEWAY_TIMEOUT
         );
     }
 

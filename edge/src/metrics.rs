@@ -23,6 +23,14 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// Labels naming why a connection was refused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `max_connections`, `max_connections_per_ip`, `connection_rate_per_ip`, or
+    /// `no_headroom` (closed right after accept, unanswered).
+    pub reason: String,
+}
+
 /// Labels of an HTTP response.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -68,6 +76,12 @@ pub struct Metrics {
     pub events_reconnects: Counter,
     /// Time to handle one message from an events-socket client, seconds.
     pub events_processing: Histogram,
+    /// Connections refused by a connection limit, by reason.
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    /// WebSocket connection tasks that panicked (closed with 1011, everything released).
+    pub connection_panics: Counter,
+    /// HTTP requests whose body did not arrive within `--body-timeout-secs` (answered 408).
+    pub body_timeouts: Counter,
 }
 
 impl Metrics {
@@ -90,6 +104,9 @@ impl Metrics {
             fanout_gaps: Counter::default(),
             events_reconnects: Counter::default(),
             events_processing: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+            connections_refused: Family::default(),
+            connection_panics: Counter::default(),
+            body_timeouts: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("tablewire_edge");
         r.register(
@@ -172,7 +189,31 @@ impl Metrics {
             "Time to handle one message from an events-socket client",
             m.events_processing.clone(),
         );
+        r.register(
+            "connections_refused",
+            "Connections refused by a connection limit, by reason",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "connection_panics",
+            "WebSocket connection tasks that panicked (closed with 1011)",
+            m.connection_panics.clone(),
+        );
+        r.register(
+            "body_timeouts",
+            "HTTP request bodies that did not arrive in time (answered 408)",
+            m.body_timeouts.clone(),
+        );
         m
+    }
+
+    /// Counts a refused connection.
+    pub fn refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts an error sent to a client.

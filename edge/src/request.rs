@@ -1,7 +1,7 @@
 //! HTTP writes answered once a handler has applied them, so that every read served afterwards,
 //! by any edge, reflects them (read-your-writes): the command goes out with a request id and
-//! the handler's answer comes back on this edge's inbox. Used by the display, POS and device
-//! HTTP endpoints.
+//! the handler's answer comes back on this edge's inbox. Used by the display, POS, device and
+//! events HTTP endpoints.
 
 use crate::publish::{Accepted, Command};
 use crate::server::Shared;
@@ -52,6 +52,29 @@ pub async fn write<C: Serialize>(
             shared.inbox.forget(&request);
             Ok((accepted, Outcome::NoAnswer))
         }
+    }
+}
+
+/// Publishes `cmd` and answers once the handler applied it (so a read right after sees it), or
+/// with the handler's refusal: a refused write is never reported as accepted. A repeat of an
+/// earlier write (its message id seen before) is answered once that write is applied; a write
+/// not applied within `reply_timeout` is `TIMEOUT` (it stays stored and is applied later).
+pub async fn apply<C: Serialize>(
+    shared: &Shared,
+    cmd: Command<'_, C>,
+) -> Result<Accepted, ErrorBody> {
+    let (domain, key) = (cmd.domain, cmd.key.to_string());
+    let tenant = cmd.tenant.to_string();
+    let (stored, outcome) = write(shared, cmd).await?;
+    match outcome {
+        Outcome::Answered(answer) => match rejection(&answer) {
+            Some(refused) => Err(refused),
+            None => Ok(stored),
+        },
+        Outcome::Duplicate => applied(shared, domain, &tenant, &key, stored.sequence)
+            .await
+            .map(|()| stored),
+        Outcome::NoAnswer => Err(not_applied_in_time()),
     }
 }
 

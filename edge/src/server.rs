@@ -1,6 +1,9 @@
-//! The edge node: binds, accepts HTTP and WebSocket connections (optionally over TLS), runs the
-//! heartbeat, and drains on shutdown (stop accepting, close WebSockets with 1001 so clients
-//! reconnect to another edge, finish HTTP requests).
+//! The edge node: binds, accepts HTTP and WebSocket connections (optionally over TLS) within
+//! the connection limits of [`admission`], runs the heartbeat, and drains on shutdown (stop
+//! accepting, close WebSockets with 1001 so clients reconnect to another edge, finish HTTP
+//! requests).
+
+pub mod admission;
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -10,6 +13,7 @@ use crate::inbox::Inbox;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use crate::ws::{self, Handler, Io, frame};
+use admission::{Gate, Pass, Refusal, Verdict};
 use async_nats::jetstream::{self, kv};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -196,39 +200,43 @@ impl Shared {
         let conn = self
             .conns
             .open(endpoint, self.config.max_queued_bytes, counters);
+        let lease = ws::Lease::new(self.conns.clone(), conn, handler);
+        // The connection's admission (its count against the connection caps) lasts as long as
+        // the socket, not the HTTP exchange that upgraded it.
+        let admitted = request.extensions().get::<Arc<Pass>>().cloned();
         let shared = self.clone();
         tokio::spawn(async move {
+            let _admitted = admitted;
             let upgraded = match upgrade.await {
                 Ok(ws) => ws.into_inner().into_inner(),
                 Err(e) => {
                     debug!(error = %e, "upgrade did not complete");
-                    shared.conns.remove(conn.id);
                     return;
                 }
             };
-            let parts = match upgraded.downcast::<TokioIo<Io>>() {
-                Ok(parts) => parts,
-                Err(_) => {
-                    warn!("upgraded connection of an unexpected type");
-                    shared.conns.remove(conn.id);
-                    return;
-                }
+            let Ok(parts) = upgraded.downcast::<TokioIo<Io>>() else {
+                warn!("upgraded connection of an unexpected type");
+                return;
             };
-            shared.metrics.connections.get_or_create(&label).inc();
             shared
                 .metrics
                 .connections_opened
                 .get_or_create(&label)
                 .inc();
-            let served = ws::conn::serve(
-                parts.io.into_inner(),
-                parts.read_buf,
-                conn.clone(),
-                &handler,
-                shared.config.max_message_bytes,
-            )
-            .await;
-            shared.metrics.connections.get_or_create(&label).dec();
+            let gauge = shared.metrics.connections.get_or_create(&label).clone();
+            let served = lease
+                .serve(
+                    parts.io.into_inner(),
+                    parts.read_buf,
+                    shared.config.max_message_bytes,
+                    &gauge,
+                )
+                .await;
+            if served.panicked {
+                warn!(endpoint, "a connection task panicked; closed with 1011");
+                shared.metrics.connection_panics.inc();
+                shared.metrics.error(ErrorCode::Internal);
+            }
             if let Some(code) = served.protocol_error {
                 shared.metrics.error(match code {
                     frame::close::TOO_BIG => ErrorCode::MessageTooBig,
@@ -236,7 +244,6 @@ impl Shared {
                     _ => ErrorCode::ProtocolError,
                 });
             }
-            shared.conns.remove(conn.id);
         });
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
@@ -246,6 +253,7 @@ impl Shared {
 /// A bound edge, ready to [`run`](Edge::run).
 pub struct Edge {
     shared: Arc<Shared>,
+    gate: Arc<Gate>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     inbox_task: tokio::task::JoinHandle<()>,
@@ -305,6 +313,22 @@ impl Edge {
                     EdgeError::Nats(format!("{}: {e}", resource::DEVICE_SETTINGS_BUCKET))
                 })?;
         let metrics = Metrics::new(registry);
+        let gate = Gate::new(admission::Limits {
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            connection_rate_per_ip: config.connection_rate_per_ip,
+            headroom: config.connection_headroom,
+            clock: config.rate_limit_clock.clone(),
+        });
+        if let Some(files) = admission::open_file_limit()
+            && config.max_connections + config.connection_headroom >= files
+        {
+            warn!(
+                max_connections = config.max_connections,
+                file_limit = files,
+                "--max-connections leaves no file descriptors for the rest: accept may fail at the file limit"
+            );
+        }
         let id = config.edge_id.clone().unwrap_or_else(new_edge_id);
         let conns = Arc::new(ws::Registry::default());
         let inbox = Arc::new(Inbox::default());
@@ -338,6 +362,7 @@ impl Edge {
         });
         Ok(Edge {
             shared,
+            gate,
             listener,
             tls,
             inbox_task,
@@ -359,6 +384,7 @@ impl Edge {
     pub async fn run(self, registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         let Edge {
             shared,
+            gate,
             listener,
             tls,
             inbox_task,
@@ -386,6 +412,17 @@ impl Edge {
                 }
             })
         };
+        // governor keeps every address it has seen: forget those back to a full burst.
+        let forget = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    gate.forget_idle_addresses();
+                }
+            })
+        };
         let (http_stop_tx, http_stop) = watch::channel(false);
         let open_http = Arc::new(AtomicUsize::new(0));
         loop {
@@ -395,13 +432,23 @@ impl Edge {
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        let (pass, refusal) = match gate.admit(peer.ip()) {
+                            Verdict::Serve(pass) => (pass, None),
+                            Verdict::Restrict(pass, refusal) => (pass, Some(refusal)),
+                            Verdict::Close(refusal) => {
+                                // Not even the headroom to answer: closed unanswered.
+                                debug!(%peer, reason = refusal.label(), "connection closed at accept");
+                                shared.metrics.refused("no_headroom");
+                                continue;
+                            }
+                        };
                         let shared = shared.clone();
                         let tls = tls.clone();
                         let stop = http_stop.clone();
                         let open = open_http.clone();
                         open.fetch_add(1, Ordering::Relaxed);
                         tokio::spawn(async move {
-                            serve_tcp(shared, tcp, peer, tls, stop).await;
+                            serve_tcp(shared, tcp, peer, tls, stop, pass, refusal).await;
                             open.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -416,6 +463,7 @@ impl Edge {
         drop(listener);
         drain(&shared, &open_http, http_stop_tx).await;
         heartbeat.abort();
+        forget.abort();
         resync.abort();
         inbox_task.abort();
         info!(edge = %shared.id, "edge stopped");
@@ -438,12 +486,17 @@ async fn drain(shared: &Arc<Shared>, open_http: &AtomicUsize, http_stop: watch::
     }
 }
 
+/// Serves one accepted socket over HTTP/1.1 (upgrades included). `pass` counts it against the
+/// connection limits for as long as it is open; with a `refusal` only `/healthz` and `/metrics`
+/// are served, once, and anything else is answered [`refuse`].
 async fn serve_tcp(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
+    pass: Pass,
+    refusal: Option<Refusal>,
 ) {
     let _ = tcp.set_nodelay(true);
     let io = match tls {
@@ -459,13 +512,38 @@ async fn serve_tcp(
             }
         }
     };
-    let service = hyper::service::service_fn(move |request| {
+    let pass = Arc::new(pass);
+    let body_timeout = http::BodyTimeout {
+        limit: shared.config.body_timeout,
+        expired: shared.metrics.body_timeouts.clone(),
+    };
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::router::route(shared, request).await) }
+        let pass = pass.clone();
+        let body_timeout = body_timeout.clone();
+        async move {
+            if let Some(refusal) = refusal
+                && !always_answered(request.uri().path())
+            {
+                debug!(%peer, reason = refusal.label(), "connection refused");
+                return Ok::<_, std::convert::Infallible>(refuse(&shared, refusal));
+            }
+            request.extensions_mut().insert(body_timeout);
+            request.extensions_mut().insert(pass);
+            Ok(crate::router::route(shared, request).await)
+        }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new());
+    if refusal.is_some() {
+        // Headroom is scarce: one request, promptly, then the socket is given back.
+        http1
+            .header_read_timeout(Duration::from_secs(5))
+            .keep_alive(false);
+    } else {
+        http1.header_read_timeout(Duration::from_secs(30));
+    }
+    let connection = http1
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(connection);
@@ -478,6 +556,35 @@ async fn serve_tcp(
             let _ = connection.await;
         }
     }
+}
+
+/// Paths served even on a connection over a limit, so an edge at its cap can still be watched.
+fn always_answered(path: &str) -> bool {
+    matches!(path.trim_matches('/'), "healthz" | "metrics")
+}
+
+/// The answer to a request on a connection over a limit: 503 `TOO_MANY_CONNECTIONS` with
+/// `Retry-After`, and the connection closed.
+fn refuse(shared: &Shared, refusal: Refusal) -> Response<Body> {
+    shared.metrics.refused(refusal.label());
+    let retry_after_ms = u64::try_from(refusal.retry_after().as_millis()).unwrap_or(u64::MAX);
+    let error = ErrorBody::with_message(ErrorCode::TooManyConnections, refusal.message())
+        .retry_after(retry_after_ms.max(1));
+    let mut response = http::error(error);
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    http::cors(&mut response, &shared.config.cors_origin);
+    shared
+        .metrics
+        .http
+        .get_or_create(&crate::metrics::HttpLabels {
+            route: "refused".to_string(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 /// Pings every WebSocket each interval; one that said nothing since the last ping is closed.

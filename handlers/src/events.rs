@@ -5,19 +5,46 @@
 //! through here.
 
 use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::rate::WriteRate;
 use serde::{Deserialize, Serialize};
 use tablewire_schemas::events::{Command, EventFrame, MAX_EVENT_NAME, is_event_name};
 use tablewire_schemas::{Domain as DomainName, ErrorCode};
 
 /// The events domain.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Events;
+#[derive(Debug, Clone, Copy)]
+pub struct Events {
+    /// Events one tenant's feed accepts from `POST /api/events`, across every edge and worker.
+    pub tenant_rate: WriteRate,
+}
 
-/// A feed's state: only how many events it carried (its events are not kept).
+/// The default rate of one tenant's `POST /api/events`.
+pub const TENANT_RATE: WriteRate = WriteRate::new(100, 500);
+
+impl Events {
+    /// The events domain with the default limits.
+    pub const DEFAULT: Events = Events {
+        tenant_rate: TENANT_RATE,
+    };
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::DEFAULT
+    }
+}
+
+/// A feed's state: only how many events it carried (its events are not kept), and its rate.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedState {
     /// Events published so far.
     pub published: u64,
+    /// The tenant's publishing rate: the theoretical arrival time (µs) of its next event.
+    #[serde(default, rename = "rateTatUs", skip_serializing_if = "is_zero")]
+    pub rate_tat_us: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Puts an event from another domain's key on its tenant's feed as a notice: straight to the
@@ -73,7 +100,20 @@ impl Domain for Events {
                         ),
                     ));
                 }
+                // The API's events count against the restaurant's rate; an event another
+                // handler emitted follows a write already admitted.
+                if !ctx.origin.edge.is_empty() {
+                    state.rate_tat_us = self.tenant_rate.admit(
+                        state.rate_tat_us,
+                        ctx.now_ms,
+                        "for this restaurant",
+                    )?;
+                }
                 state.published += 1;
+                if ctx.origin.request.is_some() {
+                    // `POST /api/events` is answered once the event is on the feed.
+                    effects.reply(ctx, serde_json::json!({"type": "published"}));
+                }
                 effects.event(EventFrame {
                     kind: event,
                     data,
@@ -114,7 +154,7 @@ mod tests {
             event: "order:created".into(),
             data: json!({"order": {"id": "o1"}}),
         };
-        Events
+        Events::DEFAULT
             .apply(&mut state, publish, &ctx, &mut fx)
             .expect("publish");
         assert_eq!(state.published, 1);
@@ -126,7 +166,7 @@ mod tests {
             event: "Order Created".into(),
             data: json!({}),
         };
-        let err = Events
+        let err = Events::DEFAULT
             .apply(&mut state, bad, &ctx, &mut Effects::default())
             .expect_err("bad name");
         assert_eq!(err.0.code, ErrorCode::ValidationError);

@@ -11,6 +11,7 @@
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
 //! - [`pos`] — seed 002: POS ↔ kitchen orders (numbering, status flow, idempotency claims).
 //! - [`voice`] — seed 004: voice sessions, audio reassembled in order for a transcriber.
+//! - [`rate`] — write rates kept in a key's own state (GCRA), per room and per tenant.
 //! - [`transcriber`] — a `tw.svc.transcribe` service forwarding to an OpenAI-compatible
 //!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
@@ -31,6 +32,7 @@ pub mod events;
 pub mod http_client;
 pub mod metrics;
 pub mod pos;
+pub mod rate;
 pub mod records;
 pub mod runtime;
 pub mod store;

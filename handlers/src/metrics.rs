@@ -58,6 +58,8 @@ pub struct Metrics {
     pub partition_panics: Family<DomainLabel, Counter>,
     /// Batches processed from the stream instead of from delivery order.
     pub untrusted_batches: Family<DomainLabel, Counter>,
+    /// Scans of a partition answered by a replica behind the batch, read again.
+    pub lagging_scans: Family<DomainLabel, Counter>,
     /// Events fanned out.
     pub events: Family<DomainLabel, Counter>,
     /// Commands per batch.
@@ -86,6 +88,7 @@ impl Metrics {
             bounded_batches: Family::default(),
             partition_panics: Family::default(),
             untrusted_batches: Family::default(),
+            lagging_scans: Family::default(),
             events: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             apply_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -135,6 +138,11 @@ impl Metrics {
             "untrusted_batches",
             "Batches rebuilt from the stream after a redelivery or takeover",
             metrics.untrusted_batches.clone(),
+        );
+        r.register(
+            "lagging_scans",
+            "Partition scans answered by a replica behind the batch, read again",
+            metrics.lagging_scans.clone(),
         );
         r.register("events", "Events fanned out", metrics.events.clone());
         r.register(

@@ -13,6 +13,7 @@
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use crate::events::notify_feed;
+use crate::rate::WriteRate;
 use chrono::{Datelike, FixedOffset, TimeZone};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -24,8 +25,29 @@ use tablewire_schemas::pos::{
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
 
 /// The pos domain.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Pos;
+#[derive(Debug, Clone, Copy)]
+pub struct Pos {
+    /// Writes one tenant's book accepts (orders, status changes, settings), across every edge
+    /// and worker.
+    pub tenant_rate: WriteRate,
+}
+
+/// The default write rate of one tenant's book: a restaurant's tills and kitchens together,
+/// with room for a till's offline queue flushed at once.
+pub const TENANT_RATE: WriteRate = WriteRate::new(50, 200);
+
+impl Pos {
+    /// The pos domain with the default limits.
+    pub const DEFAULT: Pos = Pos {
+        tenant_rate: TENANT_RATE,
+    };
+}
+
+impl Default for Pos {
+    fn default() -> Self {
+        Pos::DEFAULT
+    }
+}
 
 /// Record kinds the pos domain writes.
 pub mod record {
@@ -79,6 +101,62 @@ pub fn claim_time_to_live(claim: &IdempotencyClaim, now_ms: i64) -> Duration {
 
 impl Pos {
     fn tenant(
+        &self,
+        book: &mut TenantOrders,
+        command: Command,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        // Every command of the book is a write of the tenant's; the limit counts them all.
+        let tat = match self
+            .tenant_rate
+            .admit(book.rate_tat_us, ctx.now_ms, "for this restaurant")
+        {
+            Ok(tat) => tat,
+            Err(refused) => return self.refuse(command, refused, ctx, effects),
+        };
+        let before = book.rate_tat_us;
+        book.rate_tat_us = tat;
+        let result = self.tenant_command(book, command, ctx, effects);
+        if result.is_err() {
+            // A rejection leaves the state exactly as it was.
+            book.rate_tat_us = before;
+        }
+        result
+    }
+
+    /// A command over the tenant's rate. A claim's request is answered back to the claim (and
+    /// its first sender), which lets the key go, so that the claim does not wait for an order
+    /// that is not coming; anything else is rejected to its sender as usual.
+    fn refuse(
+        &self,
+        command: Command,
+        refused: Rejection,
+        ctx: &Context<'_>,
+        effects: &mut Effects,
+    ) -> Result<(), Rejection> {
+        let Command::Create {
+            idempotency_key,
+            reply_to,
+            ..
+        } = command
+        else {
+            return Err(refused);
+        };
+        if !reply_to.edge.is_empty() {
+            let frame = Frame::from(&self.error_frame(&refused.0, ctx));
+            effects.replies.push((reply_to, frame));
+        }
+        effects.emit(
+            DomainName::Pos,
+            ctx.tenant,
+            &tablewire_schemas::pos::idempotency_state_key(&idempotency_key),
+            Command::Refused { error: refused.0 },
+        );
+        Ok(())
+    }
+
+    fn tenant_command(
         &self,
         book: &mut TenantOrders,
         command: Command,
@@ -171,10 +249,12 @@ impl Pos {
                 }
                 Ok(())
             }
-            Command::Submit { .. } | Command::Created { .. } => Err(Rejection::new(
-                ErrorCode::InvalidMessage,
-                "this command belongs to an idempotency key",
-            )),
+            Command::Submit { .. } | Command::Created { .. } | Command::Refused { .. } => {
+                Err(Rejection::new(
+                    ErrorCode::InvalidMessage,
+                    "this command belongs to an idempotency key",
+                ))
+            }
         }
     }
 
@@ -239,6 +319,17 @@ impl Pos {
                     effects.replies.push((origin, Frame::from(&frame)));
                 }
                 claim.frame = Some(frame);
+                Ok(())
+            }
+            Command::Refused { error } => {
+                // Only a claim still waiting is released; one answered already keeps its order.
+                if claim.frame.is_none() {
+                    let frame = Frame::from(&self.error_frame(&error, ctx));
+                    for origin in claim.waiting.drain(..) {
+                        effects.replies.push((origin, frame.clone()));
+                    }
+                    *claim = IdempotencyClaim::default();
+                }
                 Ok(())
             }
             _ => Err(Rejection::new(
@@ -478,6 +569,7 @@ mod tests {
     use tablewire_schemas::pos::idempotency_state_key;
 
     const DAY1: i64 = 1_736_121_600_000; // 2025-01-06T00:00:00Z
+    const POS: Pos = Pos::DEFAULT;
 
     fn origin() -> Origin {
         Origin {
@@ -524,10 +616,10 @@ mod tests {
     #[test]
     fn orders_are_numbered_per_day_and_reset_at_local_midnight() {
         let o = origin();
-        let mut state = Pos.new_state(&ctx(&o, TENANT_KEY, DAY1));
+        let mut state = POS.new_state(&ctx(&o, TENANT_KEY, DAY1));
         let mut fx = Effects::default();
         for i in 0..3 {
-            Pos.apply(
+            POS.apply(
                 &mut state,
                 submit(),
                 &ctx(&o, TENANT_KEY, DAY1 + i),
@@ -552,14 +644,14 @@ mod tests {
         // One millisecond before the next UTC midnight, then at it.
         let next_day = DAY1 + 86_400_000;
         let mut fx = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut state,
             submit(),
             &ctx(&o, TENANT_KEY, next_day - 1),
             &mut fx,
         )
         .expect("late");
-        Pos.apply(
+        POS.apply(
             &mut state,
             submit(),
             &ctx(&o, TENANT_KEY, next_day),
@@ -577,7 +669,7 @@ mod tests {
         assert_eq!(fx.events[1].value()["order"]["id"], "order-5");
         // A clock that went back does not reuse a number of the earlier day.
         let mut fx = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut state,
             submit(),
             &ctx(&o, TENANT_KEY, next_day - 10),
@@ -613,8 +705,8 @@ mod tests {
     fn status_changes_follow_the_allowed_transitions() {
         let o = origin();
         let c = ctx(&o, TENANT_KEY, DAY1);
-        let mut state = Pos.new_state(&c);
-        Pos.apply(&mut state, submit(), &c, &mut Effects::default())
+        let mut state = POS.new_state(&c);
+        POS.apply(&mut state, submit(), &c, &mut Effects::default())
             .expect("submit");
         let change = |status| Command::UpdateStatus {
             order_id: "order-1".into(),
@@ -622,7 +714,7 @@ mod tests {
             updated_by: "kitchen-terminal-1".into(),
         };
         let before = state.clone();
-        let err = Pos
+        let err = POS
             .apply(
                 &mut state,
                 change(OrderStatus::Ready),
@@ -638,7 +730,7 @@ mod tests {
             OrderStatus::Ready,
             OrderStatus::Completed,
         ] {
-            Pos.apply(&mut state, change(s), &c, &mut fx)
+            POS.apply(&mut state, change(s), &c, &mut fx)
                 .expect("allowed");
         }
         assert_eq!(
@@ -649,7 +741,7 @@ mod tests {
         );
         assert!(book(&state).active.is_empty());
         assert_eq!(book(&state).recent[0].status, OrderStatus::Completed);
-        let err = Pos
+        let err = POS
             .apply(
                 &mut state,
                 change(OrderStatus::Cancelled),
@@ -663,7 +755,7 @@ mod tests {
             status: OrderStatus::Preparing,
             updated_by: "k".into(),
         };
-        let err = Pos
+        let err = POS
             .apply(&mut state, unknown, &c, &mut Effects::default())
             .expect_err("unknown");
         assert_eq!(err.0.code, ErrorCode::UnknownResource);
@@ -674,12 +766,12 @@ mod tests {
     fn invalid_orders_change_nothing() {
         let o = origin();
         let c = ctx(&o, TENANT_KEY, DAY1);
-        let mut state = Pos.new_state(&c);
+        let mut state = POS.new_state(&c);
         let before = state.clone();
         let mut fx = Effects::default();
         let mut bad = order();
         bad.cart = None;
-        let err = Pos
+        let err = POS
             .apply(
                 &mut state,
                 Command::Submit {
@@ -693,7 +785,7 @@ mod tests {
         assert_eq!(err.0.code, ErrorCode::ValidationError);
         assert_eq!(state, before);
         assert_eq!(fx, Effects::default());
-        let frame = Pos.error_frame(&err.0, &c);
+        let frame = POS.error_frame(&err.0, &c);
         assert_eq!(frame["type"], "error");
         assert_eq!(frame["code"], "VALIDATION_ERROR");
         assert!(frame["message"].as_str().is_some());
@@ -714,15 +806,15 @@ mod tests {
             order: order(),
             idempotency_key: Some("k1".into()),
         };
-        let mut claim = Pos.new_state(&ctx(&first, &key, DAY1));
+        let mut claim = POS.new_state(&ctx(&first, &key, DAY1));
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
             .expect("first");
         assert_eq!(fx.commands.len(), 1);
         let create: Command = serde_json::from_str(fx.commands[0].3.get()).expect("create");
         // A repeat before the order exists waits for it.
         let mut fx2 = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut claim,
             submit(),
             &ctx(&second, &key, DAY1 + 1),
@@ -731,14 +823,14 @@ mod tests {
         .expect("repeat");
         assert!(fx2.commands.is_empty() && fx2.replies.is_empty());
         // The tenant creates it and answers the claim.
-        let mut book_state = Pos.new_state(&ctx(&first, TENANT_KEY, DAY1));
+        let mut book_state = POS.new_state(&ctx(&first, TENANT_KEY, DAY1));
         let mut fx3 = Effects::default();
         let emitted = Origin {
             edge: String::new(),
             conn: None,
             request: None,
         };
-        Pos.apply(
+        POS.apply(
             &mut book_state,
             create,
             &ctx(&emitted, TENANT_KEY, DAY1 + 2),
@@ -758,7 +850,7 @@ mod tests {
         assert_eq!(created.2, key);
         let created: Command = serde_json::from_str(created.3.get()).expect("created");
         let mut fx4 = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut claim,
             created,
             &ctx(&emitted, &key, DAY1 + 3),
@@ -770,7 +862,7 @@ mod tests {
         assert_eq!(fx4.replies[0].1.value(), fx3.events[0].value());
         // Later repeats are answered at once, until 24 hours have passed.
         let mut fx5 = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut claim,
             submit(),
             &ctx(&first, &key, DAY1 + 1000),
@@ -783,7 +875,7 @@ mod tests {
         );
         assert!(fx5.commands.is_empty());
         let mut fx6 = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut claim,
             submit(),
             &ctx(&first, &key, DAY1 + IDEMPOTENCY_WINDOW_MS),
@@ -809,14 +901,14 @@ mod tests {
             idempotency_key: Some("lost".into()),
         };
         let emitted = Origin::default();
-        let mut claim = Pos.new_state(&ctx(&first, &key, DAY1));
+        let mut claim = POS.new_state(&ctx(&first, &key, DAY1));
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&first, &key, DAY1), &mut fx)
             .expect("first");
         let lost_create: Command = serde_json::from_str(fx.commands[0].3.get()).expect("create");
         // A repeat soon after waits; one after ASK_AGAIN_AFTER_MS asks the book again.
         let mut fx = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut claim,
             submit(),
             &ctx(&second, &key, DAY1 + 5_000),
@@ -826,19 +918,19 @@ mod tests {
         assert!(fx.commands.is_empty(), "too soon to ask again");
         let mut fx = Effects::default();
         let late = DAY1 + 5_000 + ASK_AGAIN_AFTER_MS;
-        Pos.apply(&mut claim, submit(), &ctx(&second, &key, late), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&second, &key, late), &mut fx)
             .expect("late repeat");
         assert_eq!(fx.commands.len(), 1, "asks the book again");
         let again: Command = serde_json::from_str(fx.commands[0].3.get()).expect("create");
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, submit(), &ctx(&second, &key, late + 1), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&second, &key, late + 1), &mut fx)
             .expect("another repeat");
         assert!(fx.commands.is_empty(), "asks at most once per interval");
         // The book gets the second request first (the first was lost), then, had it been only
         // late, the first: one order either way.
-        let mut book = Pos.new_state(&ctx(&emitted, TENANT_KEY, late));
+        let mut book = POS.new_state(&ctx(&emitted, TENANT_KEY, late));
         let mut made = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut book,
             again,
             &ctx(&emitted, TENANT_KEY, late + 2),
@@ -846,7 +938,7 @@ mod tests {
         )
         .expect("create");
         let mut repeat = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut book,
             lost_create,
             &ctx(&emitted, TENANT_KEY, late + 3),
@@ -869,13 +961,13 @@ mod tests {
         // The claim answers everyone who waited.
         let answer: Command = serde_json::from_value(created(&made)).expect("created");
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, answer, &ctx(&emitted, &key, late + 4), &mut fx)
+        POS.apply(&mut claim, answer, &ctx(&emitted, &key, late + 4), &mut fx)
             .expect("created");
         assert_eq!(fx.replies.len(), 3, "the three repeats that waited");
         // A claim made a day later (the old one expired) is a new order, not the old one.
         let day_later = DAY1 + IDEMPOTENCY_WINDOW_MS;
         let mut renewed = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut claim,
             submit(),
             &ctx(&first, &key, day_later),
@@ -884,7 +976,7 @@ mod tests {
         .expect("renewed");
         let create: Command = serde_json::from_str(renewed.commands[0].3.get()).expect("create");
         let mut fx = Effects::default();
-        Pos.apply(
+        POS.apply(
             &mut book,
             create,
             &ctx(&emitted, TENANT_KEY, day_later),
@@ -907,13 +999,13 @@ mod tests {
             idempotency_key: Some("k2".into()),
         };
         // Claimed and answered at DAY1.
-        let mut claim = Pos.new_state(&ctx(&o, &key, DAY1));
+        let mut claim = POS.new_state(&ctx(&o, &key, DAY1));
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, submit(), &ctx(&o, &key, DAY1), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&o, &key, DAY1), &mut fx)
             .expect("claim");
         assert_eq!(fx.commands.len(), 1, "the first submission creates");
         let frame = json!({"type": "order_created", "order": {"id": "order-1"}});
-        Pos.apply(
+        POS.apply(
             &mut claim,
             Command::Created {
                 frame: frame.clone(),
@@ -923,7 +1015,7 @@ mod tests {
         )
         .expect("created");
         assert_eq!(
-            Pos.time_to_live(&claim, DAY1 + 5),
+            POS.time_to_live(&claim, DAY1 + 5),
             Some(Duration::from_millis((IDEMPOTENCY_WINDOW_MS - 5) as u64)),
             "KV drops the claim when its 24 hours are over"
         );
@@ -931,20 +1023,20 @@ mod tests {
         // 23 h 59 later: the same order, nothing new; the TTL still ends at DAY1 + 24 h.
         let late = DAY1 + IDEMPOTENCY_WINDOW_MS - MINUTE;
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, submit(), &ctx(&o, &key, late), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&o, &key, late), &mut fx)
             .expect("repeat");
         assert!(fx.commands.is_empty(), "no second order at 23h59");
         assert_eq!(fx.replies.len(), 1);
         assert_eq!(fx.replies[0].1.value(), frame);
         assert_eq!(
-            Pos.time_to_live(&claim, late),
+            POS.time_to_live(&claim, late),
             Some(Duration::from_millis(MINUTE as u64))
         );
 
         // 24 h 01 later: a new order, and a new 24 hours for the key.
         let later = DAY1 + IDEMPOTENCY_WINDOW_MS + MINUTE;
         let mut fx = Effects::default();
-        Pos.apply(&mut claim, submit(), &ctx(&o, &key, later), &mut fx)
+        POS.apply(&mut claim, submit(), &ctx(&o, &key, later), &mut fx)
             .expect("new");
         assert_eq!(fx.commands.len(), 1, "a new order at 24h01");
         assert!(fx.replies.is_empty(), "not answered with the old order");
@@ -954,19 +1046,19 @@ mod tests {
         assert_eq!(renewed.claimed_at, later);
         assert_eq!(renewed.frame, None);
         assert_eq!(
-            Pos.time_to_live(&claim, later),
+            POS.time_to_live(&claim, later),
             Some(Duration::from_millis(IDEMPOTENCY_WINDOW_MS as u64))
         );
 
         // A claim KV already dropped is a fresh one: the key makes a new order.
-        let mut gone = Pos.new_state(&ctx(&o, &key, later));
+        let mut gone = POS.new_state(&ctx(&o, &key, later));
         let mut fx = Effects::default();
-        Pos.apply(&mut gone, submit(), &ctx(&o, &key, later), &mut fx)
+        POS.apply(&mut gone, submit(), &ctx(&o, &key, later), &mut fx)
             .expect("fresh");
         assert_eq!(fx.commands.len(), 1);
 
         // The tenant's book never expires.
-        let book = Pos.new_state(&ctx(&o, TENANT_KEY, DAY1));
-        assert_eq!(Pos.time_to_live(&book, DAY1), None);
+        let book = POS.new_state(&ctx(&o, TENANT_KEY, DAY1));
+        assert_eq!(POS.time_to_live(&book, DAY1), None);
     }
 }

@@ -26,14 +26,17 @@ pub struct Topology {
     pub replicas: usize,
     /// How long a delivered command may stay unacknowledged before it is delivered again.
     pub ack_wait: Duration,
-    /// How long a worker keeps a partition after it stops pulling.
+    /// How long a worker keeps a partition after it stops pulling, unless the worker taking
+    /// it over clears the pin first (as it does when the holder is gone).
     pub pin_timeout: Duration,
     /// How long `Nats-Msg-Id` is remembered to drop repeated commands.
     pub duplicate_window: Duration,
     /// Most bytes an input stream or the records stream may hold while its consumers lag;
     /// past it edges refuse new commands (with a retryable error) rather than lose any.
     pub max_backlog_bytes: i64,
-    /// How long a worker's presence lasts without being refreshed.
+    /// How long a worker's presence lasts without being refreshed (at least 1 s): how long a
+    /// worker that hangs, or is cut off without its connection closing, keeps its partitions.
+    /// One that crashes is found gone by a probe within half a second, whatever this says.
     pub worker_ttl: Duration,
     /// How long a device's presence lasts without a heartbeat or scan: two device heartbeat
     /// intervals.
@@ -127,11 +130,14 @@ pub async fn provision(
     }
     provision_records(js, topology).await?;
     provision_parked(js, topology).await?;
+    // Workers watch the bucket: an entry that expires leaves a marker, so they see it go.
+    let worker_ttl = topology.worker_ttl.max(Duration::from_secs(1));
     js.create_or_update_key_value(kv::Config {
         bucket: resource::WORKERS_BUCKET.to_string(),
-        description: "live handler workers".to_string(),
+        description: "live handler workers; expiry markers announce silent ones".to_string(),
         history: 1,
-        max_age: topology.worker_ttl,
+        max_age: worker_ttl,
+        limit_markers: Some(worker_ttl),
         num_replicas: topology.replicas,
         storage: stream::StorageType::Memory,
         ..Default::default()
@@ -469,6 +475,67 @@ mod live_tests {
         assert_eq!(config.retention, stream::RetentionPolicy::Limits);
         assert_eq!(config.max_age, Topology::default().parked_max_age);
         assert_eq!(config.max_bytes, Topology::default().parked_max_bytes);
+    }
+
+    /// Handlers watch `tw_workers`: a worker whose entry expires (it hangs, or is cut off) must
+    /// show up in the watch as gone, which needs the bucket's limit markers, also on a bucket
+    /// provisioned before they were set.
+    #[tokio::test]
+    async fn an_expired_worker_entry_is_seen_by_watchers_also_in_an_older_bucket() {
+        use futures::StreamExt;
+        let (_server, js) = setup().await;
+        let topology = Topology {
+            worker_ttl: Duration::from_secs(1),
+            ..Default::default()
+        };
+        // As provisioning made the bucket before: no markers.
+        js.create_key_value(kv::Config {
+            bucket: resource::WORKERS_BUCKET.to_string(),
+            history: 1,
+            max_age: Duration::from_secs(6),
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .expect("old bucket");
+        provision(&js, &[Domain::Display], &topology)
+            .await
+            .expect("provision");
+        let mut bucket = js
+            .get_stream(format!("KV_{}", resource::WORKERS_BUCKET))
+            .await
+            .expect("bucket stream");
+        let config = bucket.info().await.expect("info").config.clone();
+        assert_eq!(config.max_age, Duration::from_secs(1));
+        assert_eq!(
+            config.subject_delete_marker_ttl,
+            Some(Duration::from_secs(1))
+        );
+        let workers = js
+            .get_key_value(resource::WORKERS_BUCKET)
+            .await
+            .expect("bucket");
+        let key = resource::worker_key(Domain::Display, "w1");
+        workers.put(&key, "{}".into()).await.expect("put");
+        let mut watch = workers
+            .watch_with_history(resource::worker_keys(Domain::Display))
+            .await
+            .expect("watch");
+        let seen = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut ops = Vec::new();
+            while let Some(entry) = watch.next().await {
+                let entry = entry.expect("entry");
+                assert_eq!(entry.key, key);
+                ops.push(entry.operation);
+                if entry.operation != kv::Operation::Put {
+                    return ops;
+                }
+            }
+            ops
+        })
+        .await
+        .expect("the expiry is seen");
+        assert_eq!(seen, [kv::Operation::Put, kv::Operation::Purge]);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //! | `collab-webhook` | durable pull consumer on `TW_RECORDS` | finalized orders posted to the webhook |
 //! | `tw_state_{domain}` | KV bucket | per-key state, key `{tenant}.{key}`; keys may carry a TTL |
 //! | `tw_parts_{domain}` | KV bucket | parts of keys' states kept apart (a POS order's body), key `{tenant}.{key}.{part}`, expiring; only for [`PARTS_DOMAINS`] |
-//! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, expiring |
+//! | `tw_workers` | KV bucket | live handler workers, key `{domain}.{worker}`, value `{"worker", "pid", "probe"}` (`probe`: the inbox its process answers liveness probes on), expiring (limit markers) |
 //! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
 //! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
 //! | `tw_device_settings` | KV bucket | each tenant's device settings (`PUT /api/devices/settings`), key `{tenant}` |
@@ -80,6 +80,17 @@ pub fn worker_key(domain: Domain, worker: &str) -> String {
     format!("{domain}.{}", encode(worker))
 }
 
+/// The keys of every worker of `domain` in [`WORKERS_BUCKET`] (a filter for a watch).
+pub fn worker_keys(domain: Domain) -> String {
+    format!("{domain}.*")
+}
+
+/// The worker a key of [`WORKERS_BUCKET`] belongs to, if it is one of `domain`'s.
+pub fn worker_of_key(domain: Domain, key: &str) -> Option<String> {
+    let token = key.strip_prefix(domain.as_str())?.strip_prefix('.')?;
+    crate::token::decode(token).map(|worker| worker.into_owned())
+}
+
 /// The KV bucket edges look RFID tags up in: a copy of SQL `device_tags` kept by the records
 /// writer, so a scan finds its user without the edge or the pure device domain touching SQL.
 pub const DEVICE_TAGS_BUCKET: &str = "tw_device_tags";
@@ -117,6 +128,13 @@ mod tests {
         assert_eq!(state_bucket(Domain::Display), "tw_state_display");
         assert_eq!(state_key("_", "abc"), "_.abc");
         assert_eq!(worker_key(Domain::Display, "w 1"), "display.=772031");
+        assert_eq!(worker_keys(Domain::Display), "display.*");
+        assert_eq!(
+            worker_of_key(Domain::Display, &worker_key(Domain::Display, "w 1")).as_deref(),
+            Some("w 1")
+        );
+        assert_eq!(worker_of_key(Domain::Display, "displayx.w1"), None);
+        assert_eq!(worker_of_key(Domain::Pos, "display.w1"), None);
         assert_eq!(PARKED_STREAM, "TW_PARKED");
     }
 }

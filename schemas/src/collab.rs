@@ -25,6 +25,8 @@ pub mod limit {
     pub const CUSTOMIZATION: usize = 200;
     /// Longest circle id or phone, characters.
     pub const SHORT_FIELD: usize = 64;
+    /// Longest `tenantId` an open-tenant room shows, characters (longer ones are cut).
+    pub const TENANT_ID: usize = 128;
     /// Smallest and largest quantity of one item.
     pub const QUANTITY: std::ops::RangeInclusive<u32> = 1..=99;
     /// Largest unit price, minor units.
@@ -56,7 +58,9 @@ pub struct JoinData {
     /// The circle (group) the order is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circle_id: Option<String>,
-    /// The tenant the client believes it is in; ignored (the token decides).
+    /// The tenant the client believes it is in. Never decides the room's tenant (the token, or
+    /// without one the edge's open tenant, does); a tokenless room's first join sets the
+    /// `tenantId` the room shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// The participant's phone.
@@ -109,7 +113,8 @@ pub enum SplitType {
     Equal,
     /// Each participant pays for the items they added.
     Itemized,
-    /// Amounts supplied by the client; they must sum to the total.
+    /// Amounts supplied by the client; they must sum to the total. Pending (no shares) until
+    /// some are supplied; an order is finalized only with amounts that sum to the total.
     Custom,
 }
 
@@ -119,7 +124,8 @@ pub enum SplitType {
 pub struct SplitData {
     /// The split type.
     pub split_type: SplitType,
-    /// For `custom`: participantId → amount in minor units; must sum to the total.
+    /// For `custom`: participantId → amount in minor units, summing to the total. Without it
+    /// the split becomes custom with its amounts pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amounts: Option<BTreeMap<String, u64>>,
 }
@@ -297,7 +303,9 @@ pub struct OrderState {
     /// From the first `join`.
     #[serde(default)]
     pub circle_id: Option<String>,
-    /// The tenant, from the verified token (never from a message).
+    /// The tenant the room shows: the verified token's, or in a tokenless (open-tenant) room
+    /// the `tenantId` its first join named. Display only: the room's key, records and events
+    /// use the tenant the edge gave the connection.
     pub tenant_id: String,
     /// The room id.
     pub session_id: String,
@@ -314,7 +322,7 @@ pub struct OrderState {
     pub split_type: SplitType,
     /// Each participant's share, computed by the server.
     pub splits: Vec<Share>,
-    /// For `custom` splits: the amounts as supplied.
+    /// For `custom` splits: the amounts as supplied (absent while pending).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_amounts: Option<BTreeMap<String, u64>>,
     /// `active` or `finalized`.

@@ -66,7 +66,8 @@ pub struct ScanRequest {
 }
 
 /// Checks a scan's fields: a non-empty tag of at most [`MAX_TAG_LEN`] bytes, a location of
-/// at most [`MAX_LOCATION_LEN`] bytes.
+/// at most [`MAX_LOCATION_LEN`] bytes without markup (dashboards show it:
+/// [`crate::text::check_no_markup`]).
 pub fn check_scan(tag_id: &str, location: Option<&str>) -> Result<(), String> {
     if tag_id.trim().is_empty() {
         Err("tagId is empty".to_string())
@@ -77,7 +78,7 @@ pub fn check_scan(tag_id: &str, location: Option<&str>) -> Result<(), String> {
     } else if location.is_some_and(|l| l.len() > MAX_LOCATION_LEN) {
         Err(format!("location is longer than {MAX_LOCATION_LEN} bytes"))
     } else {
-        Ok(())
+        location.map_or(Ok(()), |l| crate::text::check_no_markup("location", l))
     }
 }
 
@@ -427,5 +428,8 @@ mod tests {
         assert!(check_scan("", None).is_err());
         assert!(check_scan(&"x".repeat(10 * 1024), None).is_err());
         assert!(check_scan("a\nb", None).is_err());
+        let why = check_scan("T1", Some("<b onmouseover=alert(1)>Main Gate</b>"))
+            .expect_err("markup in the location");
+        assert!(why.contains("location"), "{why}");
     }
 }

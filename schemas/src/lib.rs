@@ -12,6 +12,7 @@
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
 //! - [`pos`] — seed 002: POS ↔ kitchen order sync (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`voice`] — seed 004: voice sessions (`/voice-stream`) and the transcriber contract.
+//! - [`text`] — the rule for free text other clients display: no markup (`<`, `>`).
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
@@ -25,6 +26,7 @@ pub mod events;
 pub mod frame;
 pub mod pos;
 pub mod stored;
+pub mod text;
 pub mod voice;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};

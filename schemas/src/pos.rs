@@ -3,6 +3,7 @@
 //! and per-key state, and the order checks both the edge and the handler run.
 
 use crate::Origin;
+use crate::text::check_no_markup;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -180,7 +181,9 @@ impl OrderInput {
             .collect()
     }
 
-    /// Checks what seed 002 requires of an order; the message says what is wrong.
+    /// Checks what seed 002 requires of an order; the message says what is wrong. The customer's
+    /// and the items' names, which every POS and kitchen display shows, hold no markup
+    /// ([`check_no_markup`]).
     pub fn check(&self) -> Result<(), String> {
         let extra = serde_json::to_vec(&self.extra_fields()).map_or(0, |v| v.len());
         if extra > MAX_EXTRA_BYTES {
@@ -204,6 +207,14 @@ impl OrderInput {
         {
             return Err("customer must be an object {name, phone}".to_string());
         }
+        if let Some(name) = self
+            .customer
+            .as_ref()
+            .and_then(|c| c.get("name"))
+            .and_then(Value::as_str)
+        {
+            check_no_markup("customer.name", name)?;
+        }
         let Some(cart) = self.cart.as_ref().filter(|c| c.is_object()) else {
             return Err("cart is required and must be an object".to_string());
         };
@@ -216,6 +227,9 @@ impl OrderInput {
         for (i, item) in items.iter().enumerate() {
             if !item.is_object() {
                 return Err(format!("cart.items[{i}] must be an object"));
+            }
+            if let Some(name) = item.get("name").and_then(Value::as_str) {
+                check_no_markup(&format!("cart.items[{i}].name"), name)?;
             }
             non_negative(item.get("price"), &format!("cart.items[{i}].price"))?;
             match item.get("quantity") {
@@ -445,6 +459,12 @@ pub enum Command {
         /// The `order_created` frame.
         frame: Value,
     },
+    /// From the tenant back to an idempotency key: the order was not made (the tenant's
+    /// write rate); the claim is released, so the key can be submitted again.
+    Refused {
+        /// Why.
+        error: crate::ErrorBody,
+    },
     /// Change an order's status.
     UpdateStatus {
         /// The order's id.
@@ -486,6 +506,10 @@ pub struct TenantOrders {
     #[serde(default)]
     #[schemars(with = "Vec<OrderRef>")]
     pub recent: Vec<BookOrder>,
+    /// The tenant's write rate: the theoretical arrival time (µs) of its next write. Internal:
+    /// no frame carries the book itself.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_tat_us: i64,
 }
 
 /// How long an order's body ([`BookOrder`]) is kept in KV after its creation, ms (7 days). An
@@ -871,9 +895,26 @@ mod tests {
         let mut kind = good.clone();
         kind["orderType"] = json!("drive-thru");
         assert!(input(kind).check().expect_err("type").contains("orderType"));
-        let mut pay = good;
+        let mut pay = good.clone();
         pay["paymentMethod"] = json!("barter");
         assert!(input(pay).check().is_err());
+        // Names every POS and kitchen display shows never carry markup.
+        let mut customer = good.clone();
+        customer["customer"]["name"] = json!("<img src=x onerror=\"alert(1)\">Asha");
+        assert!(
+            input(customer)
+                .check()
+                .expect_err("customer markup")
+                .contains("customer.name")
+        );
+        let mut item = good;
+        item["cart"]["items"][0]["name"] = json!("Dosa</td><script>alert(1)</script>");
+        assert!(
+            input(item)
+                .check()
+                .expect_err("item markup")
+                .contains("cart.items[0].name")
+        );
     }
 
     #[test]

@@ -48,6 +48,20 @@ pub async fn nats() -> NatsServer {
     }
 }
 
+/// A 3-node cluster provisioned with replicas 3 (the README's production layout); returns it and
+/// its client URLs. Fails the test loudly when the cluster cannot start.
+pub async fn replicated_cluster() -> (tablewire_nats::Cluster, String) {
+    let cluster = match tablewire_nats::Cluster::start(3).await {
+        Ok(c) => c,
+        Err(e) => panic!("a 3-node cluster needs nats-server >= 2.11: {e}"),
+    };
+    let urls = cluster.client_urls();
+    let mut topology = test_topology();
+    topology.replicas = 3;
+    provision(&urls, &topology).await;
+    (cluster, urls)
+}
+
 pub async fn client(url: &str) -> async_nats::Client {
     tablewire_nats::connect(url, "tablewire-test")
         .await
@@ -61,6 +75,13 @@ pub async fn provision(url: &str, topology: &Topology) {
         .expect("provision");
 }
 
+/// Every test client connects from 127.0.0.1, most HTTP requests on a connection of their own:
+/// the per-address limits of a production edge would refuse them (tests/hostile.rs checks the
+/// limits with values of its own).
+pub const TEST_CONNECTIONS_PER_IP: usize = 100_000;
+/// See [`TEST_CONNECTIONS_PER_IP`].
+pub const TEST_CONNECTION_RATE_PER_IP: u32 = 100_000;
+
 pub fn edge_config() -> tablewire_edge::Config {
     tablewire_edge::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -69,6 +90,8 @@ pub fn edge_config() -> tablewire_edge::Config {
             jwt_secret: Some(JWT_SECRET.into()),
             ..Default::default()
         },
+        max_connections_per_ip: TEST_CONNECTIONS_PER_IP,
+        connection_rate_per_ip: TEST_CONNECTION_RATE_PER_IP,
         ..Default::default()
     }
 }
@@ -115,7 +138,7 @@ pub struct InProcessHandler {
 
 impl InProcessHandler {
     pub async fn start(url: &str, database_url: Option<String>) -> InProcessHandler {
-        Self::start_with(url, database_url, Default::default()).await
+        Self::start_with(url, database_url, handler_config()).await
     }
 
     /// Like [`start`](Self::start) with a given runtime configuration (its domains: all).
@@ -214,7 +237,29 @@ pub fn handler_process(url: &str) -> Process {
         "--domain",
         "all",
         "--no-records",
+        "--tenant-order-rate",
+        TEST_TENANT_RATE,
+        "--tenant-order-burst",
+        TEST_TENANT_RATE,
+        "--tenant-event-rate",
+        TEST_TENANT_RATE,
+        "--tenant-event-burst",
+        TEST_TENANT_RATE,
     ])
+}
+
+/// Per-tenant write rates for tests that send hundreds of orders or events for one tenant at
+/// once: far above what they send, so only the tests of the limits meet them.
+pub const TEST_TENANT_RATE: &str = "100000";
+
+/// A handler configuration for tests: the defaults, with [`TEST_TENANT_RATE`].
+pub fn handler_config() -> tablewire_handlers::Config {
+    let generous = tablewire_handlers::rate::WriteRate::new(100_000, 100_000);
+    tablewire_handlers::Config {
+        tenant_orders: generous,
+        tenant_events: generous,
+        ..Default::default()
+    }
 }
 
 /// An edge child process on a free port; returns once it answers /healthz.
@@ -229,6 +274,8 @@ pub async fn edge_process_with(url: &str, extra: &[&str]) -> (Process, SocketAdd
         .local_addr()
         .expect("addr");
     let listen = addr.to_string();
+    let per_ip = TEST_CONNECTIONS_PER_IP.to_string();
+    let rate = TEST_CONNECTION_RATE_PER_IP.to_string();
     let mut args = vec![
         "edge",
         "--nats-url",
@@ -239,6 +286,10 @@ pub async fn edge_process_with(url: &str, extra: &[&str]) -> (Process, SocketAdd
         AUTH_SECRET,
         "--jwt-secret",
         JWT_SECRET,
+        "--max-connections-per-ip",
+        &per_ip,
+        "--connection-rate-per-ip",
+        &rate,
     ];
     args.extend_from_slice(extra);
     let process = Process::spawn(&args);

@@ -442,22 +442,20 @@ async fn publish(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<B
         event: body.kind,
         data: body.data,
     };
-    let result = shared
-        .publisher
-        .publish(Command {
+    // Answered once the feed applied it (or refused it: the tenant's rate), never before.
+    let result = crate::request::apply(
+        shared,
+        Command {
             domain: Domain::Events,
             tenant: &tenant,
             key: FEED_KEY,
             client_id: client_id.as_deref(),
-            origin: Origin {
-                edge: shared.id.clone(),
-                conn: None,
-                request: None,
-            },
+            origin: Origin::default(),
             claims: Some(claims),
             command: &command,
-        })
-        .await;
+        },
+    )
+    .await;
     match result {
         Ok(accepted) => http::json(
             StatusCode::OK,

@@ -7,10 +7,12 @@
 
 use super::frame::{self, Decoder, Message};
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::ErrorKind;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -288,7 +290,7 @@ impl Conn {
         self.lock().writing = false;
     }
 
-    fn mark_closed(&self) {
+    pub(crate) fn mark_closed(&self) {
         let mut q = self.lock();
         q.closed = true;
         q.frames.clear();
@@ -312,7 +314,10 @@ pub trait Handler: Send + Sync + 'static {
     fn on_close(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
 }
 
-/// Runs a connection until it closes. `leftover` are bytes read with the HTTP upgrade.
+/// Runs a connection until it closes; the caller then runs [`Handler::on_close`] (see
+/// [`super::Lease`]). `leftover` are bytes read with the HTTP upgrade. Never panics: a panic in
+/// the handler or the decoder closes the connection with 1011 and is reported in
+/// [`Served::panicked`]; a panic anywhere else drops the socket.
 pub async fn serve<H: Handler>(
     io: Io,
     leftover: Bytes,
@@ -320,6 +325,23 @@ pub async fn serve<H: Handler>(
     handler: &H,
     max_message: usize,
 ) -> Served {
+    let mut served = Served::default();
+    let run = AssertUnwindSafe(run(io, leftover, &conn, handler, max_message, &mut served));
+    if run.catch_unwind().await.is_err() {
+        served.panicked = true;
+    }
+    conn.mark_closed();
+    served
+}
+
+async fn run<H: Handler>(
+    io: Io,
+    leftover: Bytes,
+    conn: &Arc<Conn>,
+    handler: &H,
+    max_message: usize,
+    served: &mut Served,
+) {
     let mut socket = match io {
         Io::Plain(stream) => {
             let stream = Arc::new(stream);
@@ -336,42 +358,14 @@ pub async fn serve<H: Handler>(
     decoder.shrink_if_idle();
     // Boxed: the opening work (snapshot, subscriptions) is large and done once; a parked
     // connection's task should not carry room for it.
-    Box::pin(handler.on_open(&conn)).await;
-    let mut served = Served::default();
+    let opened = AssertUnwindSafe(Box::pin(handler.on_open(conn)));
+    if opened.catch_unwind().await.is_err() {
+        failed(conn, &mut decoder, served);
+    }
     'run: loop {
-        loop {
-            match decoder.next_message() {
-                Ok(Some(message)) => {
-                    conn.touch();
-                    conn.counters.messages_in.inc();
-                    match message {
-                        Message::Text(text) => Box::pin(handler.on_text(&conn, text)).await,
-                        Message::Binary(data) => Box::pin(handler.on_binary(&conn, data)).await,
-                        Message::Ping(payload) => {
-                            conn.send(frame::pong(&payload));
-                        }
-                        Message::Pong => {}
-                        Message::Close(code) => {
-                            served.peer_closed = true;
-                            conn.close(
-                                match code {
-                                    Some(c) if c != 1005 && c != 1006 => c,
-                                    _ => frame::close::NORMAL,
-                                },
-                                "",
-                            );
-                            break;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    served.protocol_error = Some(e.close_code());
-                    conn.close(e.close_code(), &e.to_string());
-                    decoder.buffer.clear();
-                    break;
-                }
-            }
+        let delivered = AssertUnwindSafe(deliver(&mut decoder, conn, handler, served));
+        if delivered.catch_unwind().await.is_err() {
+            failed(conn, &mut decoder, served);
         }
         decoder.shrink_if_idle();
         let reading = !conn.is_closing();
@@ -411,9 +405,52 @@ pub async fn serve<H: Handler>(
             }
         }
     }
-    conn.mark_closed();
-    Box::pin(handler.on_close(&conn)).await;
-    served
+}
+
+/// Hands every complete message in the decoder's buffer to the handler; a broken stream
+/// closes the connection with the error's code.
+async fn deliver<H: Handler>(
+    decoder: &mut Decoder,
+    conn: &Arc<Conn>,
+    handler: &H,
+    served: &mut Served,
+) {
+    loop {
+        match decoder.next_message() {
+            Ok(Some(message)) => {
+                conn.touch();
+                conn.counters.messages_in.inc();
+                match message {
+                    Message::Text(text) => Box::pin(handler.on_text(conn, text)).await,
+                    Message::Binary(data) => Box::pin(handler.on_binary(conn, data)).await,
+                    Message::Ping(payload) => {
+                        conn.send(frame::pong(&payload));
+                    }
+                    Message::Pong => {}
+                    Message::Close(code) => {
+                        served.peer_closed = true;
+                        // The decoder only lets codes through that may be sent back.
+                        conn.close(code.unwrap_or(frame::close::NORMAL), "");
+                        return;
+                    }
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                served.protocol_error = Some(e.close_code());
+                conn.close(e.close_code(), &e.to_string());
+                decoder.buffer.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// A panic in the handler or the decoder: nothing more is read, and the peer is told 1011.
+fn failed(conn: &Conn, decoder: &mut Decoder, served: &mut Served) {
+    served.panicked = true;
+    decoder.buffer.clear();
+    conn.close(frame::close::SERVER_ERROR, "internal error");
 }
 
 /// After sending a close frame: stop writing, then read and drop what the peer still sends
@@ -445,6 +482,8 @@ pub struct Served {
     pub peer_closed: bool,
     /// The close code of a protocol error, if one ended it.
     pub protocol_error: Option<u16>,
+    /// Whether code serving it panicked (the handler, the decoder, or the socket loop).
+    pub panicked: bool,
 }
 
 #[cfg(test)]

@@ -140,20 +140,7 @@ impl Decoder {
             match opcode {
                 OpCode::Ping => return Ok(Some(Message::Ping(payload.freeze()))),
                 OpCode::Pong => return Ok(Some(Message::Pong)),
-                OpCode::Close => {
-                    return match payload.len() {
-                        0 => Ok(Some(Message::Close(None))),
-                        1 => Err(DecodeError::Protocol("close payload of one byte")),
-                        _ => {
-                            if std::str::from_utf8(&payload[2..]).is_err() {
-                                return Err(DecodeError::InvalidUtf8);
-                            }
-                            Ok(Some(Message::Close(Some(u16::from_be_bytes([
-                                payload[0], payload[1],
-                            ])))))
-                        }
-                    };
-                }
+                OpCode::Close => return close_message(&payload).map(Some),
                 OpCode::Text | OpCode::Binary => {
                     if self.partial.is_some() {
                         return Err(DecodeError::Protocol("new message inside a fragmented one"));
@@ -167,7 +154,7 @@ impl Decoder {
                     let Some((first, mut data)) = self.partial.take() else {
                         return Err(DecodeError::Protocol("continuation without a message"));
                     };
-                    if data.len() + payload.len() > self.max_message {
+                    if data.len().saturating_add(payload.len()) > self.max_message {
                         return Err(DecodeError::TooBig(self.max_message));
                     }
                     data.extend_from_slice(&payload);
@@ -197,7 +184,7 @@ impl Decoder {
             return Err(DecodeError::Protocol("client frame not masked"));
         }
         let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
-        let (len, head) = match b1 & 0x7f {
+        let (len, head): (u64, usize) = match b1 & 0x7f {
             126 => {
                 if buf.len() < 4 {
                     return Ok(None);
@@ -210,7 +197,12 @@ impl Decoder {
                 }
                 let mut len = [0u8; 8];
                 len.copy_from_slice(&buf[2..10]);
-                (u64::from_be_bytes(len), 10)
+                let len = u64::from_be_bytes(len);
+                // RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+                if len >> 63 != 0 {
+                    return Err(DecodeError::Protocol("64-bit length with its top bit set"));
+                }
+                (len, 10)
             }
             n => (u64::from(n), 2),
         };
@@ -219,13 +211,16 @@ impl Decoder {
                 "control frame fragmented or over 125 bytes",
             ));
         }
-        // Refuse from the header alone, before buffering anything of an oversized frame.
+        // Refuse from the header alone, before buffering anything of an oversized frame. Every
+        // sum of lengths from the wire is checked: a wrapped sum would pass as a small frame.
+        let too_big = DecodeError::TooBig(self.max_message);
         let pending = self.partial.as_ref().map_or(0, |(_, d)| d.len() as u64);
-        if !control && len + pending > self.max_message as u64 {
-            return Err(DecodeError::TooBig(self.max_message));
+        let message_len = len.checked_add(pending).ok_or_else(|| too_big.clone())?;
+        if !control && message_len > self.max_message as u64 {
+            return Err(too_big);
         }
-        let len = len as usize;
-        let total = head + 4 + len;
+        let len = usize::try_from(len).map_err(|_| too_big.clone())?;
+        let total = (head + 4).checked_add(len).ok_or(too_big)?;
         if buf.len() < total {
             self.buffer.reserve(total - buf.len());
             return Ok(None);
@@ -239,6 +234,30 @@ impl Decoder {
         }
         Ok(Some((fin, opcode, payload)))
     }
+}
+
+/// Whether a peer may send this close code (RFC 6455 7.4): 1000–1003, 1007–1014 and the
+/// application ranges 3000–4999. 1005, 1006 and 1015 are only for reporting, never sent.
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A close frame's payload: empty, or a code the wire allows and a UTF-8 reason.
+fn close_message(payload: &[u8]) -> Result<Message, DecodeError> {
+    let Some((code, reason)) = payload.split_first_chunk::<2>() else {
+        return match payload.len() {
+            0 => Ok(Message::Close(None)),
+            _ => Err(DecodeError::Protocol("close payload of one byte")),
+        };
+    };
+    let code = u16::from_be_bytes(*code);
+    if !close_code_allowed(code) {
+        return Err(DecodeError::Protocol("close code not allowed on the wire"));
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(DecodeError::InvalidUtf8);
+    }
+    Ok(Message::Close(Some(code)))
 }
 
 fn finish(opcode: OpCode, data: BytesMut) -> Result<Message, DecodeError> {
@@ -391,6 +410,51 @@ mod tests {
         let close = close_frame(1009, "too big");
         assert_eq!(&close[..4], &[0x88, 9, 0x03, 0xf1]);
         assert_eq!(close_frame(1000, &"é".repeat(100)).len(), 2 + 2 + 122);
+    }
+
+    /// Issue 19: a fragment of 10 bytes, then a continuation claiming 2^64 - 10 bytes. The sum
+    /// wrapped to 0 and passed the size check; `split_to` then panicked.
+    #[test]
+    fn a_length_that_wraps_with_the_pending_fragment_is_refused() {
+        let mut bytes = vec![0x01, 0x8a, 0, 0, 0, 0];
+        bytes.extend_from_slice(&[b'a'; 10]);
+        bytes.extend_from_slice(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf6]);
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        let err = decode_all(&bytes, 65_536).expect_err("refused");
+        assert_eq!(err.close_code(), close::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn a_64_bit_length_with_its_top_bit_set_is_a_protocol_error() {
+        let mut bytes = vec![0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1];
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(matches!(
+            decode_all(&bytes, usize::MAX),
+            Err(DecodeError::Protocol(_))
+        ));
+        // The largest legal length is only too big.
+        let mut bytes = vec![0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(decode_all(&bytes, 1000), Err(DecodeError::TooBig(1000)));
+    }
+
+    #[test]
+    fn close_codes_not_allowed_on_the_wire_are_protocol_errors() {
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
+            let frame = client_frame(true, 8, &code.to_be_bytes());
+            assert!(
+                matches!(decode_all(&frame, 100), Err(DecodeError::Protocol(_))),
+                "close {code}"
+            );
+        }
+        for code in [1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+            let frame = client_frame(true, 8, &code.to_be_bytes());
+            assert_eq!(
+                decode_all(&frame, 100),
+                Ok(vec![Message::Close(Some(code))]),
+                "close {code}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! WebSocket plumbing of the edge: frames ([`frame`]), connections ([`conn`]) and the registry
-//! of live connections used by heartbeats, replies and drain ([`Registry`]).
+//! WebSocket plumbing of the edge: frames ([`frame`]), connections ([`conn`]), the registry
+//! of live connections used by heartbeats, replies and drain ([`Registry`]), and the [`Lease`]
+//! that gives a connection's place back however its task ends.
 
 pub mod conn;
 pub mod frame;
 
-pub use conn::{Conn, Counters, Handler, Io};
+pub use conn::{Conn, Counters, Handler, Io, Served};
 
+use bytes::Bytes;
+use futures::FutureExt;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -53,5 +58,206 @@ impl Registry {
     /// Whether none are open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A connection's place on this edge (its registry entry, its count in the connections gauge,
+/// its handler's subscriptions) from the upgrade on. Dropping it gives everything back, so a
+/// connection task that ends by any path, a panic or an abort included, leaks nothing: the
+/// entry is removed (and with it the socket the entry shares with senders), the gauge comes
+/// down, and a handler that was opened and not yet closed gets its `on_close` on a new task.
+pub struct Lease<H: Handler> {
+    registry: Arc<Registry>,
+    conn: Arc<Conn>,
+    handler: Arc<H>,
+    /// The gauge counting open connections, once this one is counted in it.
+    counted: Option<Gauge>,
+    /// The handler's `on_open` may have run and its `on_close` has not started.
+    open: bool,
+}
+
+impl<H: Handler> Lease<H> {
+    /// Takes the place of `conn`, registered in `registry`, for `handler`.
+    pub fn new(registry: Arc<Registry>, conn: Arc<Conn>, handler: H) -> Self {
+        Lease {
+            registry,
+            conn,
+            handler: Arc::new(handler),
+            counted: None,
+            open: false,
+        }
+    }
+
+    /// The connection.
+    pub fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    /// Serves the upgraded socket until it closes ([`conn::serve`]), counted in `gauge`
+    /// meanwhile, then closes the handler. A panic is caught and reported in
+    /// [`Served::panicked`].
+    pub async fn serve(
+        mut self,
+        io: Io,
+        leftover: Bytes,
+        max_message: usize,
+        gauge: &Gauge,
+    ) -> Served {
+        gauge.inc();
+        self.counted = Some(gauge.clone());
+        self.open = true;
+        let mut served =
+            conn::serve(io, leftover, self.conn.clone(), &*self.handler, max_message).await;
+        self.open = false;
+        let closing = AssertUnwindSafe(self.handler.on_close(&self.conn));
+        if closing.catch_unwind().await.is_err() {
+            served.panicked = true;
+        }
+        served
+    }
+}
+
+impl<H: Handler> Drop for Lease<H> {
+    fn drop(&mut self) {
+        self.conn.mark_closed();
+        self.registry.remove(self.conn.id);
+        if let Some(gauge) = self.counted.take() {
+            gauge.dec();
+        }
+        if self.open
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (handler, conn) = (self.handler.clone(), self.conn.clone());
+            runtime.spawn(async move {
+                let _ = AssertUnwindSafe(handler.on_close(&conn))
+                    .catch_unwind()
+                    .await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[derive(Default)]
+    struct Calls {
+        closed: AtomicUsize,
+    }
+
+    /// A handler that panics on any text, or never finishes opening.
+    struct Faulty {
+        calls: Arc<Calls>,
+        hang_on_open: bool,
+    }
+
+    impl Handler for Faulty {
+        async fn on_open(&self, _conn: &Arc<Conn>) {
+            if self.hang_on_open {
+                std::future::pending::<()>().await;
+            }
+        }
+
+        async fn on_text(&self, _conn: &Arc<Conn>, _text: Bytes) {
+            panic!("a handler bug");
+        }
+
+        async fn on_close(&self, _conn: &Arc<Conn>) {
+            self.calls.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A registered connection on a real socket pair, with its lease.
+    async fn lease(
+        hang_on_open: bool,
+    ) -> (Lease<Faulty>, Arc<Registry>, Arc<Calls>, Io, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let registry = Arc::new(Registry::default());
+        let conn = registry.open("test", 1 << 20, Counters::default());
+        let calls = Arc::new(Calls::default());
+        let handler = Faulty {
+            calls: calls.clone(),
+            hang_on_open,
+        };
+        let lease = Lease::new(registry.clone(), conn, handler);
+        (lease, registry, calls, Io::Plain(server), client)
+    }
+
+    /// Everything the server sends until it closes the socket (within a deadline).
+    async fn read_until_closed(client: &mut TcpStream) -> Vec<u8> {
+        let mut answer = Vec::new();
+        let read = client.read_to_end(&mut answer);
+        tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the server closes the socket")
+            .expect("read");
+        answer
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_closes_with_1011_and_gives_everything_back() {
+        let (lease, registry, calls, io, mut client) = lease(false).await;
+        let gauge = Gauge::default();
+        let task = {
+            let gauge = gauge.clone();
+            tokio::spawn(async move { lease.serve(io, Bytes::new(), 1024, &gauge).await })
+        };
+        // A masked text frame "hi".
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x82];
+        frame.extend_from_slice(&mask);
+        frame.extend(b"hi".iter().zip(mask).map(|(b, m)| b ^ m));
+        client.write_all(&frame).await.expect("send");
+        let answer = read_until_closed(&mut client).await;
+        assert_eq!(&answer[..4], &[0x88, answer[1], 0x03, 0xf3], "close 1011");
+        drop(client);
+        let served = task.await.expect("the task itself does not panic");
+        assert!(served.panicked);
+        assert_eq!(served.close_code, Some(frame::close::SERVER_ERROR));
+        assert!(registry.is_empty(), "registry entry released");
+        assert_eq!(gauge.get(), 0, "gauge back down");
+        assert_eq!(calls.closed.load(Ordering::SeqCst), 1, "on_close ran once");
+    }
+
+    #[tokio::test]
+    async fn an_aborted_connection_task_gives_everything_back() {
+        let (lease, registry, calls, io, mut client) = lease(true).await;
+        let conn = lease.conn().clone();
+        let gauge = Gauge::default();
+        let task = {
+            let gauge = gauge.clone();
+            tokio::spawn(async move { lease.serve(io, Bytes::new(), 1024, &gauge).await })
+        };
+        eventually("counted while open", || gauge.get() == 1).await;
+        task.abort();
+        assert!(task.await.is_err(), "aborted");
+        assert!(registry.is_empty(), "registry entry released");
+        assert_eq!(gauge.get(), 0, "gauge back down");
+        assert!(conn.is_closing(), "senders see it closed");
+        eventually("on_close ran on a task of its own", || {
+            calls.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        let mut rest = Vec::new();
+        client
+            .read_to_end(&mut rest)
+            .await
+            .expect("the socket is closed");
     }
 }

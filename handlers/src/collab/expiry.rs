@@ -2,7 +2,8 @@
 //! sends an `expire` command to each room idle past the timeout. The room's handler decides (it
 //! checks the idle time again, archives the room with a record and removes its KV entry), so
 //! sweepers on several workers are harmless: their commands share a message id and the stream
-//! stores one.
+//! stores one. A room's tenant and id come from its KV key, which the runtime wrote: the order's
+//! `tenantId` is what the room shows, which in an open-tenant room is what its first join named.
 
 use super::Settings;
 use async_nats::HeaderMap;
@@ -10,7 +11,7 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
-use tablewire_nats::{resource, subject};
+use tablewire_nats::{resource, subject, token};
 use tablewire_schemas::collab::{Command, RoomState};
 use tablewire_schemas::stored::Stored;
 use tablewire_schemas::{Domain, Envelope, Origin};
@@ -53,6 +54,15 @@ pub async fn run(
     }
 }
 
+/// The tenant and room of a key of `tw_state_collab` (`{tenant}.{room}`, each encoded).
+fn room_of_key(key: &str) -> Option<(String, String)> {
+    let (tenant, room) = key.split_once('.')?;
+    Some((
+        token::decode(tenant)?.into_owned(),
+        token::decode(room)?.into_owned(),
+    ))
+}
+
 /// One pass: an `expire` command for every room idle for at least the timeout.
 pub async fn sweep(
     js: &jetstream::Context,
@@ -65,6 +75,9 @@ pub async fn sweep(
     let mut sent = 0;
     while let Some(key) = keys.next().await {
         let key = key.map_err(|e| e.to_string())?;
+        let Some((tenant, room_id)) = room_of_key(&key) else {
+            continue;
+        };
         let Ok(Some(value)) = bucket.get(&key).await else {
             continue;
         };
@@ -75,17 +88,14 @@ pub async fn sweep(
         if now - room.updated_at < idle_ms {
             continue;
         }
-        let id = format!(
-            "collab:expire:{}:{}:{}",
-            room.tenant_id, room.session_id, room.updated_at
-        );
+        let id = format!("collab:expire:{tenant}:{room_id}:{}", room.updated_at);
         let Ok(command) = serde_json::value::to_raw_value(&Command::Expire) else {
             continue;
         };
         let envelope = Envelope {
-            tenant: room.tenant_id.clone(),
+            tenant: tenant.clone(),
             domain: Domain::Collab,
-            key: room.session_id.clone(),
+            key: room_id.clone(),
             id: id.clone(),
             origin: Origin {
                 edge: String::new(),
@@ -102,7 +112,7 @@ pub async fn sweep(
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         js.publish_with_headers(
-            subject::input(Domain::Collab, &room.tenant_id, &room.session_id),
+            subject::input(Domain::Collab, &tenant, &room_id),
             headers,
             Bytes::from(payload),
         )
@@ -113,4 +123,21 @@ pub async fn sweep(
         sent += 1;
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rooms_tenant_and_id_come_from_its_key() {
+        for (tenant, room) in [("demo", "room_1"), ("r 1", "ünï.code")] {
+            assert_eq!(
+                room_of_key(&resource::state_key(tenant, room)),
+                Some((tenant.to_string(), room.to_string()))
+            );
+        }
+        assert_eq!(room_of_key("nodot"), None);
+        assert_eq!(room_of_key("=zz.room"), None);
+    }
 }

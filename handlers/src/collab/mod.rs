@@ -1,16 +1,17 @@
 //! The collab domain (seed 001): one key per order room. Pure rules for joining, editing items,
 //! splitting the bill, finalizing and leaving, a per-room rate limit kept in the state, and
-//! idle expiry (archive + removal) on the sweeper's `expire` command. The sweeper itself (I/O)
-//! is in [`expiry`], the finalized-order webhook in [`webhook`].
+//! idle expiry (archive + removal) on the sweeper's `expire` command. Every free text a room
+//! shows goes through [`text`] (no markup, trimmed, capped). The sweeper itself (I/O) is in
+//! [`expiry`], the finalized-order webhook in [`webhook`].
 
 pub mod expiry;
 pub mod webhook;
 
 use crate::domain::{Context, Domain, Effects, Rejection};
 use crate::events::notify_feed;
+use crate::rate::WriteRate;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tablewire_schemas::collab::{
     AddItemData, ClientMessage, Command, Item, JoinData, OrderState, Participant, RECORD_ARCHIVE,
@@ -18,6 +19,7 @@ use tablewire_schemas::collab::{
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::events::event;
+use tablewire_schemas::text::check_no_markup;
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame};
 
 /// How rooms behave; `tablewire handler --collab-…` flags set these.
@@ -75,12 +77,23 @@ pub fn sanitize(text: &str, max: usize) -> String {
         .to_string()
 }
 
-fn optional(text: Option<&str>, max: usize) -> Option<String> {
-    text.map(|t| sanitize(t, max)).filter(|t| !t.is_empty())
+/// A free text `field` that other participants see: refused (`VALIDATION_ERROR`) when it
+/// holds markup, else [`sanitize`]d. The one place a room's texts are checked.
+fn text(field: &str, raw: &str, max: usize) -> Result<String, Rejection> {
+    check_no_markup(field, raw).map_err(invalid)?;
+    Ok(sanitize(raw, max))
+}
+
+/// An optional free text: [`text`], and `None` when absent or empty once sanitized.
+fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, Rejection> {
+    Ok(match raw {
+        Some(raw) => Some(text(field, raw, max)?).filter(|t| !t.is_empty()),
+        None => None,
+    })
 }
 
 fn participant_id(from: &Sender) -> Result<String, Rejection> {
-    let id = sanitize(&from.participant_id, usize::MAX);
+    let id = text("participantId", &from.participant_id, usize::MAX)?;
     if id.is_empty() || id.chars().count() > limit::PARTICIPANT_ID {
         return Err(invalid(format!(
             "participantId must be 1..{} characters",
@@ -100,7 +113,8 @@ fn check_quantity(quantity: u32) -> Result<(), Rejection> {
 
 /// Each participant's share of `state.total` under its split type. Equal: among active
 /// participants and those who left with items, in join order, the first `remainder` paying one
-/// minor unit more. Itemized: the subtotals of the items each added. Custom: as supplied.
+/// minor unit more. Itemized: the subtotals of the items each added. Custom: as supplied, and
+/// no shares while no amounts were supplied (pending).
 pub fn compute_splits(state: &OrderState) -> Vec<Share> {
     match state.split_type {
         SplitType::Equal => {
@@ -142,18 +156,17 @@ pub fn compute_splits(state: &OrderState) -> Vec<Share> {
             }
             shares
         }
-        SplitType::Custom => state
-            .participants
-            .iter()
-            .map(|p| Share {
-                participant_id: p.participant_id.clone(),
-                amount: state
-                    .custom_amounts
-                    .as_ref()
-                    .and_then(|a| a.get(&p.participant_id).copied())
-                    .unwrap_or(0),
-            })
-            .collect(),
+        SplitType::Custom => match &state.custom_amounts {
+            None => Vec::new(),
+            Some(amounts) => state
+                .participants
+                .iter()
+                .map(|p| Share {
+                    participant_id: p.participant_id.clone(),
+                    amount: amounts.get(&p.participant_id).copied().unwrap_or(0),
+                })
+                .collect(),
+        },
     }
 }
 
@@ -172,20 +185,6 @@ fn settle(state: &mut OrderState, now_ms: i64) {
 }
 
 impl Collab {
-    /// The per-room limit (GCRA over the room's `rateTatUs`): `Ok` with the new arrival time,
-    /// or how many ms until one more change is allowed.
-    fn rate_check(&self, room: &RoomState, now_ms: i64) -> Result<i64, u64> {
-        let interval = 1_000_000 / i64::from(self.settings.room_rate.max(1));
-        let burst = i64::from(self.settings.room_burst.max(1)) * interval;
-        let now = now_ms.saturating_mul(1000);
-        let tat = room.rate_tat_us.max(now) + interval;
-        if tat - now > burst {
-            Err((((tat - now - burst) / 1000) as u64).max(1))
-        } else {
-            Ok(tat)
-        }
-    }
-
     fn expire(
         &self,
         state: &OrderState,
@@ -240,24 +239,21 @@ impl Domain for Collab {
                 "the order is finalized; no more changes",
             ));
         }
-        let tat = self.rate_check(room, ctx.now_ms).map_err(|wait| {
-            Rejection(
-                tablewire_schemas::ErrorBody::with_message(
-                    ErrorCode::RateLimited,
-                    "too many changes in this room",
-                )
-                .retry_after(wait),
-            )
-        })?;
+        let tat = WriteRate::new(self.settings.room_rate, self.settings.room_burst).admit(
+            room.rate_tat_us,
+            ctx.now_ms,
+            "in this room",
+        )?;
         let sender = participant_id(message.sender())?;
         // Work on a copy so that a rejection leaves the state exactly as it was.
         let mut next = room.order.clone();
-        let name = match message.sender().participant_name.as_deref() {
-            Some(n) => optional(Some(n), limit::NAME),
-            None => None,
-        };
         let out = match message {
-            ClientMessage::Join { data, .. } => {
+            ClientMessage::Join { from, data } => {
+                let name = optional_text(
+                    "participantName",
+                    from.participant_name.as_deref(),
+                    limit::NAME,
+                )?;
                 join(&mut next, &sender, name, &data, ctx)?;
                 settle(&mut next, ctx.now_ms);
                 effects.reply(ctx, sync_frame(&next, ctx.now_ms));
@@ -350,7 +346,13 @@ impl Domain for Collab {
                 if next.split_type == SplitType::Custom && !custom_matches(&next) {
                     return Err(Rejection::new(
                         ErrorCode::Conflict,
-                        "custom split amounts no longer sum to the total",
+                        match next.custom_amounts {
+                            None => {
+                                "the custom split's amounts are pending: send update_split \
+                                     with \"amounts\" summing to the total"
+                            }
+                            Some(_) => "custom split amounts no longer sum to the total",
+                        },
                     ));
                 }
                 settle(&mut next, ctx.now_ms);
@@ -468,6 +470,11 @@ pub fn sync_frame(state: &OrderState, now_ms: i64) -> serde_json::Value {
     json!({"type": "sync", "data": state, "timestamp": now_ms})
 }
 
+/// Adds or re-activates a participant. The room's first join also sets the circle and, when it
+/// came without a token (only an open-tenant room takes those), the `tenantId` the room shows:
+/// the one that join named, as seed 001's server echoed it. Display only: the room's key, its
+/// records and its events stay the tenant the edge gave it, and a join with a token shows that
+/// token's tenant again.
 fn join(
     next: &mut OrderState,
     sender: &str,
@@ -475,9 +482,18 @@ fn join(
     data: &JoinData,
     ctx: &Context<'_>,
 ) -> Result<(), Rejection> {
-    let phone = optional(data.phone.as_deref(), limit::SHORT_FIELD);
+    let phone = optional_text("phone", data.phone.as_deref(), limit::SHORT_FIELD)?;
+    let circle_id = optional_text("circleId", data.circle_id.as_deref(), limit::SHORT_FIELD)?;
+    let first = next.participants.is_empty();
+    if ctx.claims.is_some() {
+        next.tenant_id = ctx.tenant.to_string();
+    } else if first
+        && let Some(shown) = optional_text("tenantId", data.tenant_id.as_deref(), limit::TENANT_ID)?
+    {
+        next.tenant_id = shown;
+    }
     if next.circle_id.is_none() {
-        next.circle_id = optional(data.circle_id.as_deref(), limit::SHORT_FIELD);
+        next.circle_id = circle_id;
     }
     if let Some(p) = next
         .participants
@@ -519,7 +535,7 @@ fn new_item(
     sender_name: &str,
     now_ms: i64,
 ) -> Result<Item, Rejection> {
-    let dish_name = sanitize(&data.dish_name, usize::MAX);
+    let dish_name = text("dishName", &data.dish_name, usize::MAX)?;
     if dish_name.is_empty() || dish_name.chars().count() > limit::DISH_NAME {
         return Err(invalid(format!(
             "dishName must be 1..{} characters",
@@ -541,14 +557,20 @@ fn new_item(
     }
     let id = format!("item_{}", next.next_item);
     next.next_item += 1;
+    let dish_type = optional_text("dishType", data.dish_type.as_deref(), limit::DISH_TYPE)?;
+    let customization = optional_text(
+        "customization",
+        data.customization.as_deref(),
+        limit::CUSTOMIZATION,
+    )?;
     Ok(Item {
         id,
         dish_name,
-        dish_type: optional(data.dish_type.as_deref(), limit::DISH_TYPE),
+        dish_type,
         quantity: data.quantity,
         price: data.price,
         subtotal: data.price * u64::from(data.quantity),
-        customization: optional(data.customization.as_deref(), limit::CUSTOMIZATION),
+        customization,
         added_by: sender.to_string(),
         added_by_name: sender_name.to_string(),
         added_at: now_ms,
@@ -563,12 +585,16 @@ fn item_index(state: &OrderState, item_id: &str) -> Result<usize, Rejection> {
         .ok_or_else(|| Rejection::new(ErrorCode::UnknownResource, "no such item"))
 }
 
+/// Changes the split. A custom split may come without `amounts` (seed 001's own message):
+/// the type changes and the amounts stay pending — those supplied earlier, or none — until an
+/// `update_split` brings them; finalize waits for amounts that sum to the total.
 fn update_split(next: &mut OrderState, data: SplitData) -> Result<(), Rejection> {
     match data.split_type {
         SplitType::Custom => {
-            let amounts: BTreeMap<String, u64> = data
-                .amounts
-                .ok_or_else(|| invalid("a custom split needs \"amounts\""))?;
+            let Some(amounts) = data.amounts else {
+                next.split_type = SplitType::Custom;
+                return Ok(());
+            };
             if let Some(stranger) = amounts
                 .keys()
                 .find(|id| !next.participants.iter().any(|p| &p.participant_id == *id))

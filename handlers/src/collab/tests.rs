@@ -118,15 +118,26 @@ fn share(id: &str, amount: u64) -> (String, u64) {
     (id.to_string(), amount)
 }
 
+fn customer_token() -> Claims {
+    Claims {
+        sub: "c".into(),
+        tenant: Some("r1".into()),
+        role: Some("customer".into()),
+        exp: u64::MAX,
+        iat: None,
+    }
+}
+
 #[test]
 fn join_makes_the_first_participant_initiator_and_answers_sync() {
     let mut room = Room::new();
+    room.claims = Some(customer_token());
     let fx = room.join("a");
     assert_eq!(room.stored.order.initiated_by.as_deref(), Some("a"));
     assert_eq!(room.stored.order.circle_id.as_deref(), Some("circle_1"));
     assert_eq!(
         room.stored.order.tenant_id, "r1",
-        "tenant from the context, not the message"
+        "with a token, the tenant shown is the token's, not the message's"
     );
     assert_eq!(
         room.stored.order.participants[0].participant_name, "a name",
@@ -254,10 +265,6 @@ fn custom_split_must_sum_to_the_total() {
         .split(json!({"splitType": "custom", "amounts": {"a": 500, "z": 500}}))
         .expect_err("not a participant");
     assert_eq!(stranger.0.code, ErrorCode::ValidationError);
-    let missing = room
-        .split(json!({"splitType": "custom"}))
-        .expect_err("no amounts");
-    assert_eq!(missing.0.code, ErrorCode::ValidationError);
     room.split(json!({"splitType": "custom", "amounts": {"a": 700, "b": 300}}))
         .expect("sums to the total");
     assert_eq!(room.shares(), vec![share("a", 700), share("b", 300)]);
@@ -269,6 +276,156 @@ fn custom_split_must_sum_to_the_total() {
     room.split(json!({"splitType": "equal"}))
         .expect("back to equal");
     assert_eq!(room.stored.order.custom_amounts, None);
+}
+
+#[test]
+fn a_custom_split_without_amounts_is_pending_until_amounts_come() {
+    let mut room = Room::new();
+    room.join("a");
+    room.join("b");
+    room.add("a", 500, 2);
+    // Seed 001's own message: no amounts.
+    let fx = room
+        .split(json!({"splitType": "custom"}))
+        .expect("custom without amounts");
+    let frame = fx.events[0].value();
+    assert_eq!(frame["type"], "split_updated");
+    assert_eq!(frame["data"]["splitType"], "custom");
+    assert_eq!(frame["data"]["orderState"]["splits"], json!([]), "pending");
+    assert!(frame["data"]["orderState"].get("customAmounts").is_none());
+    let pending = room
+        .send(json!({"type": "finalize", "participantId": "a"}))
+        .expect_err("amounts pending");
+    assert_eq!(pending.0.code, ErrorCode::Conflict);
+    assert!(
+        pending.0.message.contains("pending"),
+        "{}",
+        pending.0.message
+    );
+    // Amounts that do not sum are still refused when supplied.
+    assert_eq!(
+        room.split(json!({"splitType": "custom", "amounts": {"a": 1, "b": 1}}))
+            .expect_err("not the total")
+            .0
+            .code,
+        ErrorCode::ValidationError
+    );
+    // Another participant supplies them; custom again without amounts keeps them.
+    room.send(json!({"type": "update_split", "participantId": "b",
+        "data": {"splitType": "custom", "amounts": {"a": 600, "b": 400}}}))
+        .expect("amounts");
+    room.split(json!({"splitType": "custom"}))
+        .expect("custom again");
+    assert_eq!(room.shares(), vec![share("a", 600), share("b", 400)]);
+    // The total moves: finalize waits for amounts that sum to it again.
+    room.add("b", 100, 1);
+    assert_eq!(
+        room.code(json!({"type": "finalize", "participantId": "a"})),
+        ErrorCode::Conflict
+    );
+    room.split(json!({"splitType": "custom", "amounts": {"a": 600, "b": 500}}))
+        .expect("amounts for the new total");
+    let fx = room.ok(json!({"type": "finalize", "participantId": "a"}));
+    assert_eq!(
+        fx.events[0].value()["data"]["orderState"]["splits"],
+        json!([{"participantId": "a", "amount": 600}, {"participantId": "b", "amount": 500}])
+    );
+}
+
+#[test]
+fn a_tokenless_room_shows_the_tenant_its_first_join_named() {
+    let mut room = Room::new();
+    // No claims: an open-tenant room (the edge put the connection in tenant r1).
+    let fx = room.ok(json!({"type": "join", "participantId": "a",
+        "data": {"circleId": "test_circle", "tenantId": "test_tenant"}}));
+    assert_eq!(fx.replies[0].1.value()["data"]["tenantId"], "test_tenant");
+    assert_eq!(
+        fx.events[0].value()["data"]["tenantId"],
+        "test_tenant",
+        "every frame shows it"
+    );
+    // Later joins name other tenants: the first join's stays.
+    room.ok(json!({"type": "join", "participantId": "b", "data": {"tenantId": "other"}}));
+    assert_eq!(room.stored.order.tenant_id, "test_tenant");
+    room.add("a", 100, 1);
+    let fx = room.ok(json!({"type": "finalize", "participantId": "a"}));
+    assert_eq!(
+        fx.records[0].1.value()["tenantId"],
+        "test_tenant",
+        "the order as shown"
+    );
+    let notice = &fx.notices[0];
+    assert_eq!(
+        notice.tenant, "r1",
+        "the events feed is the room's own tenant's"
+    );
+
+    // A join with a token shows the token's tenant: it always wins.
+    let mut room = Room::new();
+    room.ok(json!({"type": "join", "participantId": "a", "data": {"tenantId": "named"}}));
+    assert_eq!(room.stored.order.tenant_id, "named");
+    room.claims = Some(customer_token());
+    room.ok(json!({"type": "join", "participantId": "w", "data": {"tenantId": "forged"}}));
+    assert_eq!(room.stored.order.tenant_id, "r1");
+
+    // A first join naming none shows the room's tenant.
+    let mut room = Room::new();
+    room.ok(json!({"type": "join", "participantId": "a"}));
+    assert_eq!(room.stored.order.tenant_id, "r1");
+}
+
+#[test]
+fn markup_in_any_shown_text_is_refused() {
+    let seed_attack = "<img src=x onerror=\"alert(1)\">Biryani";
+    let join = |field: &str| {
+        let mut message = json!({"type": "join", "participantId": "a", "participantName": "A",
+            "data": {"circleId": "c", "tenantId": "t", "phone": "1"}});
+        match field {
+            "participantId" | "participantName" => message[field] = json!(seed_attack),
+            _ => message["data"][field] = json!(seed_attack),
+        }
+        message
+    };
+    for field in [
+        "participantId",
+        "participantName",
+        "circleId",
+        "tenantId",
+        "phone",
+    ] {
+        let mut room = Room::new();
+        let err = room.send(join(field)).expect_err(field);
+        assert_eq!(err.0.code, ErrorCode::ValidationError, "{field}");
+        assert!(
+            err.0.message.starts_with(field),
+            "{field}: {}",
+            err.0.message
+        );
+    }
+    let mut room = Room::new();
+    room.join("a");
+    for field in ["dishName", "dishType", "customization"] {
+        let mut data = json!({"dishName": "Biryani", "dishType": "veg", "quantity": 1,
+            "price": 100, "customization": "mild"});
+        data[field] = json!(seed_attack);
+        let err = room
+            .send(json!({"type": "add_item", "participantId": "a", "data": data}))
+            .expect_err(field);
+        assert_eq!(err.0.code, ErrorCode::ValidationError, "{field}");
+        assert!(
+            err.0.message.starts_with(field),
+            "{field}: {}",
+            err.0.message
+        );
+    }
+    assert!(room.stored.order.items.is_empty());
+    // Any message's sender id counts, and plain text with `&` passes.
+    assert_eq!(
+        room.code(json!({"type": "leave", "participantId": "<b>a</b>"})),
+        ErrorCode::ValidationError
+    );
+    room.ok(json!({"type": "add_item", "participantId": "a", "data": {
+        "dishName": "Fish & Chips", "quantity": 1, "price": 100, "customization": "\"extra\" salt"}}));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The handler runtime: per domain, announce this worker, own a share of the partitions, and
-//! run a [`partition`] worker for each owned partition. All I/O around the pure domains lives
+//! The handler runtime: per domain, announce this worker, own a share of the partitions (taking
+//! over at once those of a worker that is gone, see [`membership`]), and run a [`partition`]
+//! worker for each owned partition. All I/O around the pure domains lives
 //! here: consume, order, dedupe, read state, compare-and-set write within byte bounds
 //! (`apply`), publish, park what can never be applied (`park`), ack.
 
@@ -13,7 +14,8 @@ mod state;
 
 use crate::domain::Domain;
 use crate::metrics::{DomainLabel, Metrics};
-use async_nats::jetstream;
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,10 @@ pub struct Config {
     pub collab: crate::collab::Settings,
     /// Collaborative orders: post finalized orders here (off when `None`).
     pub collab_webhook: Option<crate::collab::webhook::Webhook>,
+    /// Writes one tenant's POS book accepts (orders, status changes), across all workers.
+    pub tenant_orders: crate::rate::WriteRate,
+    /// Events one tenant's feed accepts from `POST /api/events`, across all workers.
+    pub tenant_events: crate::rate::WriteRate,
 }
 
 impl Default for Config {
@@ -82,6 +88,8 @@ impl Default for Config {
             key_concurrency: 64,
             collab: crate::collab::Settings::default(),
             collab_webhook: None,
+            tenant_orders: crate::pos::TENANT_RATE,
+            tenant_events: crate::events::TENANT_RATE,
         }
     }
 }
@@ -115,13 +123,18 @@ pub async fn run(
 ) -> Result<(), RuntimeError> {
     let worker = config.worker_id.clone().unwrap_or_else(new_worker_id);
     info!(%worker, domains = ?config.domains, "handler starting");
+    // Answers other workers' probes until every domain below has left; probes theirs.
+    let liveness = membership::Liveness::start(client.clone()).await?;
     let mut tasks = Vec::new();
     for &domain in &config.domains {
         let (client, config, metrics, worker, shutdown) = (
             &client,
             &config,
             &metrics,
-            worker.as_str(),
+            Worker {
+                name: worker.as_str(),
+                liveness: &liveness,
+            },
             shutdown.clone(),
         );
         // The one place that maps a domain name to its implementation.
@@ -139,7 +152,9 @@ pub async fn run(
             }
             DomainName::Events => {
                 spawn_domain(
-                    crate::events::Events,
+                    crate::events::Events {
+                        tenant_rate: config.tenant_events,
+                    },
                     client,
                     config,
                     metrics,
@@ -177,7 +192,17 @@ pub async fn run(
                 .await?
             }
             DomainName::Pos => {
-                spawn_domain(crate::pos::Pos, client, config, metrics, worker, shutdown).await?
+                spawn_domain(
+                    crate::pos::Pos {
+                        tenant_rate: config.tenant_orders,
+                    },
+                    client,
+                    config,
+                    metrics,
+                    worker,
+                    shutdown,
+                )
+                .await?
             }
             DomainName::Voice => {
                 spawn_domain(
@@ -208,6 +233,7 @@ pub async fn run(
         };
         tasks.push(task);
     }
+    tasks.push(tokio::spawn(liveness.clone().run(shutdown.clone())));
     for task in tasks {
         if let Err(e) = task.await {
             warn!(error = %e, "domain worker ended abnormally");
@@ -217,12 +243,19 @@ pub async fn run(
     Ok(())
 }
 
+/// This worker as its domains know it.
+#[derive(Clone, Copy)]
+struct Worker<'a> {
+    name: &'a str,
+    liveness: &'a Arc<membership::Liveness>,
+}
+
 async fn spawn_domain<D: Domain>(
     domain: D,
     client: &async_nats::Client,
     config: &Config,
     metrics: &Metrics,
-    worker: &str,
+    worker: Worker<'_>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, RuntimeError> {
     let js = jetstream::new(client.clone());
@@ -275,58 +308,179 @@ async fn spawn_domain<D: Domain>(
         batch_size: config.batch_size.max(1),
         key_concurrency: config.key_concurrency.max(1),
     });
-    let membership = membership::Membership::new(workers, D::NAME, worker.to_string());
+    let membership = membership::Membership::new(
+        workers,
+        D::NAME,
+        worker.name.to_string(),
+        worker.liveness.inbox().to_string(),
+    );
     Ok(tokio::spawn(run_domain(
-        shared, membership, partitions, ttl, shutdown,
+        shared,
+        membership,
+        worker.liveness.clone(),
+        partitions,
+        ttl,
+        shutdown,
     )))
 }
 
-/// Keeps this worker's share of a domain's partitions running as membership changes.
+/// A partition worker this worker runs.
+struct Running {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    /// The live worker expected to release the partition (and its pin), while that is awaited.
+    handed_over_by: Option<String>,
+}
+
+/// What woke the membership loop.
+enum Event {
+    Shutdown,
+    Refresh,
+    Entry(Option<Result<kv::Entry, kv::WatcherError>>),
+    Verdicts,
+}
+
+/// Keeps this worker's share of a domain's partitions running as membership changes: refreshes
+/// this worker's entry every third of its lifetime, follows the domain's entries in
+/// `tw_workers`, hears from [`membership::Liveness`] whose processes are gone, and starts and
+/// stops partition workers to match. A partition whose previous holder is gone is taken over
+/// at once; one a live worker still holds is left to it until it lets go.
 async fn run_domain<D: Domain>(
     shared: Arc<Shared<D>>,
     membership: membership::Membership,
+    liveness: Arc<membership::Liveness>,
     partitions: u16,
     ttl: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let me = membership_name(&membership);
-    let mut running: HashMap<u16, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
-    let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_millis(200)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let me = membership.worker_name().to_string();
+    let mut running: HashMap<u16, Running> = HashMap::new();
+    let mut refresh = tokio::time::interval((ttl / 3).max(Duration::from_millis(200)));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut verdicts = liveness.verdicts();
+    let mut watch: Option<kv::Watch> = None;
+    // What a new watch has read, until it has read every entry there was.
+    let mut reading: Option<membership::Roster> = None;
+    // The members as last read in full; none before the first full read.
+    let mut roster: Option<membership::Roster> = None;
+    // The live workers of the last assignment.
+    let mut last_live: Vec<String> = Vec::new();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
+        let event = tokio::select! {
+            _ = shutdown.changed() => Event::Shutdown,
+            _ = refresh.tick() => Event::Refresh,
+            entry = next_entry(&mut watch) => Event::Entry(entry),
+            _ = verdicts.changed() => Event::Verdicts,
+        };
+        if matches!(event, Event::Shutdown) || *shutdown.borrow() {
             break;
         }
-        let live = match membership.announce().await {
-            Ok(()) => membership.live().await,
-            Err(e) => Err(e),
-        };
-        let live = match live {
-            Ok(live) => live,
-            Err(e) => {
-                warn!(domain = %D::NAME, error = %e, "membership unavailable; keeping current partitions");
+        match event {
+            Event::Shutdown | Event::Verdicts => {}
+            Event::Refresh => {
+                if let Err(e) = membership.announce().await {
+                    warn!(domain = %D::NAME, error = %e, "cannot refresh this worker's entry; keeping current partitions");
+                    continue;
+                }
+                if watch.is_none() {
+                    match membership.watch().await {
+                        Ok(w) => {
+                            watch = Some(w);
+                            reading = Some(membership::Roster::default());
+                        }
+                        Err(e) => {
+                            warn!(domain = %D::NAME, error = %e, "membership unavailable; keeping current partitions");
+                        }
+                    }
+                }
                 continue;
             }
-        };
-        let owned = membership::assign(partitions, &live, &me);
-        // A partition worker that ended by itself (it panicked outside a batch) is started
-        // again below if the partition is still this worker's.
-        running.retain(|partition, (_, handle)| {
-            if handle.is_finished() {
-                warn!(domain = %D::NAME, partition, "partition worker ended; restarting it");
+            Event::Entry(Some(Ok(entry))) => {
+                let Some(target) = reading.as_mut().or(roster.as_mut()) else {
+                    continue;
+                };
+                if membership.apply(target, &entry) {
+                    // This worker's own entry went (it expired while the process stalled, or
+                    // was purged): the others no longer count it.
+                    if let Err(e) = membership.announce().await {
+                        warn!(domain = %D::NAME, error = %e, "cannot announce this worker again");
+                    }
+                }
+                if let Some(read) = reading.as_ref() {
+                    if !entry.seen_current {
+                        continue;
+                    }
+                    // Read in full: before it is used, find out whose processes are gone now
+                    // rather than at the next round of probes.
+                    liveness.probe(&read.probes(&me)).await;
+                    roster = reading.take();
+                }
             }
-            !handle.is_finished()
+            Event::Entry(ended) => {
+                if let Some(Err(e)) = ended {
+                    warn!(domain = %D::NAME, error = %e, "membership watch failed; reading again");
+                }
+                watch = None;
+                reading = None;
+                refresh.reset_immediately();
+                continue;
+            }
+        }
+        let Some(roster) = roster.as_ref() else {
+            continue;
+        };
+        liveness.track(D::NAME, roster.probes(&me));
+        let gone = verdicts.borrow_and_update().clone();
+        let live = roster.live(&me, &gone);
+        let owned = membership::assign(partitions, &live, &me);
+        let known: Vec<String> = roster.workers().chain(&last_live).cloned().collect();
+        // Partition workers that ended by themselves (one panicked outside a batch; its pin is
+        // this worker's own), and those waiting for a holder that is gone since: started again
+        // below, taking over.
+        let mut ended = Vec::new();
+        running.retain(|&partition, r| {
+            if r.handle.is_finished() {
+                warn!(domain = %D::NAME, partition, "partition worker ended; restarting it");
+                ended.push(partition);
+                return false;
+            }
+            let abandoned = r
+                .handed_over_by
+                .as_ref()
+                .is_some_and(|holder| !live.contains(holder));
+            if abandoned {
+                let _ = r.stop.send(true);
+            }
+            !abandoned
         });
         for &p in &owned {
-            running.entry(p).or_insert_with(|| {
-                let (stop_tx, stop_rx) = watch::channel(false);
-                let handle = tokio::spawn(partition::run(shared.clone(), p, stop_rx));
-                (stop_tx, handle)
-            });
+            if running.contains_key(&p) {
+                continue;
+            }
+            let start = if ended.contains(&p) {
+                membership::Start::TakeOver { from: None }
+            } else {
+                membership::start_of(p, &known, &live, &me)
+            };
+            let (take_over, handed_over_by) = match start {
+                membership::Start::HandedOverBy(holder) => (false, Some(holder)),
+                membership::Start::TakeOver { from } => {
+                    if let Some(from) = from {
+                        info!(domain = %D::NAME, partition = p, %from, "taking over a partition from a worker that is gone");
+                    }
+                    (true, None)
+                }
+            };
+            let (stop, stop_rx) = watch::channel(false);
+            let handle = tokio::spawn(partition::run(shared.clone(), p, take_over, stop_rx));
+            running.insert(
+                p,
+                Running {
+                    stop,
+                    handle,
+                    handed_over_by,
+                },
+            );
         }
         let released: Vec<u16> = running
             .keys()
@@ -334,28 +488,33 @@ async fn run_domain<D: Domain>(
             .filter(|p| !owned.contains(p))
             .collect();
         for p in released {
-            if let Some((stop, handle)) = running.remove(&p) {
-                let _ = stop.send(true);
+            if let Some(r) = running.remove(&p) {
+                let _ = r.stop.send(true);
                 tokio::spawn(async move {
-                    let _ = handle.await;
+                    let _ = r.handle.await;
                 });
             }
         }
+        last_live = live;
         shared
             .metrics
             .partitions_owned
             .get_or_create(&shared.label)
             .set(running.len() as i64);
     }
-    for (stop, _) in running.values() {
-        let _ = stop.send(true);
+    for r in running.values() {
+        let _ = r.stop.send(true);
     }
-    for (_, (_, handle)) in running {
-        let _ = handle.await;
+    for (_, r) in running {
+        let _ = r.handle.await;
     }
     membership.leave().await;
 }
 
-fn membership_name(membership: &membership::Membership) -> String {
-    membership.worker_name().to_string()
+/// The next entry of `watch`; never, without one.
+async fn next_entry(watch: &mut Option<kv::Watch>) -> Option<Result<kv::Entry, kv::WatcherError>> {
+    match watch {
+        Some(watch) => watch.next().await,
+        None => std::future::pending().await,
+    }
 }

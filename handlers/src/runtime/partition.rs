@@ -89,10 +89,13 @@ struct PartitionState<S> {
     /// The consumer sequence the next delivery must have for the batch to be trusted.
     expected_next: Option<u64>,
 }
-/// Runs one partition until `stop` says so, then hands it over.
+/// Runs one partition until `stop` says so, then hands it over. With `take_over` (its previous
+/// holder is gone), first clears the pin that holder may still have and applies what it had been
+/// delivered and not acknowledged ([`take_over`]).
 pub(crate) async fn run<D: Domain>(
     shared: Arc<Shared<D>>,
     partition: u16,
+    take_over: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = resource::partition_consumer(D::NAME, partition);
@@ -102,6 +105,7 @@ pub(crate) async fn run<D: Domain>(
     };
     let mut received_any = false;
     let mut backoff = Duration::from_millis(100);
+    let mut taking_over = take_over;
     'pull: while !*stop.borrow() {
         let consumer: jetstream::consumer::PullConsumer =
             match shared.stream.get_consumer(&name).await {
@@ -121,6 +125,10 @@ pub(crate) async fn run<D: Domain>(
             jetstream::consumer::AckPolicy::All => Acks::Batch,
             _ => Acks::PerMessage,
         };
+        if taking_over {
+            taking_over = false;
+            self::take_over(&shared, partition, &consumer, &mut state, acks).await;
+        }
         let expires = (pin_timeout / 3).clamp(Duration::from_millis(600), Duration::from_secs(10));
         let messages = consumer
             .stream()
@@ -146,11 +154,17 @@ pub(crate) async fn run<D: Domain>(
         // Whatever happened before this pull stream, nothing about it is trusted yet.
         state.expected_next = None;
         let mut chunks = messages.ready_chunks(shared.batch_size);
+        let mut stale_pin = StalePinCheck::new(pin_timeout);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break 'pull,
+                _ = stale_pin.due() => {
+                    stale_pin.checked();
+                    clear_stale_pin(&shared, &name).await;
+                }
                 chunk = chunks.next() => {
+                    stale_pin.received();
                     let Some(results) = chunk else { continue 'pull };
                     let mut batch = Vec::with_capacity(results.len());
                     let mut broken = false;
@@ -165,27 +179,7 @@ pub(crate) async fn run<D: Domain>(
                     }
                     if !batch.is_empty() {
                         received_any = true;
-                        let processed = AssertUnwindSafe(process_batch(
-                            &shared, partition, &mut state, acks, batch,
-                        ))
-                        .catch_unwind()
-                        .await;
-                        if let Err(panic) = processed {
-                            // Not applied, not acknowledged: the batch comes back, rebuilt from
-                            // the stream, and the partition stays owned.
-                            error!(
-                                consumer = %name,
-                                panic = %apply::panic_message(panic.as_ref()),
-                                "a batch panicked; the partition goes on and the batch comes back"
-                            );
-                            shared
-                                .metrics
-                                .partition_panics
-                                .get_or_create(&shared.label)
-                                .inc();
-                            state.cache.clear();
-                            state.expected_next = None;
-                        }
+                        process_guarded(&shared, partition, &mut state, acks, batch, 0).await;
                     }
                     if broken {
                         continue 'pull;
@@ -205,6 +199,194 @@ pub(crate) async fn run<D: Domain>(
         }
     }
     info!(consumer = %name, "released partition");
+}
+
+/// [`process_batch`], with a panic caught: not applied, not acknowledged, the batch comes back
+/// (rebuilt from the stream) and the partition stays owned.
+async fn process_guarded<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    state: &mut PartitionState<D::State>,
+    acks: Acks,
+    messages: Vec<jetstream::Message>,
+    scan_through: u64,
+) {
+    let processed = AssertUnwindSafe(process_batch(
+        shared,
+        partition,
+        state,
+        acks,
+        messages,
+        scan_through,
+    ))
+    .catch_unwind()
+    .await;
+    if let Err(panic) = processed {
+        error!(
+            consumer = %resource::partition_consumer(D::NAME, partition),
+            panic = %apply::panic_message(panic.as_ref()),
+            "a batch panicked; the partition goes on and the batch comes back"
+        );
+        shared
+            .metrics
+            .partition_panics
+            .get_or_create(&shared.label)
+            .inc();
+        state.cache.clear();
+        state.expected_next = None;
+    }
+}
+
+/// Takes the partition over from a holder that is gone. Clears the pin it may still hold (the
+/// server would keep the partition for it until the pin times out), then applies at once what
+/// it had been delivered and not acknowledged, instead of when those commands are delivered
+/// again after the ack wait or a later command of the partition rebuilds them: they are read
+/// from the stream like a rebuilt batch's, and acknowledged when they come back (then skipped
+/// as applied). A failure here only loses the head start.
+async fn take_over<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    consumer: &jetstream::consumer::PullConsumer,
+    state: &mut PartitionState<D::State>,
+    acks: Acks,
+) {
+    let info = consumer.cached_info();
+    if let Err(e) = shared
+        .stream
+        .unpin_consumer(&info.name, resource::WORKER_GROUP)
+        .await
+    {
+        warn!(consumer = %info.name, error = %e, "cannot clear the pin; the partition waits for it to time out");
+    }
+    if info.num_ack_pending == 0 {
+        return;
+    }
+    let through = match last_unacknowledged(shared, partition, info).await {
+        Ok(Some(seq)) => seq,
+        Ok(None) => return,
+        Err(e) => {
+            warn!(consumer = %info.name, error = %e, "cannot read what the previous holder was delivered; it comes back after the ack wait");
+            return;
+        }
+    };
+    info!(
+        consumer = %info.name,
+        through,
+        unacknowledged = info.num_ack_pending,
+        "applying what the previous holder was delivered"
+    );
+    process_guarded(shared, partition, state, acks, Vec::new(), through).await;
+}
+
+/// The highest stream sequence of the partition's commands that were delivered and are not
+/// acknowledged yet (`None`: there are none), read from the stream's leader. Usually the last
+/// delivery itself; otherwise the stream, which keeps only commands not acknowledged yet, is
+/// walked from the ack floor, one read per command left.
+async fn last_unacknowledged<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    info: &jetstream::consumer::Info,
+) -> Result<Option<u64>, RuntimeError> {
+    use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
+    let delivered = info.delivered.stream_sequence;
+    let floor = info.ack_floor.stream_sequence;
+    if delivered <= floor {
+        return Ok(None);
+    }
+    match shared.stream.get_raw_message(delivered).await {
+        Ok(message) if subject::partition_of_stored(&message.subject) == Some(partition) => {
+            return Ok(Some(delivered));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == NoMessageFound => {}
+        Err(e) => return Err(RuntimeError::Nats(format!("read the last delivery: {e}"))),
+    }
+    let filter = subject::input_partition_filter(D::NAME, partition);
+    let mut last = None;
+    let mut next = floor + 1;
+    // Acknowledged commands may linger a moment before the stream removes them.
+    for _ in 0..info.num_ack_pending.saturating_add(64) {
+        match shared
+            .stream
+            .get_first_raw_message_by_subject(&filter, next)
+            .await
+        {
+            Ok(message) if message.sequence <= delivered => {
+                last = Some(message.sequence);
+                next = message.sequence + 1;
+            }
+            Ok(_) => break,
+            Err(e) if e.kind() == NoMessageFound => break,
+            Err(e) => return Err(RuntimeError::Nats(format!("read a delivered command: {e}"))),
+        }
+    }
+    Ok(last)
+}
+
+/// When a pull that has received nothing yet looks whether the partition is pinned to a client
+/// that does not pull it: after 1 s, then each time twice as long, for as long as a pin could
+/// last. nats-server can pin a pull request whose puller has already let go of the partition
+/// (it picks the new pin before it checks that the request still has a subscriber), and a
+/// worker that let go without having received anything has no pin to clear; the partition
+/// would wait for the pin to time out.
+struct StalePinCheck {
+    started: tokio::time::Instant,
+    next: Option<Duration>,
+    pin_timeout: Duration,
+}
+
+/// The first [`StalePinCheck`], after a pull starts.
+const STALE_PIN_FIRST_CHECK: Duration = Duration::from_secs(1);
+
+impl StalePinCheck {
+    fn new(pin_timeout: Duration) -> Self {
+        StalePinCheck {
+            started: tokio::time::Instant::now(),
+            next: (STALE_PIN_FIRST_CHECK < pin_timeout).then_some(STALE_PIN_FIRST_CHECK),
+            pin_timeout,
+        }
+    }
+
+    /// Resolves when the next check is due; never once something was received.
+    async fn due(&self) {
+        match self.next {
+            Some(after) => tokio::time::sleep_until(self.started + after).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn checked(&mut self) {
+        self.next = self
+            .next
+            .map(|after| after * 2)
+            .filter(|after| *after < self.pin_timeout);
+    }
+
+    fn received(&mut self) {
+        self.next = None;
+    }
+}
+
+/// Clears the partition's pin if commands are waiting while a client holds it: this worker has
+/// received nothing since it started pulling, so the pin is not its own.
+async fn clear_stale_pin<D: Domain>(shared: &Shared<D>, name: &str) {
+    let Ok(info) = shared.stream.consumer_info(name).await else {
+        return;
+    };
+    let pinned = info
+        .priority_groups
+        .iter()
+        .any(|group| group.pinned_client_id.is_some());
+    if pinned && info.num_pending > 0 {
+        info!(consumer = %name, waiting = info.num_pending, "commands wait for a client that does not pull; clearing the pin");
+        if let Err(e) = shared
+            .stream
+            .unpin_consumer(name, resource::WORKER_GROUP)
+            .await
+        {
+            debug!(consumer = %name, error = %e, "unpin failed; the pin will time out");
+        }
+    }
 }
 
 /// Sleeps for `delay` unless stopped first; true when stopped.
@@ -230,17 +412,23 @@ enum Acks {
     PerMessage,
 }
 
+/// Applies a batch of deliveries; with `scan_through` above them, also every command of the
+/// partition up to that stream sequence, read from the stream (a take-over's catch-up, which
+/// brings no deliveries).
 async fn process_batch<D: Domain>(
     shared: &Shared<D>,
     partition: u16,
     pstate: &mut PartitionState<D::State>,
     acks: Acks,
     messages: Vec<jetstream::Message>,
+    scan_through: u64,
 ) {
-    shared.metrics.batch_size.observe(messages.len() as f64);
-    let mut trusted = pstate.expected_next.is_some();
+    if !messages.is_empty() {
+        shared.metrics.batch_size.observe(messages.len() as f64);
+    }
+    let mut trusted = pstate.expected_next.is_some() && scan_through == 0;
     let mut items = Vec::with_capacity(messages.len());
-    let mut max_seq = 0;
+    let mut max_seq = scan_through;
     let mut last_consumer_seq = None;
     // Deliveries that are no command of this domain: parked, then acknowledged.
     let mut unreadable = Vec::new();
@@ -322,16 +510,8 @@ async fn process_batch<D: Domain>(
             .untrusted_batches
             .get_or_create(&shared.label)
             .inc();
-        match scan_partition::<D>(shared, partition, max_seq, acks).await {
-            Ok(scanned) => {
-                let have: std::collections::HashSet<u64> = items.iter().map(|i| i.seq).collect();
-                for item in scanned {
-                    if !have.contains(&item.seq) {
-                        foreign += 1;
-                        items.push(item);
-                    }
-                }
-            }
+        match scan_until_caught_up::<D>(shared, partition, max_seq, acks).await {
+            Ok(scan) => foreign = merge_scan(&mut items, scan),
             Err(e) => {
                 warn!(partition, error = %e, "cannot read the partition to rebuild a batch; retrying");
                 nak_all(shared, items.iter().filter_map(|i| i.message.as_ref())).await;
@@ -519,6 +699,65 @@ fn parse_item<D: Domain>(
     })
 }
 
+/// What a scan of the partition read: its commands, and the highest stream sequence it saw
+/// (at most the scan's bound).
+struct Scan {
+    items: Vec<Item>,
+    reached: u64,
+}
+
+/// How often a scan is read again when the replica that answered was behind the batch.
+const SCAN_ATTEMPTS: u32 = 5;
+
+/// [`scan_partition`], read again (after a short wait) while the answer does not reach
+/// `max_seq`, the batch's highest delivered sequence. A direct get may be answered by any
+/// replica of the input stream, and one that has not stored the batch's last command yet has
+/// not stored every command before it either; rebuilding from it would leave out a command that
+/// was delivered to a worker that died, and once a later command of its key is applied that
+/// one would be skipped as applied: lost. Fails (the batch is retried) when no answer reaches.
+async fn scan_until_caught_up<D: Domain>(
+    shared: &Shared<D>,
+    partition: u16,
+    max_seq: u64,
+    acks: Acks,
+) -> Result<Scan, RuntimeError> {
+    let mut attempt = 0;
+    loop {
+        let scan = scan_partition::<D>(shared, partition, max_seq, acks).await?;
+        if scan.reached >= max_seq {
+            return Ok(scan);
+        }
+        attempt += 1;
+        shared
+            .metrics
+            .lagging_scans
+            .get_or_create(&shared.label)
+            .inc();
+        if attempt >= SCAN_ATTEMPTS {
+            return Err(RuntimeError::Nats(format!(
+                "the stream replica answering reads is behind (at {} of {max_seq})",
+                scan.reached
+            )));
+        }
+        debug!(
+            partition,
+            reached = scan.reached,
+            max_seq,
+            "scan answered by a lagging replica; reading again"
+        );
+        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+    }
+}
+
+/// Adds the scanned commands the batch's deliveries did not bring to `items`; returns how many
+/// (commands delivered to another worker before, or not yet delivered).
+fn merge_scan(items: &mut Vec<Item>, scan: Scan) -> usize {
+    let have: std::collections::HashSet<u64> = items.iter().map(|i| i.seq).collect();
+    let before = items.len();
+    items.extend(scan.items.into_iter().filter(|i| !have.contains(&i.seq)));
+    items.len() - before
+}
+
 /// Every command still in the stream for `partition` up to `max_seq`, in order. Acknowledging
 /// by batch, stored messages that are no command of this domain are parked on the way (again,
 /// if they were delivered and parked already: parking is deduplicated), so that the batch's
@@ -529,10 +768,11 @@ async fn scan_partition<D: Domain>(
     partition: u16,
     max_seq: u64,
     acks: Acks,
-) -> Result<Vec<Item>, RuntimeError> {
+) -> Result<Scan, RuntimeError> {
     let filter = subject::input_partition_filter(D::NAME, partition);
     let mut items = Vec::new();
     let mut unreadable = Vec::new();
+    let mut reached = 0;
     let mut next = 1;
     'scan: while next <= max_seq {
         let batch = super::direct::next_batch(shared, &filter, next, 256).await?;
@@ -543,6 +783,7 @@ async fn scan_partition<D: Domain>(
             if message.seq > max_seq {
                 break 'scan;
             }
+            reached = message.seq;
             match parse_item::<D>(&message.subject, message.seq, &message.payload) {
                 Ok(item) => items.push(item),
                 Err(why) if acks == Acks::PerMessage => {
@@ -560,7 +801,7 @@ async fn scan_partition<D: Domain>(
         next = last + 1;
     }
     park::park(shared, partition, &unreadable).await?;
-    Ok(items)
+    Ok(Scan { items, reached })
 }
 
 /// A key's commands applied and written.
