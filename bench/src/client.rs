@@ -4,13 +4,14 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use fastwebsockets::{FragmentCollector, handshake};
+use fastwebsockets::{FragmentCollector, WebSocket, WebSocketRead, WebSocketWrite, handshake};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::Request;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 /// Runs hyper's background connection tasks on tokio (for client handshakes).
@@ -53,6 +54,20 @@ pub async fn websocket(
     addr: SocketAddr,
     path: &str,
 ) -> anyhow::Result<FragmentCollector<TokioIo<Upgraded>>> {
+    Ok(FragmentCollector::new(upgrade(addr, path).await?))
+}
+
+/// The read half of a WebSocket opened with [`websocket_split`].
+pub type WsRead = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
+/// The write half of a WebSocket opened with [`websocket_split`].
+pub type WsWrite = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+
+/// Opens a WebSocket to `path` on `addr`, split so that one task reads while another writes.
+pub async fn websocket_split(addr: SocketAddr, path: &str) -> anyhow::Result<(WsRead, WsWrite)> {
+    Ok(upgrade(addr, path).await?.split(tokio::io::split))
+}
+
+async fn upgrade(addr: SocketAddr, path: &str) -> anyhow::Result<WebSocket<TokioIo<Upgraded>>> {
     let stream = TcpStream::connect(addr).await.context("connect")?;
     stream.set_nodelay(true)?;
     let request = Request::builder()
@@ -67,7 +82,7 @@ pub async fn websocket(
     let (ws, _) = handshake::client(&SpawnExecutor, request, stream)
         .await
         .context("handshake")?;
-    Ok(FragmentCollector::new(ws))
+    Ok(ws)
 }
 
 /// The WebSocket type [`websocket`] returns.
@@ -118,6 +133,35 @@ impl Poster {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+}
+
+/// Sends one request (`method`, `path`, `headers`, `body`) on a fresh connection and returns
+/// the status and the body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Host", addr.to_string())
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(Full::new(body))?).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }
 
 /// GETs `path` on a fresh connection and returns the status and the body as text.

@@ -13,18 +13,12 @@ use crate::system::{JWT_SECRET, Shape, System, report_rows};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketRead, WebSocketWrite, handshake};
-use http_body_util::Empty;
-use hyper::Request;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use fastwebsockets::{Frame, OpCode, Payload};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tablewire_schemas::{Claims, Domain};
-use tokio::io::{ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 
 /// Flags of `tablewire bench collab`.
@@ -58,8 +52,8 @@ pub struct CollabArgs {
     pub database_url: Option<String>,
 }
 
-type Reader = WebSocketRead<ReadHalf<TokioIo<Upgraded>>>;
-type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+type Reader = crate::client::WsRead;
+type Writer = crate::client::WsWrite;
 
 /// What every task shares.
 struct Shared {
@@ -123,21 +117,7 @@ fn token() -> anyhow::Result<String> {
 }
 
 async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<(Reader, Writer)> {
-    let stream = TcpStream::connect(addr).await.context("connect")?;
-    stream.set_nodelay(true)?;
-    let request = Request::builder()
-        .method("GET")
-        .uri(path)
-        .header("Host", addr.to_string())
-        .header(hyper::header::UPGRADE, "websocket")
-        .header(hyper::header::CONNECTION, "upgrade")
-        .header("Sec-WebSocket-Key", handshake::generate_key())
-        .header("Sec-WebSocket-Version", "13")
-        .body(Empty::<Bytes>::new())?;
-    let (ws, _) = handshake::client(&crate::client::SpawnExecutor, request, stream)
-        .await
-        .context("handshake")?;
-    Ok(ws.split(tokio::io::split))
+    crate::client::websocket_split(addr, path).await
 }
 
 /// The text after `key` up to the next `"`.

@@ -3,6 +3,8 @@
 //! percentiles, missing/duplicate counts and resource use.
 //!
 //! # Layout
+//! - [`chaos`] — the soak: a 3-node cluster, two edges, two handlers and PostgreSQL under load
+//!   while nodes are killed; lost, duplicated, out of order, stuck, recovery times.
 //! - [`collab`] — seed 001: rooms × participants editing orders, latency, consistency with KV.
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
 //! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
@@ -12,6 +14,7 @@
 //! - [`client`] — WebSocket and HTTP clients for load.
 //! - [`report`] — latency histograms and CPU accounting.
 
+pub mod chaos;
 pub mod client;
 pub mod collab;
 pub mod devices;
@@ -43,6 +46,9 @@ pub enum Bench {
     Events(events::EventsArgs),
     /// RFID readers (seed 003): scans/s, scan → reply latency, rows in SQL vs accepted.
     Devices(devices::DevicesArgs),
+    /// The soak: the 3-node cluster under load while edges, handlers and NATS nodes are killed
+    /// and PostgreSQL stopped; fails when anything acknowledged is lost, duplicated or stuck.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -53,5 +59,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Pos(a) => pos::run(a).await,
         Bench::Events(a) => events::run(a).await,
         Bench::Devices(a) => devices::run(a).await,
+        Bench::Chaos(a) => chaos::run(a).await,
     }
 }

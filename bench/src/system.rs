@@ -1,6 +1,7 @@
 //! Starts what a benchmark measures: a nats-server of its own, provisioning, and `tablewire
 //! edge` / `tablewire handler` child processes of this same binary (so the edge's memory and
-//! each process's CPU can be read from /proc). Everything is stopped when dropped.
+//! each process's CPU can be read from /proc). Everything is stopped when dropped. The chaos
+//! soak ([`crate::chaos`]) starts its edges and handlers with the same commands.
 
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
@@ -107,29 +108,10 @@ impl System {
         let js = async_nats::jetstream::new(client);
         let topology = shape.streams.topology();
         tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
-        let exe = std::env::current_exe().context("locating the tablewire binary")?;
         let edge_addr = free_addr()?;
-        let mut edge = Command::new(&exe);
-        edge.args(["--log", "warn", "edge", "--nats-url", nats.client_url()])
-            .args([
-                "--listen",
-                &edge_addr.to_string(),
-                "--auth-secret",
-                AUTH_SECRET,
-                "--jwt-secret",
-                JWT_SECRET,
-            ])
-            .args(EDGE_LIMIT_FLAGS)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        tablewire_nats::server::kill_with_parent(&mut edge);
-        let edge = edge.spawn().context("starting the edge")?;
-        let domains = shape
-            .domains
-            .iter()
-            .map(|d| d.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+        let edge = edge_command(nats.client_url(), edge_addr, "warn", &[])?
+            .spawn()
+            .context("starting the edge")?;
         let mut handlers = Vec::new();
         let handler_metrics = free_addr()?;
         for i in 0..shape.handlers {
@@ -139,28 +121,17 @@ impl System {
                 free_addr()?
             };
             // One SQL writer (SQLite takes one writer).
-            let records = match (&shape.database_url, i) {
-                (Some(url), 0) => vec!["--database-url", url.as_str()],
-                _ => vec!["--no-records"],
-            };
-            let mut handler = Command::new(&exe);
-            handler
-                .args([
-                    "--log",
-                    "warn",
-                    "handler",
-                    "--nats-url",
-                    nats.client_url(),
-                    "--domain",
-                    &domains,
-                ])
-                .args(records)
-                .args(HANDLER_LIMIT_FLAGS)
-                .args(["--metrics-listen", &metrics.to_string()])
-                .stdin(Stdio::null())
-                .kill_on_drop(true);
-            tablewire_nats::server::kill_with_parent(&mut handler);
-            handlers.push(handler.spawn().context("starting a handler")?);
+            let records = shape.database_url.as_deref().filter(|_| i == 0);
+            let handler = handler_command(
+                nats.client_url(),
+                &shape.domains,
+                records,
+                Some(metrics),
+                "warn",
+            )?
+            .spawn()
+            .context("starting a handler")?;
+            handlers.push(handler);
         }
         let system = System {
             nats,
@@ -174,16 +145,7 @@ impl System {
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = crate::client::get(self.edge_addr, "/healthz").await {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("the edge did not become healthy on {}", self.edge_addr);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_healthy(self.edge_addr, Duration::from_secs(30)).await
     }
 
     /// The edge's process id.
@@ -207,6 +169,87 @@ impl System {
         }
         pids
     }
+}
+
+/// Waits until the edge on `addr` answers `/healthz` with 200, at most `limit`.
+pub async fn wait_until_healthy(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok((200, _)) = crate::client::get(addr, "/healthz").await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the edge did not become healthy on {addr}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `tablewire edge` as a child process of this same binary, listening on `addr` with the
+/// benchmarks' secrets (and `extra` flags), logging at `log` to stdout; killed when dropped and
+/// when the benchmark dies, however it dies.
+pub fn edge_command(
+    nats_url: &str,
+    addr: SocketAddr,
+    log: &str,
+    extra: &[&str],
+) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("locating the tablewire binary")?;
+    let mut edge = Command::new(exe);
+    edge.args(["--log", log, "edge", "--nats-url", nats_url])
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--auth-secret",
+            AUTH_SECRET,
+            "--jwt-secret",
+            JWT_SECRET,
+        ])
+        .args(EDGE_LIMIT_FLAGS)
+        .args(extra)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    tablewire_nats::server::kill_with_parent(&mut edge);
+    Ok(edge)
+}
+
+/// `tablewire handler` for `domains` as a child process of this same binary: with the SQL
+/// writer on `database_url` when given (else `--no-records`), serving metrics on `metrics`
+/// when given, logging at `log` to stdout; killed when dropped and when the benchmark dies.
+pub fn handler_command(
+    nats_url: &str,
+    domains: &[Domain],
+    database_url: Option<&str>,
+    metrics: Option<SocketAddr>,
+    log: &str,
+) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("locating the tablewire binary")?;
+    let domains = domains
+        .iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut handler = Command::new(exe);
+    handler.args([
+        "--log",
+        log,
+        "handler",
+        "--nats-url",
+        nats_url,
+        "--domain",
+        &domains,
+    ]);
+    handler.args(HANDLER_LIMIT_FLAGS);
+    match database_url {
+        Some(url) => handler.args(["--database-url", url]),
+        None => handler.arg("--no-records"),
+    };
+    if let Some(metrics) = metrics {
+        handler.args(["--metrics-listen", &metrics.to_string()]);
+    }
+    handler.stdin(Stdio::null()).kill_on_drop(true);
+    tablewire_nats::server::kill_with_parent(&mut handler);
+    Ok(handler)
 }
 
 impl Drop for System {

@@ -471,7 +471,7 @@ impl Cluster {
             .collect();
         let mut nodes = Vec::with_capacity(size);
         for i in 0..size {
-            let name = format!("tw-{}", i + 1);
+            let name = node_name(i);
             let store = dir.join(&name);
             let config = dir.join(format!("{name}.conf"));
             std::fs::write(
@@ -504,6 +504,12 @@ impl Cluster {
             .join(",")
     }
 
+    /// The index in [`nodes`](Self::nodes) of the node named `name`, as JetStream names a
+    /// stream's or consumer's leader (`cluster.leader` in `$JS.API.STREAM.INFO.<stream>`).
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| node_name(i) == name)
+    }
+
     async fn wait_for_jetstream(&self) -> Result<(), ServerError> {
         let client = crate::connect(&self.client_urls(), "tablewire-cluster-check")
             .await
@@ -521,6 +527,11 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The server name of node `index` (from 0) of a [`Cluster`]: `tw-1`, `tw-2`, …
+pub fn node_name(index: usize) -> String {
+    format!("tw-{}", index + 1)
 }
 
 /// The configuration of one node of a loopback cluster (the same shape as the files shipped in
@@ -590,6 +601,8 @@ mod live_tests {
         let mut cluster = Cluster::start(3).await.expect("cluster");
         let urls = cluster.client_urls();
         assert_eq!(urls.split(',').count(), 3, "{urls}");
+        assert_eq!(cluster.node_index("tw-2"), Some(1));
+        assert_eq!(cluster.node_index("tw-4"), None);
         let client = crate::connect(&urls, "test").await.expect("connect");
         let js = async_nats::jetstream::new(client);
         js.query_account().await.expect("JetStream answers");
