@@ -57,37 +57,6 @@ async fn expect_in_order(ws: &mut Ws, base: u64, n: u64) {
     }
 }
 
-/// The stored state of a display session, straight from KV.
-async fn stored(url: &str, session: &str) -> Value {
-    let kv = async_nats::jetstream::new(client(url).await)
-        .get_key_value("tw_state_display")
-        .await
-        .expect("bucket");
-    let bytes = kv
-        .get(format!("_.{session}"))
-        .await
-        .expect("get")
-        .expect("state exists");
-    serde_json::from_slice(&bytes).expect("JSON")
-}
-
-/// The last 100 updates are exactly 900..999, once each, and 1000 events were produced.
-async fn assert_applied_exactly_once(url: &str, session: &str, n: u64) {
-    let state = stored(url, session).await;
-    assert_eq!(
-        state["seq"].as_u64(),
-        Some(n),
-        "one event per update: nothing applied twice"
-    );
-    let kept: Vec<u64> = state["state"]["displayUpdates"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|u| u["displayData"]["i"].as_u64().expect("i"))
-        .collect();
-    assert_eq!(kept, ((n - 100)..n).collect::<Vec<_>>());
-}
-
 /// Posts 1,000 updates one after the other to a session served by three handler processes, and
 /// checks a display sees them in order and the state applied each exactly once. With
 /// `kill_workers`, a worker is killed outright (no release, no acks) and restarted after every
@@ -117,7 +86,7 @@ async fn thousand_updates_through_three_workers(kill_workers: bool) {
         update(edge.addr, &s, json!({"i": i})).await;
     }
     reader.await.expect("display saw all 1000 in order");
-    assert_applied_exactly_once(&url, &s, 1000).await;
+    assert_display_applied_once(&url, &s, 1000, 1000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +143,7 @@ async fn every_command_is_acknowledged_once_applied(ack_by_batch: bool) {
     }
     wait_until_unacknowledged(&url, 0).await;
     for s in &sessions {
-        let state = stored(&url, s).await;
+        let state = stored_display(&url, s).await;
         assert_eq!(
             state["seq"].as_u64(),
             Some(40),
@@ -237,7 +206,7 @@ async fn a_key_whose_state_cannot_be_read_has_its_command_parked_and_holds_back_
     wait_until_unacknowledged(&url, 0).await;
     for s in &others {
         assert_eq!(
-            stored(&url, s).await["seq"].as_u64(),
+            stored_display(&url, s).await["seq"].as_u64(),
             Some(3),
             "{s} applied"
         );

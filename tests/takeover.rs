@@ -289,7 +289,7 @@ async fn kill_workers_under_updates(topology: Topology, kills: usize) -> Vec<Dur
     for (s, &n) in sessions.iter().zip(&posted) {
         s.display.abort();
         s.check_shown_in_order(n);
-        assert_applied_exactly_once(&url, s, n).await;
+        assert_display_applied_once(&url, &s.id, s.base + n, n).await;
     }
     let mut sorted = gaps.clone();
     sorted.sort();
@@ -340,33 +340,6 @@ async fn all_shown_again(sessions: &[Session], since: Instant, what: &str) {
             .all(|(s, &i)| s.shown_from(i, since).is_some())
     })
     .await;
-}
-
-/// The stored state counts `n` events, and its list keeps the last updates once each.
-async fn assert_applied_exactly_once(url: &str, session: &Session, n: u64) {
-    let kv = async_nats::jetstream::new(client(url).await)
-        .get_key_value("tw_state_display")
-        .await
-        .expect("bucket");
-    let bytes = kv
-        .get(format!("_.{}", session.id))
-        .await
-        .expect("get")
-        .expect("state exists");
-    let state: Value = serde_json::from_slice(&bytes).expect("JSON");
-    assert_eq!(
-        state["seq"].as_u64(),
-        Some(session.base + n),
-        "{}: one event per update, none applied twice",
-        session.id
-    );
-    let kept: Vec<u64> = state["state"]["displayUpdates"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|u| u["displayData"]["i"].as_u64().expect("i"))
-        .collect();
-    assert_eq!(kept, (n.saturating_sub(100)..n).collect::<Vec<_>>());
 }
 
 /// The measurement with the production timings (`tablewire provision` defaults): five

@@ -600,6 +600,38 @@ pub fn token(tenant: &str, role: &str, ttl_secs: i64) -> String {
     tablewire_edge::mint(JWT_SECRET, &claims).expect("mint")
 }
 
+/// The stored state of a display session, straight from KV.
+pub async fn stored_display(url: &str, session: &str) -> Value {
+    let kv = async_nats::jetstream::new(client(url).await)
+        .get_key_value("tw_state_display")
+        .await
+        .expect("bucket");
+    let bytes = kv
+        .get(format!("_.{session}"))
+        .await
+        .expect("get")
+        .expect("state exists");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+/// A display session that got updates `{"i": 0..n}` applied each exactly once: its event
+/// sequence is `seq` (one event per update) and its list keeps the last 100 of them, in order.
+pub async fn assert_display_applied_once(url: &str, session: &str, seq: u64, n: u64) {
+    let state = stored_display(url, session).await;
+    assert_eq!(
+        state["seq"].as_u64(),
+        Some(seq),
+        "{session}: one event per update, none applied twice"
+    );
+    let kept: Vec<u64> = state["state"]["displayUpdates"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| u["displayData"]["i"].as_u64().expect("i"))
+        .collect();
+    assert_eq!(kept, (n.saturating_sub(100)..n).collect::<Vec<_>>());
+}
+
 /// Posts a display update with the bearer secret.
 pub async fn update(addr: SocketAddr, session: &str, data: Value) -> Value {
     let (status, body) = post(
