@@ -352,21 +352,22 @@ mod tests {
     use super::*;
     use tablewire_schemas::Origin;
 
-    fn apply(state: &mut VoiceState, command: Command) -> Effects {
-        let origin = Origin {
-            edge: String::new(),
-            conn: None,
-            request: None,
-        };
-        let ctx = Context {
+    /// The context of a command from nobody to answer, at 1 s.
+    fn context(origin: &Origin) -> Context<'_> {
+        Context {
             now_ms: 1_000,
             stream_seq: 1,
             message_id: "m",
             tenant: "r1",
             key: "s1",
             claims: None,
-            origin: &origin,
-        };
+            origin,
+        }
+    }
+
+    fn apply(state: &mut VoiceState, command: Command) -> Effects {
+        let origin = Origin::default();
+        let ctx = context(&origin);
         let mut fx = Effects::default();
         Voice.apply(state, command, &ctx, &mut fx).expect("applies");
         fx
@@ -507,20 +508,8 @@ mod tests {
 
     fn refused(state: &mut VoiceState, command: Command) -> ErrorCode {
         let before = state.clone();
-        let origin = Origin {
-            edge: String::new(),
-            conn: None,
-            request: None,
-        };
-        let ctx = Context {
-            now_ms: 1_000,
-            stream_seq: 1,
-            message_id: "m",
-            tenant: "r1",
-            key: "s1",
-            claims: None,
-            origin: &origin,
-        };
+        let origin = Origin::default();
+        let ctx = context(&origin);
         let error = Voice
             .apply(state, command, &ctx, &mut Effects::default())
             .expect_err("refused");
