@@ -144,16 +144,7 @@ pub fn front_door<B>(node: &Node, request: &mut hyper::Request<B>) -> Option<Res
             return Some(response);
         }
     }
-    let untidy = path.contains("//") || (path.len() > 1 && path.ends_with('/'));
-    if untidy {
-        let mut tidy: String = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .flat_map(|s| ["/", s])
-            .collect();
-        if tidy.is_empty() {
-            tidy.push('/');
-        }
+    if let Some(mut tidy) = tidy_path(path) {
         if let Some(query) = request.uri().query() {
             tidy = format!("{tidy}?{query}");
         }
@@ -162,6 +153,24 @@ pub fn front_door<B>(node: &Node, request: &mut hyper::Request<B>) -> Option<Res
         }
     }
     None
+}
+
+/// `path` without empty segments, when it has any (`None` when it is tidy already).
+fn tidy_path(path: &str) -> Option<String> {
+    let untidy = path.contains("//") || (path.len() > 1 && path.ends_with('/'));
+    if !untidy {
+        return None;
+    }
+    let tidy: String = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| ["/", s])
+        .collect();
+    Some(if tidy.is_empty() {
+        "/".to_string()
+    } else {
+        tidy
+    })
 }
 
 async fn health(State(node): State<Arc<Node>>) -> Response {
@@ -198,4 +207,21 @@ async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
         ),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_path;
+
+    #[test]
+    fn empty_path_segments_are_dropped_before_routing() {
+        assert_eq!(tidy_path("/session/x/state"), None);
+        assert_eq!(tidy_path("/"), None);
+        assert_eq!(tidy_path("/healthz/").as_deref(), Some("/healthz"));
+        assert_eq!(
+            tidy_path("//session//x/state/").as_deref(),
+            Some("/session/x/state")
+        );
+        assert_eq!(tidy_path("//").as_deref(), Some("/"));
+    }
 }

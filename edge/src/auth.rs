@@ -297,6 +297,32 @@ mod tests {
     }
 
     #[test]
+    fn every_failed_check_is_counted_once_and_successes_not_at_all() {
+        let failures = Counter::default();
+        let a = auth().counting_failures_in(failures.clone());
+        let token = mint("k", &claims(now_secs() + 60)).expect("mint");
+        assert!(a.check_header(Some("Bearer s3cret")).is_ok());
+        assert!(a.check_header(Some(&format!("Bearer {token}"))).is_ok());
+        assert!(a.verify_restaurant(&token).is_ok());
+        assert_eq!(failures.get(), 0);
+        let _ = a.check_header(None);
+        let _ = a.check_header(Some("Bearer nope"));
+        let _ = a.check_token("nope");
+        let _ = a.verify_jwt("nope");
+        let no_tenant = mint(
+            "k",
+            &Claims {
+                tenant: None,
+                ..claims(now_secs() + 60)
+            },
+        )
+        .expect("mint");
+        let _ = a.verify_restaurant(&no_tenant);
+        let _ = a.refuse(ErrorBody::new(ErrorCode::AuthTimeout));
+        assert_eq!(failures.get(), 6);
+    }
+
+    #[test]
     fn wrong_forged_and_expired_credentials_are_refused() {
         let a = auth();
         assert_eq!(
