@@ -65,6 +65,8 @@ export interface ConnectionOptions {
   commandTimeoutMs?: number;
   /** `fetch` for HTTP calls (default the platform's). */
   fetch?: typeof fetch;
+  /** Where HTTP calls go (`http://host:port`), when not to the socket's edge. */
+  httpUrl?: string;
 }
 
 /** A command waiting in the outbox. */
@@ -142,6 +144,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   private readonly backoff: Backoff;
   private readonly commandTimeoutMs: number;
   readonly fetch: typeof fetch;
+  private readonly httpUrl: string | undefined;
   private readonly seq = new SeqTracker();
   private readonly outbox: Pending[] = [];
   private socket: WebSocketLike | undefined;
@@ -167,6 +170,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.backoff = new Backoff(options.backoff);
     this.commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
     this.fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+    this.httpUrl = options.httpUrl?.replace(/\/+$/, "");
   }
 
   get state(): ConnectionState {
@@ -183,9 +187,9 @@ export class Connection extends Emitter<ConnectionEvents> {
     return this.outbox.length;
   }
 
-  /** The edge URL in use, as `http(s)://host` (for HTTP calls). */
+  /** Where HTTP calls go: `httpUrl`, else the edge in use as `http(s)://host`. */
   get httpBase(): string {
-    return this.urls[this.urlIndex].replace(/^ws/, "http");
+    return this.httpUrl ?? this.urls[this.urlIndex].replace(/^ws/, "http");
   }
 
   /** The seq of the last snapshot or event delivered. */
