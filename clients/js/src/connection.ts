@@ -309,14 +309,15 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   private closed(code: number, reason: string): void {
     if (this.currentState === "closed") return;
-    this.fail("sent", new TablewireError("connection_lost", `connection closed (${code}) before an answer`));
     const error = closeError(code, reason);
-    if (error) this.emit("error", error);
     if (code === CloseCode.tooBig) {
-      // The command in flight is the likely culprit: sending it again would loop.
+      // The command in flight is the likely culprit: sending it again would loop. (Before
+      // `fail`, which marks durable commands unsent.)
       const head = this.outbox[0];
       if (head?.sent) this.settle(head, undefined, error);
     }
+    this.fail("sent", new TablewireError("connection_lost", `connection closed (${code}) before an answer`));
+    if (error) this.emit("error", error);
     if (code === CloseCode.policy) this.tokenReason = "auth_failed";
     if (code === CloseCode.goingAway) {
       this.urlIndex = (this.urlIndex + 1) % this.urls.length;
@@ -378,6 +379,7 @@ export class Connection extends Emitter<ConnectionEvents> {
         if (verdict.kind === "duplicate") {
           this.stats.duplicatesDropped += 1;
           this.emit("duplicate", frame);
+          this.settleIfAnswer(frame); // a repeat still answers a command sent again
           return;
         }
         if (verdict.kind === "gap") {
@@ -392,6 +394,10 @@ export class Connection extends Emitter<ConnectionEvents> {
       }
     }
     this.emit("frame", frame);
+    this.settleIfAnswer(frame);
+  }
+
+  private settleIfAnswer(frame: Frame): void {
     const head = this.outbox[0];
     if (head?.sent && this.protocol.answers?.(frame, head)) this.settle(head, frame);
   }

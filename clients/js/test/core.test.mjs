@@ -120,3 +120,31 @@ async function until(check) {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
   assert.ok(check(), "condition never became true");
 }
+
+test("a command whose socket closes with 1009 fails as too_big and is not sent again", async () => {
+  ScriptedSocket.all = [];
+  const pos = new PosConnection({
+    url: "ws://edge.invalid",
+    tenantId: "t1",
+    token: "t",
+    WebSocket: ScriptedSocket,
+    httpFallback: false,
+    backoff: { baseMs: 1, maxMs: 1 },
+  });
+  pos.connect();
+  await until(() => latest()?.readyState === 1);
+  latest().push({ type: "sync_state", activeOrders: [], recentOrders: [], seq: 0 });
+  const submitted = pos.submitOrder({ tenantId: "t1", notes: "x".repeat(100) }, { idempotencyKey: "big" });
+  const outcome = submitted.then(
+    () => "resolved",
+    (error) => error.kind,
+  );
+  await until(() => latest().sent.length === 1);
+  latest().close(1009, "too big");
+  assert.equal(await outcome, "too_big");
+  await until(() => ScriptedSocket.all.length === 2 && latest().readyState === 1);
+  await tick();
+  assert.equal(latest().sent.length, 0, "the too-big command was sent again");
+  assert.equal(pos.queued, 0);
+  pos.close();
+});
