@@ -47,9 +47,9 @@ export class CollabConnection extends Connection {
         eventSeq: seq,
         errorBody: topLevelError,
         answers: (frame: Frame, command: Command) =>
-          frame.participantId === command.frame.participantId &&
-          (frame.type === ANSWER[String(command.frame.type)] ||
-            (command.frame.type === "join" && frame.type === "sync")),
+          // A join is answered by `sync` to the joiner (no participantId) or the broadcast.
+          (command.frame.type === "join" && frame.type === "sync" && frame.seq === undefined) ||
+          (frame.participantId === command.frame.participantId && frame.type === ANSWER[String(command.frame.type)]),
       },
       options,
     );

@@ -6,7 +6,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { DisplayConnection, EventsConnection, PosConnection } from "../dist/index.js";
+import { CollabConnection, DisplayConnection, EventsConnection, PosConnection } from "../dist/index.js";
 import {
   AUTH_SECRET,
   activeOrders,
@@ -184,4 +184,35 @@ test("a token expiring mid-session is refreshed on reconnect", async () => {
   assert.ok(!errors.includes("UNAUTHORIZED") && !errors.includes("TOKEN_EXPIRED"), `errors: ${errors}`);
   events.close();
   await proxy.close();
+});
+
+test("two participants build and finalize a room; a refused command rejects with its code", async () => {
+  const room = `room-${Date.now()}`;
+  const open = (participantId, participantName) =>
+    new CollabConnection({ url: dev.ws, room, participantId, participantName, WebSocket, backoff: fast });
+  const ana = open("ana", "Ana");
+  const ben = open("ben", "Ben");
+  ana.connect();
+  ben.connect();
+  await until("both open", () => ana.isOpen && ben.isOpen);
+  await ana.join();
+  await ben.join();
+  await ana.join(); // joining again is answered too
+  await ana.addItem({ dishName: "Dosa", dishType: "main", price: 450, quantity: 2 });
+  await ben.addItem({ dishName: "Lassi", dishType: "drink", price: 200, quantity: 1 });
+  await ben.updateSplit({ splitType: "itemized" });
+  await assert.rejects(ben.finalize(), (error) => error.kind === "server" && error.code === "FORBIDDEN");
+  await ana.finalize();
+  await until("both see it finalized", () => ana.order?.status === "finalized" && ben.order?.status === "finalized");
+  assert.equal(ben.order.total, 1100);
+  assert.deepEqual(
+    ben.order.splits.map((share) => [share.participantId, share.amount]),
+    [
+      ["ana", 900],
+      ["ben", 200],
+    ],
+  );
+  await assert.rejects(ben.addItem({ dishName: "Tea", dishType: "drink", price: 100, quantity: 1 }), (error) => error.code === "CONFLICT");
+  ana.close();
+  ben.close();
 });

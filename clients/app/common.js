@@ -1,0 +1,79 @@
+// What every screen shares: the signed-in token and tenant (sessionStorage, set by the
+// sign-in page index.html), the edge's own origin as the client's URL, a status indicator fed
+// by a connection's state events, and small DOM helpers. Imported by each screen's script.
+
+/** The edge: this page's origin, or `?edge=http://host:port` when the pages are served elsewhere. */
+export const edge = new URLSearchParams(location.search).get("edge") ?? location.origin;
+
+export function session() {
+  return {
+    token: sessionStorage.getItem("tw.token") ?? "",
+    tenant: sessionStorage.getItem("tw.tenant") ?? "",
+  };
+}
+
+export function saveSession(token, tenant) {
+  sessionStorage.setItem("tw.token", token);
+  sessionStorage.setItem("tw.tenant", tenant);
+}
+
+/** The tenant a JWT names (unverified: for display and defaults only). */
+export function tenantOf(token) {
+  try {
+    const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return String(claims.tenant ?? claims.tenantId ?? claims.tenant_id ?? claims.restaurant_id ?? claims.restaurantId ?? "");
+  } catch {
+    return "";
+  }
+}
+
+/** Sends to the sign-in page when there is no token (screens that need one). */
+export function requireToken() {
+  const current = session();
+  if (!current.token) location.href = `./index.html?next=${encodeURIComponent(location.pathname)}`;
+  return current;
+}
+
+/** Shows a connection's state in `element`: connecting, live, reconnecting in n s (and how
+ * often it reconnected). */
+export function statusIndicator(connection, element) {
+  let reconnects = 0;
+  connection.on("state", ({ state, delayMs, error }) => {
+    if (state === "open" && connection.stats.opened > 1) reconnects = connection.stats.opened - 1;
+    const text = {
+      idle: "not connected",
+      connecting: "connecting…",
+      open: reconnects ? `live (reconnected ${reconnects}×)` : "live",
+      reconnecting: `offline — retrying in ${((delayMs ?? 0) / 1000).toFixed(1)} s${error ? ` (${error.message})` : ""}`,
+      closed: "closed",
+    }[state];
+    element.textContent = text;
+    element.dataset.state = state;
+    element.dataset.reconnects = String(reconnects);
+  });
+}
+
+/** Creates an element: `h("li", {class: "x"}, "text", child)`. */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) element.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== undefined && child !== null) element.append(child instanceof Node ? child : String(child));
+  }
+  return element;
+}
+
+/** Shows an error briefly in the page's `#toast`. */
+export function toast(message) {
+  const element = document.getElementById("toast");
+  if (!element) return;
+  element.textContent = message;
+  element.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (element.hidden = true), 5000);
+}
+
+export const money = (minor) => (Number(minor ?? 0) / 100).toFixed(2);
