@@ -2,16 +2,22 @@
 //! that the generated types match `schemas/json`, compiles it, and runs its Node test-runner
 //! tests — the core without a server, then against a real `tablewire dev` the tests start from
 //! this build's binary (a socket killed mid-stream, an edge restarted under queued POS orders,
-//! the HTTP fallback, an expiring token). Needs Node >= 18 and `npm ci --prefix clients/js`
-//! (scripts/test runs both).
+//! the HTTP fallback, an expiring token, a room), and the screens (`clients/app`) in headless
+//! Chromium. Needs Node >= 18, `npm ci --prefix clients/js` and a Chromium
+//! (`scripts/install-chromium`); scripts/test sees to all three.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
-fn typescript_client_tests_pass_against_a_real_dev() {
+fn typescript_client_and_screens_tests_pass_against_a_real_dev() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
-    for package in ["typescript", "json-schema-to-typescript", "ws"] {
+    for package in [
+        "typescript",
+        "json-schema-to-typescript",
+        "ws",
+        "playwright-core",
+    ] {
         assert!(
             dir.join("node_modules").join(package).is_dir(),
             "the npm package {package} is missing: run `npm ci --prefix clients/js` (scripts/test does)"

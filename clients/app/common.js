@@ -3,7 +3,20 @@
 // by a connection's state events, and small DOM helpers. Imported by each screen's script.
 
 /** The edge: this page's origin, or `?edge=http://host:port` when the pages are served elsewhere. */
-export const edge = new URLSearchParams(location.search).get("edge") ?? location.origin;
+const edgeParam = new URLSearchParams(location.search).get("edge");
+export const edge = edgeParam ?? location.origin;
+
+// Links between the screens keep `?edge=`.
+if (edgeParam) {
+  for (const link of document.querySelectorAll('a[href^="./"]')) {
+    const url = new URL(link.href);
+    url.searchParams.set("edge", edgeParam);
+    link.href = url.href;
+  }
+}
+
+/** Where `tablewire dev` serves its dev credentials. */
+export const devCredentialsUrl = edgeParam ? `${edgeParam}/app/dev.json` : "./dev.json";
 
 export function session() {
   return {
@@ -30,7 +43,10 @@ export function tenantOf(token) {
 /** Sends to the sign-in page when there is no token (screens that need one). */
 export function requireToken() {
   const current = session();
-  if (!current.token) location.href = `./index.html?next=${encodeURIComponent(location.pathname)}`;
+  if (!current.token) {
+    const next = encodeURIComponent(location.pathname + location.search);
+    location.href = `./index.html?next=${next}${edgeParam ? `&edge=${encodeURIComponent(edgeParam)}` : ""}`;
+  }
   return current;
 }
 

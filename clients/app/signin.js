@@ -1,7 +1,8 @@
 // The sign-in step (index.html): takes a JWT (and its tenant, read from the token when not
 // given) into sessionStorage for the other screens; under `tablewire dev` the edge serves
-// `/app/dev.json` (`{"token", "tenant"}`) and a button offers that token.
-import { saveSession, session, tenantOf } from "./common.js";
+// `/app/dev.json` (`{"token", "tenant"}`) and a button offers that token. `?next=` is where to
+// go after signing in.
+import { devCredentialsUrl, saveSession, session, tenantOf } from "./common.js";
 
 const form = document.getElementById("signin");
 const tokenInput = document.getElementById("token");
@@ -17,7 +18,7 @@ function signIn(token, tenant) {
   saveSession(token, tenant || tenantOf(token));
   show();
   const next = new URLSearchParams(location.search).get("next");
-  if (next && next.startsWith("/")) location.href = next;
+  if (next && next.startsWith("/") && !next.startsWith("//")) location.href = next; // same origin only
 }
 
 form.addEventListener("submit", (event) => {
@@ -30,7 +31,7 @@ tokenInput.addEventListener("input", () => {
 });
 
 const dev = document.getElementById("dev");
-fetch("./dev.json")
+fetch(devCredentialsUrl)
   .then((response) => (response.ok ? response.json() : undefined))
   .then((credentials) => {
     if (!credentials?.token) return;
