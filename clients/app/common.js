@@ -82,11 +82,12 @@ export function h(tag, attributes = {}, ...children) {
   return element;
 }
 
-/** Shows an error briefly in the page's `#toast`. */
-export function toast(message) {
+/** Shows a message briefly in the page's `#toast`: an error unless `kind` is "ok". */
+export function toast(message, kind = "error") {
   const element = document.getElementById("toast");
   if (!element) return;
   element.textContent = message;
+  element.dataset.kind = kind;
   element.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (element.hidden = true), 5000);

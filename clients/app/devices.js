@@ -46,7 +46,7 @@ form.addEventListener("submit", async (event) => {
   if (data.get("scanIntervalMs")) config.scanIntervalMs = Number(data.get("scanIntervalMs"));
   try {
     const answer = await pushDeviceConfig(events, String(data.get("deviceId")), config);
-    toast(`config stored${answer.online ? " and pushed" : "; the reader gets it when it connects"}`);
+    toast(`config stored${answer.online ? " and pushed" : "; the reader gets it when it connects"}`, "ok");
   } catch (error) {
     toast(error.message);
   }

@@ -1,7 +1,8 @@
 // The screens (clients/app) in headless Chromium, driven by playwright-core, against a real
 // `tablewire dev`: the pages are served from clients/app by a static server here (the edge
 // does not serve /app/ yet) and reach the dev through `?edge=`. An order posted over
-// `POST /api/orders` appears on two kitchen screens and a bump on one moves it on the other;
+// `POST /api/orders` appears on two kitchen screens and a bump on one moves it on the other, and
+// a screen that lost its network reconnects, says so and shows the order posted meanwhile;
 // a device scan appears on the dashboard and a pushed config reaches the reader; two browser
 // contexts build and finalize a room; the customer display shows an update. Chromium is
 // $TABLEWIRE_CHROMIUM or `chromium` on PATH (scripts/install-chromium); with
@@ -15,7 +16,7 @@ import { dirname, extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
-import { AUTH_SECRET, mintToken, order, startDev } from "./support.mjs";
+import { AUTH_SECRET, mintToken, order, startDev, startProxy } from "./support.mjs";
 
 const app = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "app");
 const screenshots = process.env.TABLEWIRE_SCREENSHOTS;
@@ -64,7 +65,7 @@ after(async () => {
 });
 
 /** A page in its own browser context (its own sessionStorage), signed in when `token` is given. */
-async function open(path, { token, tenant } = {}) {
+async function open(path, { token, tenant, edge = dev.http } = {}) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
   if (token) {
     await context.addInitScript(
@@ -77,7 +78,7 @@ async function open(path, { token, tenant } = {}) {
   }
   const page = await context.newPage();
   page.on("pageerror", (error) => pageErrors.push(`${path}: ${error.message}`));
-  await page.goto(`${base}/${path}${path.includes("?") ? "&" : "?"}edge=${encodeURIComponent(dev.http)}`);
+  await page.goto(`${base}/${path}${path.includes("?") ? "&" : "?"}edge=${encodeURIComponent(edge)}`);
   return page;
 }
 
@@ -93,18 +94,27 @@ async function postOrder(token, name) {
   return response.json();
 }
 
-test("an order appears on two kitchen screens and a bump on one moves it on the other", async () => {
+test("an order appears on two kitchen screens, a bump on one moves it on the other, and a screen reconnects", async () => {
   const token = mintToken({ tenant: "demo" });
-  const [one, two] = [await open("kitchen.html", { token, tenant: "demo" }), await open("kitchen.html", { token, tenant: "demo" })];
+  const proxy = await startProxy(Number(new URL(dev.http).port)); // the second screen's network
+  const one = await open("kitchen.html", { token, tenant: "demo" });
+  const two = await open("kitchen.html", { token, tenant: "demo", edge: proxy.http });
   for (const page of [one, two]) await page.waitForSelector('#status[data-state="open"]');
   const created = await postOrder(token, "Asha");
   const card = (status) => `[data-status="${status}"] [data-number="${created.orderNumber}"]`;
   for (const page of [one, two]) await page.waitForSelector(card("pending"), { timeout: 5000 });
   await one.click(`${card("pending")} .bump`);
   await two.waitForSelector(card("preparing"), { timeout: 5000 });
-  await postOrder(token, "Ravi");
+  // The second screen loses its network, comes back on its own and says so.
+  proxy.cut();
+  await two.waitForSelector('#status[data-state="reconnecting"]', { timeout: 10000 });
+  await postOrder(token, "Ravi"); // while it is away
+  proxy.restore();
+  await two.waitForSelector('#status[data-state="open"][data-reconnects="1"]', { timeout: 10000 });
+  assert.match(await two.textContent("#status"), /reconnected 1×/);
   await two.waitForFunction(() => document.querySelectorAll(".card").length === 2);
   await snap(two, "kitchen");
+  await proxy.close();
   assert.deepEqual(pageErrors, []);
 });
 

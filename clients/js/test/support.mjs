@@ -165,7 +165,11 @@ export async function startProxy(port) {
     restore() {
       up = true;
     },
-    close: () => new Promise((resolve) => server.close(resolve)),
+    /** Stops it, killing what still goes through it. */
+    close() {
+      this.cut();
+      return new Promise((resolve) => server.close(resolve));
+    },
   };
 }
 
