@@ -99,12 +99,14 @@ export class Connection extends Emitter {
     resync() {
         if (this.currentState === "closed")
             return;
-        this.resyncing = true;
         const socket = this.socket;
-        if (socket)
+        if (socket) {
+            this.resyncing = true; // until its close: then reconnect at once
             socket.close(CloseCode.resync, "resync");
-        else
-            void this.open();
+        }
+        else if (this.currentState === "reconnecting") {
+            void this.open(); // no socket: the next one brings a snapshot anyway
+        }
     }
     setState(state, extra = {}) {
         this.currentState = state;
@@ -156,7 +158,8 @@ export class Connection extends Emitter {
             this.pump();
         };
         socket.onmessage = (event) => {
-            if (this.socket !== socket)
+            // While resyncing, the old socket's frames are stale: the fresh snapshot replaces them.
+            if (this.socket !== socket || this.resyncing)
                 return;
             this.receive(event.data);
         };

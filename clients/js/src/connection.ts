@@ -243,10 +243,13 @@ export class Connection extends Emitter<ConnectionEvents> {
   /** Drops the socket and reconnects at once, for a fresh snapshot. */
   resync(): void {
     if (this.currentState === "closed") return;
-    this.resyncing = true;
     const socket = this.socket;
-    if (socket) socket.close(CloseCode.resync, "resync");
-    else void this.open();
+    if (socket) {
+      this.resyncing = true; // until its close: then reconnect at once
+      socket.close(CloseCode.resync, "resync");
+    } else if (this.currentState === "reconnecting") {
+      void this.open(); // no socket: the next one brings a snapshot anyway
+    }
   }
 
   private setState(state: ConnectionState, extra: Partial<StateChange> = {}): void {
@@ -294,7 +297,8 @@ export class Connection extends Emitter<ConnectionEvents> {
       this.pump();
     };
     socket.onmessage = (event) => {
-      if (this.socket !== socket) return;
+      // While resyncing, the old socket's frames are stale: the fresh snapshot replaces them.
+      if (this.socket !== socket || this.resyncing) return;
       this.receive(event.data);
     };
     socket.onerror = () => {

@@ -107,8 +107,10 @@ test("a connection drops repeats, resyncs on a gap, resends a durable command, a
   latest().push(created(7, "k"));
   assert.equal((await submitted).order.id, "order-7");
 
-  // A gap: the frame is not delivered and the client reconnects for a snapshot.
+  // A gap: the frame is not delivered, nor any after it on that socket, and the client
+  // reconnects for a snapshot.
   latest().push(created(9, "x"));
+  latest().push(created(10, "y"));
   assert.deepEqual(seen, [5, 6, 6, 7]);
   await until(() => ScriptedSocket.all.length === 3);
   assert.equal(pos.stats.gaps, 1);
