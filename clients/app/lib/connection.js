@@ -115,6 +115,7 @@ export class Connection extends Emitter {
     async open() {
         clearTimeout(this.reconnectTimer);
         this.reconnectTimer = undefined;
+        this.resyncing = false;
         this.setState("connecting");
         let token;
         try {

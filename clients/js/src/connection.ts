@@ -260,6 +260,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   private async open(): Promise<void> {
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    this.resyncing = false;
     this.setState("connecting");
     let token: string | undefined;
     try {
