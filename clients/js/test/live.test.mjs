@@ -6,7 +6,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { CollabConnection, DisplayConnection, EventsConnection, PosConnection } from "../dist/index.js";
+import {
+  CollabConnection,
+  DeviceConnection,
+  DisplayConnection,
+  EventsConnection,
+  PosConnection,
+  pushDeviceConfig,
+} from "../dist/index.js";
 import {
   AUTH_SECRET,
   activeOrders,
@@ -215,4 +222,24 @@ test("two participants build and finalize a room; a refused command rejects with
   await assert.rejects(ben.addItem({ dishName: "Tea", dishType: "drink", price: 100, quantity: 1 }), (error) => error.code === "CONFLICT");
   ana.close();
   ben.close();
+});
+
+test("a reader's scan is answered, one too soon is refused with TOO_SOON, and a pushed config arrives", async () => {
+  const deviceId = `READER-${Date.now()}`;
+  const reader = new DeviceConnection({ url: dev.ws, deviceId, WebSocket, backoff: fast });
+  reader.connect();
+  await until("open", () => reader.isOpen);
+  const answer = await reader.scan("TAG-1", "door");
+  assert.equal(answer.scan.tagId, "TAG-1");
+  assert.equal(answer.scan.deviceId, deviceId);
+  await assert.rejects(reader.scan("TAG-2"), (error) => error.code === "TOO_SOON" && error.retryAfterMs > 0);
+  const admin = new DeviceConnection({
+    url: dev.ws,
+    deviceId: "dashboard",
+    token: mintToken({ tenant: "default", role: "admin" }),
+  });
+  const pushed = await pushDeviceConfig(admin, deviceId, { registrationMode: true });
+  assert.equal(pushed.online, true);
+  await until("the config at the reader", () => reader.config?.registrationMode === true);
+  reader.close();
 });
