@@ -23,6 +23,7 @@ export class Connection extends Emitter {
         this.gotFrame = false;
         this.resyncing = false;
         this.currentState = "idle";
+        this.lastFrameAt = 0;
         this.stats = { opened: 0, duplicatesDropped: 0, gaps: 0, tokensRequested: 0 };
         const urls = typeof options.url === "string" ? [options.url] : [...options.url];
         if (urls.length === 0)
@@ -35,6 +36,7 @@ export class Connection extends Emitter {
         this.commandTimeoutMs = options.commandTimeoutMs ?? 10000;
         this.fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
         this.httpUrl = options.httpUrl?.replace(/\/+$/, "");
+        this.keepaliveMs = options.keepaliveMs ?? 25000;
     }
     get state() {
         return this.currentState;
@@ -65,6 +67,7 @@ export class Connection extends Emitter {
     close() {
         this.setState("closed");
         clearTimeout(this.reconnectTimer);
+        clearInterval(this.keepaliveTimer);
         const socket = this.socket;
         this.socket = undefined;
         socket?.close(CloseCode.normal, "client closed");
@@ -139,7 +142,8 @@ export class Connection extends Emitter {
             socket = new (this.WebSocketImpl ?? platformWebSocket())(url);
         }
         catch (cause) {
-            const error = new TablewireError("connection_lost", `cannot open ${url}: ${String(cause)}`);
+            const where = this.urls[this.urlIndex] + this.protocol.path(); // without the token
+            const error = new TablewireError("connection_lost", `cannot open ${where}: ${String(cause)}`);
             this.emit("error", error);
             this.scheduleReconnect(error);
             return;
@@ -156,12 +160,14 @@ export class Connection extends Emitter {
             for (const frame of this.protocol.greeting?.() ?? [])
                 socket.send(JSON.stringify(frame));
             this.setState("open");
+            this.startKeepalive(socket);
             this.pump();
         };
         socket.onmessage = (event) => {
             // While resyncing, the old socket's frames are stale: the fresh snapshot replaces them.
             if (this.socket !== socket || this.resyncing)
                 return;
+            this.lastFrameAt = Date.now();
             this.receive(event.data);
         };
         socket.onerror = () => {
@@ -174,7 +180,30 @@ export class Connection extends Emitter {
             this.closed(event.code, event.reason);
         };
     }
+    /** Pings every `keepaliveMs`; a socket silent for two intervals is dropped (and reopened). */
+    startKeepalive(socket) {
+        clearInterval(this.keepaliveTimer);
+        const ping = this.protocol.ping;
+        if (!ping || this.keepaliveMs <= 0)
+            return;
+        this.lastFrameAt = Date.now();
+        this.keepaliveTimer = setInterval(() => {
+            if (this.socket !== socket) {
+                clearInterval(this.keepaliveTimer);
+                return;
+            }
+            if (Date.now() - this.lastFrameAt > 2 * this.keepaliveMs) {
+                clearInterval(this.keepaliveTimer);
+                this.socket = undefined;
+                socket.close(CloseCode.normal, "silent");
+                this.closed(CloseCode.silentServer, "nothing heard for two keepalive intervals");
+                return;
+            }
+            socket.send(JSON.stringify(ping()));
+        }, this.keepaliveMs);
+    }
     closed(code, reason) {
+        clearInterval(this.keepaliveTimer);
         if (this.currentState === "closed")
             return;
         const error = closeError(code, reason);

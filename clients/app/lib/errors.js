@@ -29,6 +29,8 @@ export const CloseCode = {
     silent: 4002,
     /** Sent by this client when it drops a socket to take a fresh snapshot after a gap. */
     resync: 4000,
+    /** Reported (not sent) when this client drops a socket that stayed silent past its keepalive. */
+    silentServer: 4003,
 };
 /** The error a close code means, or undefined for a normal close. */
 export function closeError(code, reason) {

@@ -21,6 +21,7 @@ export class EventsConnection extends Connection {
             snapshots: false,
             eventSeq: (frame) => (typeof frame.seq === "number" ? frame.seq : undefined),
             errorBody: nestedError,
+            ping: () => ({ type: "ping" }),
             greeting: () => {
                 const subscription = self?.subscription;
                 return subscription ? [{ type: "subscribe", ...subscription }] : [];

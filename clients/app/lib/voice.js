@@ -11,6 +11,7 @@ export class VoiceConnection extends Connection {
             auth: "message",
             snapshots: false,
             errorBody: nestedError,
+            ping: () => ({ type: "ping" }),
         }, options);
         this.sequence = 0;
     }

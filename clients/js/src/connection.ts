@@ -67,6 +67,10 @@ export interface ConnectionOptions {
   fetch?: typeof fetch;
   /** Where HTTP calls go (`http://host:port`), when not to the socket's edge. */
   httpUrl?: string;
+  /** Every this many ms the client pings (where the protocol has a ping) and drops a socket
+   * that brought nothing for two intervals — a dead network path that sent no FIN (default
+   * 25 000; 0: off). */
+  keepaliveMs?: number;
 }
 
 /** A command waiting in the outbox. */
@@ -109,6 +113,8 @@ export interface Protocol {
   errorBody?(frame: Frame): ErrorBody | undefined;
   /** Frames to send first on every new socket (after auth), e.g. subscriptions. */
   greeting?(): Frame[];
+  /** A frame the server answers, sent to check the socket is alive; none: no liveness check. */
+  ping?(): Frame;
 }
 
 export interface ConnectionEvents {
@@ -154,6 +160,9 @@ export class Connection extends Emitter<ConnectionEvents> {
   private gotFrame = false;
   private resyncing = false;
   private currentState: ConnectionState = "idle";
+  private readonly keepaliveMs: number;
+  private keepaliveTimer: ReturnType<typeof setInterval> | undefined;
+  private lastFrameAt = 0;
   readonly stats: ConnectionStats = { opened: 0, duplicatesDropped: 0, gaps: 0, tokensRequested: 0 };
 
   constructor(
@@ -171,6 +180,7 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.commandTimeoutMs = options.commandTimeoutMs ?? 10_000;
     this.fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
     this.httpUrl = options.httpUrl?.replace(/\/+$/, "");
+    this.keepaliveMs = options.keepaliveMs ?? 25_000;
   }
 
   get state(): ConnectionState {
@@ -207,6 +217,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   close(): void {
     this.setState("closed");
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.keepaliveTimer);
     const socket = this.socket;
     this.socket = undefined;
     socket?.close(CloseCode.normal, "client closed");
@@ -281,7 +292,8 @@ export class Connection extends Emitter<ConnectionEvents> {
     try {
       socket = new (this.WebSocketImpl ?? platformWebSocket())(url);
     } catch (cause) {
-      const error = new TablewireError("connection_lost", `cannot open ${url}: ${String(cause)}`);
+      const where = this.urls[this.urlIndex] + this.protocol.path(); // without the token
+      const error = new TablewireError("connection_lost", `cannot open ${where}: ${String(cause)}`);
       this.emit("error", error);
       this.scheduleReconnect(error);
       return;
@@ -295,11 +307,13 @@ export class Connection extends Emitter<ConnectionEvents> {
       if (auth === "message" && token) socket.send(JSON.stringify({ type: "auth", token }));
       for (const frame of this.protocol.greeting?.() ?? []) socket.send(JSON.stringify(frame));
       this.setState("open");
+      this.startKeepalive(socket);
       this.pump();
     };
     socket.onmessage = (event) => {
       // While resyncing, the old socket's frames are stale: the fresh snapshot replaces them.
       if (this.socket !== socket || this.resyncing) return;
+      this.lastFrameAt = Date.now();
       this.receive(event.data);
     };
     socket.onerror = () => {
@@ -312,7 +326,30 @@ export class Connection extends Emitter<ConnectionEvents> {
     };
   }
 
+  /** Pings every `keepaliveMs`; a socket silent for two intervals is dropped (and reopened). */
+  private startKeepalive(socket: WebSocketLike): void {
+    clearInterval(this.keepaliveTimer);
+    const ping = this.protocol.ping;
+    if (!ping || this.keepaliveMs <= 0) return;
+    this.lastFrameAt = Date.now();
+    this.keepaliveTimer = setInterval(() => {
+      if (this.socket !== socket) {
+        clearInterval(this.keepaliveTimer);
+        return;
+      }
+      if (Date.now() - this.lastFrameAt > 2 * this.keepaliveMs) {
+        clearInterval(this.keepaliveTimer);
+        this.socket = undefined;
+        socket.close(CloseCode.normal, "silent");
+        this.closed(CloseCode.silentServer, "nothing heard for two keepalive intervals");
+        return;
+      }
+      socket.send(JSON.stringify(ping()));
+    }, this.keepaliveMs);
+  }
+
   private closed(code: number, reason: string): void {
+    clearInterval(this.keepaliveTimer);
     if (this.currentState === "closed") return;
     const error = closeError(code, reason);
     if (code === CloseCode.tooBig) {

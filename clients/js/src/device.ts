@@ -48,6 +48,7 @@ export class DeviceConnection extends Connection {
         path: () => `/ws/device?deviceId=${encodeURIComponent(deviceId)}`,
         snapshots: false,
         errorBody: deviceError,
+        ping: () => ({ action: "heartbeat", timestamp: Date.now() }),
         answers: (frame, command) =>
           command.frame.action === "scan"
             ? frame.success === true && typeof frame.scan === "object"

@@ -35,6 +35,7 @@ export class DisplayConnection extends Connection {
         snapshotSeq: (frame) => (frame.type === "initial_state" ? seq(frame) : undefined),
         eventSeq: (frame) => (frame.type === "update" ? seq(frame) : undefined),
         errorBody: topLevelError,
+        ping: () => ({ type: "ping" }),
       },
       options,
     );

@@ -60,6 +60,7 @@ export class PosConnection extends Connection {
         snapshotSeq: (frame) => (frame.type === "sync_state" ? numberField(frame, "seq") : undefined),
         eventSeq: (frame) => numberField(frame, "seq"),
         errorBody: topLevelError,
+        ping: () => ({ type: "ping" }),
         answers: (frame, command) => {
           const sent = command.frame;
           if (sent.type === "submit_order") {

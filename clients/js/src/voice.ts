@@ -24,6 +24,7 @@ export class VoiceConnection extends Connection {
         auth: "message",
         snapshots: false,
         errorBody: nestedError,
+        ping: () => ({ type: "ping" }),
       },
       options,
     );

@@ -150,3 +150,26 @@ test("a command whose socket closes with 1009 fails as too_big and is not sent a
   assert.equal(pos.queued, 0);
   pos.close();
 });
+
+test("a socket that stays silent past two keepalive intervals is dropped and reopened", async () => {
+  ScriptedSocket.all = [];
+  const errors = [];
+  const pos = new PosConnection({
+    url: "ws://edge.invalid",
+    tenantId: "t1",
+    token: "t",
+    WebSocket: ScriptedSocket,
+    httpFallback: false,
+    keepaliveMs: 20,
+    backoff: { baseMs: 1, maxMs: 1 },
+  });
+  pos.on("error", (error) => errors.push(error.closeCode));
+  pos.connect();
+  await until(() => latest()?.readyState === 1);
+  const first = latest();
+  await until(() => ScriptedSocket.all.length >= 2);
+  assert.ok(first.sent.some((frame) => frame.type === "ping"), "it pinged before giving up");
+  assert.equal(first.readyState, 3, "the silent socket was closed");
+  assert.ok(errors.includes(4003));
+  pos.close();
+});
