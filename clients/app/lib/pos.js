@@ -34,14 +34,41 @@ export class PosConnection extends Connection {
         this.activeOrders = new Map();
         /** The tenant's last orders, newest first (as the last `sync_state` and new orders say). */
         this.recentOrders = [];
+        /** Orders not answered yet, by idempotency key (what `storage` holds). */
+        this.unanswered = new Map();
         this.tenantId = tenantId;
         this.httpFallback = options.httpFallback ?? true;
+        this.storage = options.storage;
         this.on("frame", (frame) => this.track(frame));
+        for (const [key, order] of this.stored()) {
+            // Their callers are gone; the orders still arrive, as `order_created` frames and `change`.
+            this.submitOrder(order, { idempotencyKey: key }).catch(() => undefined);
+        }
+    }
+    get storageKey() {
+        return `tablewire.pos.${this.tenantId}.unanswered`;
+    }
+    stored() {
+        try {
+            const saved = JSON.parse(this.storage?.getItem(this.storageKey) ?? "[]");
+            return Array.isArray(saved) ? saved : [];
+        }
+        catch {
+            return [];
+        }
+    }
+    remember(key, order) {
+        if (order)
+            this.unanswered.set(key, order);
+        else
+            this.unanswered.delete(key);
+        this.storage?.setItem(this.storageKey, JSON.stringify([...this.unanswered]));
     }
     /** Submits an order; resolves once the server has it (one order, however often it is sent). */
     async submitOrder(order, options = {}) {
         const key = options.idempotencyKey ?? idempotencyKey();
         const frame = { type: "submit_order", order, idempotencyKey: key };
+        this.remember(key, order);
         const answer = await this.send({
             frame,
             durable: true,
@@ -51,7 +78,7 @@ export class PosConnection extends Connection {
                     return body === undefined ? undefined : { type: "http", order: body };
                 }
                 : undefined,
-        });
+        }).finally(() => this.remember(key, undefined));
         return {
             order: answer.order,
             kitchenOrder: answer.kitchenOrder,

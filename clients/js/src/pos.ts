@@ -19,6 +19,15 @@ export interface PosOptions extends ConnectionOptions {
   tenantId: string;
   /** Use `POST /api/orders` and `PATCH /api/orders/{id}` while the socket is down (default true). */
   httpFallback?: boolean;
+  /** Keeps unanswered orders here (e.g. `localStorage`), so a reload while offline loses none:
+   * a new connection with the same storage and tenant sends them again, with their keys. */
+  storage?: OrderStorage;
+}
+
+/** The part of the Web Storage API the POS needs. */
+export interface OrderStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
 }
 
 export interface SubmitResult {
@@ -50,6 +59,9 @@ export class PosConnection extends Connection {
   readonly activeOrders = new Map<string, KitchenOrder>();
   /** The tenant's last orders, newest first (as the last `sync_state` and new orders say). */
   recentOrders: Order[] = [];
+  private readonly storage: OrderStorage | undefined;
+  /** Orders not answered yet, by idempotency key (what `storage` holds). */
+  private readonly unanswered = new Map<string, OrderInput>();
 
   constructor(options: PosOptions) {
     const tenantId = options.tenantId;
@@ -76,13 +88,38 @@ export class PosConnection extends Connection {
     );
     this.tenantId = tenantId;
     this.httpFallback = options.httpFallback ?? true;
+    this.storage = options.storage;
     this.on("frame", (frame) => this.track(frame as PosFrame));
+    for (const [key, order] of this.stored()) {
+      // Their callers are gone; the orders still arrive, as `order_created` frames and `change`.
+      this.submitOrder(order, { idempotencyKey: key }).catch(() => undefined);
+    }
+  }
+
+  private get storageKey(): string {
+    return `tablewire.pos.${this.tenantId}.unanswered`;
+  }
+
+  private stored(): [string, OrderInput][] {
+    try {
+      const saved = JSON.parse(this.storage?.getItem(this.storageKey) ?? "[]");
+      return Array.isArray(saved) ? saved : [];
+    } catch {
+      return [];
+    }
+  }
+
+  private remember(key: string, order: OrderInput | undefined): void {
+    if (order) this.unanswered.set(key, order);
+    else this.unanswered.delete(key);
+    this.storage?.setItem(this.storageKey, JSON.stringify([...this.unanswered]));
   }
 
   /** Submits an order; resolves once the server has it (one order, however often it is sent). */
   async submitOrder(order: OrderInput, options: { idempotencyKey?: string } = {}): Promise<SubmitResult> {
     const key = options.idempotencyKey ?? idempotencyKey();
     const frame = { type: "submit_order", order, idempotencyKey: key };
+    this.remember(key, order);
     const answer = await this.send<Frame>({
       frame,
       durable: true,
@@ -94,7 +131,7 @@ export class PosConnection extends Connection {
             return body === undefined ? undefined : { type: "http", order: body };
           }
         : undefined,
-    });
+    }).finally(() => this.remember(key, undefined));
     return {
       order: answer.order as Order,
       kitchenOrder: answer.kitchenOrder as KitchenOrder | undefined,

@@ -173,3 +173,25 @@ test("a socket that stays silent past two keepalive intervals is dropped and reo
   assert.ok(errors.includes(4003));
   pos.close();
 });
+
+test("orders unanswered when the page went away are sent again by the next connection with the same storage", async () => {
+  ScriptedSocket.all = [];
+  const saved = new Map();
+  const storage = { getItem: (key) => saved.get(key) ?? null, setItem: (key, value) => saved.set(key, value) };
+  const options = { url: "ws://edge.invalid", tenantId: "t1", token: "t", WebSocket: ScriptedSocket, httpFallback: false, storage };
+  const before = new PosConnection(options); // never connects: offline all along
+  before.submitOrder({ tenantId: "t1", customer: { name: "Kept" } }, { idempotencyKey: "kept" }).catch(() => undefined);
+  assert.equal(JSON.parse(saved.get("tablewire.pos.t1.unanswered")).length, 1);
+
+  const after = new PosConnection(options); // the page reloaded
+  after.connect();
+  await until(() => latest()?.readyState === 1 && latest().sent.length > 0);
+  assert.equal(latest().sent[0].type, "submit_order");
+  assert.equal(latest().sent[0].idempotencyKey, "kept");
+  latest().push({ type: "order_created", seq: 1, order: { id: "order-1", idempotencyKey: "kept" }, kitchenOrder: { orderId: "order-1" } });
+  await until(() => after.queued === 0);
+  await tick();
+  assert.deepEqual(JSON.parse(saved.get("tablewire.pos.t1.unanswered")), []);
+  after.close();
+  before.close();
+});
