@@ -136,13 +136,18 @@ pub fn count(node: &Node, route: &str, status: StatusCode) {
 /// id), with CORS and counted as `invalid`: that answer is returned.
 pub fn front_door<B>(node: &Node, request: &mut hyper::Request<B>) -> Option<Response> {
     let path = request.uri().path();
-    for segment in path.split('/') {
-        if let Err(e) = http::decode_component(segment) {
-            let mut response = http::error(e);
-            http::cors(&mut response, &node.config.cors_origin);
-            count(node, "invalid", response.status());
-            return Some(response);
-        }
+    let not_utf8 = |segment: &str| {
+        percent_encoding::percent_decode_str(segment)
+            .decode_utf8()
+            .is_err()
+    };
+    if let Some(segment) = path.split('/').find(|s| not_utf8(s))
+        && let Err(e) = http::decode_component(segment)
+    {
+        let mut response = http::error(e);
+        http::cors(&mut response, &node.config.cors_origin);
+        count(node, "invalid", response.status());
+        return Some(response);
     }
     if let Some(mut tidy) = tidy_path(path) {
         if let Some(query) = request.uri().query() {
