@@ -79,7 +79,7 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Connections (HTTP and WebSocket) open at once, in all. Kept below the file limit so the
     /// edge never fails to accept: the default is `RLIMIT_NOFILE` less
-    /// [`admission::FILE_RESERVE`](crate::server::admission::FILE_RESERVE).
+    /// [`admission::FILE_RESERVE`](crate::admission::FILE_RESERVE).
     pub max_connections: usize,
     /// Connections open at once from one client address (IPv6: one /64); 0 for no limit
     /// (behind a proxy that connects from one address).
@@ -113,10 +113,10 @@ impl Default for Config {
             device_auth: DeviceAuth::Token,
             device_heartbeat: Duration::from_secs(30),
             body_timeout: Duration::from_secs(10),
-            max_connections: crate::server::admission::default_max_connections(),
+            max_connections: crate::admission::default_max_connections(),
             max_connections_per_ip: 1000,
             connection_rate_per_ip: 100,
-            connection_headroom: crate::server::admission::DEFAULT_HEADROOM,
+            connection_headroom: crate::admission::DEFAULT_HEADROOM,
         }
     }
 }
