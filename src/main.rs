@@ -2,6 +2,7 @@
 //! All behaviour lives in the library crates (`tablewire-edge`, `tablewire-handlers`,
 //! `tablewire-nats`, `tablewire-bench`); `dev` wires them together in one process.
 
+mod backlog_metrics;
 mod cli;
 mod dev;
 mod inspect;

@@ -77,7 +77,10 @@ pub struct PartitionStatus {
     /// The worker that holds it: the live worker the rendezvous hash gives it to, as every
     /// worker computes it. `None` while no live worker is announced.
     pub holder: Option<String>,
-    /// Whether a worker is pinned on the consumer (pulling).
+    /// Whether a worker is pulling from it now (a pull request waits on the consumer).
+    pub pulling: bool,
+    /// Whether a worker is pinned on the consumer (nats-server pins the first puller a message
+    /// is delivered to, and unpins it when it stops pulling).
     pub pinned: bool,
     #[serde(flatten)]
     pub backlog: Backlog,
@@ -281,6 +284,7 @@ async fn domain_status(
             partition,
             consumer: name,
             holder: tablewire_handlers::runtime::partition_owner(partition, &live).cloned(),
+            pulling: consumer.num_waiting > 0,
             pinned: consumer
                 .priority_groups
                 .iter()
@@ -574,7 +578,7 @@ pub fn render(report: &Report) -> String {
                 "  p{:<3} holder {:<24} {:<8} pending {:<6} unacked {:<6} redelivered {:<4} oldest unacked {}",
                 p.partition,
                 p.holder.as_deref().unwrap_or("(none)"),
-                if p.pinned { "pinned" } else { "unpinned" },
+                if p.pulling { "pulling" } else { "idle" },
                 p.backlog.pending,
                 p.backlog.unacknowledged,
                 p.backlog.redelivered,
