@@ -78,7 +78,7 @@ async fn a_parked_command_and_a_live_edge_are_reported() {
         (422, Some("COMMAND_PARKED")),
         "{body}"
     );
-    let _display = Ws::connect(edge.addr, &format!("/session/{healthy}/display")).await;
+    let display_socket = Ws::connect(edge.addr, &format!("/session/{healthy}/display")).await;
 
     eventually("status lists the edge with its display socket", || {
         let url = url.clone();
@@ -119,7 +119,10 @@ async fn a_parked_command_and_a_live_edge_are_reported() {
     assert_eq!(fine["state"]["displayUpdates"][0]["displayData"]["i"], 0);
     assert_eq!(fine["outbox"]["events"][0]["seq"], 1, "{fine}");
     assert_eq!(fine["waiting"], 0, "{fine}");
+    // A drained edge takes itself off the list at once, not when its entry expires.
+    drop(display_socket);
     edge.drain().await;
+    assert_eq!(status(&url).await["edges"], json!([]));
 }
 
 /// With no worker running, commands wait: `status` reports them pending on their partitions,
