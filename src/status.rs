@@ -36,6 +36,8 @@ pub struct Report {
     /// The parked stream as a whole (per-domain counts are under each domain).
     pub parked: Option<StreamStatus>,
     pub edges: Vec<EdgeStatus>,
+    /// The buckets no single domain owns (workers, edges, the device directory and presence).
+    pub buckets: Vec<BucketStatus>,
     /// What could not be read (a missing stream or bucket: run `tablewire provision`).
     pub problems: Vec<String>,
 }
@@ -197,11 +199,25 @@ pub async fn gather(client: &async_nats::Client, domains: &[Domain]) -> Report {
         }
     };
     let edges = edges(&js, &mut problems).await;
+    let mut buckets = Vec::new();
+    for bucket in [
+        resource::WORKERS_BUCKET,
+        resource::EDGES_BUCKET,
+        resource::DEVICE_TAGS_BUCKET,
+        resource::DEVICE_SETTINGS_BUCKET,
+        resource::DEVICE_PRESENCE_BUCKET,
+    ] {
+        match bucket_status(&js, bucket).await {
+            Ok(b) => buckets.push(b),
+            Err(e) => problems.push(format!("{bucket}: {e}")),
+        }
+    }
     Report {
         domains: report_domains,
         records,
         parked,
         edges,
+        buckets,
         problems,
     }
 }
@@ -681,6 +697,15 @@ pub fn render(report: &Report) -> String {
             e.total_sockets,
             sockets.join(", "),
             age(Some(e.age_secs))
+        );
+    }
+    for b in &report.buckets {
+        let _ = writeln!(
+            out,
+            "bucket   {}: {} values, {}",
+            b.bucket,
+            b.values,
+            bytes(b.bytes)
         );
     }
     for problem in &report.problems {

@@ -100,6 +100,17 @@ async fn a_parked_command_and_a_live_edge_are_reported() {
     assert!(display["parked"]["last"]["input_seq"].as_u64().is_some());
     assert_eq!(domain(&report, "pos")["parked"]["total"], 0);
     assert_eq!(report["parked"]["messages"], 1);
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "everything provisioned reads"
+    );
+    assert!(
+        report["buckets"].as_array().is_some_and(|bs| bs
+            .iter()
+            .any(|b| b["bucket"] == "tw_edges" && b["values"] == 1)),
+        "{report}"
+    );
     assert!(
         display["buckets"][0]["values"].as_u64() >= Some(2),
         "both sessions' states are in the bucket: {display}"
