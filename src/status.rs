@@ -713,3 +713,83 @@ pub fn render(report: &Report) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_names_parked_commands_gone_workers_and_draining_edges() {
+        let report = Report {
+            domains: vec![DomainStatus {
+                domain: "pos".into(),
+                stream: None,
+                partitions: vec![PartitionStatus {
+                    partition: 2,
+                    consumer: "pos-p2".into(),
+                    holder: None,
+                    pulling: false,
+                    pinned: false,
+                    backlog: Backlog {
+                        pending: 7,
+                        oldest_unacknowledged_secs: Some(42.0),
+                        ..Default::default()
+                    },
+                }],
+                workers: vec![WorkerStatus {
+                    worker: "w1".into(),
+                    pid: Some(1),
+                    alive: Some(false),
+                }],
+                pending: 7,
+                unacknowledged: 0,
+                redelivered: 0,
+                oldest_unacknowledged_secs: Some(42.0),
+                parked: ParkedStatus {
+                    total: 1,
+                    by_reason: BTreeMap::from([("state_unreadable".to_string(), 1)]),
+                    last: None,
+                },
+                buckets: Vec::new(),
+            }],
+            records: None,
+            parked: None,
+            edges: vec![EdgeStatus {
+                presence: EdgePresence {
+                    edge: "e1".into(),
+                    pid: 9,
+                    sockets: BTreeMap::from([("pos".to_string(), 3)]),
+                    draining: true,
+                    at: 0,
+                },
+                total_sockets: 3,
+                age_secs: 1.0,
+            }],
+            buckets: Vec::new(),
+            problems: vec!["TW_RECORDS: stream not found".into()],
+        };
+        let text = render(&report);
+        for expected in [
+            "pos  (no input stream)",
+            "p2   holder (none)",
+            "pending 7 ",
+            "oldest unacked 42.0s",
+            "w1 (gone)",
+            "PARKED: 1 (state_unreadable 1)",
+            "e1 (pid 9) DRAINING: 3 sockets (pos 3)",
+            "problem: TW_RECORDS: stream not found",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn ages_take_the_oldest_and_sizes_read_in_binary_units() {
+        assert_eq!(max_age(Some(1.0), Some(3.0)), Some(3.0));
+        assert_eq!(max_age(None, Some(2.0)), Some(2.0));
+        assert_eq!(max_age(None, None), None);
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}
