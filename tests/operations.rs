@@ -114,7 +114,7 @@ async fn one_command_id_follows_a_write_through_edge_and_handler_json_logs() {
     assert!(
         handler_lines
             .iter()
-            .any(|l| l["message"] == "command applied"
+            .any(|l| l["message"] == "command handled"
                 && l["command_id"] == id.as_str()
                 && l["outcome"] == "applied"
                 && l["key"] == session.as_str()),

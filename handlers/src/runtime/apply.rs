@@ -202,7 +202,7 @@ fn step<D: Domain>(domain: &D, item: &Item, out: &mut Applied<D::State>) -> Step
             Ok(Err(_)) => "rejected",
             Ok(Ok(_)) => "applied",
         },
-        "command applied"
+        "command handled"
     );
     match applied {
         Err(panic) => Step::Panicked(panic_message(panic.as_ref())),

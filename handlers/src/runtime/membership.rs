@@ -332,7 +332,6 @@ impl Liveness {
     }
 }
 
-/// Sends one probe to `inbox`.
 /// Whether the process behind a worker's probe inbox (the `probe` of its `tw_workers` entry)
 /// is alive, as the workers themselves judge it: `Some(false)` when NATS says nobody listens
 /// there, `None` when the inbox is not a plain subject or the probe learned nothing. Used by
@@ -348,6 +347,7 @@ pub async fn probe_worker(client: &Client, inbox: &str) -> Option<bool> {
     }
 }
 
+/// Sends one probe to `inbox`.
 async fn probe(client: &Client, inbox: &str) -> Verdict {
     let request = client.request(inbox.to_string(), Bytes::new());
     match tokio::time::timeout(PROBE_TIMEOUT, request).await {
