@@ -22,6 +22,7 @@
 //! - [`upgrade`] — the WebSocket upgrade as an extractor, served by [`ws`].
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
+//! - [`presence`] — this edge and its socket counts in `tw_edges`, for `tablewire status`.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
 //! - [`request`] — HTTP writes answered once a handler applied them (read-your-writes).
 //! - [`inbox`] — replies for one sender (`tw.edge.{edge}`).
@@ -51,6 +52,7 @@ pub mod limit;
 pub mod metrics;
 pub mod node;
 pub mod pos;
+pub mod presence;
 pub mod publish;
 pub mod request;
 pub mod server;

@@ -157,6 +157,7 @@ impl Edge {
         };
         info!(edge = %node.id, addr = ?listener.local_addr().ok(), scheme, "edge listening");
         let heartbeat = tokio::spawn(heartbeat(node.clone()));
+        let presence = tokio::spawn(crate::presence::run(node.clone()));
         // Events published while NATS was away are lost to this edge: the node and each domain
         // catch up when the connection is back.
         let resync = {
@@ -218,6 +219,8 @@ impl Edge {
         drop(listener);
         drain(&node, &open_http, http_stop_tx).await;
         heartbeat.abort();
+        presence.abort();
+        crate::presence::remove(&node).await;
         forget.abort();
         resync.abort();
         inbox_task.abort();
