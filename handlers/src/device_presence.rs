@@ -1,7 +1,7 @@
 //! Watches the device presence bucket (`tw_device_presence`) for expiry markers (limit markers
 //! of nats-server 2.11 and later: an entry nobody refreshed for the bucket's TTL is removed and
 //! a `MaxAge` marker written) and sends the device an `expire` command, so a device whose edge
-//! died goes offline. Started by the runtime with the device domain; with several handler
+//! died goes offline. Started by the device domain's start hook; with several handler
 //! processes each sends it, and the message id (key and marker revision) keeps one.
 
 use async_nats::HeaderMap;
@@ -97,7 +97,7 @@ async fn send_expire(
             request: None,
         },
         claims: None,
-        at: crate::runtime::now_ms(),
+        at: crate::clock::now_ms(),
         command,
     };
     let payload = Bytes::from(serde_json::to_vec(&envelope).map_err(|e| e.to_string())?);

@@ -69,7 +69,7 @@ pub async fn sweep(
     bucket: &kv::Store,
     settings: &Settings,
 ) -> Result<usize, String> {
-    let now = crate::runtime::now_ms();
+    let now = crate::clock::now_ms();
     let idle_ms = settings.idle_timeout.as_millis() as i64;
     let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
     let mut sent = 0;

@@ -85,7 +85,7 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 }
 
 async fn write_batch(pool: &Pool, records: &[&Record]) -> Result<(), sqlx::Error> {
-    let now = crate::runtime::now_ms();
+    let now = crate::clock::now_ms();
     let mut tx = pool.begin().await?;
     for record in records {
         write_record(&mut tx, record, now).await?;

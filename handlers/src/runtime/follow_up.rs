@@ -3,7 +3,7 @@
 //! command to the same key, with a message id made from the follow-up's id so that it is
 //! applied once. Called by the partition worker after a successful write.
 
-use super::Shared;
+use super::shared::Shared;
 use crate::domain::{Domain, FollowUp, FollowUpAction};
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -78,7 +78,7 @@ async fn run<D: Domain>(
             request: None,
         },
         claims: None,
-        at: super::now_ms(),
+        at: crate::clock::now_ms(),
         command,
     };
     let Ok(payload) = serde_json::to_vec(&envelope) else {
