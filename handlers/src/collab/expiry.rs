@@ -5,7 +5,6 @@
 //! stores one. A room's tenant and id come from its KV key, which the runtime wrote: the order's
 //! `tenantId` is what the room shows, which in an open-tenant room is what its first join named.
 
-use super::Settings;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -18,19 +17,19 @@ use tablewire_schemas::{Domain, Envelope, Origin};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-/// How often rooms are scanned: a quarter of the timeout, between 100 ms and a minute.
-pub fn interval(settings: &Settings) -> Duration {
-    (settings.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+/// How often rooms are scanned: a quarter of the idle timeout, between 100 ms and a minute.
+pub fn interval(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
 /// Sweeps until `shutdown`.
 pub async fn run(
     client: async_nats::Client,
-    settings: Settings,
+    idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let js = jetstream::new(client);
-    let mut tick = tokio::time::interval(interval(&settings));
+    let mut tick = tokio::time::interval(interval(idle_timeout));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -45,7 +44,7 @@ pub async fn run(
             .await
         {
             Ok(bucket) => {
-                if let Err(e) = sweep(&js, &bucket, &settings).await {
+                if let Err(e) = sweep(&js, &bucket, idle_timeout).await {
                     debug!(error = %e, "collab sweep incomplete; next time");
                 }
             }
@@ -67,10 +66,10 @@ fn room_of_key(key: &str) -> Option<(String, String)> {
 pub async fn sweep(
     js: &jetstream::Context,
     bucket: &kv::Store,
-    settings: &Settings,
+    idle_timeout: Duration,
 ) -> Result<usize, String> {
     let now = crate::clock::now_ms();
-    let idle_ms = settings.idle_timeout.as_millis() as i64;
+    let idle_ms = idle_timeout.as_millis() as i64;
     let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
     let mut sent = 0;
     while let Some(key) = keys.next().await {

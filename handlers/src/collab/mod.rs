@@ -225,7 +225,7 @@ impl Domain for Collab {
         let Background { client, shutdown } = background;
         let mut tasks = vec![tokio::spawn(expiry::run(
             client.clone(),
-            self.settings,
+            self.settings.idle_timeout,
             shutdown.clone(),
         ))];
         if let Some(hook) = &self.webhook {
