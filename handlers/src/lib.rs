@@ -20,6 +20,8 @@
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes within byte bounds, fan-out, acknowledgements, parking commands that can never
 //!   be applied, and the follow-ups domains ask for. Knows no domain by name.
+//! - [`outgoing`] — commands handlers send themselves or other keys: one envelope, one
+//!   publish with `Nats-Msg-Id`.
 //! - [`error`] — [`RuntimeError`], what stops the runtime, a batch or a start hook.
 //! - [`clock`] — the wall clock in ms.
 //! - [`http_client`] — the one outbound HTTP(S) client (rustls with the system's roots), used by
@@ -38,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod http_client;
 pub mod metrics;
+pub mod outgoing;
 pub mod pos;
 pub mod rate;
 pub mod records;

@@ -5,15 +5,13 @@
 //! stores one. A room's tenant and id come from its KV key, which the runtime wrote: the order's
 //! `tenantId` is what the room shows, which in an open-tenant room is what its first join named.
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
-use tablewire_nats::{resource, subject, token};
+use tablewire_nats::{resource, token};
+use tablewire_schemas::Domain;
 use tablewire_schemas::collab::{Command, RoomState};
 use tablewire_schemas::stored::Stored;
-use tablewire_schemas::{Domain, Envelope, Origin};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -91,34 +89,13 @@ pub async fn sweep(
         let Ok(command) = serde_json::value::to_raw_value(&Command::Expire) else {
             continue;
         };
-        let envelope = Envelope {
-            tenant: tenant.clone(),
-            domain: Domain::Collab,
-            key: room_id.clone(),
-            id: id.clone(),
-            origin: Origin {
-                edge: String::new(),
-                conn: None,
-                request: None,
-            },
-            claims: None,
-            at: now,
-            command,
-        };
-        let Ok(payload) = serde_json::to_vec(&envelope) else {
-            continue;
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        js.publish_with_headers(
-            subject::input(Domain::Collab, &tenant, &room_id),
-            headers,
-            Bytes::from(payload),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
+        let envelope =
+            crate::outgoing::envelope(Domain::Collab, &tenant, &room_id, &id, now, command);
+        crate::outgoing::publish_command(js, &envelope)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
         sent += 1;
     }
     Ok(sent)

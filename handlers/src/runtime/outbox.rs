@@ -13,7 +13,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use tablewire_nats::subject;
 use tablewire_schemas::stored::{Outbox, Record};
-use tablewire_schemas::{Envelope, Frame, Origin};
+use tablewire_schemas::{Frame, Origin};
 use tracing::warn;
 
 /// Fans a write's events out on core NATS (edges drop repeated sequence numbers), then its
@@ -132,37 +132,29 @@ pub(crate) async fn store_records<D: Domain>(
     store_all(shared, messages, "record").await
 }
 
-/// Stores a write's emitted commands in their input streams (deduplicated by their ids) and
-/// waits until all are stored.
+/// Stores a write's emitted commands in their input streams (deduplicated by their ids), all
+/// before waiting, and waits until all are stored.
 pub(crate) async fn publish_commands<D: Domain>(
     shared: &Shared<D>,
     outbox: &Outbox,
 ) -> Result<(), RuntimeError> {
-    let messages = outbox
-        .commands
-        .iter()
-        .map(|emitted| {
-            let envelope = Envelope {
-                tenant: emitted.tenant.clone(),
-                domain: emitted.domain,
-                key: emitted.key.clone(),
-                id: emitted.id.clone(),
-                // Not from a client: nobody to answer.
-                origin: tablewire_schemas::Origin {
-                    edge: String::new(),
-                    conn: None,
-                    request: None,
-                },
-                claims: None,
-                at: emitted.at,
-                command: emitted.command.raw().to_owned(),
-            };
-            let payload = Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default());
-            let subject = subject::input(emitted.domain, &emitted.tenant, &emitted.key);
-            (subject, emitted.id.clone(), payload)
-        })
-        .collect();
-    store_all(shared, messages, "command").await
+    let mut acks = Vec::with_capacity(outbox.commands.len());
+    for emitted in &outbox.commands {
+        let envelope = crate::outgoing::envelope(
+            emitted.domain,
+            &emitted.tenant,
+            &emitted.key,
+            &emitted.id,
+            emitted.at,
+            emitted.command.raw().to_owned(),
+        );
+        acks.push(crate::outgoing::publish_command(&shared.js, &envelope).await?);
+    }
+    for ack in acks {
+        ack.await
+            .map_err(|e| RuntimeError::Nats(format!("command not stored: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Publishes `(subject, message id, payload)` messages to JetStream, each deduplicated by its
