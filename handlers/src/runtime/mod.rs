@@ -45,6 +45,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use crate::error::RuntimeError;
+pub use membership::{owner as partition_owner, probe_worker};
 
 /// How this process's workers run, whatever the domain.
 #[derive(Debug, Clone)]
