@@ -6,6 +6,9 @@
 //! - [`server`] — bind, accept (plain or TLS), upgrade, heartbeat, drain; [`Edge`] and the
 //!   [`server::Shared`] state every route sees.
 //! - [`router`] — paths to endpoints; CORS; `/healthz`; `/metrics`.
+//! - [`api_docs`] — the route table ([`api_docs::endpoints`]) and the OpenAPI and AsyncAPI
+//!   documents generated from it, the schemas and the subjects (`/openapi.json`, `/asyncapi.json`).
+//! - [`screens`] — the screens of `clients/app/`, embedded in the binary, served at `/app/`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
 //! - [`collab`] — seed 001 room WebSocket (`/parties/collaborative_order/{room}`).
 //! - [`pos`] — seed 002 endpoints (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
@@ -27,6 +30,7 @@
 //!   replicated).
 //! - [`config`], [`tls`], [`metrics`].
 
+pub mod api_docs;
 pub mod auth;
 pub mod collab;
 pub mod config;
@@ -44,6 +48,7 @@ pub mod pos;
 pub mod publish;
 pub mod request;
 pub mod router;
+pub mod screens;
 pub mod server;
 pub mod tls;
 pub mod voice;
