@@ -49,6 +49,23 @@ async fn dispatch(
         match segments.as_slice() {
             ["healthz"] => ("/healthz", health(shared)),
             ["metrics"] => ("/metrics", metrics(shared)),
+            ["openapi.json"] => (
+                "/openapi.json",
+                crate::api_docs::serve_openapi(request.method()),
+            ),
+            ["asyncapi.json"] => (
+                "/asyncapi.json",
+                crate::api_docs::serve_asyncapi(request.method()),
+            ),
+            ["app"] if request.uri().path() == "/app" => ("/app", crate::screens::redirect_to_index()),
+            ["app", file @ ..] => (
+                "/app",
+                crate::screens::serve(
+                    request.method(),
+                    &file.join("/"),
+                    shared.config.dev_login.as_ref(),
+                ),
+            ),
             [] => crate::events::route(shared, request, "/").await,
             ["ws"] => crate::events::route(shared, request, "/ws").await,
             ["voice-stream"] => crate::voice::route(shared, request),
