@@ -105,7 +105,10 @@ async fn documents_cover_the_route_table_and_the_subjects() {
         "tw.edge.{edge}",
         tablewire_nats::subject::TRANSCRIBE,
     ] {
-        assert!(addresses.contains(&subject), "{subject} missing: {addresses:?}");
+        assert!(
+            addresses.contains(&subject),
+            "{subject} missing: {addresses:?}"
+        );
     }
 }
 
@@ -175,10 +178,12 @@ fn served_paths() -> Vec<String> {
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-                        Some(literal) => literal.to_string(),
-                        None => format!("{{{s}}}"),
-                    })
+                    .map(
+                        |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                            Some(literal) => literal.to_string(),
+                            None => format!("{{{s}}}"),
+                        },
+                    )
                     .collect();
                 paths.push(format!("/{}", segments.join("/")));
             }
@@ -238,11 +243,18 @@ async fn app_serves_the_screens_and_dev_json_only_under_dev() {
         ("/app/lib/index.js", "text/javascript; charset=utf-8"),
     ] {
         let (status, headers, _) = send(plain.addr, "GET", path, &[], Bytes::new()).await;
-        assert_eq!((status, content_type(&headers).as_str()), (200, wanted), "{path}");
+        assert_eq!(
+            (status, content_type(&headers).as_str()),
+            (200, wanted),
+            "{path}"
+        );
     }
     let (status, headers, _) = send(plain.addr, "GET", "/app", &[], Bytes::new()).await;
     assert_eq!(status, 308);
-    assert_eq!(headers.get("location").map(|v| v.as_bytes()), Some(&b"/app/"[..]));
+    assert_eq!(
+        headers.get("location").map(|v| v.as_bytes()),
+        Some(&b"/app/"[..])
+    );
     let (status, _, _) = send(plain.addr, "GET", "/app/nothing.html", &[], Bytes::new()).await;
     assert_eq!(status, 404);
     let (status, _, _) = send(plain.addr, "GET", "/app/dev.json", &[], Bytes::new()).await;
@@ -257,5 +269,8 @@ async fn app_serves_the_screens_and_dev_json_only_under_dev() {
     assert_eq!(status, 200);
     assert_eq!(content_type(&headers), "application/json");
     let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    assert_eq!(body, serde_json::json!({"token": "dev-token", "tenant": "demo"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"token": "dev-token", "tenant": "demo"})
+    );
 }

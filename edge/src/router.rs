@@ -57,7 +57,9 @@ async fn dispatch(
                 "/asyncapi.json",
                 crate::api_docs::serve_asyncapi(request.method()),
             ),
-            ["app"] if request.uri().path() == "/app" => ("/app", crate::screens::redirect_to_index()),
+            ["app"] if request.uri().path() == "/app" => {
+                ("/app", crate::screens::redirect_to_index())
+            }
             ["app", file @ ..] => (
                 "/app",
                 crate::screens::serve(

@@ -70,8 +70,12 @@ fn template(subject: &str) -> String {
 
 fn parameter_description(name: &str) -> &'static str {
     match name {
-        "tenant" => "The tenant (restaurant), from the verified token or the path; `_` for display sessions",
-        "key" => "The key inside the domain and tenant: a session, room, tenant or device id (`_` for the events feed)",
+        "tenant" => {
+            "The tenant (restaurant), from the verified token or the path; `_` for display sessions"
+        }
+        "key" => {
+            "The key inside the domain and tenant: a session, room, tenant or device id (`_` for the events feed)"
+        }
         "kind" => "The kind of record, naming its SQL table",
         "reason" => "Why the command was parked (a snake_case word)",
         "edge" => "The id of an edge node",
@@ -88,19 +92,35 @@ struct Document {
 }
 
 impl Document {
-    fn socket(
-        &mut self,
-        path: &str,
-        summary: &str,
-        receives: Option<&str>,
-        sends: Option<&str>,
-    ) {
+    fn socket(&mut self, path: &str, summary: &str, receives: Option<&str>, sends: Option<&str>) {
         let id = format!("ws{}", slug(path));
-        let client = self.schema_message(receives, "A client frame (see the README for this endpoint)");
-        let server = self.schema_message(sends, "A server frame (see the README for this endpoint)");
-        self.channel(&id, path, "edge", summary, &[("client", client), ("server", server)]);
-        self.operation(&format!("{id}_receive"), "receive", &id, "client", "What clients send over this socket");
-        self.operation(&format!("{id}_send"), "send", &id, "server", "What the edge sends over this socket");
+        let client = self.schema_message(
+            receives,
+            "A client frame (see the README for this endpoint)",
+        );
+        let server =
+            self.schema_message(sends, "A server frame (see the README for this endpoint)");
+        self.channel(
+            &id,
+            path,
+            "edge",
+            summary,
+            &[("client", client), ("server", server)],
+        );
+        self.operation(
+            &format!("{id}_receive"),
+            "receive",
+            &id,
+            "client",
+            "What clients send over this socket",
+        );
+        self.operation(
+            &format!("{id}_send"),
+            "send",
+            &id,
+            "server",
+            "What the edge sends over this socket",
+        );
     }
 
     fn subjects_of(&mut self, domain: Domain) {
@@ -124,7 +144,13 @@ impl Document {
              consumer per partition applies them in order",
             &[("command", envelope)],
         );
-        self.operation(&format!("{id}_receive"), "receive", &id, "command", "A handler of the domain applies commands");
+        self.operation(
+            &format!("{id}_receive"),
+            "receive",
+            &id,
+            "command",
+            "A handler of the domain applies commands",
+        );
 
         let event = match domain {
             Domain::Display => Some("display.server"),
@@ -132,7 +158,10 @@ impl Document {
             Domain::Events => Some("events.event"),
             _ => None,
         };
-        let event = self.schema_message(event, "The client frame the domain's sockets send, `seq` included");
+        let event = self.schema_message(
+            event,
+            "The client frame the domain's sockets send, `seq` included",
+        );
         let id = format!("nats_out_{domain}");
         self.channel(
             &id,
@@ -142,7 +171,13 @@ impl Document {
              (notices from other keys carry `Tw-Notice` instead); edges with a client of the key listen",
             &[("event", event)],
         );
-        self.operation(&format!("{id}_send"), "send", &id, "event", "A handler fans out what it applied");
+        self.operation(
+            &format!("{id}_send"),
+            "send",
+            &id,
+            "event",
+            "A handler fans out what it applied",
+        );
 
         let record = self.message(
             "record",
@@ -162,7 +197,13 @@ impl Document {
             "Records on their way to SQL (the records stream)",
             &[("record", record)],
         );
-        self.operation(&format!("{id}_send"), "send", &id, "record", "A handler publishes records; the SQL writer stores them");
+        self.operation(
+            &format!("{id}_send"),
+            "send",
+            &id,
+            "record",
+            "A handler publishes records; the SQL writer stores them",
+        );
 
         let parked = self.message(
             "parked",
@@ -182,7 +223,13 @@ impl Document {
             "Commands a handler could not apply (the parked stream)",
             &[("parked", parked)],
         );
-        self.operation(&format!("{id}_send"), "send", &id, "parked", "A handler parks a command with its reason");
+        self.operation(
+            &format!("{id}_send"),
+            "send",
+            &id,
+            "parked",
+            "A handler parks a command with its reason",
+        );
 
         if domain == Domain::Display {
             let reply = self.message(
@@ -204,7 +251,13 @@ impl Document {
                 "Replies for single senders on one edge (core NATS)",
                 &[("reply", reply)],
             );
-            self.operation(&format!("{id}_send"), "send", id, "reply", "A handler answers one sender");
+            self.operation(
+                &format!("{id}_send"),
+                "send",
+                id,
+                "reply",
+                "A handler answers one sender",
+            );
         }
     }
 
@@ -302,7 +355,12 @@ impl Document {
         });
         let parameters: Map<String, Value> = template_parameters(address)
             .into_iter()
-            .map(|name| (name.to_string(), json!({ "description": parameter_description(name) })))
+            .map(|name| {
+                (
+                    name.to_string(),
+                    json!({ "description": parameter_description(name) }),
+                )
+            })
             .collect();
         if !parameters.is_empty() {
             channel["parameters"] = Value::Object(parameters);

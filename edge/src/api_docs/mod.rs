@@ -153,17 +153,18 @@ mod tests {
                 endpoints::Kind::WebSocket { receives, sends } => vec![receives, sends],
             };
             for name in named.into_iter().flatten() {
-                assert!(schemas.contains_key(name), "{}: no schema {name}", endpoint.path);
+                assert!(
+                    schemas.contains_key(name),
+                    "{}: no schema {name}",
+                    endpoint.path
+                );
             }
         }
     }
 
     #[test]
     fn parameters_are_read_from_templates() {
-        assert_eq!(
-            template_parameters("/api/devices/{id}/config"),
-            vec!["id"]
-        );
+        assert_eq!(template_parameters("/api/devices/{id}/config"), vec!["id"]);
         assert_eq!(
             template_parameters("tw.in.pos.{tenant}.{key}"),
             vec!["tenant", "key"]
