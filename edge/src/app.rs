@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::routes())
         .merge(crate::voice::routes())
         .merge(crate::device::routes())
+        .merge(crate::api_docs::routes())
+        .merge(crate::screens::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn(answer_preflight))

@@ -89,6 +89,9 @@ pub struct Config {
     /// Sockets over a connection limit served at once to be answered 503 (and to read
     /// `/healthz` and `/metrics`); more are closed right after accept.
     pub connection_headroom: usize,
+    /// What `/app/dev.json` answers (the dev token for the screens' sign-in); `Some` only under
+    /// `tablewire dev`, else that path is 404.
+    pub dev_login: Option<crate::screens::DevLogin>,
 }
 
 impl Default for Config {
@@ -117,6 +120,7 @@ impl Default for Config {
             max_connections_per_ip: 1000,
             connection_rate_per_ip: 100,
             connection_headroom: crate::admission::DEFAULT_HEADROOM,
+            dev_login: None,
         }
     }
 }

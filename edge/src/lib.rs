@@ -9,6 +9,9 @@
 //!   connections, credentials, metrics, state reads); each domain keeps its own state beside it.
 //! - [`app`] — the router: every domain's `routes()`, `/healthz`, `/metrics`; CORS and the
 //!   response count as layers keyed by the matched route.
+//! - [`api_docs`] — the route table ([`api_docs::endpoints`]) and the OpenAPI and AsyncAPI
+//!   documents generated from it, the schemas and the subjects (`/openapi.json`, `/asyncapi.json`).
+//! - [`screens`] — the screens of `clients/app/`, embedded in the binary, served at `/app/`.
 //! - [`display`] — seed 000 endpoints (`/session/{id}/…`).
 //! - [`collab`] — seed 001 room WebSocket (`/parties/collaborative_order/{room}`).
 //! - [`pos`] — seed 002 endpoints (`/ws/restaurant-pos/{tenantId}`, `/api/orders`,
@@ -35,6 +38,7 @@
 //! - [`config`], [`tls`], [`metrics`].
 
 pub mod admission;
+pub mod api_docs;
 pub mod app;
 pub mod auth;
 pub mod collab;
@@ -55,6 +59,7 @@ pub mod pos;
 pub mod presence;
 pub mod publish;
 pub mod request;
+pub mod screens;
 pub mod server;
 pub mod tls;
 pub mod upgrade;
