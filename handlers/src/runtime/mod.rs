@@ -256,72 +256,189 @@ async fn spawn_domain<D: Domain>(
     config: &Config,
     metrics: &Metrics,
     worker: Worker<'_>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, RuntimeError> {
     let js = jetstream::new(client.clone());
-    let stream_name = resource::input_stream(D::NAME);
-    let stream = js
-        .get_stream(&stream_name)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{stream_name}: {e}")))?;
-    let partitions = provision::current_partitions(&js, &stream_name)
-        .await
-        .ok_or_else(|| {
-            RuntimeError::NotProvisioned(format!("{stream_name} has no partition count"))
-        })?;
-    let bucket = resource::state_bucket(D::NAME);
-    let kv = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{bucket}: {e}")))?;
-    let parts = if resource::PARTS_DOMAINS.contains(&D::NAME) {
-        let bucket = resource::parts_bucket(D::NAME);
-        Some(
-            js.get_key_value(&bucket)
-                .await
-                .map_err(|e| RuntimeError::NotProvisioned(format!("{bucket}: {e}")))?,
-        )
-    } else {
-        None
+    // A stream JetStream says does not exist stops the handler (run `tablewire provision`);
+    // one it cannot answer for now (no leader while a NATS node is replaced, no quorum) is
+    // waited for in the domain's task, so a supervisor does not restart the process in a loop.
+    let first = match Resources::open::<D>(&js).await {
+        Ok(resources) => Some(resources),
+        Err(Unopened::Missing(why)) => return Err(RuntimeError::NotProvisioned(why)),
+        Err(Unopened::Unavailable(why)) => {
+            warn!(domain = %D::NAME, reason = %why, "streams or buckets not available yet (no leader?); waiting for them");
+            None
+        }
     };
-    js.get_stream(resource::PARKED_STREAM)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{}: {e}", resource::PARKED_STREAM)))?;
-    let workers = js
-        .get_key_value(resource::WORKERS_BUCKET)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{}: {e}", resource::WORKERS_BUCKET)))?;
-    let ttl = js
-        .get_stream(format!("KV_{}", resource::WORKERS_BUCKET))
-        .await
-        .map(|s| s.cached_info().config.max_age)
-        .unwrap_or(Duration::from_secs(6));
-    let shared = Arc::new(Shared {
-        domain,
-        client: client.clone(),
-        js: js.clone(),
-        stream,
-        stream_name,
-        state: StateStore::new(kv, parts, js.clone()),
-        metrics: metrics.clone(),
-        label: Metrics::domain(D::NAME),
-        batch_size: config.batch_size.max(1),
-        key_concurrency: config.key_concurrency.max(1),
-    });
-    let membership = membership::Membership::new(
-        workers,
-        D::NAME,
-        worker.name.to_string(),
-        worker.liveness.inbox().to_string(),
-    );
-    Ok(tokio::spawn(run_domain(
-        shared,
-        membership,
-        worker.liveness.clone(),
-        partitions,
-        ttl,
-        shutdown,
-    )))
+    let (client, metrics) = (client.clone(), metrics.clone());
+    let (batch_size, key_concurrency) = (config.batch_size.max(1), config.key_concurrency.max(1));
+    let (worker_name, liveness) = (worker.name.to_string(), worker.liveness.clone());
+    Ok(tokio::spawn(async move {
+        let resources = match first {
+            Some(resources) => resources,
+            None => match Resources::wait_for::<D>(&js, &mut shutdown).await {
+                Some(resources) => resources,
+                None => return,
+            },
+        };
+        let Resources {
+            stream,
+            stream_name,
+            partitions,
+            kv,
+            parts,
+            workers,
+            ttl,
+        } = resources;
+        let shared = Arc::new(Shared {
+            domain,
+            client,
+            js: js.clone(),
+            stream,
+            stream_name,
+            state: StateStore::new(kv, parts, js.clone()),
+            metrics,
+            label: Metrics::domain(D::NAME),
+            batch_size,
+            key_concurrency,
+        });
+        let membership = membership::Membership::new(
+            workers,
+            D::NAME,
+            worker_name,
+            liveness.inbox().to_string(),
+        );
+        run_domain(shared, membership, liveness, partitions, ttl, shutdown).await;
+    }))
+}
+
+/// A domain's streams and buckets, looked up once at start.
+struct Resources {
+    stream: jetstream::stream::Stream,
+    stream_name: String,
+    partitions: u16,
+    kv: kv::Store,
+    parts: Option<kv::Store>,
+    workers: kv::Store,
+    /// How long a worker's membership entry lives.
+    ttl: Duration,
+}
+
+/// Why [`Resources::open`] failed.
+enum Unopened {
+    /// JetStream answered that a stream or bucket does not exist.
+    Missing(String),
+    /// No answer, or not a definite one: no leader, no quorum, a timeout.
+    Unavailable(String),
+}
+
+/// Longest wait between two attempts of [`Resources::wait_for`].
+const MAX_OPEN_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Resources {
+    async fn open<D: Domain>(js: &jetstream::Context) -> Result<Resources, Unopened> {
+        let stream_name = resource::input_stream(D::NAME);
+        let stream = js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| Unopened::of(&stream_name, &e))?;
+        let partitions = provision::current_partitions(js, &stream_name)
+            .await
+            .ok_or_else(|| {
+                Unopened::Unavailable(format!("{stream_name}: no partition count read"))
+            })?;
+        let bucket = resource::state_bucket(D::NAME);
+        let kv = js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| Unopened::of(&bucket, &e))?;
+        let parts = if resource::PARTS_DOMAINS.contains(&D::NAME) {
+            let bucket = resource::parts_bucket(D::NAME);
+            Some(
+                js.get_key_value(&bucket)
+                    .await
+                    .map_err(|e| Unopened::of(&bucket, &e))?,
+            )
+        } else {
+            None
+        };
+        js.get_stream(resource::PARKED_STREAM)
+            .await
+            .map_err(|e| Unopened::of(resource::PARKED_STREAM, &e))?;
+        let workers = js
+            .get_key_value(resource::WORKERS_BUCKET)
+            .await
+            .map_err(|e| Unopened::of(resource::WORKERS_BUCKET, &e))?;
+        let ttl = js
+            .get_stream(format!("KV_{}", resource::WORKERS_BUCKET))
+            .await
+            .map(|s| s.cached_info().config.max_age)
+            .unwrap_or(Duration::from_secs(6));
+        Ok(Resources {
+            stream,
+            stream_name,
+            partitions,
+            kv,
+            parts,
+            workers,
+            ttl,
+        })
+    }
+
+    /// [`open`](Self::open) again and again, each wait twice as long up to
+    /// [`MAX_OPEN_BACKOFF`], logging why, until it succeeds (`None`: shut down first). A stream
+    /// that goes missing meanwhile is waited for too: provisioning may be under way.
+    async fn wait_for<D: Domain>(
+        js: &jetstream::Context,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Resources> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            if *shutdown.borrow() {
+                return None;
+            }
+            match Self::open::<D>(js).await {
+                Ok(resources) => {
+                    info!(domain = %D::NAME, "streams and buckets available; starting");
+                    return Some(resources);
+                }
+                Err(Unopened::Missing(why) | Unopened::Unavailable(why)) => {
+                    backoff = (backoff * 2).min(MAX_OPEN_BACKOFF);
+                    warn!(domain = %D::NAME, reason = %why, retry_in = ?backoff, "streams or buckets still not available; waiting");
+                }
+            }
+        }
+    }
+}
+
+impl Unopened {
+    /// Sorts a failed lookup of `name`: missing only when JetStream said so.
+    fn of(name: &str, error: &(dyn std::error::Error + 'static)) -> Unopened {
+        let why = format!("{name}: {error}");
+        if stream_not_found(error) {
+            Unopened::Missing(why)
+        } else {
+            Unopened::Unavailable(why)
+        }
+    }
+}
+
+/// Whether `error` (or what caused it) is JetStream's definite "stream not found".
+fn stream_not_found(error: &(dyn std::error::Error + 'static)) -> bool {
+    use jetstream::context::{GetStreamError, GetStreamErrorKind};
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(lookup) = error.downcast_ref::<GetStreamError>() {
+            return matches!(lookup.kind(), GetStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND);
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// A partition worker this worker runs.
