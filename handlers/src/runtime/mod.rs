@@ -2,7 +2,8 @@
 //! over at once those of a worker that is gone, see [`membership`]), and run a [`partition`]
 //! worker for each owned partition. All I/O around the pure domains lives
 //! here: consume, order, dedupe, read state, compare-and-set write within byte bounds
-//! (`apply`), publish, park what can never be applied (`park`), ack.
+//! (`apply`), publish, park what can never be applied (`park`), ack; replies kept with the
+//! write that made them (`reply`).
 
 mod apply;
 mod direct;
@@ -10,6 +11,7 @@ mod follow_up;
 mod membership;
 mod park;
 mod partition;
+mod reply;
 mod state;
 
 use crate::domain::Domain;

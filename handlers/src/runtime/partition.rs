@@ -927,6 +927,7 @@ async fn apply_key<D: Domain>(
             && let Some(stored) = &loaded.stored
         {
             publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
+            super::reply::publish_kept(shared, tenant, key, stored).await;
             publish_commands(shared, &stored.outbox).await?;
             // Stored now, not with the batch: a write below replaces this outbox, and should the
             // batch's store then fail, these records would be gone with it.
@@ -984,6 +985,8 @@ async fn apply_key<D: Domain>(
                 });
             }
         };
+        // Kept with the write: a worker taking over sends them again (see `reply`).
+        stored.outbox.replies = super::reply::keep(&outcome.replies);
         // The write is encoded once, and measured: on the common path that is all the size
         // check costs.
         let mut value = match super::state::encode(state_key, &stored) {
@@ -1081,7 +1084,7 @@ async fn apply_key<D: Domain>(
                 // if this worker dies before the records and commands below are stored), so
                 // the sender need not wait for those JetStream acknowledgements.
                 publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
-                publish_replies(shared, outcome.replies).await;
+                super::reply::publish_kept(shared, tenant, key, &stored).await;
                 publish_commands(shared, &stored.outbox).await?;
                 pending.retain(|i| i.seq > outcome.last_seq);
                 if outcome.remove {
