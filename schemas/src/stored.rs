@@ -182,6 +182,7 @@ mod tests {
                 records: vec![],
                 commands: vec![],
                 notices: vec![],
+                replies: vec![],
             },
         };
         let text = serde_json::to_string(&stored).expect("serialize");
