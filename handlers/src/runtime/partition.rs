@@ -21,7 +21,7 @@
 
 use super::apply::{self, Limits};
 use super::park::{self, Parked, Reason};
-use super::state::{Loaded, Written};
+use super::state::{Loaded, PartWrite, Written};
 use super::{RuntimeError, Shared};
 use crate::domain::Domain;
 use async_nats::HeaderMap;
@@ -1049,7 +1049,7 @@ async fn apply_key<D: Domain>(
         let pending_parts = if parts.is_empty() {
             None
         } else {
-            Some(shared.state.send_parts(&parts).await?)
+            Some(shared.state.send_parts(&parts, PartWrite::Create).await?)
         };
         let ttl = shared.domain.time_to_live(&stored.state, outcome.last_at);
         match shared
@@ -1154,8 +1154,9 @@ fn parked_items(pending: &[&Item], parked: &[(u64, Reason, String)]) -> Vec<Park
 }
 
 /// Waits for parts sent before a state that is now written. Should one not be stored (the
-/// state after it was), sends them again a few times: the state names them, and this worker
-/// holds the only copy.
+/// state after it was, or a worker that lost the compare-and-set to this one stored its own
+/// part under the same key first), sends them again a few times, replacing what is there: the
+/// state names them, and this worker holds the only copy.
 async fn parts_stored<D: Domain>(
     shared: &Shared<D>,
     pending: super::state::PendingParts,
@@ -1166,7 +1167,7 @@ async fn parts_stored<D: Domain>(
         let Err(e) = &outcome else { break };
         warn!(error = %e, "state parts not stored; sending them again");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        outcome = match shared.state.send_parts(parts).await {
+        outcome = match shared.state.send_parts(parts, PartWrite::Replace).await {
             Ok(pending) => pending.stored().await,
             Err(e) => Err(e),
         };
