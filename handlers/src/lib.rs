@@ -16,7 +16,8 @@
 //!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes within byte bounds, fan-out, acknowledgements, parking commands that can never
-//!   be applied, and the follow-ups domains ask for. Entry point: [`runtime::run`].
+//!   be applied, replies kept with the write that made them, and the follow-ups domains ask
+//!   for. Entry point: [`runtime::run`].
 //! - [`http_client`] — the one outbound HTTP(S) client (rustls with the system's roots), used by
 //!   the collab webhook and the transcriber.
 //! - [`records`] — the SQL writer that drains the records stream into the database.
