@@ -2,10 +2,14 @@
 //! All behaviour lives in the library crates (`tablewire-edge`, `tablewire-handlers`,
 //! `tablewire-nats`, `tablewire-bench`); `dev` wires them together in one process.
 
+mod backlog_metrics;
 mod cli;
 mod dev;
+mod inspect;
+mod logging;
 mod metrics_http;
 mod run;
+mod status;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -18,12 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
+    logging::init(&cli.log, &cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,6 +52,8 @@ fn main() -> std::process::ExitCode {
                 }
             }
             Command::Transcriber(args) => run::transcriber(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Inspect(args) => inspect::run(args).await,
         }
     });
     match result {
