@@ -482,6 +482,49 @@ async fn a_scan_notice_published_again_by_a_new_handler_reaches_the_dashboard_on
     handler.stop().await;
 }
 
+/// A reply is kept with the write that made it: a handler that takes over a device whose last
+/// write it did not make sends that write's reply again (a reader whose handler died between the
+/// write and the reply is answered after all), and the edge delivers each reply once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_reply_is_sent_again_by_a_new_handler_and_reaches_the_reader_once() {
+    let OneNode {
+        nats,
+        edge,
+        handler,
+        nc,
+    } = one_node().await;
+    let r = device();
+    configure(edge.addr, &r, json!({"scanIntervalMs": 0})).await;
+    let mut ws = connect(edge.addr, &r).await;
+    assert_eq!(ws.json().await["action"], "config");
+    // The edge's inbox as the handlers publish to it, repeats included.
+    let mut replies = nc
+        .subscribe(tablewire_nats::subject::edge_inbox(&edge.id))
+        .await
+        .expect("edge inbox");
+    nc.flush().await.expect("flush");
+    assert_eq!(scan(&mut ws, "TAG-1").await["scan"]["tagId"], "TAG-1");
+    let first = answer(&mut replies).await;
+    assert_eq!(first["scan"]["tagId"], "TAG-1");
+
+    // The new handler trusts nothing of the device's: with its next command it sends the last
+    // write's outbox again, the TAG-1 reply included, then answers the new scan.
+    handler.stop().await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let second = scan(&mut ws, "TAG-2").await;
+    assert_eq!(
+        second["scan"]["tagId"], "TAG-2",
+        "the edge dropped the repeated TAG-1 reply: {second}"
+    );
+    assert_eq!(
+        answer(&mut replies).await,
+        first,
+        "the new handler sent the kept reply again"
+    );
+    assert_eq!(answer(&mut replies).await["scan"]["tagId"], "TAG-2");
+    handler.stop().await;
+}
+
 /// A `tablewire edge` process accepting devices without credentials.
 async fn open_edge_process(url: &str) -> (Process, SocketAddr) {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")

@@ -417,6 +417,53 @@ async fn losing_one_node_of_a_three_node_cluster_loses_nothing() {
     handler.stop().await;
 }
 
+/// A handler (re)started while its streams have no leader — here the cluster has lost two of
+/// its three nodes, so nothing has a quorum — waits for them (logging why) instead of exiting
+/// with "not provisioned", and works once the nodes are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_started_while_its_streams_have_no_leader_waits_for_them() {
+    let (mut cluster, urls) = replicated_cluster().await;
+    let edge = InProcessEdge::start(&urls, edge_config()).await;
+    cluster.nodes[1].kill().await;
+    cluster.nodes[2].kill().await;
+    let handler = InProcessHandler::start(cluster.nodes[0].client_url(), None).await;
+    // Longer than a JetStream request's timeout (5 s), after which the handler used to exit.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert!(
+        !handler.finished(),
+        "the handler exited while its streams had no leader"
+    );
+    cluster.nodes[1].restart().await.expect("node 2 comes back");
+    cluster.nodes[2].restart().await.expect("node 3 comes back");
+    let s = session();
+    let auth = format!("Bearer {AUTH_SECRET}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Idempotency-Key", "after-the-outage"),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (status, _, _) = send(
+            edge.addr,
+            "POST",
+            &format!("/session/{s}/update"),
+            &headers,
+            r#"{"type":"dish_card","displayData":{"i":1}}"#.to_string(),
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert!(!handler.finished(), "the handler exited");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the update was never applied (last status {status})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    handler.stop().await;
+}
+
 /// Read-your-writes across edges in a 3-node cluster (replicas 3): the two edges talk to
 /// different nodes, and a state read after an answered write must not come from a replica that
 /// has not caught up with it.

@@ -732,3 +732,105 @@ async fn orders_taken_while_the_records_stream_is_full_all_reach_sql() {
     writer.stop().await;
     applier.stop().await;
 }
+
+/// A worker applying a tenant's orders on a book another worker has written since (a replica
+/// behind, or a partition moving between workers) loses its compare-and-set and applies them
+/// again on the book as it is: nothing of the lost attempt may stay behind. Before, the body
+/// it had sent for the order number the other worker took replaced that order's body, the book
+/// took that body's idempotency key for the order's, answered the key's submit with the other
+/// worker's order, and never made its own: the chaos soak's lost POS order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_applied_on_a_stale_book_neither_replaces_another_orders_body_nor_is_lost() {
+    use tablewire_handlers::domain::{Context, Domain as _, Effects};
+    use tablewire_nats::resource;
+    use tablewire_schemas::pos::{Command, PosState, TENANT_KEY};
+    use tablewire_schemas::stored::Stored;
+
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let edge = InProcessEdge::start(nats.client_url(), edge_config()).await;
+    let handler = InProcessHandler::start(nats.client_url(), None).await;
+    let t = tenant();
+    let (mut till, _) = pos(edge.addr, &t).await;
+    let submit = |key: &str, name: &str| json!({"type": "submit_order", "idempotencyKey": key, "order": order(name)});
+    till.send_json(&submit("k-1", "Ann")).await;
+    assert_eq!(
+        till.next_of("order_created").await["order"]["id"],
+        "order-1"
+    );
+
+    // Meanwhile another worker makes order-2 (as a worker does: its body, then the book).
+    let js = async_nats::jetstream::new(client(nats.client_url()).await);
+    let state = js
+        .get_key_value(resource::state_bucket(tablewire_schemas::Domain::Pos))
+        .await
+        .expect("state bucket");
+    let parts = js
+        .get_key_value(resource::parts_bucket(tablewire_schemas::Domain::Pos))
+        .await
+        .expect("parts bucket");
+    let book_key = resource::state_key(&t, TENANT_KEY);
+    let entry = state
+        .entry(&book_key)
+        .await
+        .expect("read the book")
+        .expect("a book");
+    let mut book: Stored<PosState> = serde_json::from_slice(&entry.value).expect("a book");
+    let pos = tablewire_handlers::pos::Pos::DEFAULT;
+    let nobody = tablewire_schemas::Origin::default();
+    let ctx = Context {
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64,
+        stream_seq: book.applied,
+        message_id: "another-worker",
+        tenant: &t,
+        key: TENANT_KEY,
+        claims: None,
+        origin: &nobody,
+    };
+    let command = Command::Submit {
+        order: serde_json::from_value(order("Bo")).expect("an order"),
+        idempotency_key: None,
+    };
+    pos.apply(&mut book.state, command, &ctx, &mut Effects::default())
+        .expect("order-2 made");
+    for (name, body) in pos.unwritten_parts(&book.state) {
+        parts
+            .put(resource::part_key(&book_key, &name), body.into())
+            .await
+            .expect("body stored");
+    }
+    pos.parts_written(&mut book.state);
+    book.seq += 1;
+    book.outbox = Default::default();
+    let value = serde_json::to_vec(&book).expect("encode");
+    state
+        .update(&book_key, value.into(), entry.revision)
+        .await
+        .expect("the other worker's book written");
+
+    // The handler's worker still holds the book as it wrote it: it makes k-2's order as
+    // order-2, loses the compare-and-set, and makes it again on the book as it is. Sent twice,
+    // as a terminal does that hears nothing: a repeat is answered from the key's claim.
+    till.send_json(&submit("k-2", "Cy")).await;
+    till.send_json(&submit("k-2", "Cy")).await;
+    let created = till.next_of("order_created").await;
+    assert_eq!(created["order"]["idempotencyKey"], "k-2");
+    assert_eq!(
+        created["order"]["id"], "order-3",
+        "k-2 got an order of its own: {created}"
+    );
+    let body = parts
+        .get(resource::part_key(&book_key, "body:order-2"))
+        .await
+        .expect("read a body")
+        .expect("order-2's body");
+    let body: Value = serde_json::from_slice(&body).expect("a body");
+    assert_eq!(
+        body["customer"]["name"], "Bo",
+        "order-2's body is still order-2's"
+    );
+    handler.stop().await;
+}

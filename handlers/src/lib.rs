@@ -19,7 +19,8 @@
 //!   HTTP transcription endpoint (`tablewire transcriber`).
 //! - [`runtime`] — the I/O around domains: partitions, membership, ordering, compare-and-set
 //!   state writes within byte bounds, fan-out, acknowledgements, parking commands that can never
-//!   be applied, and the follow-ups domains ask for. Knows no domain by name.
+//!   be applied, replies kept with the write that made them, and the follow-ups domains ask
+//!   for. Knows no domain by name.
 //! - [`outgoing`] — commands handlers send themselves or other keys: one envelope, one
 //!   publish with `Nats-Msg-Id`.
 //! - [`error`] — [`RuntimeError`], what stops the runtime, a batch or a start hook.

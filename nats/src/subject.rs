@@ -138,6 +138,11 @@ pub mod header {
     /// and growing with each of the sender's writes, so edges can drop repeats.
     pub const NOTICE: &str = "Tw-Notice";
 
+    /// Where a reply stands among its sender key's replies, in the form of [`NOTICE`]
+    /// ([`notice_position`] of the reply's index): the same when a handler taking over sends
+    /// it again, so edges can drop the repeat.
+    pub const REPLY: &str = "Tw-Reply";
+
     /// The [`NOTICE`] value of the `index`th notice of a write of `domain`'s `tenant` / `key`
     /// whose last applied command has stream sequence `applied`.
     pub fn notice_position(

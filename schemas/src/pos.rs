@@ -548,6 +548,13 @@ pub struct OrderRef {
     pub status: OrderStatus,
     /// When its status last changed.
     pub updated_at: i64,
+    /// When it was made (0 in books of earlier versions): with [`idempotency_key`](Self::idempotency_key),
+    /// what tells its body from another order's stored under the same id.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub created_at: i64,
+    /// The idempotency key it was made for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl BookOrder {
@@ -589,7 +596,7 @@ impl BookOrder {
 
     /// Puts the stored body in, keeping this reference's status and last change.
     pub fn attach_body(&mut self, body: Order) {
-        if body.id != self.order.id {
+        if !self.is_body(&body) {
             return;
         }
         let (status, updated_at) = (self.order.status, self.order.updated_at);
@@ -598,6 +605,17 @@ impl BookOrder {
         self.order.updated_at = updated_at;
         self.has_body = true;
         self.body_stored = true;
+    }
+
+    /// Whether `body` is this order's: the same id, and (when the reference says) made at the
+    /// same time for the same idempotency key. A worker that applied an order on a book already
+    /// past it (and lost its compare-and-set) may have stored a body under an id the book gave
+    /// to another order; that body is never this order's.
+    pub fn is_body(&self, body: &Order) -> bool {
+        body.id == self.order.id
+            && (self.order.created_at == 0
+                || (body.created_at == self.order.created_at
+                    && body.idempotency_key == self.order.idempotency_key))
     }
 
     /// The order itself.
@@ -630,6 +648,10 @@ impl Serialize for BookOrder {
             order_number: &'a str,
             status: OrderStatus,
             updated_at: i64,
+            #[serde(skip_serializing_if = "is_zero")]
+            created_at: i64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            idempotency_key: Option<&'a str>,
         }
         if let Some(json) = self.reference.get() {
             return json.serialize(serializer);
@@ -639,6 +661,8 @@ impl Serialize for BookOrder {
             order_number: &self.order.order_number,
             status: self.order.status,
             updated_at: self.order.updated_at,
+            created_at: self.order.created_at,
+            idempotency_key: self.order.idempotency_key.as_deref(),
         };
         match serde_json::value::to_raw_value(&reference) {
             Ok(json) => self.reference.get_or_init(|| json).serialize(serializer),
@@ -674,8 +698,8 @@ impl<'de> Deserialize<'de> for BookOrder {
                     status: r.status,
                     pos_status: None,
                     source: None,
-                    idempotency_key: None,
-                    created_at: 0,
+                    idempotency_key: r.idempotency_key,
+                    created_at: r.created_at,
                     updated_at: r.updated_at,
                     extra: Map::new(),
                 },
@@ -973,7 +997,7 @@ mod tests {
         assert_eq!(
             stored["active"][0],
             json!({"id": "order-1", "orderNumber": "ORD-20261127-001",
-                   "status": "preparing", "updatedAt": 2})
+                   "status": "preparing", "updatedAt": 2, "createdAt": 1})
         );
         assert!(stored["active"][0].get("cart").is_none());
         // Read back: references without bodies until the stored body comes (as created: the
@@ -1000,5 +1024,41 @@ mod tests {
         };
         assert!(legacy.missing_bodies().is_empty());
         assert_eq!(legacy.unstored_bodies(), vec![&order]);
+    }
+
+    /// A body stored under an order's id by a worker that lost the book's compare-and-set (it
+    /// made another order with that id) is not that order's, and is never attached to it.
+    #[test]
+    fn a_body_of_another_order_with_the_same_id_is_not_attached() {
+        let body = |key: &str, at: i64| -> Order {
+            serde_json::from_value(json!({"id": "order-2", "orderNumber": "ORD-20261205-002",
+                "tenantId": "t", "orderType": "takeout", "cart": {"total": 1},
+                "status": "pending", "idempotencyKey": key, "createdAt": at, "updatedAt": at}))
+            .expect("order")
+        };
+        let book = TenantOrders {
+            active: vec![BookOrder::created(body("k-1", 10))],
+            ..Default::default()
+        };
+        let stored = serde_json::to_value(&book).expect("book json");
+        assert_eq!(stored["active"][0]["idempotencyKey"], "k-1");
+        let read = |stored: &Value| -> TenantOrders {
+            serde_json::from_value(stored.clone()).expect("read back")
+        };
+        for other in [body("k-2", 10), body("k-1", 11)] {
+            let mut book = read(&stored);
+            book.attach_body(&other);
+            assert!(!book.active[0].has_body(), "{other:?} attached");
+        }
+        let mut book = read(&stored);
+        book.attach_body(&body("k-1", 10));
+        assert!(book.active[0].has_body());
+        // References of earlier versions name neither: any body with the id fits them.
+        let mut legacy = stored.clone();
+        legacy["active"][0] = json!({"id": "order-2", "orderNumber": "ORD-20261205-002",
+            "status": "pending", "updatedAt": 10});
+        let mut book = read(&legacy);
+        book.attach_body(&body("k-2", 10));
+        assert!(book.active[0].has_body());
     }
 }

@@ -20,7 +20,7 @@ pub struct Stored<S> {
     pub outbox: Outbox,
 }
 
-/// The events and records of the last write of a key.
+/// The events, records, commands, notices and replies of the last write of a key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outbox {
     /// Fan-out frames with their sequence numbers.
@@ -35,6 +35,21 @@ pub struct Outbox {
     /// Frames for another key's live fan-out, without a sequence number there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<Notice>,
+    /// Answers to the write's senders (a device's scan, an HTTP request), kept with the write so
+    /// that a handler taking over sends them again should the writer die before it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<Reply>,
+}
+
+/// One answer to a command's sender, sent to the edge that holds it (`tw.edge.{edge}`) with
+/// the `Tw-Reply` header (its place among the key's replies), by which edges drop the repeats a
+/// handler takeover sends again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Who sent the command.
+    pub origin: crate::Origin,
+    /// The client frame.
+    pub frame: crate::Frame,
 }
 
 /// A frame one key's handler fans out on another key's output subject directly (core NATS, no
@@ -167,6 +182,7 @@ mod tests {
                 records: vec![],
                 commands: vec![],
                 notices: vec![],
+                replies: vec![],
             },
         };
         let text = serde_json::to_string(&stored).expect("serialize");

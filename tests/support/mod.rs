@@ -172,6 +172,11 @@ impl InProcessHandler {
         InProcessHandler { stop, tasks }
     }
 
+    /// Whether a task of the handler has ended (it returned an error, or was stopped).
+    pub fn finished(&self) -> bool {
+        self.tasks.iter().any(|t| t.is_finished())
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {

@@ -32,6 +32,8 @@ const ORDER_BODIES_KEPT: usize = 20_000;
 /// POS order bodies this edge has read (see [`BookOrder`]). A body never changes once written
 /// (order ids are never reused within a tenant; status comes from the book), so each is read
 /// from KV once per edge, not on every `sync_state`: a reconnecting kitchen costs one book read.
+/// Except one stored by a worker that then lost the book's compare-and-set, which the worker
+/// that won replaces: a kept body the book's reference does not take is read again.
 #[derive(Default)]
 pub struct OrderBodies {
     kept: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Order>>>,
@@ -133,13 +135,13 @@ pub(super) async fn read_orders(
         }
         None => return Ok((0, TenantOrders::default())),
     };
-    let mut wanted: Vec<String> = Vec::new();
     for id in book.missing_bodies() {
-        match pos.order_bodies.get(tenant, &id) {
-            Some(body) => book.attach_body(&body),
-            None => wanted.push(id),
+        if let Some(body) = pos.order_bodies.get(tenant, &id) {
+            book.attach_body(&body);
         }
     }
+    // Not kept, or kept but not this order's (see `BookOrder::is_body`): read again.
+    let wanted = book.missing_bodies();
     let book_key = resource::state_key(tenant, TENANT_KEY);
     attach_bodies(&mut book, wanted, now_ms(), |ids| {
         fetch_bodies(pos, tenant, &book_key, ids)

@@ -9,7 +9,7 @@ use super::item::Item;
 use super::outbox::{publish_commands, publish_events, publish_replies, store_records};
 use super::park::{self, Parked, Reason};
 use super::shared::Shared;
-use super::state::{Loaded, Written};
+use super::state::{Loaded, PartWrite, Written};
 use crate::domain::Domain;
 use crate::error::RuntimeError;
 use bytes::Bytes;
@@ -145,6 +145,7 @@ pub(crate) async fn apply_key<D: Domain>(
             && let Some(stored) = &loaded.stored
         {
             publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
+            super::reply::publish_kept(shared, tenant, key, stored).await;
             publish_commands(shared, &stored.outbox).await?;
             // Stored now, not with the batch: a write below replaces this outbox, and should the
             // batch's store then fail, these records would be gone with it.
@@ -202,6 +203,8 @@ pub(crate) async fn apply_key<D: Domain>(
                 });
             }
         };
+        // Kept with the write: a worker taking over sends them again (see `reply`).
+        stored.outbox.replies = super::reply::keep(&outcome.replies);
         // The write is encoded once, and measured: on the common path that is all the size
         // check costs.
         let mut value = match super::state::encode(state_key, &stored) {
@@ -264,7 +267,7 @@ pub(crate) async fn apply_key<D: Domain>(
         let pending_parts = if parts.is_empty() {
             None
         } else {
-            Some(shared.state.send_parts(&parts).await?)
+            Some(shared.state.send_parts(&parts, PartWrite::Create).await?)
         };
         let ttl = shared.domain.time_to_live(&stored.state, outcome.last_at);
         match shared
@@ -299,7 +302,7 @@ pub(crate) async fn apply_key<D: Domain>(
                 // if this worker dies before the records and commands below are stored), so
                 // the sender need not wait for those JetStream acknowledgements.
                 publish_events::<D>(shared, tenant, key, stored.applied, &stored.outbox).await?;
-                publish_replies(shared, outcome.replies).await;
+                super::reply::publish_kept(shared, tenant, key, &stored).await;
                 publish_commands(shared, &stored.outbox).await?;
                 pending.retain(|i| i.seq > outcome.last_seq);
                 if outcome.remove {
@@ -369,8 +372,9 @@ fn parked_items(pending: &[&Item], parked: &[(u64, Reason, String)]) -> Vec<Park
 }
 
 /// Waits for parts sent before a state that is now written. Should one not be stored (the
-/// state after it was), sends them again a few times: the state names them, and this worker
-/// holds the only copy.
+/// state after it was, or a worker that lost the compare-and-set to this one stored its own
+/// part under the same key first), sends them again a few times, replacing what is there: the
+/// state names them, and this worker holds the only copy.
 async fn parts_stored<D: Domain>(
     shared: &Shared<D>,
     pending: super::state::PendingParts,
@@ -381,7 +385,7 @@ async fn parts_stored<D: Domain>(
         let Err(e) = &outcome else { break };
         warn!(error = %e, "state parts not stored; sending them again");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        outcome = match shared.state.send_parts(parts).await {
+        outcome = match shared.state.send_parts(parts, PartWrite::Replace).await {
             Ok(pending) => pending.stored().await,
             Err(e) => Err(e),
         };

@@ -10,7 +10,9 @@
 //! - [`key`] — one key: read state ([`state`]), apply in memory ([`apply`], pure over the
 //!   domain), compare-and-set write within byte bounds, then [`outbox`] publishing.
 //! - [`park`] — commands that can never be applied; [`follow_up`] — I/O domains ask for;
-//!   [`direct`] — batched direct gets; [`shared`] — what a domain's workers share.
+//!   [`direct`] — batched direct gets; [`shared`] — what a domain's workers share;
+//!   [`reply`] — replies kept with the write that made them; [`resources`] — a domain's
+//!   streams and buckets, waited for while they have no leader.
 
 mod acks;
 mod apply;
@@ -24,6 +26,8 @@ mod outbox;
 mod park;
 mod partition;
 mod plan;
+mod reply;
+mod resources;
 mod scan;
 mod shared;
 mod state;
@@ -33,12 +37,13 @@ use crate::metrics::Metrics;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use resources::{Resources, Unopened};
 use shared::Shared;
 use state::StateStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tablewire_nats::{provision, resource};
+
 use tablewire_schemas::Domain as DomainName;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -184,72 +189,61 @@ async fn spawn_domain<D: Domain>(
         settings,
         metrics,
         worker,
-        shutdown,
+        mut shutdown,
     } = start;
     let js = jetstream::new(client.clone());
-    let stream_name = resource::input_stream(D::NAME);
-    let stream = js
-        .get_stream(&stream_name)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{stream_name}: {e}")))?;
-    let partitions = provision::current_partitions(&js, &stream_name)
-        .await
-        .ok_or_else(|| {
-            RuntimeError::NotProvisioned(format!("{stream_name} has no partition count"))
-        })?;
-    let bucket = resource::state_bucket(D::NAME);
-    let kv = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{bucket}: {e}")))?;
-    let parts = if resource::PARTS_DOMAINS.contains(&D::NAME) {
-        let bucket = resource::parts_bucket(D::NAME);
-        Some(
-            js.get_key_value(&bucket)
-                .await
-                .map_err(|e| RuntimeError::NotProvisioned(format!("{bucket}: {e}")))?,
-        )
-    } else {
-        None
+    // A stream JetStream says does not exist stops the handler (run `tablewire provision`);
+    // one it cannot answer for now (no leader while a NATS node is replaced, no quorum) is
+    // waited for in the domain's task, so a supervisor does not restart the process in a loop.
+    let first = match Resources::open::<D>(&js).await {
+        Ok(resources) => Some(resources),
+        Err(Unopened::Missing(why)) => return Err(RuntimeError::NotProvisioned(why)),
+        Err(Unopened::Unavailable(why)) => {
+            warn!(domain = %D::NAME, reason = %why, "streams or buckets not available yet (no leader?); waiting for them");
+            None
+        }
     };
-    js.get_stream(resource::PARKED_STREAM)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{}: {e}", resource::PARKED_STREAM)))?;
-    let workers = js
-        .get_key_value(resource::WORKERS_BUCKET)
-        .await
-        .map_err(|e| RuntimeError::NotProvisioned(format!("{}: {e}", resource::WORKERS_BUCKET)))?;
-    let ttl = js
-        .get_stream(format!("KV_{}", resource::WORKERS_BUCKET))
-        .await
-        .map(|s| s.cached_info().config.max_age)
-        .unwrap_or(Duration::from_secs(6));
-    let shared = Arc::new(Shared {
-        domain,
-        client: client.clone(),
-        js: js.clone(),
-        stream,
-        stream_name,
-        state: StateStore::new(kv, parts, js.clone()),
-        metrics: metrics.clone(),
-        label: Metrics::domain(D::NAME),
-        batch_size: settings.batch_size.max(1),
-        key_concurrency: settings.key_concurrency.max(1),
-    });
-    let membership = membership::Membership::new(
-        workers,
-        D::NAME,
-        worker.name.to_string(),
-        worker.liveness.inbox().to_string(),
-    );
-    Ok(tokio::spawn(run_domain(
-        shared,
-        membership,
-        worker.liveness.clone(),
-        partitions,
-        ttl,
-        shutdown,
-    )))
+    let (client, metrics) = (client.clone(), metrics.clone());
+    let (batch_size, key_concurrency) =
+        (settings.batch_size.max(1), settings.key_concurrency.max(1));
+    let (worker_name, liveness) = (worker.name.to_string(), worker.liveness.clone());
+    Ok(tokio::spawn(async move {
+        let resources = match first {
+            Some(resources) => resources,
+            None => match Resources::wait_for::<D>(&js, &mut shutdown).await {
+                Some(resources) => resources,
+                None => return,
+            },
+        };
+        let Resources {
+            stream,
+            stream_name,
+            partitions,
+            kv,
+            parts,
+            workers,
+            ttl,
+        } = resources;
+        let shared = Arc::new(Shared {
+            domain,
+            client,
+            js: js.clone(),
+            stream,
+            stream_name,
+            state: StateStore::new(kv, parts, js.clone()),
+            metrics,
+            label: Metrics::domain(D::NAME),
+            batch_size,
+            key_concurrency,
+        });
+        let membership = membership::Membership::new(
+            workers,
+            D::NAME,
+            worker_name,
+            liveness.inbox().to_string(),
+        );
+        run_domain(shared, membership, liveness, partitions, ttl, shutdown).await;
+    }))
 }
 
 /// A partition worker this worker runs.

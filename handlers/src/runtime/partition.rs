@@ -22,6 +22,13 @@ use tablewire_nats::{resource, subject};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+/// How long a partition worker waits for its consumer's info. While the consumer has no leader
+/// (a NATS node replaced) no answer comes; a request sent then would wait out the client's 5 s
+/// request timeout even after a new leader is elected a moment later.
+const CONSUMER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait before a partition worker asks for its consumer or pulls again.
+const MAX_PULL_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Runs one partition until `stop` says so, then hands it over. With `take_over` (its previous
 /// holder is gone), first clears the pin that holder may still have and applies what it had been
 /// delivered and not acknowledged ([`take_over`]).
@@ -37,15 +44,20 @@ pub(crate) async fn run<D: Domain>(
     let mut backoff = Duration::from_millis(100);
     let mut taking_over = take_over;
     'pull: while !*stop.borrow() {
+        let lookup = shared.stream.get_consumer(&name);
         let consumer: jetstream::consumer::PullConsumer =
-            match shared.stream.get_consumer(&name).await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(consumer = %name, error = %e, "partition consumer unavailable; retrying");
+            match tokio::time::timeout(CONSUMER_LOOKUP_TIMEOUT, lookup).await {
+                Ok(Ok(c)) => c,
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer in {CONSUMER_LOOKUP_TIMEOUT:?}"),
+                    };
+                    warn!(consumer = %name, %error, "partition consumer unavailable; retrying");
                     if wait_or_stop(&mut stop, backoff).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_PULL_BACKOFF);
                     continue;
                 }
             };
@@ -75,7 +87,7 @@ pub(crate) async fn run<D: Domain>(
                 if wait_or_stop(&mut stop, backoff).await {
                     break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_PULL_BACKOFF);
                 continue;
             }
         };

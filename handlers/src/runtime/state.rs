@@ -36,6 +36,15 @@ pub(crate) enum Written {
     Conflict,
 }
 
+/// How [`StateStore::send_parts`] writes a part.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum PartWrite {
+    /// Only where the part's key has none.
+    Create,
+    /// Whatever the key holds.
+    Replace,
+}
+
 /// Parts sent by [`StateStore::send_parts`], not yet acknowledged.
 pub(crate) struct PendingParts {
     acks: Vec<jetstream::context::PublishAckFuture>,
@@ -172,19 +181,33 @@ impl StateStore {
     /// bucket, each under its own key (`resource::part_key`). Sent before the state that names
     /// them but to another stream, so nats-server may store them a moment after it;
     /// [`PendingParts::stored`] waits for their acknowledgements.
+    ///
+    /// `Create` only stores a part under a key that has none: sent before the state write, whose
+    /// compare-and-set may yet fail because another worker wrote the key first, and then named
+    /// its own part the same (a POS book's order body: the same order id). Such a part must not
+    /// replace the one of the state that was written. `Replace` is for the worker whose state
+    /// write succeeded.
     pub async fn send_parts(
         &self,
         parts: &[(String, Bytes)],
+        mode: PartWrite,
     ) -> Result<PendingParts, RuntimeError> {
         let store = self.parts()?;
         let prefix = store.put_prefix.as_deref().unwrap_or(&store.prefix);
         let mut acks = Vec::with_capacity(parts.len());
         for (key, value) in parts {
-            let ack = self
-                .js
-                .publish(format!("{prefix}{key}"), value.clone())
-                .await
-                .map_err(|e| RuntimeError::Nats(format!("write part {key}: {e}")))?;
+            let subject = format!("{prefix}{key}");
+            let sent = match mode {
+                PartWrite::Create => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+                    self.js
+                        .publish_with_headers(subject, headers, value.clone())
+                        .await
+                }
+                PartWrite::Replace => self.js.publish(subject, value.clone()).await,
+            };
+            let ack = sent.map_err(|e| RuntimeError::Nats(format!("write part {key}: {e}")))?;
             acks.push(ack);
         }
         Ok(PendingParts { acks })
