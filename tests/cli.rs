@@ -245,24 +245,33 @@ fn is_live(pid: u32) -> bool {
 /// Starts a display benchmark that would run for 10 minutes, and waits for its nats-server,
 /// edge and handler; returns it with their pids.
 async fn start_long_benchmark() -> (Process, Vec<u32>) {
-    let bench = Process::spawn(&[
-        "bench",
-        "display",
-        "--sessions",
-        "1",
-        "--displays",
-        "2",
-        "--posters",
-        "1",
-        "--idle",
-        "0",
-        "--duration",
-        "600",
-    ]);
+    start_benchmark(
+        &[
+            "bench",
+            "display",
+            "--sessions",
+            "1",
+            "--displays",
+            "2",
+            "--posters",
+            "1",
+            "--idle",
+            "0",
+            "--duration",
+            "600",
+        ],
+        3,
+    )
+    .await
+}
+
+/// Starts the benchmark `args` and waits until it runs `processes` children; returns it with
+/// their pids.
+async fn start_benchmark(args: &[&str], processes: usize) -> (Process, Vec<u32>) {
+    let bench = Process::spawn(args);
     let pid = bench.child.id().expect("running");
-    // nats-server, the edge and a handler.
     eventually("the benchmark started its processes", || async move {
-        live_children(pid).len() >= 3
+        live_children(pid).len() >= processes
     })
     .await;
     let children = live_children(pid);
@@ -299,6 +308,45 @@ async fn an_interrupted_benchmark_takes_the_processes_it_started_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_benchmark_takes_the_processes_it_started_down() {
     let (mut bench, children) = start_long_benchmark().await;
+    bench.kill().await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while children.iter().any(|&c| is_live(c)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_all_ended(children);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_devices_benchmark_takes_its_processes_down_and_ran_one_sql_writer() {
+    // nats-server, the edge and two handlers; 600 s of scanning it never gets to.
+    let (mut bench, children) = start_benchmark(
+        &[
+            "bench",
+            "devices",
+            "--devices",
+            "2",
+            "--duration",
+            "600",
+            "--handlers",
+            "2",
+        ],
+        4,
+    )
+    .await;
+    let handlers: Vec<String> = children
+        .iter()
+        .map(|&c| command_line(c))
+        .filter(|line| line.contains(" handler "))
+        .collect();
+    assert_eq!(handlers.len(), 2, "two handlers: {handlers:?}");
+    let writers = handlers
+        .iter()
+        .filter(|line| line.contains("--database-url"))
+        .count();
+    assert_eq!(
+        writers, 1,
+        "one SQL writer (SQLite takes one): {handlers:?}"
+    );
     bench.kill().await;
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while children.iter().any(|&c| is_live(c)) && tokio::time::Instant::now() < deadline {

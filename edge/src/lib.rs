@@ -50,5 +50,5 @@ pub mod voice;
 pub mod ws;
 
 pub use auth::{AuthConfig, mint};
-pub use config::{Config, DeviceAuth, TlsFiles};
+pub use config::{Config, DeviceAuth, EdgeSettings, TlsFiles};
 pub use server::{Edge, EdgeError};

@@ -22,6 +22,7 @@
 //! - [`records`] — the SQL writer that drains the records stream into the database.
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
+//! - [`settings`] — the handler's flags and their defaults, which [`Config::default`] is built from.
 
 pub mod collab;
 pub mod device;
@@ -35,8 +36,10 @@ pub mod pos;
 pub mod rate;
 pub mod records;
 pub mod runtime;
+pub mod settings;
 pub mod store;
 pub mod transcriber;
 pub mod voice;
 
 pub use runtime::{Config, RuntimeError, run};
+pub use settings::HandlerSettings;
