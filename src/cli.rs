@@ -1,5 +1,7 @@
 //! Command-line flags of every `tablewire` subcommand. Each flag can also be set with the
-//! `TABLEWIRE_…` environment variable named in `--help`.
+//! `TABLEWIRE_…` environment variable named in `--help`, or in a config file
+//! ([`crate::config_file`]). The edge's, handler's and provisioning flags are the libraries' own
+//! (`EdgeSettings`, `HandlerSettings`, `TopologyArgs`), defaults included.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,6 +21,10 @@ pub struct Cli {
         default_value = "info,async_nats=warn"
     )]
     pub log: String,
+    /// A TOML file of settings (keys: the flags' names with `_`; see the README's
+    /// "Configuration"). Flags and environment variables win over it.
+    #[arg(long, global = true, env = "TABLEWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +49,30 @@ pub enum Command {
     /// Serve voice transcription requests (`tw.svc.transcribe`) with an OpenAI-compatible
     /// HTTP endpoint.
     Transcriber(TranscriberArgs),
+    /// Config files: `config check FILE` validates one and prints the settings it gives.
+    Config(ConfigArgs),
+}
+
+/// `tablewire config`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// What to do with a config file.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE (unknown keys and bad values fail) and print the settings each command it
+    /// has a section for would run with — or COMMAND with FLAGS — and where each came from
+    /// (flag, environment, file, default).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        /// A command and its flags, e.g. `edge --listen 0.0.0.0:8080`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 /// How to reach NATS.

@@ -3,21 +3,27 @@
 //! `tablewire-nats`, `tablewire-bench`); `dev` wires them together in one process.
 
 mod cli;
+mod config_file;
 mod dev;
 mod metrics_http;
 mod run;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Command, ConfigCommand};
 
 // Handlers build and drop many small JSON values per command; with glibc's allocator, malloc
 // and free were ~40% of a collab handler's CPU in a profile. mimalloc's per-thread pools cut
-// that (see the README's benchmark notes).
+// that (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match config_file::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("tablewire: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
@@ -53,6 +59,9 @@ fn main() -> std::process::ExitCode {
                 }
             }
             Command::Transcriber(args) => run::transcriber(args).await,
+            Command::Config(args) => match args.command {
+                ConfigCommand::Check { file, command } => config_file::check(&file, &command),
+            },
         }
     });
     match result {
