@@ -426,6 +426,7 @@ fn config_check_refuses_unknown_keys_and_bad_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_listens_where_its_config_file_says() {
     let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
     let addr = free_addr();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("tablewire.toml");
