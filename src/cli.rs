@@ -25,6 +25,15 @@ pub struct Cli {
     /// "Configuration"). Flags and environment variables win over it.
     #[arg(long, global = true, env = "TABLEWIRE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "TABLEWIRE_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +55,11 @@ pub enum Command {
     Token(TokenArgs),
     /// Run a benchmark and print its figures.
     Bench(tablewire_bench::BenchArgs),
+    /// What the system is doing, read from NATS: per domain the input stream, partitions and
+    /// their holders, backlog, parked commands, state buckets; the records backlog; live edges.
+    Status(crate::status::StatusArgs),
+    /// One key's stored state, applied sequence and outbox, and the commands waiting for it.
+    Inspect(crate::inspect::InspectArgs),
     /// Serve voice transcription requests (`tw.svc.transcribe`) with an OpenAI-compatible
     /// HTTP endpoint.
     Transcriber(TranscriberArgs),

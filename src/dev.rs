@@ -72,6 +72,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
+    let backlog = crate::backlog_metrics::BacklogMetrics::new(&mut registry);
     let mut config = edge_config(&nats_url, &args.edge, &args.auth, None);
     // Seed 001's client sends no token: in dev, tokenless room connections are tenant `demo`.
     config
@@ -84,6 +85,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         .context("the edge cannot start (use --listen to pick another address)")?;
     let addr = edge.local_addr()?;
     let shutdown = shutdown_signal();
+    tokio::spawn(backlog.run(client.clone(), shutdown.clone()));
 
     let database_url = if args.handler.database_url == tablewire_handlers::store::DEFAULT_URL {
         format!("sqlite://{}", args.data_dir.join("tablewire.db").display())

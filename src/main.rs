@@ -2,11 +2,15 @@
 //! All behaviour lives in the library crates (`tablewire-edge`, `tablewire-handlers`,
 //! `tablewire-nats`, `tablewire-bench`); `dev` wires them together in one process.
 
+mod backlog_metrics;
 mod cli;
 mod config_file;
 mod dev;
+mod inspect;
+mod logging;
 mod metrics_http;
 mod run;
+mod status;
 
 use cli::{Command, ConfigCommand};
 
@@ -24,12 +28,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
+    logging::init(&cli.log, &cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,6 +61,8 @@ fn main() -> std::process::ExitCode {
             Command::Config(args) => match args.command {
                 ConfigCommand::Check { file, command } => config_file::check(&file, &command),
             },
+            Command::Status(args) => status::run(args).await,
+            Command::Inspect(args) => inspect::run(args).await,
         }
     });
     match result {

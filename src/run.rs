@@ -159,6 +159,10 @@ pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ))
     });
+    if args.metrics_listen.is_some() {
+        let backlog = crate::backlog_metrics::BacklogMetrics::new(&mut registry);
+        tokio::spawn(backlog.run(client.clone(), shutdown.clone()));
+    }
     let registry = Arc::new(registry);
     if let Some(addr) = args.metrics_listen {
         let (registry, shutdown) = (registry.clone(), shutdown.clone());

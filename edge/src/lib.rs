@@ -17,6 +17,7 @@
 //! - [`device_settings`] — each tenant's device settings, watched from KV, attached to scans.
 //! - [`ws`] — WebSocket frames, connections and the registry of live connections.
 //! - [`fanout`] — interest-based subscriptions: snapshot, then ordered events, per client.
+//! - [`presence`] — this edge and its socket counts in `tw_edges`, for `tablewire status`.
 //! - [`publish`] — commands into the input streams, acknowledged once stored.
 //! - [`request`] — HTTP writes answered once a handler applied them (read-your-writes).
 //! - [`inbox`] — replies for one sender (`tw.edge.{edge}`).
@@ -41,6 +42,7 @@ pub mod inbox;
 pub mod limit;
 pub mod metrics;
 pub mod pos;
+pub mod presence;
 pub mod publish;
 pub mod request;
 pub mod router;

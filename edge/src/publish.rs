@@ -15,6 +15,10 @@ use tablewire_nats::subject;
 use tablewire_schemas::{Claims, Domain, Envelope, ErrorBody, ErrorCode, Origin};
 use tokio::sync::Semaphore;
 
+/// The log target of each command's path (published, stored here; applied in the handlers),
+/// every line with its `command_id` (the envelope's id): `--log info,tablewire::command=debug`.
+pub const COMMAND_LOG: &str = "tablewire::command";
+
 /// A command stored in its input stream.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -105,6 +109,14 @@ impl Publisher {
             )
             .await
             .map_err(|e| failed(&self.metrics, e.to_string()))?;
+        tracing::debug!(
+            target: COMMAND_LOG,
+            command_id = %message_id,
+            domain = %cmd.domain,
+            tenant = cmd.tenant,
+            key = cmd.key,
+            "command published"
+        );
         Ok(Submitted {
             ack,
             message_id,
@@ -132,6 +144,13 @@ impl Submitted {
         self.metrics
             .publish_latency
             .observe(self.started.elapsed().as_secs_f64());
+        tracing::debug!(
+            target: COMMAND_LOG,
+            command_id = %self.message_id,
+            seq = ack.sequence,
+            duplicate = ack.duplicate,
+            "command stored"
+        );
         Ok(Accepted {
             message_id: self.message_id,
             sequence: ack.sequence,

@@ -398,6 +398,7 @@ impl Edge {
         };
         info!(edge = %shared.id, addr = ?listener.local_addr().ok(), scheme, "edge listening");
         let heartbeat = tokio::spawn(heartbeat(shared.clone()));
+        let presence = tokio::spawn(crate::presence::run(shared.clone()));
         // Events published while NATS was away are lost to this edge: every client of a keyed
         // fan-out takes a fresh snapshot when the connection is back; events-socket clients,
         // whose feed has no snapshot, are told that events may be missing.
@@ -463,6 +464,8 @@ impl Edge {
         drop(listener);
         drain(&shared, &open_http, http_stop_tx).await;
         heartbeat.abort();
+        presence.abort();
+        crate::presence::remove(&shared).await;
         forget.abort();
         resync.abort();
         inbox_task.abort();

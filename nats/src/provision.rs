@@ -166,6 +166,17 @@ pub async fn provision(
     })
     .await
     .map_err(|e| js_err(resource::DEVICE_PRESENCE_BUCKET)(e.into()))?;
+    js.create_or_update_key_value(kv::Config {
+        bucket: resource::EDGES_BUCKET.to_string(),
+        description: "live edges and their socket counts, for `tablewire status`".to_string(),
+        history: 1,
+        max_age: resource::EDGE_PRESENCE_TTL,
+        num_replicas: topology.replicas,
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(resource::EDGES_BUCKET)(e.into()))?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@
 //! | `tw_device_presence` | KV bucket | live device connections, key `{tenant}.{deviceId}`, expiring (limit markers) |
 //! | `tw_device_tags` | KV bucket | the RFID tag directory (copied from SQL `device_tags`), key `{tenant}.{tagId}` |
 //! | `tw_device_settings` | KV bucket | each tenant's device settings (`PUT /api/devices/settings`), key `{tenant}` |
+//! | `tw_edges` | KV bucket | live edges, key `{edge}`, value [`EdgePresence`](tablewire_schemas::presence::EdgePresence) (sockets per endpoint), expiring; read by `tablewire status` |
 
 use crate::token::encode;
 use tablewire_schemas::Domain;
@@ -114,6 +115,27 @@ pub fn device_settings_key(tenant: &str) -> String {
     encode(tenant).into_owned()
 }
 
+/// The KV bucket where every edge refreshes its presence and socket counts, for
+/// `tablewire status`. Entries expire after [`EDGE_PRESENCE_TTL`] unless refreshed, so an
+/// edge that died leaves the list by itself.
+pub const EDGES_BUCKET: &str = "tw_edges";
+
+/// How often an edge refreshes its entry in [`EDGES_BUCKET`].
+pub const EDGE_PRESENCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long an edge's entry in [`EDGES_BUCKET`] lasts without a refresh (three refreshes).
+pub const EDGE_PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The key of one edge in [`EDGES_BUCKET`].
+pub fn edge_key(edge: &str) -> String {
+    encode(edge).into_owned()
+}
+
+/// The KV stream behind a bucket (what `$JS.API.STREAM.INFO` knows it by).
+pub fn bucket_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
 /// Stream metadata key recording how many partitions an input stream has.
 pub const PARTITIONS_METADATA: &str = "tablewire.partitions";
 
@@ -136,5 +158,7 @@ mod tests {
         assert_eq!(worker_of_key(Domain::Display, "displayx.w1"), None);
         assert_eq!(worker_of_key(Domain::Pos, "display.w1"), None);
         assert_eq!(PARKED_STREAM, "TW_PARKED");
+        assert_eq!(edge_key("e 1"), "=652031");
+        assert_eq!(bucket_stream(EDGES_BUCKET), "KV_tw_edges");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`events`] — seed 004: the tenant events feed and how other domains publish to it.
 //! - [`pos`] — seed 002: POS ↔ kitchen order sync (`/ws/restaurant-pos/{tenantId}`, `/api/orders`).
 //! - [`voice`] — seed 004: voice sessions (`/voice-stream`) and the transcriber contract.
+//! - [`presence`] — what each edge announces in the `tw_edges` bucket (its sockets), for
+//!   `tablewire status`.
 //! - [`text`] — the rule for free text other clients display: no markup (`<`, `>`).
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
@@ -25,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod frame;
 pub mod pos;
+pub mod presence;
 pub mod stored;
 pub mod text;
 pub mod voice;

@@ -190,6 +190,20 @@ fn step<D: Domain>(domain: &D, item: &Item, out: &mut Applied<D::State>) -> Step
                 .map(|()| Some(state))
         }
     }));
+    tracing::debug!(
+        target: "tablewire::command",
+        command_id = %item.envelope.id,
+        domain = %item.envelope.domain,
+        tenant = %item.envelope.tenant,
+        key = %item.envelope.key,
+        seq = item.seq,
+        outcome = match &applied {
+            Err(_) => "panicked",
+            Ok(Err(_)) => "rejected",
+            Ok(Ok(_)) => "applied",
+        },
+        "command handled"
+    );
     match applied {
         Err(panic) => Step::Panicked(panic_message(panic.as_ref())),
         Ok(Err(rejection)) => {

@@ -332,6 +332,21 @@ impl Liveness {
     }
 }
 
+/// Whether the process behind a worker's probe inbox (the `probe` of its `tw_workers` entry)
+/// is alive, as the workers themselves judge it: `Some(false)` when NATS says nobody listens
+/// there, `None` when the inbox is not a plain subject or the probe learned nothing. Used by
+/// `tablewire status`.
+pub async fn probe_worker(client: &Client, inbox: &str) -> Option<bool> {
+    if !usable_inbox(inbox) {
+        return None;
+    }
+    match probe(client, inbox).await {
+        Verdict::Alive => Some(true),
+        Verdict::Gone => Some(false),
+        Verdict::Unknown => None,
+    }
+}
+
 /// Sends one probe to `inbox`.
 async fn probe(client: &Client, inbox: &str) -> Verdict {
     let request = client.request(inbox.to_string(), Bytes::new());
@@ -397,8 +412,9 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash ^ (hash >> 31)
 }
 
-/// The worker that owns `partition` among `workers` (the highest rendezvous hash).
-fn owner(partition: u16, workers: &[String]) -> Option<&String> {
+/// The worker that owns `partition` among `workers` (the highest rendezvous hash). Also what
+/// `tablewire status` reports as a partition's holder.
+pub fn owner(partition: u16, workers: &[String]) -> Option<&String> {
     let p = partition.to_be_bytes();
     workers
         .iter()

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use membership::{owner as partition_owner, probe_worker};
 pub(crate) use state::StateStore;
 
 /// What can stop the runtime or one key's batch.

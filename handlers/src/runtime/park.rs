@@ -162,6 +162,7 @@ pub(crate) async fn park<D: Domain>(
         warn!(
             domain = %D::NAME,
             partition,
+            command_id = %command_id(&command.payload),
             seq = command.seq,
             subject = %command.subject,
             reason = command.reason.as_str(),
@@ -171,6 +172,16 @@ pub(crate) async fn park<D: Domain>(
         );
     }
     Ok(())
+}
+
+/// The envelope id of a parked command's payload (what the edge logged it under), or `?` when
+/// the payload does not read as an envelope.
+fn command_id(payload: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_slice::<Id>(payload).map_or_else(|_| "?".to_string(), |e| e.id)
 }
 
 /// Whether a reply can reach `origin` without breaking a subject or a header: its edge and

@@ -1,0 +1,109 @@
+// Collaborative order rooms (seed 001): `GET /parties/collaborative_order/{room}`. Each
+// command resolves with the broadcast that applied it (or rejects with the room's error); the
+// room's order state is kept from `sync` and every event's `data`. Commands are not queued
+// while offline (they carry no idempotency key): they fail with `not_connected`, and one whose
+// socket dropped before its answer fails with `connection_lost` (the next `sync` shows
+// whether it was applied).
+
+import { Connection, type Command, type ConnectionOptions, type Frame } from "./connection.js";
+import { topLevelError } from "./pos.js";
+import type { AddItemData, SplitData } from "./generated/collab.client.js";
+import type { OrderState } from "./generated/collab.state.js";
+
+export type { AddItemData, OrderState, SplitData };
+
+export interface CollabOptions extends ConnectionOptions {
+  room: string;
+  participantId: string;
+  participantName?: string;
+}
+
+/** The broadcast each command is answered by. */
+const ANSWER: Record<string, string> = {
+  join: "participant_joined",
+  add_item: "item_added",
+  remove_item: "item_removed",
+  update_quantity: "quantity_updated",
+  update_split: "split_updated",
+  finalize: "order_finalized",
+  leave: "participant_left",
+};
+
+export class CollabConnection extends Connection {
+  readonly room: string;
+  readonly participantId: string;
+  participantName: string | undefined;
+  /** The order as last seen. */
+  order: OrderState | undefined;
+
+  constructor(options: CollabOptions) {
+    const room = options.room;
+    const seq = (frame: Frame) => (typeof frame.seq === "number" ? frame.seq : undefined);
+    super(
+      {
+        path: () => `/parties/collaborative_order/${encodeURIComponent(room)}`,
+        snapshots: true,
+        snapshotSeq: (frame) => (frame.type === "sync" ? seq(frame) : undefined),
+        eventSeq: seq,
+        errorBody: topLevelError,
+        answers: (frame: Frame, command: Command) =>
+          // A join is answered by `sync` to the joiner (no participantId) or the broadcast.
+          (command.frame.type === "join" && frame.type === "sync" && frame.seq === undefined) ||
+          (frame.participantId === command.frame.participantId && frame.type === ANSWER[String(command.frame.type)]),
+      },
+      options,
+    );
+    this.room = room;
+    this.participantId = options.participantId;
+    this.participantName = options.participantName;
+    this.on("frame", (frame) => this.track(frame));
+  }
+
+  join(data: { circleId?: string; phone?: string; tenantId?: string } = {}): Promise<Frame> {
+    return this.command("join", data);
+  }
+
+  addItem(item: AddItemData): Promise<Frame> {
+    return this.command("add_item", item);
+  }
+
+  removeItem(itemId: string): Promise<Frame> {
+    return this.command("remove_item", { itemId });
+  }
+
+  updateQuantity(itemId: string, quantity: number): Promise<Frame> {
+    return this.command("update_quantity", { itemId, quantity });
+  }
+
+  updateSplit(split: SplitData): Promise<Frame> {
+    return this.command("update_split", split);
+  }
+
+  finalize(): Promise<Frame> {
+    return this.command("finalize");
+  }
+
+  leave(): Promise<Frame> {
+    return this.command("leave");
+  }
+
+  private command(type: string, data?: object): Promise<Frame> {
+    const frame: Frame = {
+      type,
+      participantId: this.participantId,
+      participantName: this.participantName,
+      timestamp: Date.now(),
+    };
+    if (data !== undefined) frame.data = data;
+    return this.send({ frame, durable: false });
+  }
+
+  private track(frame: Frame): void {
+    const data = frame.data as { orderState?: OrderState } | OrderState | undefined;
+    if (!data || typeof data !== "object" || frame.type === "error") return;
+    const order = "orderState" in data ? data.orderState : (data as OrderState);
+    if (!order || typeof order !== "object" || !("items" in order)) return;
+    this.order = order;
+    this.emit("change");
+  }
+}
