@@ -95,7 +95,7 @@ pub struct Config {
 
 /// The edge's flags (environment variables, config-file keys) shared by `tablewire edge` and
 /// `dev`, with the one copy of their defaults: [`Config::default`] is built from them.
-#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct EdgeSettings {
     /// Address to serve HTTP and WebSockets on.
     #[arg(long, env = "TABLEWIRE_LISTEN", default_value = "127.0.0.1:8080")]

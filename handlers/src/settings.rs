@@ -11,7 +11,7 @@ use tablewire_schemas::Domain;
 /// The handler's flags (environment variables, config-file keys) shared by `tablewire handler`
 /// and `dev`, with the one copy of their defaults: [`crate::Config::default`] and
 /// [`crate::collab::Settings::default`] are built from them.
-#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct HandlerSettings {
     /// Most commands applied per batch.
     #[arg(long, env = "TABLEWIRE_BATCH_SIZE", default_value_t = 256, value_parser = at_least_one::<usize>)]

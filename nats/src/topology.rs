@@ -6,7 +6,7 @@ use crate::provision::Topology;
 use std::time::Duration;
 
 /// The resource shape as flags, environment variables and config-file keys.
-#[derive(Debug, Clone, PartialEq, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct TopologyArgs {
     /// Partitions per input stream (the most workers one domain can use at once). Default: the
     /// count a stream already has, 4 for a new one. Changing it needs drained streams.
