@@ -81,7 +81,7 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Connections (HTTP and WebSocket) open at once, in all. Kept below the file limit so the
     /// edge never fails to accept: the default is `RLIMIT_NOFILE` less
-    /// [`admission::FILE_RESERVE`](crate::server::admission::FILE_RESERVE).
+    /// [`admission::FILE_RESERVE`](crate::admission::FILE_RESERVE).
     pub max_connections: usize,
     /// Connections open at once from one client address (IPv6: one /64); 0 for no limit
     /// (behind a proxy that connects from one address).
@@ -212,10 +212,10 @@ impl EdgeSettings {
             body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_connections: self
                 .max_connections
-                .unwrap_or_else(crate::server::admission::default_max_connections),
+                .unwrap_or_else(crate::admission::default_max_connections),
             max_connections_per_ip: self.max_connections_per_ip,
             connection_rate_per_ip: self.connection_rate_per_ip,
-            connection_headroom: crate::server::admission::DEFAULT_HEADROOM,
+            connection_headroom: crate::admission::DEFAULT_HEADROOM,
         }
     }
 }
