@@ -4,7 +4,7 @@
 //! nats-server included.
 
 use crate::cli::DevArgs;
-use crate::run::{connect, edge_config, handler_config, shutdown_signal, topology};
+use crate::run::{connect, edge_config, handler_config, shutdown_signal};
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     };
     let client = connect(&nats_url, "tablewire-dev").await?;
     let js = async_nats::jetstream::new(client.clone());
-    tablewire_nats::provision(&js, Domain::ALL, &topology(&args.topology))
+    tablewire_nats::provision(&js, Domain::ALL, &args.topology.topology())
         .await
         .context("provisioning failed")?;
 
@@ -79,7 +79,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         .collab_open_tenant
         .get_or_insert_with(|| "demo".to_string());
     // Seed 003's readers connect with a bare deviceId: `dev` accepts them unless told otherwise.
-    config.device_auth = crate::run::device_auth(&args.edge, "none");
+    config.device_auth = args.edge.device_auth("none");
     let now = tablewire_edge::auth::now_secs();
     let jwt_secret = args.auth.jwt_secret.clone().unwrap_or_default();
     let token = tablewire_edge::mint(

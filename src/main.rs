@@ -4,6 +4,7 @@
 
 mod backlog_metrics;
 mod cli;
+mod config_file;
 mod dev;
 mod inspect;
 mod logging;
@@ -11,17 +12,22 @@ mod metrics_http;
 mod run;
 mod status;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Command, ConfigCommand};
 
 // Handlers build and drop many small JSON values per command; with glibc's allocator, malloc
 // and free were ~40% of a collab handler's CPU in a profile. mimalloc's per-thread pools cut
-// that (see the README's benchmark notes).
+// that (see docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match config_file::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("tablewire: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     logging::init(&cli.log, &cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,6 +58,9 @@ fn main() -> std::process::ExitCode {
                 }
             }
             Command::Transcriber(args) => run::transcriber(args).await,
+            Command::Config(args) => match args.command {
+                ConfigCommand::Check { file, command } => config_file::check(&file, &command),
+            },
             Command::Status(args) => status::run(args).await,
             Command::Inspect(args) => inspect::run(args).await,
         }

@@ -1,13 +1,11 @@
 //! The single-component subcommands: `edge`, `handler`, `provision`, `token`, and the
-//! pieces `dev` reuses (shutdown on Ctrl-C or SIGTERM, topology and config from flags).
+//! pieces `dev` reuses (shutdown on Ctrl-C or SIGTERM, edge and handler config from flags).
 
 use crate::cli::{
     AuthArgs, EdgeArgs, EdgeSettings, HandlerArgs, HandlerSettings, ProvisionArgs, TokenArgs,
-    TopologyArgs,
 };
 use anyhow::{Context, bail};
 use std::sync::Arc;
-use std::time::Duration;
 use tablewire_schemas::{Claims, Domain};
 use tokio::sync::watch;
 
@@ -37,72 +35,23 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-pub fn topology(args: &TopologyArgs) -> tablewire_nats::Topology {
-    tablewire_nats::Topology {
-        partitions: args.partitions.map(|p| p.max(1)),
-        replicas: args.replicas.max(1),
-        ack_wait: Duration::from_secs(args.ack_wait_secs.max(1)),
-        pin_timeout: Duration::from_secs(args.pin_timeout_secs.max(1)),
-        worker_ttl: Duration::from_secs(args.worker_ttl_secs.max(1)),
-        device_presence_ttl: Duration::from_secs(args.device_presence_ttl_secs.max(1)),
-        ack_by_batch: args.ack_by_batch,
-        ..Default::default()
-    }
-}
-
+/// The edge configuration of `edge` and `dev`: `settings` and the credentials of `auth` (the
+/// public key file already checked readable by [`check_public_key`]).
 pub fn edge_config(
     nats_url: &str,
     settings: &EdgeSettings,
     auth: &AuthArgs,
     edge_id: Option<String>,
 ) -> tablewire_edge::Config {
-    tablewire_edge::Config {
-        nats_url: nats_url.to_string(),
-        listen: settings.listen,
-        edge_id,
-        auth: tablewire_edge::AuthConfig {
-            bearer_secret: auth.auth_secret.clone(),
-            jwt_secret: auth.jwt_secret.clone(),
-            // Checked readable by `read_public_key` before the edge starts.
-            jwt_public_key_pem: auth
-                .jwt_public_key
-                .as_ref()
-                .and_then(|path| std::fs::read_to_string(path).ok()),
-        },
-        tls: match (&settings.tls_cert, &settings.tls_key) {
-            (Some(cert), Some(key)) => Some(tablewire_edge::TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        },
-        max_message_bytes: settings.max_message_bytes,
-        heartbeat: Duration::from_secs(settings.heartbeat_secs.max(1)),
-        drain_timeout: Duration::from_secs(settings.drain_timeout_secs),
-        bus_timeout: Duration::from_secs(settings.bus_timeout_secs.max(1)),
-        cors_origin: settings.cors_origin.clone(),
-        collab_open_tenant: settings.collab_open_tenant.clone(),
-        collab_messages_per_second: settings.collab_messages_per_second.max(1),
-        device_auth: device_auth(settings, "token"),
-        device_heartbeat: Duration::from_secs(settings.device_heartbeat_secs.max(1)),
-        body_timeout: Duration::from_secs(settings.body_timeout_secs.max(1)),
-        max_connections: settings
-            .max_connections
-            .unwrap_or_else(tablewire_edge::server::admission::default_max_connections),
-        max_connections_per_ip: settings.max_connections_per_ip,
-        connection_rate_per_ip: settings.connection_rate_per_ip,
-        ..Default::default()
-    }
-}
-
-/// The device auth of `settings`, or of `default` (`none` or `token`) when none was given.
-pub fn device_auth(settings: &EdgeSettings, default: &str) -> tablewire_edge::DeviceAuth {
-    match settings.device_auth.as_deref().unwrap_or(default) {
-        "none" => tablewire_edge::DeviceAuth::None {
-            tenant: settings.device_tenant.clone(),
-        },
-        _ => tablewire_edge::DeviceAuth::Token,
-    }
+    let auth = tablewire_edge::AuthConfig {
+        bearer_secret: auth.auth_secret.clone(),
+        jwt_secret: auth.jwt_secret.clone(),
+        jwt_public_key_pem: auth
+            .jwt_public_key
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok()),
+    };
+    settings.config(nats_url, auth, edge_id)
 }
 
 /// The handler runtime's configuration; fails on a webhook URL that is not `http://` or
@@ -112,37 +61,9 @@ pub fn handler_config(
     domains: Vec<Domain>,
     worker_id: Option<String>,
 ) -> anyhow::Result<tablewire_handlers::Config> {
-    let collab_webhook = settings
-        .collab_webhook_url
-        .as_deref()
-        .map(|url| {
-            tablewire_handlers::collab::webhook::Webhook::new(
-                url,
-                settings.collab_webhook_secret.clone(),
-            )
-        })
-        .transpose()
-        .context("--collab-webhook-url")?;
-    Ok(tablewire_handlers::Config {
-        domains,
-        worker_id,
-        batch_size: settings.batch_size,
-        key_concurrency: settings.key_concurrency,
-        collab: tablewire_handlers::collab::Settings {
-            idle_timeout: Duration::from_secs(settings.collab_idle_timeout_secs.max(1)),
-            room_rate: settings.collab_room_rate.max(1),
-            room_burst: settings.collab_room_burst.max(1),
-        },
-        collab_webhook,
-        tenant_orders: tablewire_handlers::rate::WriteRate::new(
-            settings.tenant_order_rate.max(1),
-            settings.tenant_order_burst.max(1),
-        ),
-        tenant_events: tablewire_handlers::rate::WriteRate::new(
-            settings.tenant_event_rate.max(1),
-            settings.tenant_event_burst.max(1),
-        ),
-    })
+    settings
+        .runtime_config(domains, worker_id)
+        .context("--collab-webhook-url")
 }
 
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
@@ -261,7 +182,7 @@ pub async fn handler(args: HandlerArgs) -> anyhow::Result<()> {
 pub async fn provision(args: ProvisionArgs) -> anyhow::Result<()> {
     let client = connect(&args.nats.nats_url, "tablewire-provision").await?;
     let js = async_nats::jetstream::new(client);
-    let topology = topology(&args.topology);
+    let topology = args.topology.topology();
     tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
     let mut partitions = Vec::new();
     for domain in Domain::ALL {

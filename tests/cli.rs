@@ -245,24 +245,33 @@ fn is_live(pid: u32) -> bool {
 /// Starts a display benchmark that would run for 10 minutes, and waits for its nats-server,
 /// edge and handler; returns it with their pids.
 async fn start_long_benchmark() -> (Process, Vec<u32>) {
-    let bench = Process::spawn(&[
-        "bench",
-        "display",
-        "--sessions",
-        "1",
-        "--displays",
-        "2",
-        "--posters",
-        "1",
-        "--idle",
-        "0",
-        "--duration",
-        "600",
-    ]);
+    start_benchmark(
+        &[
+            "bench",
+            "display",
+            "--sessions",
+            "1",
+            "--displays",
+            "2",
+            "--posters",
+            "1",
+            "--idle",
+            "0",
+            "--duration",
+            "600",
+        ],
+        3,
+    )
+    .await
+}
+
+/// Starts the benchmark `args` and waits until it runs `processes` children; returns it with
+/// their pids.
+async fn start_benchmark(args: &[&str], processes: usize) -> (Process, Vec<u32>) {
+    let bench = Process::spawn(args);
     let pid = bench.child.id().expect("running");
-    // nats-server, the edge and a handler.
     eventually("the benchmark started its processes", || async move {
-        live_children(pid).len() >= 3
+        live_children(pid).len() >= processes
     })
     .await;
     let children = live_children(pid);
@@ -305,4 +314,151 @@ async fn a_killed_benchmark_takes_the_processes_it_started_down() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_all_ended(children);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_devices_benchmark_takes_its_processes_down_and_ran_one_sql_writer() {
+    // nats-server, the edge and two handlers; 600 s of scanning it never gets to.
+    let (mut bench, children) = start_benchmark(
+        &[
+            "bench",
+            "devices",
+            "--devices",
+            "2",
+            "--duration",
+            "600",
+            "--handlers",
+            "2",
+        ],
+        4,
+    )
+    .await;
+    let handlers: Vec<String> = children
+        .iter()
+        .map(|&c| command_line(c))
+        .filter(|line| line.contains(" handler "))
+        .collect();
+    assert_eq!(handlers.len(), 2, "two handlers: {handlers:?}");
+    let writers = handlers
+        .iter()
+        .filter(|line| line.contains("--database-url"))
+        .count();
+    assert_eq!(
+        writers, 1,
+        "one SQL writer (SQLite takes one): {handlers:?}"
+    );
+    bench.kill().await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while children.iter().any(|&c| is_live(c)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_all_ended(children);
+}
+
+/// `tablewire config check FILE COMMAND FLAGS…` with `env` set, its output and success.
+fn config_check(file: &std::path::Path, command: &[&str], env: &[(&str, &str)]) -> (String, bool) {
+    let mut run = Command::new(env!("CARGO_BIN_EXE_tablewire"));
+    run.args(["config", "check"]).arg(file).args(command);
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TABLEWIRE_")) {
+        run.env_remove(name);
+    }
+    run.envs(env.iter().copied());
+    let out = run.output().expect("run tablewire");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, out.status.success())
+}
+
+#[test]
+fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tablewire.toml");
+    std::fs::write(
+        &file,
+        "nats_url = \"nats://file:4222\"\n\
+         [edge]\nheartbeat_secs = 7\ndrain_timeout_secs = 8\nbus_timeout_secs = 9\n",
+    )
+    .expect("write");
+    let (out, ok) = config_check(
+        &file,
+        &["edge", "--bus-timeout-secs", "30"],
+        &[
+            ("TABLEWIRE_DRAIN_TIMEOUT_SECS", "20"),
+            ("TABLEWIRE_BUS_TIMEOUT_SECS", "21"),
+        ],
+    );
+    assert!(ok, "{out}");
+    for line in [
+        "nats_url = \"nats://file:4222\"  # file",
+        "heartbeat_secs = 7  # file",
+        "drain_timeout_secs = 20  # environment",
+        "bus_timeout_secs = 30  # flag",
+        "cors_origin = \"*\"  # default",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn config_check_refuses_unknown_keys_and_bad_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tablewire.toml");
+    for (text, says) in [
+        ("[handler]\nbatch_sise = 10\n", "batch_sise"),
+        ("[edge]\nbatch_size = 10\n", "batch_size"),
+        ("[edge]\nheartbeat_secs = 0\n", "must be at least 1"),
+        ("[provision]\nreplicas = \"three\"\n", "--replicas"),
+        ("[edge\n", "TOML"),
+    ] {
+        std::fs::write(&file, text).expect("write");
+        let (out, ok) = config_check(&file, &[], &[]);
+        assert!(!ok, "{text:?} must be refused:\n{out}");
+        assert!(
+            out.contains(says),
+            "{text:?}: the message names {says:?}:\n{out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_listens_where_its_config_file_says() {
+    let nats = nats().await;
+    provision(nats.client_url(), &test_topology()).await;
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tablewire.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "nats_url = \"{}\"\n[edge]\nlisten = \"{addr}\"\n",
+            nats.client_url()
+        ),
+    )
+    .expect("write");
+    let _edge = Process::spawn(&[
+        "--config",
+        file.to_str().expect("utf8 path"),
+        "edge",
+        "--auth-secret",
+        AUTH_SECRET,
+    ]);
+    eventually("the edge answers on the file's address", || async move {
+        get(addr, "/healthz").await.ok().map(|(s, _)| s) == Some(200)
+    })
+    .await;
+}
+
+#[test]
+fn handler_help_lists_every_domain() {
+    let out = tablewire(&["handler", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for domain in tablewire_schemas::Domain::ALL {
+        assert!(
+            help.contains(domain.as_str()),
+            "{domain} missing in:\n{help}"
+        );
+    }
 }

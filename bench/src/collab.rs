@@ -9,7 +9,7 @@
 use crate::report::{
     CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
 };
-use crate::system::{JWT_SECRET, Shape, System, report_rows};
+use crate::system::{JWT_SECRET, Shape, report_rows};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -334,7 +334,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
             format!("sqlite://{}", tmp.join("collab.db").display())
         }
     };
-    let mut system = System::start(&Shape {
+    let mut system = crate::system::start(&Shape {
         handlers: args.handlers,
         streams: args.streams.clone(),
         domains: vec![Domain::Collab, Domain::Events],

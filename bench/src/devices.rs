@@ -5,18 +5,15 @@
 
 use crate::client::{self, Ws2};
 use crate::report::{CpuMeter, latency_histogram, latency_line, pipeline_lines, scrape};
-use crate::system::{free_addr, report_rows, wait_for_drained};
-use anyhow::{Context, bail};
+use crate::system::{Shape, report_rows, wait_for_drained};
+use anyhow::Context;
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
 use futures::StreamExt;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tablewire_nats::{NatsServer, ServerOptions};
 use tablewire_schemas::Domain;
-use tokio::process::{Child, Command};
 
 /// Flags of `tablewire bench devices`.
 #[derive(Debug, Clone, Args)]
@@ -33,7 +30,7 @@ pub struct DevicesArgs {
     /// Seconds between heartbeats of one device.
     #[arg(long, default_value_t = 30)]
     pub heartbeat: u64,
-    /// Handler processes (each also runs the SQL writer).
+    /// Handler processes (the first also runs the SQL writer).
     #[arg(long, default_value_t = 1)]
     pub handlers: usize,
     #[command(flatten)]
@@ -121,82 +118,38 @@ async fn device(
     latencies
 }
 
-fn spawn_process(exe: &std::path::Path, args: &[&str]) -> anyhow::Result<Child> {
-    Command::new(exe)
-        .args(["--log", "warn"])
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting a tablewire process")
-}
-
 /// Runs the devices benchmark.
 pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     println!(
         "devices benchmark: {} devices x {} scans/s for {} s, heartbeat every {} s, {} handler process(es)",
         args.devices, args.rate, args.duration, args.heartbeat, args.handlers
     );
-    let nats = NatsServer::start(ServerOptions::default())
-        .await
-        .context("starting nats-server")?;
-    let nc = tablewire_nats::connect(nats.client_url(), "tablewire-bench").await?;
-    let js = async_nats::jetstream::new(nc.clone());
-    let topology = args.streams.topology();
-    tablewire_nats::provision(&js, Domain::ALL, &topology).await?;
     let tmp = std::env::temp_dir().join(format!("tablewire-bench-devices-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let database_url = args
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", tmp.join("devices.db").display()));
-    let exe = std::env::current_exe().context("locating the tablewire binary")?;
-    let addr = free_addr()?;
-    let listen = addr.to_string();
     let heartbeat = args.heartbeat.to_string();
-    let mut edge_args = vec![
-        "edge",
-        "--nats-url",
-        nats.client_url(),
-        "--listen",
-        &listen,
-        "--device-auth",
-        "none",
-        "--device-heartbeat-secs",
-        &heartbeat,
-    ];
-    edge_args.extend(crate::system::EDGE_LIMIT_FLAGS);
-    let edge = spawn_process(&exe, &edge_args)?;
-    let mut handlers = Vec::new();
-    let handler_metrics = free_addr()?;
-    for i in 0..args.handlers.max(1) {
-        let metrics = if i == 0 {
-            handler_metrics
-        } else {
-            free_addr()?
-        };
-        handlers.push(spawn_process(
-            &exe,
-            &[
-                "handler",
-                "--metrics-listen",
-                &metrics.to_string(),
-                "--nats-url",
-                nats.client_url(),
-                "--domain",
-                "all",
-                "--database-url",
-                &database_url,
-            ],
-        )?);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(client::get(addr, "/healthz").await, Ok((200, _))) {
-        if Instant::now() > deadline {
-            bail!("the edge did not become healthy on {addr}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let system = crate::system::start_with(
+        &Shape {
+            handlers: args.handlers,
+            streams: args.streams.clone(),
+            domains: Domain::ALL.to_vec(),
+            database_url: Some(database_url.clone()),
+        },
+        &[
+            "--device-auth",
+            "none",
+            "--device-heartbeat-secs",
+            &heartbeat,
+        ],
+    )
+    .await?;
+    let addr = system.edge_addr;
+    let handler_metrics = system.handler_metrics;
+    let nc = tablewire_nats::connect(system.nats.client_url(), "tablewire-bench").await?;
+    let js = async_nats::jetstream::new(nc.clone());
 
     // Connect every device, 256 at a time.
     let started = Instant::now();
@@ -228,18 +181,7 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
         waited.elapsed().as_secs_f64()
     );
 
-    let mut pids: Vec<(&'static str, u32)> = Vec::new();
-    if let Some(p) = nats.pid() {
-        pids.push(("nats-server", p));
-    }
-    if let Some(p) = edge.id() {
-        pids.push(("edge", p));
-    }
-    for h in &handlers {
-        if let Some(p) = h.id() {
-            pids.push(("handler", p));
-        }
-    }
+    let pids = system.pids();
     let cpu = CpuMeter::start(&pids);
     let metrics_before = (scrape(addr).await, scrape(handler_metrics).await);
     let counts = Arc::new(Counts::default());
@@ -296,10 +238,9 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     // Rows in SQL against accepted scans.
     let count = "SELECT COUNT(*) FROM device_scans";
     report_rows(&database_url, count, None, accepted, "accepted", "scan").await?;
-    drop(handlers);
-    drop(edge);
     // Closed before nats-server stops, so it does not log a lost connection.
     let _ = nc.drain().await;
+    drop(system);
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

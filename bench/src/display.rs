@@ -175,7 +175,7 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
         "display benchmark: {} sessions x {} displays, {} s phases, {} posters, {} handler process(es)",
         args.sessions, args.displays, args.duration, args.posters, args.handlers
     );
-    let system = System::start(&Shape {
+    let system = crate::system::start(&Shape {
         handlers: args.handlers,
         streams: args.streams.clone(),
         domains: vec![Domain::Display],

@@ -7,7 +7,7 @@ use crate::client::{self, Poster, StopAll, number_after};
 use crate::report::{
     CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
 };
-use crate::system::{JWT_SECRET, Shape, System};
+use crate::system::{JWT_SECRET, Shape};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -208,7 +208,7 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         args.posters,
         args.handlers
     );
-    let system = System::start(&Shape {
+    let system = crate::system::start(&Shape {
         handlers: args.handlers,
         streams: args.streams.clone(),
         domains: vec![Domain::Events],

@@ -10,12 +10,12 @@
 //! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
 //! - [`events`] — seed 004: connections × restaurants, events over `POST /api/events`.
 //! - [`devices`] — seed 003: RFID readers scanning over WebSockets, replies and rows in SQL.
-//! - [`system`] — starting and measuring the processes under test.
-//! - [`client`] — WebSocket and HTTP clients for load.
+//! - [`system`] — starting (with the testkit) and measuring the processes under test.
+//! - [`client`] — WebSocket and HTTP clients for load (the testkit's, re-exported).
 //! - [`report`] — latency histograms and CPU accounting.
 
 pub mod chaos;
-pub mod client;
+pub use tablewire_testkit::client;
 pub mod collab;
 pub mod devices;
 pub mod display;

@@ -6,7 +6,7 @@ use crate::client::{self, StopAll, Ws2, number_after};
 use crate::report::{
     CpuMeter, PhaseHistograms, PhaseSamples, latency_line, pipeline_lines, scrape,
 };
-use crate::system::{AUTH_SECRET, Shape, System, report_rows, wait_for_drained};
+use crate::system::{AUTH_SECRET, Shape, report_rows, wait_for_drained};
 use anyhow::{Context, bail};
 use clap::Args;
 use fastwebsockets::{Frame, OpCode, Payload};
@@ -216,7 +216,7 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&tmp).context("creating the benchmark's database directory")?;
         Some(format!("sqlite://{}", tmp.join("pos.db").display()))
     };
-    let system = System::start(&Shape {
+    let system = crate::system::start(&Shape {
         handlers: args.handlers,
         streams: args.streams.clone(),
         domains: vec![Domain::Pos, Domain::Events],

@@ -67,6 +67,6 @@ pub mod voice;
 pub mod ws;
 
 pub use auth::{AuthConfig, mint};
-pub use config::{Config, DeviceAuth, TlsFiles};
+pub use config::{Config, DeviceAuth, EdgeSettings, TlsFiles};
 pub use node::EdgeError;
 pub use server::Edge;

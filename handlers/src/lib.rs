@@ -30,6 +30,7 @@
 //! - [`records`] — the SQL writer that drains the records stream into the database.
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
+//! - [`settings`] — the handler's flags and their defaults, which [`Config::default`] is built from.
 
 pub mod clock;
 pub mod collab;
@@ -47,9 +48,11 @@ pub mod rate;
 pub mod records;
 pub mod registry;
 pub mod runtime;
+pub mod settings;
 pub mod store;
 pub mod transcriber;
 pub mod voice;
 
 pub use error::RuntimeError;
 pub use registry::{Config, run};
+pub use settings::HandlerSettings;

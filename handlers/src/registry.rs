@@ -32,17 +32,9 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// Every domain, with the flags' defaults ([`crate::settings::HandlerSettings`]).
     fn default() -> Self {
-        Config {
-            domains: DomainName::ALL.to_vec(),
-            worker_id: None,
-            batch_size: 256,
-            key_concurrency: 64,
-            collab: crate::collab::Settings::default(),
-            collab_webhook: None,
-            tenant_orders: crate::pos::TENANT_RATE,
-            tenant_events: crate::events::TENANT_RATE,
-        }
+        crate::settings::HandlerSettings::default().without_webhook(DomainName::ALL.to_vec(), None)
     }
 }
 

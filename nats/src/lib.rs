@@ -5,6 +5,7 @@
 //! - [`subject`] — every subject (`tw.in.…`, `tw.out.…`, `tw.edge.…`, `tw.rec.…`, `tw.parked.…`) and header.
 //! - [`resource`] — every stream, consumer, priority group and KV bucket name.
 //! - [`provision`] — idempotent creation of all of them ([`provision::Topology`] sets the shape).
+//! - [`topology`] — the flags of `provision` that shape those resources, and their defaults.
 //! - [`server`] — finds a `nats-server` >= 2.11 and runs one (or a 3-node cluster) for `dev`,
 //!   the benchmarks and the tests.
 //!
@@ -17,9 +18,14 @@ pub mod resource;
 pub mod server;
 pub mod subject;
 pub mod token;
+pub mod topology;
 
 pub use provision::{DEFAULT_PARTITIONS, Topology, provision};
 pub use server::{Cluster, NatsServer, ServerOptions};
+pub use topology::TopologyArgs;
+
+/// Where every component looks for NATS unless told otherwise.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 
 /// Connects to NATS with the options every tablewire component uses: a name that shows in
 /// `/connz`, unlimited reconnects, a bounded request timeout, and connection events logged.

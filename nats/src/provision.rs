@@ -55,20 +55,9 @@ pub struct Topology {
 }
 
 impl Default for Topology {
+    /// The defaults of `tablewire provision`'s flags ([`crate::topology::TopologyArgs`]).
     fn default() -> Self {
-        Topology {
-            partitions: None,
-            replicas: 1,
-            ack_wait: Duration::from_secs(10),
-            pin_timeout: Duration::from_secs(5),
-            duplicate_window: Duration::from_secs(120),
-            max_backlog_bytes: 1 << 30,
-            worker_ttl: Duration::from_secs(6),
-            device_presence_ttl: Duration::from_secs(60),
-            ack_by_batch: false,
-            parked_max_age: Duration::from_secs(14 * 24 * 3600),
-            parked_max_bytes: 256 << 20,
-        }
+        crate::topology::TopologyArgs::default().topology()
     }
 }
 

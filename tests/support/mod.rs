@@ -1,6 +1,7 @@
 //! The integration-test harness: a real nats-server per test (dynamic port, temporary store,
 //! killed on drop), edges and handlers in this process or as child processes of the real
-//! `tablewire` binary (so they can be killed like a crash), and WebSocket/HTTP clients.
+//! `tablewire` binary started by the testkit's launcher (so they can be killed like a crash,
+//! and die with the test), PostgreSQL databases from the testkit, and WebSocket/HTTP clients.
 //! Nothing here waits a fixed time for readiness: servers report readiness, clients poll with
 //! deadlines.
 
@@ -15,7 +16,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tablewire_nats::{NatsServer, ServerOptions, Topology};
@@ -185,18 +185,36 @@ impl InProcessHandler {
     }
 }
 
+/// How tests start `tablewire` child processes: the binary under test with the test secrets
+/// and limits, logging at `$TABLEWIRE_TEST_LOG` (default `warn`); each child is killed when
+/// dropped and when the test process dies.
+pub fn launcher() -> tablewire_testkit::Launcher {
+    tablewire_testkit::Launcher {
+        binary: env!("CARGO_BIN_EXE_tablewire").into(),
+        auth_secret: AUTH_SECRET.to_string(),
+        jwt_secret: JWT_SECRET.to_string(),
+        generous_limit: TEST_CONNECTIONS_PER_IP as u64,
+        log: std::env::var("TABLEWIRE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+    }
+}
+
 /// A `tablewire` child process.
 pub struct Process {
     pub child: Child,
-    pub args: Vec<String>,
+    make: Box<dyn Fn() -> Command + Send + Sync>,
 }
 
 impl Process {
     pub fn spawn(args: &[&str]) -> Process {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Self::of(move || launcher().command(&args))
+    }
+
+    /// A process started by `make`, which [`restart`](Self::restart) calls again.
+    pub fn of(make: impl Fn() -> Command + Send + Sync + 'static) -> Process {
         Process {
-            child: spawn_binary(&args),
-            args,
+            child: make().spawn().expect("spawn tablewire"),
+            make: Box::new(make),
         }
     }
 
@@ -217,40 +235,13 @@ impl Process {
     }
 
     pub fn restart(&mut self) {
-        self.child = spawn_binary(&self.args);
+        self.child = (self.make)().spawn().expect("spawn tablewire");
     }
 }
 
-fn spawn_binary(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tablewire"))
-        .args(args)
-        .env(
-            "TABLEWIRE_LOG",
-            std::env::var("TABLEWIRE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn tablewire")
-}
-
 pub fn handler_process(url: &str) -> Process {
-    Process::spawn(&[
-        "handler",
-        "--nats-url",
-        url,
-        "--domain",
-        "all",
-        "--no-records",
-        "--tenant-order-rate",
-        TEST_TENANT_RATE,
-        "--tenant-order-burst",
-        TEST_TENANT_RATE,
-        "--tenant-event-rate",
-        TEST_TENANT_RATE,
-        "--tenant-event-burst",
-        TEST_TENANT_RATE,
-    ])
+    let url = url.to_string();
+    Process::of(move || launcher().handler(&url, Domain::ALL, None, None))
 }
 
 /// Per-tenant write rates for tests that send hundreds of orders or events for one tenant at
@@ -274,30 +265,15 @@ pub async fn edge_process(url: &str) -> (Process, SocketAddr) {
 
 /// [`edge_process`] with more command-line flags.
 pub async fn edge_process_with(url: &str, extra: &[&str]) -> (Process, SocketAddr) {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
-    let listen = addr.to_string();
-    let per_ip = TEST_CONNECTIONS_PER_IP.to_string();
-    let rate = TEST_CONNECTION_RATE_PER_IP.to_string();
-    let mut args = vec![
-        "edge",
-        "--nats-url",
-        url,
-        "--listen",
-        &listen,
-        "--auth-secret",
-        AUTH_SECRET,
-        "--jwt-secret",
-        JWT_SECRET,
-        "--max-connections-per-ip",
-        &per_ip,
-        "--connection-rate-per-ip",
-        &rate,
-    ];
-    args.extend_from_slice(extra);
-    let process = Process::spawn(&args);
+    let addr = tablewire_testkit::free_addr().expect("a free port");
+    let (url, extra) = (
+        url.to_string(),
+        extra.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    );
+    let process = Process::of(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        launcher().edge(&url, addr, &extra)
+    });
     eventually("edge process healthy", || async move {
         get(addr, "/healthz").await.ok().map(|(s, _)| s == 200) == Some(true)
     })
@@ -321,7 +297,7 @@ where
     }
 }
 
-use tablewire_bench::client::SpawnExecutor;
+use tablewire_testkit::client::SpawnExecutor;
 
 /// A WebSocket test client.
 pub struct Ws {
@@ -653,61 +629,15 @@ pub async fn update(addr: SocketAddr, session: &str, data: Value) -> Value {
 /// A fresh PostgreSQL database for one test, created from `$TABLEWIRE_TEST_POSTGRES_URL`
 /// (scripts/test makes sure that server is up) and dropped when this guard is dropped.
 /// Fails the test loudly when no server is reachable: PostgreSQL is never skipped.
-pub struct PostgresDb {
-    pub url: String,
-    admin: String,
-    name: String,
-}
+pub struct PostgresDb;
 
 impl PostgresDb {
-    pub async fn create() -> PostgresDb {
+    pub async fn create() -> tablewire_testkit::PostgresDb {
         let admin = std::env::var("TABLEWIRE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let name = format!("tw_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        tablewire_testkit::PostgresDb::create(&admin)
             .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin} is required (scripts/ensure-postgres): {e}")
-            });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
-        PostgresDb {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }
-    }
-}
-
-impl Drop for PostgresDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Dropped from async tests: do it on a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+            .unwrap_or_else(|e| panic!("PostgreSQL is required (scripts/ensure-postgres): {e:#}"))
     }
 }
 

@@ -5,7 +5,7 @@
 //! ended when dropped, and with the soak however it dies.
 
 use super::postgres::Postgres;
-use crate::system::{edge_command, free_addr, handler_command, wait_until_healthy};
+use crate::system::{free_addr, launcher, wait_until_healthy};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -116,12 +116,13 @@ impl Processes {
             .await
             .context("provisioning with replicas 3")?;
         let _ = client.drain().await;
+        let launcher = launcher(child_log)?;
         let mut handlers = Vec::new();
         let mut handler_metrics = Vec::new();
         for i in 0..HANDLERS {
             let metrics = free_addr()?;
-            let (urls, db, log) = (urls.clone(), postgres.url(), child_log.to_string());
-            let make = move || handler_command(&urls, Domain::ALL, Some(&db), Some(metrics), &log);
+            let (urls, db, launcher) = (urls.clone(), postgres.url(), launcher.clone());
+            let make = move || Ok(launcher.handler(&urls, Domain::ALL, Some(&db), Some(metrics)));
             let mut handler = Proc::new(format!("handler-{}", i + 1), dir, Box::new(make));
             handler.start()?;
             handlers.push(handler);
@@ -131,10 +132,10 @@ impl Processes {
         let mut edge_addrs = Vec::new();
         for i in 0..EDGES {
             let addr = free_addr()?;
-            let (urls, log) = (urls.clone(), child_log.to_string());
+            let (urls, launcher) = (urls.clone(), launcher.clone());
             // Readers connect without a token, as `tablewire dev` has them (seed 003's devices
             // send only their id).
-            let make = move || edge_command(&urls, addr, &log, &["--device-auth", "none"]);
+            let make = move || Ok(launcher.edge(&urls, addr, &["--device-auth", "none"]));
             let mut edge = Proc::new(format!("edge-{}", i + 1), dir, Box::new(make));
             edge.start()?;
             edges.push(edge);

@@ -35,12 +35,9 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    /// The flags' defaults ([`crate::settings::HandlerSettings`]).
     fn default() -> Self {
-        Settings {
-            idle_timeout: Duration::from_secs(2 * 3600),
-            room_rate: 500,
-            room_burst: 1000,
-        }
+        crate::settings::HandlerSettings::default().collab()
     }
 }
 

@@ -1,6 +1,6 @@
-//! Benchmark clients: WebSocket clients (fastwebsockets) and keep-alive HTTP/1.1 posters
-//! (hyper), plus the few bytes of parsing needed to read sequence numbers and send times out
-//! of frames without a JSON parser on the hot path.
+//! WebSocket clients (fastwebsockets) and keep-alive HTTP/1.1 posters (hyper) for the benchmarks
+//! and the tests, plus the few bytes of parsing needed to read sequence numbers and send times
+//! out of frames without a JSON parser on the hot path.
 
 use anyhow::Context;
 use bytes::Bytes;

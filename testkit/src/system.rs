@@ -1,0 +1,147 @@
+//! A whole system for one benchmark or test: a nats-server of its own, provisioning, an edge and
+//! handler processes ([`crate::Launcher`]), with one SQL writer among the handlers (SQLite takes
+//! one writer). Everything is stopped when dropped. Used by every `tablewire bench` but the
+//! chaos soak, which supervises a cluster of its own with the same launcher.
+
+use crate::process::Launcher;
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tablewire_nats::{NatsServer, ServerOptions, Topology};
+use tablewire_schemas::Domain;
+use tokio::process::Child;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Handler processes (at least one is started).
+    pub handlers: usize,
+    /// How the NATS resources are provisioned.
+    pub topology: Topology,
+    /// Domains the handlers work for.
+    pub domains: Vec<Domain>,
+    /// Where the first handler's SQL writer writes records (the others run none); `None` runs
+    /// no SQL writer (records wait in their stream).
+    pub database_url: Option<String>,
+    /// Flags the edge gets besides the launcher's.
+    pub edge_flags: Vec<String>,
+}
+
+/// A running system.
+pub struct System {
+    /// The nats-server.
+    pub nats: NatsServer,
+    /// The edge's address.
+    pub edge_addr: SocketAddr,
+    /// The edge process.
+    pub edge: Child,
+    /// The handler processes.
+    pub handlers: Vec<Child>,
+    /// Where the first handler serves its metrics.
+    pub handler_metrics: SocketAddr,
+}
+
+/// A loopback address with a port free a moment ago, for a process to listen on.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+impl System {
+    /// Starts nats-server, provisions, starts the edge and the handlers with `launcher`, and
+    /// waits until the edge answers `/healthz`.
+    pub async fn start(launcher: &Launcher, shape: &Shape) -> anyhow::Result<System> {
+        let nats = NatsServer::start(ServerOptions::default())
+            .await
+            .context("starting nats-server")?;
+        let client = tablewire_nats::connect(nats.client_url(), "tablewire-testkit").await?;
+        let js = async_nats::jetstream::new(client.clone());
+        tablewire_nats::provision(&js, Domain::ALL, &shape.topology).await?;
+        let _ = client.drain().await;
+        let edge_addr = free_addr()?;
+        let edge_flags: Vec<&str> = shape.edge_flags.iter().map(String::as_str).collect();
+        let edge = launcher
+            .edge(nats.client_url(), edge_addr, &edge_flags)
+            .spawn()
+            .context("starting the edge")?;
+        let mut handlers = Vec::new();
+        let handler_metrics = free_addr()?;
+        for i in 0..shape.handlers.max(1) {
+            let metrics = if i == 0 {
+                handler_metrics
+            } else {
+                free_addr()?
+            };
+            // One SQL writer (SQLite takes one writer).
+            let records = shape.database_url.as_deref().filter(|_| i == 0);
+            let handler = launcher
+                .handler(nats.client_url(), &shape.domains, records, Some(metrics))
+                .spawn()
+                .context("starting a handler")?;
+            handlers.push(handler);
+        }
+        let system = System {
+            nats,
+            edge_addr,
+            edge,
+            handlers,
+            handler_metrics,
+        };
+        wait_until_healthy(system.edge_addr, Duration::from_secs(30)).await?;
+        Ok(system)
+    }
+
+    /// The edge's process id.
+    pub fn edge_pid(&self) -> Option<u32> {
+        self.edge.id()
+    }
+
+    /// Process ids by role, for CPU accounting.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        let mut pids = Vec::new();
+        if let Some(p) = self.nats.pid() {
+            pids.push(("nats-server", p));
+        }
+        if let Some(p) = self.edge.id() {
+            pids.push(("edge", p));
+        }
+        for h in &self.handlers {
+            if let Some(p) = h.id() {
+                pids.push(("handler", p));
+            }
+        }
+        pids
+    }
+}
+
+/// Waits until the edge on `addr` answers `/healthz` with 200, at most `limit`.
+pub async fn wait_until_healthy(addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok((200, _)) = crate::client::get(addr, "/healthz").await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the edge did not become healthy on {addr}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for System {
+    /// Ends the edge and the handlers before nats-server stops (fields drop after this), so
+    /// they do not log a lost NATS connection at the end of every benchmark.
+    fn drop(&mut self) {
+        let mut children: Vec<&mut Child> = self.handlers.iter_mut().collect();
+        children.push(&mut self.edge);
+        for child in &mut children {
+            let _ = child.start_kill();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        for child in children {
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
