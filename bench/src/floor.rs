@@ -14,7 +14,8 @@ use clap::{Args, Parser};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Flags of `tablewire bench floor`.
@@ -27,7 +28,11 @@ pub struct FloorArgs {
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
     /// Domains to measure, comma separated (collab, pos, devices, events, display).
-    #[arg(long, value_delimiter = ',', default_value = "collab,pos,devices,events,display")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "collab,pos,devices,events,display"
+    )]
     pub domains: Vec<String>,
 }
 
@@ -199,6 +204,8 @@ async fn floor_phase(nats_url: &str, rate: f64, duration: Duration) -> anyhow::R
     let applier = tokio::spawn(apply_loop(consumer, store, worker.clone()));
 
     let start = Instant::now();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let counted = delivered.clone();
     let collector = tokio::spawn(async move {
         let mut latencies = latency_histogram();
         while let Some(message) = deliveries.next().await {
@@ -206,6 +213,7 @@ async fn floor_phase(nats_url: &str, rate: f64, duration: Duration) -> anyhow::R
             let sent = crate::client::number_after(&message.payload, b"t=");
             if let Some(sent) = sent {
                 let _ = latencies.record((now.saturating_sub(sent) / 1000).max(1));
+                counted.fetch_add(1, Ordering::Relaxed);
             }
         }
         latencies
@@ -230,8 +238,12 @@ async fn floor_phase(nats_url: &str, rate: f64, duration: Duration) -> anyhow::R
             .map_err(|e| anyhow::anyhow!("floor publish: {e}"))?;
         sent += 1;
     }
-    // Let the last commands arrive, then close the subscription and collect.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the last commands arrive (a busy machine may take seconds), then close the
+    // subscription and collect.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     applier.abort();
     let _ = edge.drain().await;
     let _ = worker.drain().await;
@@ -351,9 +363,9 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
                     crate::display::measure(a, Some(&probe)).await?,
                 )
             }
-            other => anyhow::bail!(
-                "unknown domain {other:?} (collab, pos, devices, events, display)"
-            ),
+            other => {
+                anyhow::bail!("unknown domain {other:?} (collab, pos, devices, events, display)")
+            }
         };
         rows.push(Row {
             domain: domain.clone(),
@@ -369,7 +381,9 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
 
 fn print_table(rate: f64, rows: &[Row]) {
     println!();
-    println!("floor at {rate:.0}/s: JetStream publish -> pull -> KV CAS -> core publish -> subscriber");
+    println!(
+        "floor at {rate:.0}/s: JetStream publish -> pull -> KV CAS -> core publish -> subscriber"
+    );
     println!(
         "| domain | measured | p50 ms | p99 ms | floor p50 ms | floor p99 ms | p50 / floor | p99 / floor | samples |"
     );
