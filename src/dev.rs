@@ -80,6 +80,23 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         .get_or_insert_with(|| "demo".to_string());
     // Seed 003's readers connect with a bare deviceId: `dev` accepts them unless told otherwise.
     config.device_auth = crate::run::device_auth(&args.edge, "none");
+    let now = tablewire_edge::auth::now_secs();
+    let jwt_secret = args.auth.jwt_secret.clone().unwrap_or_default();
+    let token = tablewire_edge::mint(
+        &jwt_secret,
+        &Claims {
+            sub: "dev".into(),
+            tenant: Some("demo".into()),
+            role: Some("service".into()),
+            exp: now + 86_400,
+            iat: Some(now),
+        },
+    )?;
+    // The screens' sign-in page offers this token (`/app/dev.json`, served under `dev` only).
+    config.dev_login = Some(tablewire_edge::screens::DevLogin {
+        token: token.clone(),
+        tenant: "demo".into(),
+    });
     let edge = tablewire_edge::Edge::bind(config, &mut registry)
         .await
         .context("the edge cannot start (use --listen to pick another address)")?;
@@ -108,18 +125,6 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     ));
     let edge_task = tokio::spawn(edge.run(Arc::new(registry), shutdown.clone()));
 
-    let now = tablewire_edge::auth::now_secs();
-    let jwt_secret = args.auth.jwt_secret.clone().unwrap_or_default();
-    let token = tablewire_edge::mint(
-        &jwt_secret,
-        &Claims {
-            sub: "dev".into(),
-            tenant: Some("demo".into()),
-            role: Some("service".into()),
-            exp: now + 86_400,
-            iat: Some(now),
-        },
-    )?;
     let auth_secret = args.auth.auth_secret.clone().unwrap_or_default();
     let scheme = if args.edge.tls_cert.is_some() {
         ("https", "wss")
@@ -141,6 +146,13 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
          \n    POS/kitchen (002)     {ws}://{addr}/ws/restaurant-pos/demo?token=<dev JWT>, {http}://{addr}/api/orders\
          \n    RFID readers (003)    {ws}://{addr}/ws/device?deviceId=READER1   (no device auth in dev)\
          \n    events (004)          {ws}://{addr}/ws?token=<dev JWT>, {ws}://{addr}/voice-stream, {http}://{addr}/api/events\
+         \n\n  screens (the sign-in page offers the dev JWT)\
+         \n    sign-in               {http}://{addr}/app/\
+         \n    kitchen display       {http}://{addr}/app/kitchen.html\
+         \n    device dashboard      {http}://{addr}/app/devices.html\
+         \n    order room            {http}://{addr}/app/room.html?room=demo&name=Ana\
+         \n    customer display      {http}://{addr}/app/display.html?session=demo\
+         \n\n  API documents           {http}://{addr}/openapi.json (HTTP), {http}://{addr}/asyncapi.json (WebSockets, NATS subjects)\
          \n\n  try it:\
          \n    websocat {ws}://{addr}/session/demo/display      (or: npx wscat -c …)\
          \n    curl -X POST {http}://{addr}/session/demo/update -H 'Authorization: Bearer {auth_secret}' \\\

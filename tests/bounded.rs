@@ -1,9 +1,10 @@
 //! Bounded state and parked commands (issue 19) against a real nats-server: a display session
 //! fed long updates keeps the newest within its byte bound and goes on applying, a collab room
-//! fed long items answers `STATE_FULL` and keeps working, and a command a handler cannot apply
+//! fed long items answers `STATE_FULL` and keeps working, a command a handler cannot apply
 //! (a poisoned envelope published straight into the input stream) is parked in `TW_PARKED`
-//! while the other tenants of its partition are applied. The handlers run in this process so
-//! the tests can read their counters: no retry loop, nothing parked that should not be.
+//! while the other tenants of its partition are applied, and so is a record the SQL writer can
+//! never write. The handlers run in this process so the tests can read their counters: no retry
+//! loop, nothing parked that should not be.
 
 mod support;
 
@@ -432,4 +433,97 @@ async fn a_poisoned_envelope_is_parked_and_other_tenants_of_its_partition_are_ap
     assert_eq!(handler.parked(Domain::Device, "envelope_unreadable"), 1);
     assert_eq!(handler.trouble(Domain::Device), (0, 0, 0));
     handler.stop().await;
+}
+
+/// A record the SQL writer can never write (a display session whose `sessionId` is misspelled)
+/// was stored under an empty session id; it is now parked in `TW_PARKED` with its reason and
+/// let go from the records stream, while a good record beside it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_does_not_read_is_parked_not_stored_empty() {
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &test_topology()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}/records.db", dir.path().display());
+    let nc = client(&url).await;
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let (stop, rx) = watch::channel(false);
+    let writer = tokio::spawn(tablewire_handlers::records::run(
+        nc.clone(),
+        db.clone(),
+        metrics.clone(),
+        rx,
+    ));
+    let js = jetstream::new(nc);
+    let records_subject = subject::record(Domain::Display, "t1", "display_session");
+    let misspelled = json!({"kind": "display_session", "id": "display:t1.s1:3:0", "tenant": "t1",
+        "data": {"sessionID": "s1", "tenantId": "t1", "startedAt": 1, "version": 3}});
+    let good = json!({"kind": "display_session", "id": "display:t1.s2:4:0", "tenant": "t1",
+        "data": {"sessionId": "s2", "tenantId": "t1", "startedAt": 1, "version": 4}});
+    let mut sequences = Vec::new();
+    for record in [&misspelled, &good] {
+        let payload = serde_json::to_vec(record).expect("json");
+        let ack = js
+            .publish(records_subject.clone(), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        sequences.push(ack.sequence);
+    }
+    eventually("the misspelled record parked", || {
+        let url = url.clone();
+        async move {
+            parked_messages(&url)
+                .await
+                .iter()
+                .any(|m| m.subject.as_str() == "tw.parked.display.record_unreadable")
+        }
+    })
+    .await;
+    let pool = tablewire_handlers::store::connect(&db).await.expect("db");
+    eventually("the good record written", || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM display_sessions")
+                .fetch_one(&pool)
+                .await
+                .map(|(n,)| n == 1)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    let (empty,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM display_sessions WHERE session_id = ''")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(empty, 0, "nothing stored under an empty session id");
+    let parked = parked_messages(&url).await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        header(&parked[0], subject::header::PARKED_REASON),
+        "record_unreadable"
+    );
+    assert_eq!(
+        header(&parked[0], subject::header::PARKED_SEQ),
+        sequences[0].to_string()
+    );
+    assert!(
+        header(&parked[0], subject::header::PARKED_DETAIL).contains("sessionId"),
+        "{}",
+        header(&parked[0], subject::header::PARKED_DETAIL)
+    );
+    assert_eq!(
+        &parked[0].payload[..],
+        &serde_json::to_vec(&misspelled).expect("json")[..],
+        "kept as it was stored"
+    );
+    let labels = ParkedLabels {
+        domain: "display".to_string(),
+        reason: "record_unreadable".to_string(),
+    };
+    assert_eq!(metrics.parked.get_or_create(&labels).get(), 1);
+    let _ = stop.send(true);
+    let _ = writer.await;
 }

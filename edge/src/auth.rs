@@ -1,9 +1,12 @@
 //! Authentication at the edge: the shared Bearer secret of seed 000, and JWTs (HS256 with a
 //! shared secret, or RS256/PS256/ES256/EdDSA with a public key in PEM) whose verified claims
 //! travel with every command. Also mints development tokens for `tablewire token` and
-//! `tablewire dev`.
+//! `tablewire dev`. Every failed check is counted here (`tablewire_edge_auth_failures`), and
+//! so are the refusals the routes decide themselves ([`Auth::refuse`]). The extractors that
+//! read credentials from requests are in [`crate::credentials`].
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use prometheus_client::metrics::counter::Counter;
 use tablewire_nats::token;
 use tablewire_schemas::envelope::ClaimsError;
 use tablewire_schemas::{Claims, ErrorBody, ErrorCode};
@@ -39,12 +42,14 @@ impl Principal {
     }
 }
 
-/// Verifies credentials.
+/// Verifies credentials and counts the failures.
 #[derive(Clone)]
 pub struct Auth {
     bearer_secret: Option<String>,
     /// One verifier per key; a token is checked with the key whose algorithms include its own.
     jwt: Vec<(DecodingKey, Validation)>,
+    /// Failed authentications.
+    failures: Counter,
 }
 
 fn validation(algorithms: &[Algorithm]) -> Validation {
@@ -98,6 +103,7 @@ impl Auth {
             .unwrap_or(Auth {
                 bearer_secret: config.bearer_secret.clone(),
                 jwt: Vec::new(),
+                failures: Counter::default(),
             })
         })
     }
@@ -117,31 +123,72 @@ impl Auth {
         Ok(Auth {
             bearer_secret: config.bearer_secret.clone(),
             jwt,
+            failures: Counter::default(),
         })
+    }
+
+    /// Counts failures in `failures` (the edge's `auth_failures`) from now on.
+    pub fn counting_failures_in(mut self, failures: Counter) -> Self {
+        self.failures = failures;
+        self
+    }
+
+    /// Counts a refusal a route decided itself (a valid token that is not good enough for
+    /// what it asks, a missing one, an authentication timeout) and hands it back.
+    pub fn refuse(&self, error: ErrorBody) -> ErrorBody {
+        self.failures.inc();
+        error
+    }
+
+    fn counted<T>(&self, checked: Result<T, ErrorBody>) -> Result<T, ErrorBody> {
+        checked.map_err(|e| self.refuse(e))
     }
 
     /// Checks an `Authorization` header value (`Bearer …`).
     pub fn check_header(&self, authorization: Option<&str>) -> Result<Principal, ErrorBody> {
         let token = authorization.and_then(bearer_token).ok_or_else(|| {
             ErrorBody::with_message(ErrorCode::Unauthorized, "missing Bearer credentials")
-        })?;
-        self.check_token(token)
+        });
+        self.counted(token.and_then(|token| self.principal(token)))
     }
 
     /// Checks a Bearer secret or a JWT.
     pub fn check_token(&self, token: &str) -> Result<Principal, ErrorBody> {
+        self.counted(self.principal(token))
+    }
+
+    fn principal(&self, token: &str) -> Result<Principal, ErrorBody> {
         if let Some(secret) = &self.bearer_secret
             && constant_time_eq(secret.as_bytes(), token.as_bytes())
         {
             return Ok(Principal::Secret);
         }
-        self.verify_jwt(token).map(Principal::Token)
+        self.claims(token).map(Principal::Token)
     }
 
     /// Verifies a JWT and returns its claims: signature, `exp` and `nbf` (5 s leeway), then
     /// the claims tablewire reads ([`Claims::from_jwt`]); the tenant and subject must be ids
     /// [`token::validate_id`] accepts, as they become parts of subjects and keys.
     pub fn verify_jwt(&self, token: &str) -> Result<Claims, ErrorBody> {
+        self.counted(self.claims(token))
+    }
+
+    /// Verifies a JWT that must name a restaurant (seed 004's events and voice sockets): the
+    /// restaurant and the claims.
+    pub fn verify_restaurant(&self, token: &str) -> Result<(String, Claims), ErrorBody> {
+        self.counted(
+            self.claims(token)
+                .and_then(|claims| match claims.tenant.clone() {
+                    Some(tenant) if token::validate_id(&tenant).is_ok() => Ok((tenant, claims)),
+                    _ => Err(ErrorBody::with_message(
+                        ErrorCode::Unauthorized,
+                        "the token names no restaurant",
+                    )),
+                }),
+        )
+    }
+
+    fn claims(&self, token: &str) -> Result<Claims, ErrorBody> {
         let invalid = || ErrorBody::with_message(ErrorCode::Unauthorized, "invalid token");
         let algorithm = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid())?
@@ -247,6 +294,32 @@ mod tests {
             .check_header(Some(&format!("Bearer {token}")))
             .expect("jwt");
         assert_eq!(principal.claims().and_then(|c| c.tenant), Some("t1".into()));
+    }
+
+    #[test]
+    fn every_failed_check_is_counted_once_and_successes_not_at_all() {
+        let failures = Counter::default();
+        let a = auth().counting_failures_in(failures.clone());
+        let token = mint("k", &claims(now_secs() + 60)).expect("mint");
+        assert!(a.check_header(Some("Bearer s3cret")).is_ok());
+        assert!(a.check_header(Some(&format!("Bearer {token}"))).is_ok());
+        assert!(a.verify_restaurant(&token).is_ok());
+        assert_eq!(failures.get(), 0);
+        let _ = a.check_header(None);
+        let _ = a.check_header(Some("Bearer nope"));
+        let _ = a.check_token("nope");
+        let _ = a.verify_jwt("nope");
+        let no_tenant = mint(
+            "k",
+            &Claims {
+                tenant: None,
+                ..claims(now_secs() + 60)
+            },
+        )
+        .expect("mint");
+        let _ = a.verify_restaurant(&no_tenant);
+        let _ = a.refuse(ErrorBody::new(ErrorCode::AuthTimeout));
+        assert_eq!(failures.get(), 6);
     }
 
     #[test]

@@ -4,102 +4,116 @@
 //! handler. Per-connection message limit here; the rules live in the handler.
 
 use crate::fanout::{Snapshot, SnapshotResult};
-use crate::http::{self, Body};
+use crate::http::{self, ApiError};
 use crate::limit::ConnLimit;
+use crate::node::Node;
 use crate::publish::{Command, SocketPipeline, now_ms};
-use crate::server::Shared;
+use crate::upgrade::WebSocketUpgrade;
 use crate::ws::{Conn, Handler};
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::response::Response;
+use axum::routing::get;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use hyper::http::request::Parts;
 use std::sync::Arc;
 use tablewire_nats::{subject, token};
 use tablewire_schemas::collab::{self, ClientMessage, Command as CollabCommand, OrderState};
 use tablewire_schemas::stored::StoredView;
 use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
 
-/// Routes `/parties/{party}/{room}`.
-pub async fn route(
-    shared: &Arc<Shared>,
-    mut request: Request<Incoming>,
-    party: &str,
-    room: &str,
-) -> (&'static str, Response<Body>) {
-    const ROUTE: &str = "/parties/collaborative_order/{room}";
-    if party != collab::PARTY {
-        return ("unknown", http::error_code(ErrorCode::NotFound));
-    }
-    if let Err(e) = token::validate_id(room) {
-        return (
-            ROUTE,
-            http::error(ErrorBody::with_message(
-                ErrorCode::InvalidId,
-                format!("room id: {e}"),
-            )),
-        );
-    }
-    if request.method() != Method::GET {
-        return (ROUTE, http::error_code(ErrorCode::MethodNotAllowed));
-    }
-    let (tenant, claims) = match authenticate(shared, &request) {
-        Ok(who) => who,
-        Err(e) => {
-            shared.metrics.auth_failures.inc();
-            return (ROUTE, http::error(e));
-        }
-    };
-    let handler = RoomHandler {
-        shared: shared.clone(),
-        subject: subject::output(Domain::Collab, &tenant, room),
-        tenant,
-        room: room.to_string(),
-        claims,
-        limit: ConnLimit::per_second(shared.config.collab_messages_per_second),
-        pipeline: SocketPipeline::default(),
-    };
-    (ROUTE, shared.upgrade(&mut request, "collab", handler))
+/// The seed 001 route.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Node>: FromRef<S>,
+{
+    Router::new().route(&format!("/parties/{}/{{room}}", collab::PARTY), get(room))
 }
 
-/// The tenant (and claims) of a connection: from a verified JWT in the `token` query parameter
+/// The room id of the path, checked.
+struct RoomId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RoomId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        http::path_id(parts, "room id").await.map(RoomId)
+    }
+}
+
+/// Who joins a room: the tenant and claims of a verified JWT in the `token` query parameter
 /// (what PartySocket's `query: {token}` sends) or the `Authorization` header; without a token,
 /// the configured open-rooms tenant (development) or 401.
-fn authenticate(
-    shared: &Shared,
-    request: &Request<Incoming>,
-) -> Result<(String, Option<Claims>), ErrorBody> {
-    let token = http::query_param(request, "token").or_else(|| {
-        http::header_str(request, "authorization")
-            .and_then(crate::auth::bearer_token)
-            .map(str::to_string)
-    });
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return match &shared.config.collab_open_tenant {
-            Some(tenant) => Ok((tenant.clone(), None)),
-            None => Err(ErrorBody::with_message(
-                ErrorCode::Unauthorized,
-                "a token is required (query parameter `token` or Authorization: Bearer)",
-            )),
+struct Guest(String, Option<Claims>);
+
+impl<S> FromRequestParts<S> for Guest
+where
+    S: Send + Sync,
+    Arc<Node>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let node = Arc::<Node>::from_ref(state);
+        let token = http::query_param(&parts.uri, "token").or_else(|| {
+            http::header_str(&parts.headers, "authorization")
+                .and_then(crate::auth::bearer_token)
+                .map(str::to_string)
+        });
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return match &node.config.collab_open_tenant {
+                Some(tenant) => Ok(Guest(tenant.clone(), None)),
+                None => Err(node
+                    .auth
+                    .refuse(ErrorBody::with_message(
+                        ErrorCode::Unauthorized,
+                        "a token is required (query parameter `token` or Authorization: Bearer)",
+                    ))
+                    .into()),
+            };
         };
+        let claims = node.auth.verify_jwt(&token)?;
+        let tenant = claims
+            .tenant
+            .clone()
+            .filter(|t| token::validate_id(t).is_ok())
+            .ok_or_else(|| {
+                node.auth.refuse(ErrorBody::with_message(
+                    ErrorCode::Forbidden,
+                    "the token names no tenant",
+                ))
+            })?;
+        Ok(Guest(tenant, Some(claims)))
+    }
+}
+
+async fn room(
+    State(node): State<Arc<Node>>,
+    RoomId(room): RoomId,
+    Guest(tenant, claims): Guest,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let handler = RoomHandler {
+        subject: subject::output(Domain::Collab, &tenant, &room),
+        tenant,
+        room,
+        claims,
+        limit: ConnLimit::per_second(node.config.collab_messages_per_second),
+        pipeline: SocketPipeline::default(),
+        node,
     };
-    let claims = shared.auth.verify_jwt(&token)?;
-    let tenant = claims
-        .tenant
-        .clone()
-        .filter(|t| token::validate_id(t).is_ok())
-        .ok_or_else(|| {
-            ErrorBody::with_message(ErrorCode::Forbidden, "the token names no tenant")
-        })?;
-    Ok((tenant, Some(claims)))
+    upgrade.serve("collab", handler)
 }
 
 /// The `sync` frame for a room, and the event sequence it includes. A room without state is
 /// shown as it would start, without creating it. The stored room is read as an [`OrderState`],
 /// which leaves its internal fields (the rate limiter) behind.
-async fn snapshot(shared: &Arc<Shared>, tenant: &str, room: &str) -> SnapshotResult {
+async fn snapshot(node: &Node, tenant: &str, room: &str) -> SnapshotResult {
     let now = now_ms();
     let internal =
         |e: serde_json::Error| ErrorBody::with_message(ErrorCode::Internal, e.to_string());
-    let bytes = shared.read_state(Domain::Collab, tenant, room).await?;
+    let bytes = node.read_state(Domain::Collab, tenant, room).await?;
     let (seq, state) = match &bytes {
         Some(bytes) => {
             let view: StoredView<'_> = serde_json::from_slice(bytes).map_err(internal)?;
@@ -122,7 +136,7 @@ async fn snapshot(shared: &Arc<Shared>, tenant: &str, room: &str) -> SnapshotRes
 
 /// One room connection.
 struct RoomHandler {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     subject: String,
     tenant: String,
     room: String,
@@ -133,12 +147,12 @@ struct RoomHandler {
 
 impl RoomHandler {
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        send_error(&self.shared, conn, error);
+        send_error(&self.node, conn, error);
     }
 }
 
-fn send_error(shared: &Shared, conn: &Conn, error: ErrorBody) {
-    shared.metrics.error(error.code);
+fn send_error(node: &Node, conn: &Conn, error: ErrorBody) {
+    node.metrics.error(error.code);
     let frame = collab::error_frame(&error, now_ms());
     if let Ok(json) = serde_json::to_vec(&frame) {
         conn.send_json(&json);
@@ -165,13 +179,13 @@ fn parse(text: &[u8]) -> Result<ClientMessage, ErrorBody> {
 
 impl Handler for RoomHandler {
     async fn on_open(&self, conn: &Arc<Conn>) {
-        let shared = self.shared.clone();
+        let node = self.node.clone();
         let (tenant, room) = (self.tenant.clone(), self.room.clone());
         let snapshot: Snapshot = Arc::new(move || {
-            let (shared, tenant, room) = (shared.clone(), tenant.clone(), room.clone());
-            Box::pin(async move { snapshot(&shared, &tenant, &room).await })
+            let (node, tenant, room) = (node.clone(), tenant.clone(), room.clone());
+            Box::pin(async move { snapshot(&node, &tenant, &room).await })
         });
-        self.shared
+        self.node
             .fanout
             .join_or_close(self.subject.clone(), conn, snapshot, |e| {
                 self.send_error(conn, e)
@@ -191,32 +205,32 @@ impl Handler for RoomHandler {
             Ok(m) => m,
             Err(e) => return self.send_error(conn, e),
         };
-        let (shared, sender) = (self.shared.clone(), conn.clone());
+        let (node, sender) = (self.node.clone(), conn.clone());
         // The sender hears of its change through the room's event like everyone else: only a
         // failed store needs an answer.
         self.pipeline
             .send(
-                &self.shared.publisher,
+                &self.node.publisher,
                 Command {
                     domain: Domain::Collab,
                     tenant: &self.tenant,
                     key: &self.room,
                     client_id: None,
                     origin: Origin {
-                        edge: self.shared.id.clone(),
+                        edge: self.node.id.clone(),
                         conn: Some(conn.id),
                         request: None,
                     },
                     claims: self.claims.clone(),
                     command: &CollabCommand::Client { message },
                 },
-                move |e| send_error(&shared, &sender, e),
+                move |e| send_error(&node, &sender, e),
             )
             .await;
     }
 
     async fn on_close(&self, conn: &Arc<Conn>) {
-        self.shared.fanout.leave(&self.subject, conn.id);
+        self.node.fanout.leave(&self.subject, conn.id);
     }
 }
 

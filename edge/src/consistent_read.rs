@@ -5,7 +5,7 @@
 //! there a direct get is as fresh and cheaper. While a replicated stream has no leader (an
 //! election after a node died takes nats-server 4–9 s), the leader read gives up after
 //! [`LEADER_TIMEOUT`] and a direct get answers instead (counted): available, though possibly
-//! behind. Used by `server::Shared::read_state` and `read_part`.
+//! behind. Used by `node::Node::read_state` and `read_part`.
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;

@@ -2,15 +2,21 @@
 //! `POST /session/{id}/update` (Bearer secret or a service JWT), `GET /session/{id}/state`.
 //! The edge only checks, publishes and fans out; the display handler applies updates.
 
+use crate::credentials::Bearer;
 use crate::fanout::{Snapshot, SnapshotResult};
-use crate::http::{self, Body};
+use crate::http::{self, Answer, ApiError, IdempotencyKey, JsonBody};
+use crate::node::Node;
 use crate::publish::{Command, now_ms};
 use crate::request;
-use crate::server::Shared;
+use crate::upgrade::WebSocketUpgrade;
 use crate::ws::{Conn, Handler};
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::StatusCode;
+use hyper::http::request::Parts;
 use std::sync::Arc;
 use tablewire_nats::{subject, token};
 use tablewire_schemas::display::{
@@ -21,55 +27,47 @@ use tablewire_schemas::envelope::role;
 use tablewire_schemas::stored::StoredView;
 use tablewire_schemas::{Domain, ErrorBody, ErrorCode, Origin};
 
-/// Routes `/session/{id}/{action}`.
-pub async fn route(
-    shared: &Arc<Shared>,
-    mut request: Request<Incoming>,
-    id: &str,
-    action: &str,
-) -> (&'static str, Response<Body>) {
-    let route = match action {
-        "display" => "/session/{id}/display",
-        "init" => "/session/{id}/init",
-        "update" => "/session/{id}/update",
-        "state" => "/session/{id}/state",
-        _ => return ("unknown", http::error_code(ErrorCode::NotFound)),
-    };
-    if let Err(e) = token::validate_id(id) {
-        return (
-            route,
-            http::error(ErrorBody::with_message(
-                ErrorCode::InvalidId,
-                format!("session id: {e}"),
-            )),
-        );
-    }
-    let method = request.method().clone();
-    let response = match (method, action) {
-        (Method::GET, "display") => {
-            let handler = DisplayHandler {
-                shared: shared.clone(),
-                session: id.to_string(),
-            };
-            shared.upgrade(&mut request, "display", handler)
-        }
-        (Method::POST, "init") => init(shared, request, id).await,
-        (Method::POST, "update") => update(shared, request, id).await,
-        (Method::GET, "state") => state(shared, id).await,
-        _ => http::error_code(ErrorCode::MethodNotAllowed),
-    };
-    (route, response)
+/// The seed 000 routes.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Node>: FromRef<S>,
+{
+    Router::new()
+        .route("/session/{id}/display", get(display))
+        .route("/session/{id}/init", post(init))
+        .route("/session/{id}/update", post(update))
+        .route("/session/{id}/state", get(state))
 }
 
-fn http_origin(shared: &Shared) -> Origin {
+/// The session id of the path, checked.
+struct SessionId(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        http::path_id(parts, "session id").await.map(SessionId)
+    }
+}
+
+async fn display(
+    State(node): State<Arc<Node>>,
+    SessionId(session): SessionId,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.serve("display", DisplayHandler { node, session })
+}
+
+fn http_origin(node: &Node) -> Origin {
     Origin {
-        edge: shared.id.clone(),
+        edge: node.id.clone(),
         conn: None,
         request: None,
     }
 }
 
-fn accepted(session: &str, accepted: crate::publish::Accepted) -> Response<Body> {
+fn accepted(session: &str, accepted: crate::publish::Accepted) -> Response {
     http::json(
         StatusCode::OK,
         &Accepted {
@@ -81,58 +79,46 @@ fn accepted(session: &str, accepted: crate::publish::Accepted) -> Response<Body>
     )
 }
 
-async fn init(shared: &Arc<Shared>, request: Request<Incoming>, session: &str) -> Response<Body> {
-    let client_id = http::header_str(&request, "idempotency-key").map(str::to_string);
-    let body: InitRequest = match http::read_json(request, shared.config.max_message_bytes).await {
-        Ok(body) => body,
-        Err(e) => return http::error(e),
-    };
-    if let Some(tenant) = &body.tenant_id
-        && let Err(e) = token::validate_id(tenant)
-    {
-        return http::error(ErrorBody::with_message(
-            ErrorCode::InvalidId,
-            format!("tenantId: {e}"),
-        ));
+async fn init(
+    State(node): State<Arc<Node>>,
+    SessionId(session): SessionId,
+    IdempotencyKey(client_id): IdempotencyKey,
+    JsonBody(body): JsonBody<InitRequest>,
+) -> Answer {
+    if let Some(tenant) = &body.tenant_id {
+        token::validate_id(tenant)
+            .map_err(|e| ErrorBody::with_message(ErrorCode::InvalidId, format!("tenantId: {e}")))?;
     }
     let command = DisplayCommand::Init {
         tenant_id: body.tenant_id,
     };
-    publish(shared, session, client_id.as_deref(), None, &command).await
+    publish(&node, &session, client_id.as_deref(), None, &command).await
 }
 
-async fn update(shared: &Arc<Shared>, request: Request<Incoming>, session: &str) -> Response<Body> {
-    let principal = match shared
-        .auth
-        .check_header(http::header_str(&request, "authorization"))
-    {
-        Ok(p) => p,
-        Err(e) => {
-            shared.metrics.auth_failures.inc();
-            return http::error(e);
-        }
-    };
+async fn update(
+    State(node): State<Arc<Node>>,
+    SessionId(session): SessionId,
+    Bearer(principal): Bearer,
+    IdempotencyKey(client_id): IdempotencyKey,
+    request: Request,
+) -> Answer {
     let claims = principal.claims();
     if let Some(c) = &claims
         && !c.has_role(&[role::SERVICE, role::ADMIN])
     {
-        return http::error(ErrorBody::with_message(
+        return Err(ErrorBody::with_message(
             ErrorCode::Forbidden,
             "updates need a service or admin token",
-        ));
+        )
+        .into());
     }
-    let client_id = http::header_str(&request, "idempotency-key").map(str::to_string);
-    let update: DisplayUpdate =
-        match http::read_json(request, shared.config.max_message_bytes).await {
-            Ok(update) => update,
-            Err(e) => return http::error(e),
-        };
-    if let Err(why) = update.check() {
-        return http::error(ErrorBody::with_message(ErrorCode::ValidationError, why));
-    }
+    let update: DisplayUpdate = http::read_json(request, node.config.max_message_bytes).await?;
+    update
+        .check()
+        .map_err(|why| ErrorBody::with_message(ErrorCode::ValidationError, why))?;
     publish(
-        shared,
-        session,
+        &node,
+        &session,
         client_id.as_deref(),
         claims,
         &DisplayCommand::Update { update },
@@ -143,64 +129,56 @@ async fn update(shared: &Arc<Shared>, request: Request<Incoming>, session: &str)
 /// Publishes an HTTP write and answers once the handler applied it (so a read right after sees
 /// it) or refused it (with the refusal's status: a refused write is never answered 2xx).
 async fn publish(
-    shared: &Arc<Shared>,
+    node: &Node,
     session: &str,
     client_id: Option<&str>,
     claims: Option<tablewire_schemas::Claims>,
     command: &DisplayCommand,
-) -> Response<Body> {
-    let applied = request::apply(
-        shared,
+) -> Answer {
+    let stored = request::apply(
+        node,
         Command {
             domain: Domain::Display,
             tenant: SHARED_TENANT,
             key: session,
             client_id,
-            origin: http_origin(shared),
+            origin: http_origin(node),
             claims,
             command,
         },
     )
-    .await;
-    match applied {
-        Ok(stored) => accepted(session, stored),
-        Err(e) => http::error(e),
-    }
+    .await?;
+    Ok(accepted(session, stored))
 }
 
-async fn state(shared: &Arc<Shared>, session: &str) -> Response<Body> {
-    match shared
-        .read_state(Domain::Display, SHARED_TENANT, session)
-        .await
+async fn state(State(node): State<Arc<Node>>, SessionId(session): SessionId) -> Answer {
+    match node
+        .read_state(Domain::Display, SHARED_TENANT, &session)
+        .await?
     {
-        Ok(Some(bytes)) => match serde_json::from_slice::<StoredView<'_>>(&bytes) {
-            Ok(view) => raw_json(view.state.get()),
-            Err(_) => http::error_code(ErrorCode::Internal),
-        },
+        Some(bytes) => {
+            let view = serde_json::from_slice::<StoredView<'_>>(&bytes)
+                .map_err(|_| ApiError::from(ErrorCode::Internal))?;
+            Ok(http::json_bytes(
+                StatusCode::OK,
+                view.state.get().as_bytes().to_vec(),
+            ))
+        }
         // Never created: show what it would start as, without creating it.
-        Ok(None) => http::json(StatusCode::OK, &SessionState::new(session, now_ms())),
-        Err(e) => http::error(e),
+        None => Ok(http::json(
+            StatusCode::OK,
+            &SessionState::new(&session, now_ms()),
+        )),
     }
-}
-
-fn raw_json(json: &str) -> Response<Body> {
-    let mut response = Response::new(http_body_util::BodyExt::boxed(http_body_util::Full::new(
-        Bytes::from(json.to_string()),
-    )));
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// The `initial_state` frame for a session, and the sequence it includes. A session without
 /// state is created (through the handler) and shown as it starts.
-async fn snapshot(shared: &Arc<Shared>, session: &str) -> SnapshotResult {
+async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
     let now = now_ms();
     let internal =
         |e: serde_json::Error| ErrorBody::with_message(ErrorCode::Internal, e.to_string());
-    match shared
+    match node
         .read_state(Domain::Display, SHARED_TENANT, session)
         .await?
     {
@@ -220,14 +198,14 @@ async fn snapshot(shared: &Arc<Shared>, session: &str) -> SnapshotResult {
         None => {
             // Seed 000 creates a session on its first display. Best effort: a display is
             // served even while the command cannot be stored; its first update creates it.
-            let _ = shared
+            let _ = node
                 .publisher
                 .publish(Command {
                     domain: Domain::Display,
                     tenant: SHARED_TENANT,
                     key: session,
                     client_id: Some("open"),
-                    origin: http_origin(shared),
+                    origin: http_origin(node),
                     claims: None,
                     command: &DisplayCommand::Open,
                 })
@@ -247,7 +225,7 @@ async fn snapshot(shared: &Arc<Shared>, session: &str) -> SnapshotResult {
 
 /// A display WebSocket.
 struct DisplayHandler {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     session: String,
 }
 
@@ -257,7 +235,7 @@ impl DisplayHandler {
     }
 
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.error(error.code);
+        self.node.metrics.error(error.code);
         let frame = ServerFrame::Error {
             error,
             timestamp: now_ms(),
@@ -270,14 +248,14 @@ impl DisplayHandler {
 
 impl Handler for DisplayHandler {
     async fn on_open(&self, conn: &Arc<Conn>) {
-        let shared = self.shared.clone();
+        let node = self.node.clone();
         let session = self.session.clone();
         let snapshot: Snapshot = Arc::new(move || {
-            let shared = shared.clone();
+            let node = node.clone();
             let session = session.clone();
-            Box::pin(async move { snapshot(&shared, &session).await })
+            Box::pin(async move { snapshot(&node, &session).await })
         });
-        self.shared
+        self.node
             .fanout
             .join_or_close(self.subject(), conn, snapshot, |e| self.send_error(conn, e))
             .await;
@@ -313,6 +291,6 @@ impl Handler for DisplayHandler {
     }
 
     async fn on_close(&self, conn: &Arc<Conn>) {
-        self.shared.fanout.leave(&self.subject(), conn.id);
+        self.node.fanout.leave(&self.subject(), conn.id);
     }
 }

@@ -1,34 +1,89 @@
-//! HTTP helpers of the edge: JSON responses, error bodies from the catalogue, CORS headers and
-//! size- and time-limited JSON request bodies.
+//! HTTP pieces every route of the edge uses: JSON responses, the one error type ([`ApiError`],
+//! a catalogue error body), the [`JsonBody`] extractor (size- and time-limited), CORS headers
+//! and query parameters. Used by the domain routes and by [`crate::app`].
 
+use crate::node::Node;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Limited};
+use hyper::StatusCode;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tablewire_schemas::{ErrorBody, ErrorCode, HttpError};
 
 /// The body type of every edge response.
-pub type Body = BoxBody<Bytes, Infallible>;
+pub type Body = axum::body::Body;
 
 /// A JSON response.
-pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)).boxed())
-        .unwrap_or_else(|_| Response::new(empty_body()))
+    json_bytes(status, body)
+}
+
+/// A response whose body is JSON already.
+pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut response = Response::new(Body::from(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The error every route answers with: a catalogue error body, sent with the catalogue's
+/// status (see [`error`]).
+#[derive(Debug)]
+pub struct ApiError(pub ErrorBody);
+
+impl From<ErrorBody> for ApiError {
+    fn from(error: ErrorBody) -> Self {
+        ApiError(error)
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError(ErrorBody::new(code))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0)
+    }
+}
+
+/// What a route answers: a response, or the error.
+pub type Answer = Result<Response, ApiError>;
+
+/// A JSON request body of at most `--max-message-bytes`, read within the request's
+/// [`BodyTimeout`] (see [`read_json`]).
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    Arc<Node>: FromRef<S>,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = Arc::<Node>::from_ref(state).config.max_message_bytes;
+        Ok(JsonBody(read_json(request, limit).await?))
+    }
 }
 
 /// An error response: the catalogue's status and `{"error": {...}}`. A request body that did
 /// not arrive in time ([`read_json`]) is the one `TIMEOUT` the client caused: 408 and the
 /// connection closed, where the catalogue's 504 says the server was slow.
-pub fn error(error: ErrorBody) -> Response<Body> {
+pub fn error(error: ErrorBody) -> Response {
     let body_late = error.code == ErrorCode::Timeout && error.message.starts_with(BODY_LATE);
     let status = if body_late {
         StatusCode::REQUEST_TIMEOUT
@@ -56,17 +111,12 @@ pub fn error(error: ErrorBody) -> Response<Body> {
 }
 
 /// An error response with the catalogue's default message.
-pub fn error_code(code: ErrorCode) -> Response<Body> {
+pub fn error_code(code: ErrorCode) -> Response {
     error(ErrorBody::new(code))
 }
 
-/// An empty body.
-pub fn empty_body() -> Body {
-    Empty::new().boxed()
-}
-
 /// Adds the CORS headers browsers need to call the edge from another origin.
-pub fn cors(response: &mut Response<Body>, origin: &str) {
+pub fn cors(response: &mut Response, origin: &str) {
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -86,6 +136,30 @@ pub fn cors(response: &mut Response<Body>, origin: &str) {
     if origin != "*" {
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
+}
+
+/// The `Idempotency-Key` header of a write, when it has one.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IdempotencyKey(
+            header_str(&parts.headers, "idempotency-key").map(str::to_string),
+        ))
+    }
+}
+
+/// The route's one path parameter, an id ([`token::validate_id`]): `INVALID_ID` saying `what`
+/// it is otherwise. Each domain's id extractor reads its id through this.
+pub async fn path_id(parts: &mut Parts, what: &str) -> Result<String, ApiError> {
+    let Path(id) = Path::<String>::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ErrorBody::with_message(ErrorCode::InvalidId, format!("{what}: {e}")))?;
+    tablewire_nats::token::validate_id(&id)
+        .map_err(|e| ErrorBody::with_message(ErrorCode::InvalidId, format!("{what}: {e}")))?;
+    Ok(id)
 }
 
 /// How long a request body may take to arrive, and what counts those that do not. The edge puts
@@ -117,7 +191,7 @@ const BODY_LATE: &str = "request body not received within";
 /// trickled in byte by byte must not hold a connection and a task for ever). An empty body
 /// reads as `{}`.
 pub async fn read_json<T: DeserializeOwned>(
-    request: Request<hyper::body::Incoming>,
+    request: Request,
     limit: usize,
 ) -> Result<T, ErrorBody> {
     let timeout = request
@@ -172,8 +246,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorBody> {
 /// The first value of a query parameter (`?name=value`), percent-decoded; bytes that are not
 /// UTF-8 become U+FFFD. For values that are checked afterwards (a token, a choice among names);
 /// an id must be read with [`query_id`].
-pub fn query_param<B>(request: &Request<B>, name: &str) -> Option<String> {
-    let query = request.uri().query()?;
+pub fn query_param(uri: &hyper::Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -195,8 +269,8 @@ pub fn decode_component(raw: &str) -> Result<String, ErrorBody> {
 
 /// The first value of a query parameter that is an id, percent-decoded strictly: `INVALID_ID`
 /// when it is not UTF-8. The caller validates the id itself (`token::validate_id`).
-pub fn query_id<B>(request: &Request<B>, name: &str) -> Result<Option<String>, ErrorBody> {
-    let Some(query) = request.uri().query() else {
+pub fn query_id(uri: &hyper::Uri, name: &str) -> Result<Option<String>, ErrorBody> {
+    let Some(query) = uri.query() else {
         return Ok(None);
     };
     for pair in query.split('&') {
@@ -209,8 +283,8 @@ pub fn query_id<B>(request: &Request<B>, name: &str) -> Result<Option<String>, E
 }
 
 /// A header's value as text.
-pub fn header_str<'a>(request: &'a Request<hyper::body::Incoming>, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|v| v.to_str().ok())
+pub fn header_str<'a>(headers: &'a hyper::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 #[cfg(test)]
@@ -242,24 +316,24 @@ mod tests {
 
     #[test]
     fn query_parameters_are_decoded_and_others_ignored() {
-        let request = Request::get("/ws/device?deviceId=ESP%2032&_pk=abc&deviceId=second")
-            .body(())
-            .expect("request");
-        assert_eq!(query_param(&request, "deviceId").as_deref(), Some("ESP 32"));
-        assert_eq!(query_param(&request, "missing"), None);
+        let uri: hyper::Uri = "/ws/device?deviceId=ESP%2032&_pk=abc&deviceId=second"
+            .parse()
+            .expect("uri");
+        assert_eq!(query_param(&uri, "deviceId").as_deref(), Some("ESP 32"));
+        assert_eq!(query_param(&uri, "missing"), None);
         assert_eq!(
-            query_id(&request, "deviceId").expect("utf-8"),
+            query_id(&uri, "deviceId").expect("utf-8"),
             Some("ESP 32".to_string())
         );
-        assert_eq!(query_id(&request, "missing").expect("absent"), None);
+        assert_eq!(query_id(&uri, "missing").expect("absent"), None);
     }
 
     #[test]
     fn ids_that_are_not_utf8_are_refused_not_merged() {
         for raw in ["/ws/device?deviceId=%FF", "/ws/device?deviceId=a%FEb"] {
-            let request = Request::get(raw).body(()).expect("request");
+            let uri: hyper::Uri = raw.parse().expect("uri");
             assert_eq!(
-                query_id(&request, "deviceId").expect_err("not UTF-8").code,
+                query_id(&uri, "deviceId").expect_err("not UTF-8").code,
                 ErrorCode::InvalidId
             );
         }

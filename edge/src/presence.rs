@@ -2,7 +2,7 @@
 //! removes the entry when the edge stops, so `tablewire status` can list live edges from any
 //! machine that reaches NATS. Started by [`Edge::run`](crate::Edge::run).
 
-use crate::server::Shared;
+use crate::node::Node;
 use async_nats::jetstream::{self, kv};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,16 +11,16 @@ use tablewire_schemas::presence::EdgePresence;
 use tracing::{debug, warn};
 
 /// What this edge announces now.
-pub fn current(shared: &Shared) -> EdgePresence {
+pub fn current(node: &Node) -> EdgePresence {
     let mut sockets = BTreeMap::new();
-    for conn in shared.conns.all() {
+    for conn in node.conns.all() {
         *sockets.entry(conn.endpoint.to_string()).or_insert(0u64) += 1;
     }
     EdgePresence {
-        edge: shared.id.clone(),
+        edge: node.id.clone(),
         pid: std::process::id(),
         sockets,
-        draining: shared.draining(),
+        draining: node.draining(),
         at: crate::publish::now_ms(),
     }
 }
@@ -28,9 +28,9 @@ pub fn current(shared: &Shared) -> EdgePresence {
 /// Refreshes the entry every [`resource::EDGE_PRESENCE_INTERVAL`] until aborted. A missing
 /// bucket (NATS provisioned by an older version) is reported once and looked for again later;
 /// the edge serves either way.
-pub async fn run(shared: Arc<Shared>) {
-    let js = jetstream::new(shared.client.clone());
-    let key = resource::edge_key(&shared.id);
+pub async fn run(node: Arc<Node>) {
+    let js = jetstream::new(node.client.clone());
+    let key = resource::edge_key(&node.id);
     let mut bucket: Option<kv::Store> = None;
     let mut warned = false;
     let mut tick = tokio::time::interval(resource::EDGE_PRESENCE_INTERVAL);
@@ -50,7 +50,7 @@ pub async fn run(shared: Arc<Shared>) {
             }
         }
         let Some(store) = &bucket else { continue };
-        match serde_json::to_vec(&current(&shared)) {
+        match serde_json::to_vec(&current(&node)) {
             Ok(value) => {
                 if let Err(e) = store.put(&key, value.into()).await {
                     debug!(error = %e, "edge presence not refreshed");
@@ -62,9 +62,9 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 /// Removes this edge's entry (when it stops), so it leaves the list before its entry expires.
-pub async fn remove(shared: &Shared) {
-    let js = jetstream::new(shared.client.clone());
+pub async fn remove(node: &Node) {
+    let js = jetstream::new(node.client.clone());
     if let Ok(store) = js.get_key_value(resource::EDGES_BUCKET).await {
-        let _ = store.delete(resource::edge_key(&shared.id)).await;
+        let _ = store.delete(resource::edge_key(&node.id)).await;
     }
 }

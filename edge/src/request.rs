@@ -3,8 +3,8 @@
 //! the handler's answer comes back on this edge's inbox. Used by the display, POS, device and
 //! events HTTP endpoints.
 
+use crate::node::Node;
 use crate::publish::{Accepted, Command};
-use crate::server::Shared;
 use bytes::Bytes;
 use serde::Serialize;
 use tablewire_schemas::stored::StoredView;
@@ -25,31 +25,31 @@ pub enum Outcome {
 /// it is stored, then for the handler's answer. Fails only when the command could not be
 /// stored.
 pub async fn write<C: Serialize>(
-    shared: &Shared,
+    node: &Node,
     mut cmd: Command<'_, C>,
 ) -> Result<(Accepted, Outcome), ErrorBody> {
     let request = uuid::Uuid::now_v7().simple().to_string();
     cmd.origin = Origin {
-        edge: shared.id.clone(),
+        edge: node.id.clone(),
         conn: None,
         request: Some(request.clone()),
     };
-    let answer = shared.inbox.expect(&request);
-    let accepted = match shared.publisher.publish(cmd).await {
+    let answer = node.inbox.expect(&request);
+    let accepted = match node.publisher.publish(cmd).await {
         Ok(accepted) => accepted,
         Err(e) => {
-            shared.inbox.forget(&request);
+            node.inbox.forget(&request);
             return Err(e);
         }
     };
     if accepted.duplicate {
-        shared.inbox.forget(&request);
+        node.inbox.forget(&request);
         return Ok((accepted, Outcome::Duplicate));
     }
-    match tokio::time::timeout(shared.config.reply_timeout, answer).await {
+    match tokio::time::timeout(node.config.reply_timeout, answer).await {
         Ok(Ok(payload)) => Ok((accepted, Outcome::Answered(payload))),
         _ => {
-            shared.inbox.forget(&request);
+            node.inbox.forget(&request);
             Ok((accepted, Outcome::NoAnswer))
         }
     }
@@ -59,19 +59,16 @@ pub async fn write<C: Serialize>(
 /// with the handler's refusal: a refused write is never reported as accepted. A repeat of an
 /// earlier write (its message id seen before) is answered once that write is applied; a write
 /// not applied within `reply_timeout` is `TIMEOUT` (it stays stored and is applied later).
-pub async fn apply<C: Serialize>(
-    shared: &Shared,
-    cmd: Command<'_, C>,
-) -> Result<Accepted, ErrorBody> {
+pub async fn apply<C: Serialize>(node: &Node, cmd: Command<'_, C>) -> Result<Accepted, ErrorBody> {
     let (domain, key) = (cmd.domain, cmd.key.to_string());
     let tenant = cmd.tenant.to_string();
-    let (stored, outcome) = write(shared, cmd).await?;
+    let (stored, outcome) = write(node, cmd).await?;
     match outcome {
         Outcome::Answered(answer) => match rejection(&answer) {
             Some(refused) => Err(refused),
             None => Ok(stored),
         },
-        Outcome::Duplicate => applied(shared, domain, &tenant, &key, stored.sequence)
+        Outcome::Duplicate => applied(node, domain, &tenant, &key, stored.sequence)
             .await
             .map(|()| stored),
         Outcome::NoAnswer => Err(not_applied_in_time()),
@@ -99,15 +96,15 @@ pub fn rejection(answer: &[u8]) -> Option<ErrorBody> {
 /// sequence reached it), for a write whose answer will not come (a duplicate). `TIMEOUT` when
 /// that does not happen within `reply_timeout`.
 pub async fn applied(
-    shared: &Shared,
+    node: &Node,
     domain: Domain,
     tenant: &str,
     key: &str,
     sequence: u64,
 ) -> Result<(), ErrorBody> {
-    let deadline = tokio::time::Instant::now() + shared.config.reply_timeout;
+    let deadline = tokio::time::Instant::now() + node.config.reply_timeout;
     loop {
-        if let Some(bytes) = shared.read_state(domain, tenant, key).await?
+        if let Some(bytes) = node.read_state(domain, tenant, key).await?
             && serde_json::from_slice::<StoredView<'_>>(&bytes)
                 .is_ok_and(|view| view.applied >= sequence)
         {

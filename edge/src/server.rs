@@ -3,256 +3,39 @@
 //! accepting, close WebSockets with 1001 so clients reconnect to another edge, finish HTTP
 //! requests).
 
-pub mod admission;
+pub use crate::admission;
+pub use crate::node::EdgeError;
 
+use crate::admission::{Gate, Pass, Refusal, Verdict};
+use crate::app::{self, AppState};
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::fanout::Fanout;
-use crate::http::{self, Body};
+use crate::http;
 use crate::inbox::Inbox;
 use crate::metrics::Metrics;
-use crate::publish::Publisher;
-use crate::ws::{self, Handler, Io, frame};
-use admission::{Gate, Pass, Refusal, Verdict};
-use async_nats::jetstream::{self, kv};
+use crate::node::{Node, NodeParts};
+use crate::ws::{self, Io, frame};
+use axum::Router;
+use axum::response::Response;
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tablewire_nats::resource;
-use tablewire_schemas::{Domain, ErrorBody, ErrorCode};
+use tablewire_schemas::{ErrorBody, ErrorCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 use tracing::{debug, info, warn};
-
-/// Why an edge cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum EdgeError {
-    /// The listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// The TLS files cannot be used.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The JWT public key cannot be used.
-    #[error("auth: {0}")]
-    Auth(String),
-    /// NATS resources are missing or unreachable.
-    #[error("NATS: {0} (is the server up and `tablewire provision` run?)")]
-    Nats(String),
-}
-
-/// Everything the routes and connections of one edge share.
-pub struct Shared {
-    /// This edge's id.
-    pub id: String,
-    /// Its configuration.
-    pub config: Config,
-    /// The NATS client.
-    pub client: async_nats::Client,
-    /// Publishes commands.
-    pub publisher: Publisher,
-    /// Fan-out to local clients.
-    pub fanout: Arc<Fanout>,
-    /// Live WebSocket connections.
-    pub conns: Arc<ws::Registry>,
-    /// Replies for single senders.
-    pub inbox: Arc<Inbox>,
-    /// Credential checks.
-    pub auth: Auth,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// The events feeds' fan-out (seed 004).
-    pub events: crate::events::EventsEdge,
-    /// The RFID tag directory (`tw_device_tags`).
-    pub device_tags: kv::Store,
-    /// Presence of the devices this edge holds (`tw_device_presence`).
-    pub device_presence: kv::Store,
-    /// Each tenant's device settings (`tw_device_settings`), watched.
-    pub device_settings: Arc<crate::device_settings::DeviceSettings>,
-    /// POS order bodies already read.
-    pub order_bodies: crate::pos::OrderBodies,
-    state: HashMap<Domain, kv::Store>,
-    /// Parts buckets (`resource::PARTS_DOMAINS`).
-    parts: HashMap<Domain, kv::Store>,
-    draining: AtomicBool,
-    registry: OnceLock<Arc<Registry>>,
-}
-
-/// Reads one entry of a state or parts bucket (`None` when it has none); a missing bucket or a
-/// failed read is `UNAVAILABLE`.
-async fn read_entry(
-    bucket: Option<&kv::Store>,
-    key: &str,
-    metrics: &Metrics,
-) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-    let bucket = bucket.ok_or_else(|| tablewire_schemas::ErrorBody::new(ErrorCode::Unavailable))?;
-    crate::consistent_read::read(bucket, key, &metrics.leader_read_fallbacks)
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "state read failed");
-            tablewire_schemas::ErrorBody::with_message(
-                ErrorCode::Unavailable,
-                "state store unavailable",
-            )
-        })
-}
-
-/// Opens one KV bucket per domain, named by `name`; a missing one stops the edge (run
-/// `tablewire provision`).
-async fn open_buckets(
-    js: &jetstream::Context,
-    domains: &[Domain],
-    name: fn(Domain) -> String,
-) -> Result<HashMap<Domain, kv::Store>, EdgeError> {
-    let mut buckets = HashMap::new();
-    for &domain in domains {
-        let bucket = name(domain);
-        let store = js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|e| EdgeError::Nats(format!("{bucket}: {e}")))?;
-        buckets.insert(domain, store);
-    }
-    Ok(buckets)
-}
-
-impl Shared {
-    /// The state bucket of a domain.
-    pub fn state_bucket(&self, domain: Domain) -> Option<&kv::Store> {
-        self.state.get(&domain)
-    }
-
-    /// Reads a key's stored state (raw JSON), `None` when it has none.
-    pub async fn read_state(
-        &self,
-        domain: Domain,
-        tenant: &str,
-        key: &str,
-    ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-        read_entry(
-            self.state_bucket(domain),
-            &resource::state_key(tenant, key),
-            &self.metrics,
-        )
-        .await
-    }
-
-    /// Reads a part of a key's state kept apart from it (`resource::part_key`), e.g. a POS
-    /// order's body.
-    pub async fn read_part(
-        &self,
-        domain: Domain,
-        part_key: &str,
-    ) -> Result<Option<bytes::Bytes>, tablewire_schemas::ErrorBody> {
-        read_entry(self.parts.get(&domain), part_key, &self.metrics).await
-    }
-
-    /// Whether the edge is draining.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// The metrics registry served on `/metrics`.
-    pub fn registry(&self) -> Option<&Arc<Registry>> {
-        self.registry.get()
-    }
-
-    /// Upgrades `request` to a WebSocket served by `handler`, or answers why not.
-    pub fn upgrade<H: Handler>(
-        self: &Arc<Self>,
-        request: &mut Request<Incoming>,
-        endpoint: &'static str,
-        handler: H,
-    ) -> Response<Body> {
-        if self.draining() {
-            return http::error_code(ErrorCode::Draining);
-        }
-        if !fastwebsockets::upgrade::is_upgrade_request(request) {
-            return http::error_code(ErrorCode::UpgradeRequired);
-        }
-        let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut *request) {
-            Ok(pair) => pair,
-            Err(e) => {
-                return http::error(tablewire_schemas::ErrorBody::with_message(
-                    ErrorCode::ProtocolError,
-                    e.to_string(),
-                ));
-            }
-        };
-        let label = Metrics::endpoint(endpoint);
-        let counters = ws::Counters {
-            messages_in: self.metrics.messages_in.get_or_create(&label).clone(),
-            messages_out: self.metrics.messages_out.get_or_create(&label).clone(),
-            socket_writes: self.metrics.socket_writes.clone(),
-        };
-        let conn = self
-            .conns
-            .open(endpoint, self.config.max_queued_bytes, counters);
-        let lease = ws::Lease::new(self.conns.clone(), conn, handler);
-        // The connection's admission (its count against the connection caps) lasts as long as
-        // the socket, not the HTTP exchange that upgraded it.
-        let admitted = request.extensions().get::<Arc<Pass>>().cloned();
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let _admitted = admitted;
-            let upgraded = match upgrade.await {
-                Ok(ws) => ws.into_inner().into_inner(),
-                Err(e) => {
-                    debug!(error = %e, "upgrade did not complete");
-                    return;
-                }
-            };
-            let Ok(parts) = upgraded.downcast::<TokioIo<Io>>() else {
-                warn!("upgraded connection of an unexpected type");
-                return;
-            };
-            shared
-                .metrics
-                .connections_opened
-                .get_or_create(&label)
-                .inc();
-            let gauge = shared.metrics.connections.get_or_create(&label).clone();
-            let served = lease
-                .serve(
-                    parts.io.into_inner(),
-                    parts.read_buf,
-                    shared.config.max_message_bytes,
-                    &gauge,
-                )
-                .await;
-            if served.panicked {
-                warn!(endpoint, "a connection task panicked; closed with 1011");
-                shared.metrics.connection_panics.inc();
-                shared.metrics.error(ErrorCode::Internal);
-            }
-            if let Some(code) = served.protocol_error {
-                shared.metrics.error(match code {
-                    frame::close::TOO_BIG => ErrorCode::MessageTooBig,
-                    frame::close::INVALID_PAYLOAD => ErrorCode::InvalidUtf8,
-                    _ => ErrorCode::ProtocolError,
-                });
-            }
-        });
-        let (parts, body) = response.into_parts();
-        Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
-    }
-}
 
 /// A bound edge, ready to [`run`](Edge::run).
 pub struct Edge {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
+    app: Router,
     gate: Arc<Gate>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -291,27 +74,6 @@ impl Edge {
             tablewire_nats::connect_watched(&config.nats_url, "tablewire-edge")
                 .await
                 .map_err(|e| EdgeError::Nats(format!("connect {}: {e}", config.nats_url)))?;
-        let js = jetstream::new(client.clone());
-        let state = open_buckets(&js, Domain::ALL, resource::state_bucket).await?;
-        let parts = open_buckets(&js, resource::PARTS_DOMAINS, resource::parts_bucket).await?;
-        let device_tags = js
-            .get_key_value(resource::DEVICE_TAGS_BUCKET)
-            .await
-            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_TAGS_BUCKET)))?;
-        let device_presence = js
-            .get_key_value(resource::DEVICE_PRESENCE_BUCKET)
-            .await
-            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_PRESENCE_BUCKET)))?;
-        let device_settings = js
-            .get_key_value(resource::DEVICE_SETTINGS_BUCKET)
-            .await
-            .map_err(|e| EdgeError::Nats(format!("{}: {e}", resource::DEVICE_SETTINGS_BUCKET)))?;
-        let device_settings =
-            crate::device_settings::DeviceSettings::start(device_settings, config.bus_timeout)
-                .await
-                .map_err(|e| {
-                    EdgeError::Nats(format!("{}: {e}", resource::DEVICE_SETTINGS_BUCKET))
-                })?;
         let metrics = Metrics::new(registry);
         let gate = Gate::new(admission::Limits {
             max_connections: config.max_connections,
@@ -336,32 +98,28 @@ impl Edge {
             .start(&client, &id, conns.clone())
             .await
             .map_err(|e| EdgeError::Nats(format!("edge inbox: {e}")))?;
-        let shared = Arc::new(Shared {
+        let auth = Auth::try_new(&config.auth)
+            .map_err(EdgeError::Auth)?
+            .counting_failures_in(metrics.auth_failures.clone());
+        let node = Node::open(NodeParts {
             id,
-            auth: Auth::try_new(&config.auth).map_err(EdgeError::Auth)?,
-            publisher: Publisher::new(client.clone(), metrics.clone()),
-            fanout: Fanout::new(client.clone(), metrics.clone(), config.bus_timeout),
-            events: crate::events::EventsEdge::new(
-                client.clone(),
-                metrics.clone(),
-                config.bus_timeout,
-            ),
+            config,
+            client,
             conns,
             inbox,
+            auth,
             metrics,
-            device_tags,
-            device_presence,
-            device_settings,
-            order_bodies: crate::pos::OrderBodies::default(),
-            state,
-            parts,
-            draining: AtomicBool::new(false),
-            registry: OnceLock::new(),
-            client,
-            config,
+        })
+        .await?;
+        let app = app::router(AppState {
+            events: crate::events::EventsEdge::start(node.clone()),
+            devices: crate::device::DeviceEdge::open(node.clone()).await?,
+            pos: crate::pos::PosEdge::new(node.clone()),
+            node: node.clone(),
         });
         Ok(Edge {
-            shared,
+            node,
+            app,
             gate,
             listener,
             tls,
@@ -377,39 +135,36 @@ impl Edge {
 
     /// This edge's id.
     pub fn id(&self) -> &str {
-        &self.shared.id
+        &self.node.id
     }
 
     /// Serves until `shutdown` turns true, then drains.
     pub async fn run(self, registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
         let Edge {
-            shared,
+            node,
+            app,
             gate,
             listener,
             tls,
             inbox_task,
             mut reconnects,
         } = self;
-        let _ = shared.registry.set(registry);
+        node.serve_registry(registry);
         let scheme = if tls.is_some() {
             "https/wss"
         } else {
             "http/ws"
         };
-        info!(edge = %shared.id, addr = ?listener.local_addr().ok(), scheme, "edge listening");
-        let heartbeat = tokio::spawn(heartbeat(shared.clone()));
-        let presence = tokio::spawn(crate::presence::run(shared.clone()));
-        // Events published while NATS was away are lost to this edge: every client of a keyed
-        // fan-out takes a fresh snapshot when the connection is back; events-socket clients,
-        // whose feed has no snapshot, are told that events may be missing.
+        info!(edge = %node.id, addr = ?listener.local_addr().ok(), scheme, "edge listening");
+        let heartbeat = tokio::spawn(heartbeat(node.clone()));
+        let presence = tokio::spawn(crate::presence::run(node.clone()));
+        // Events published while NATS was away are lost to this edge: the node and each domain
+        // catch up when the connection is back.
         let resync = {
-            let shared = shared.clone();
+            let node = node.clone();
             tokio::spawn(async move {
                 while reconnects.changed().await.is_ok() {
-                    shared.fanout.resync_all().await;
-                    let missed = ErrorBody::new(ErrorCode::EventsMissed);
-                    let notice = crate::events::error_frame(missed);
-                    shared.events.hub.tell_everyone(&notice);
+                    node.reconnected().await;
                 }
             })
         };
@@ -439,17 +194,17 @@ impl Edge {
                             Verdict::Close(refusal) => {
                                 // Not even the headroom to answer: closed unanswered.
                                 debug!(%peer, reason = refusal.label(), "connection closed at accept");
-                                shared.metrics.refused("no_headroom");
+                                node.metrics.refused("no_headroom");
                                 continue;
                             }
                         };
-                        let shared = shared.clone();
+                        let (node, app) = (node.clone(), app.clone());
                         let tls = tls.clone();
                         let stop = http_stop.clone();
                         let open = open_http.clone();
                         open.fetch_add(1, Ordering::Relaxed);
                         tokio::spawn(async move {
-                            serve_tcp(shared, tcp, peer, tls, stop, pass, refusal).await;
+                            serve_tcp(node, app, tcp, peer, tls, stop, pass, refusal).await;
                             open.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -462,27 +217,27 @@ impl Edge {
             }
         }
         drop(listener);
-        drain(&shared, &open_http, http_stop_tx).await;
+        drain(&node, &open_http, http_stop_tx).await;
         heartbeat.abort();
         presence.abort();
-        crate::presence::remove(&shared).await;
+        crate::presence::remove(&node).await;
         forget.abort();
         resync.abort();
         inbox_task.abort();
-        info!(edge = %shared.id, "edge stopped");
+        info!(edge = %node.id, "edge stopped");
     }
 }
 
-async fn drain(shared: &Arc<Shared>, open_http: &AtomicUsize, http_stop: watch::Sender<bool>) {
-    shared.draining.store(true, Ordering::Relaxed);
-    let conns = shared.conns.all();
-    info!(edge = %shared.id, websockets = conns.len(), "draining");
+async fn drain(node: &Node, open_http: &AtomicUsize, http_stop: watch::Sender<bool>) {
+    node.start_draining();
+    let conns = node.conns.all();
+    info!(edge = %node.id, websockets = conns.len(), "draining");
     for conn in &conns {
         conn.close(frame::close::GOING_AWAY, "server going away; reconnect");
     }
     let _ = http_stop.send(true);
-    let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
-    while (!shared.conns.is_empty() || open_http.load(Ordering::Relaxed) > 0)
+    let deadline = tokio::time::Instant::now() + node.config.drain_timeout;
+    while (!node.conns.is_empty() || open_http.load(Ordering::Relaxed) > 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -492,8 +247,10 @@ async fn drain(shared: &Arc<Shared>, open_http: &AtomicUsize, http_stop: watch::
 /// Serves one accepted socket over HTTP/1.1 (upgrades included). `pass` counts it against the
 /// connection limits for as long as it is open; with a `refusal` only `/healthz` and `/metrics`
 /// are served, once, and anything else is answered [`refuse`].
+#[allow(clippy::too_many_arguments)]
 async fn serve_tcp(
-    shared: Arc<Shared>,
+    node: Arc<Node>,
+    app: Router,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
@@ -517,11 +274,11 @@ async fn serve_tcp(
     };
     let pass = Arc::new(pass);
     let body_timeout = http::BodyTimeout {
-        limit: shared.config.body_timeout,
-        expired: shared.metrics.body_timeouts.clone(),
+        limit: node.config.body_timeout,
+        expired: node.metrics.body_timeouts.clone(),
     };
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        let shared = shared.clone();
+        let (node, app) = (node.clone(), app.clone());
         let pass = pass.clone();
         let body_timeout = body_timeout.clone();
         async move {
@@ -529,11 +286,14 @@ async fn serve_tcp(
                 && !always_answered(request.uri().path())
             {
                 debug!(%peer, reason = refusal.label(), "connection refused");
-                return Ok::<_, std::convert::Infallible>(refuse(&shared, refusal));
+                return Ok::<_, std::convert::Infallible>(refuse(&node, refusal));
+            }
+            if let Some(answer) = app::front_door(&node, &mut request) {
+                return Ok(answer);
             }
             request.extensions_mut().insert(body_timeout);
             request.extensions_mut().insert(pass);
-            Ok(crate::router::route(shared, request).await)
+            Ok(app.oneshot(request).await.unwrap_or_else(|e| match e {}))
         }
     });
     let mut http1 = hyper::server::conn::http1::Builder::new();
@@ -568,8 +328,8 @@ fn always_answered(path: &str) -> bool {
 
 /// The answer to a request on a connection over a limit: 503 `TOO_MANY_CONNECTIONS` with
 /// `Retry-After`, and the connection closed.
-fn refuse(shared: &Shared, refusal: Refusal) -> Response<Body> {
-    shared.metrics.refused(refusal.label());
+fn refuse(node: &Node, refusal: Refusal) -> Response {
+    node.metrics.refused(refusal.label());
     let retry_after_ms = u64::try_from(refusal.retry_after().as_millis()).unwrap_or(u64::MAX);
     let error = ErrorBody::with_message(ErrorCode::TooManyConnections, refusal.message())
         .retry_after(retry_after_ms.max(1));
@@ -578,26 +338,19 @@ fn refuse(shared: &Shared, refusal: Refusal) -> Response<Body> {
         hyper::header::CONNECTION,
         hyper::header::HeaderValue::from_static("close"),
     );
-    http::cors(&mut response, &shared.config.cors_origin);
-    shared
-        .metrics
-        .http
-        .get_or_create(&crate::metrics::HttpLabels {
-            route: "refused".to_string(),
-            status: response.status().as_u16(),
-        })
-        .inc();
+    http::cors(&mut response, &node.config.cors_origin);
+    app::count(node, "refused", response.status());
     response
 }
 
 /// Pings every WebSocket each interval; one that said nothing since the last ping is closed.
-async fn heartbeat(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.heartbeat);
+async fn heartbeat(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(node.config.heartbeat);
     tick.tick().await;
     let ping = frame::ping(b"tw");
     loop {
         tick.tick().await;
-        for conn in shared.conns.all() {
+        for conn in node.conns.all() {
             if conn.take_alive() {
                 conn.send(ping.clone());
             } else {

@@ -4,16 +4,20 @@
 //! `voice:gap`, errors) come back through the fan-out; the voice handler reassembles the audio
 //! and asks the transcriber.
 
-use crate::events::{encode, error_frame, timestamp, upgrade_credentials, verify};
+use crate::credentials::RestaurantToken;
+use crate::events::{encode, error_frame, timestamp};
 use crate::fanout::Snapshot;
-use crate::http::{self, Body};
+use crate::http;
 use crate::limit::{ConnLimit, LimitClock};
+use crate::node::Node;
 use crate::publish::{Command, SocketPipeline};
-use crate::server::Shared;
+use crate::upgrade::WebSocketUpgrade;
 use crate::ws::{Conn, Handler, frame};
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::response::Response;
+use axum::routing::get;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tablewire_nats::{subject, token};
@@ -27,30 +31,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Routes `/voice-stream`.
-pub fn route(
-    shared: &Arc<Shared>,
-    mut request: Request<Incoming>,
-) -> (&'static str, Response<Body>) {
-    let response = if request.method() == Method::GET {
-        socket(shared, &mut request)
-    } else {
-        http::error_code(ErrorCode::MethodNotAllowed)
-    };
-    ("/voice-stream", response)
+/// The voice route.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Node>: FromRef<S>,
+{
+    Router::new().route("/voice-stream", get(socket))
 }
 
-fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Body> {
-    let authenticated = match upgrade_credentials(shared, request) {
-        Ok(authenticated) => authenticated,
-        Err(e) => return http::error(e),
-    };
+async fn socket(
+    State(node): State<Arc<Node>>,
+    RestaurantToken(authenticated): RestaurantToken,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let handler = VoiceSocket {
-        shared: shared.clone(),
-        limit: ConnLimit::per_minute_on(
-            MESSAGES_PER_MINUTE,
-            shared.config.rate_limit_clock.clone(),
-        ),
+        limit: ConnLimit::per_minute_on(MESSAGES_PER_MINUTE, node.config.rate_limit_clock.clone()),
         session: Mutex::new(match authenticated {
             Some((tenant, claims)) => Session::Ready {
                 tenant,
@@ -61,8 +57,9 @@ fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Bod
         }),
         timer: Mutex::new(None),
         pipeline: SocketPipeline::default(),
+        node,
     };
-    shared.upgrade(request, "voice", handler)
+    upgrade.serve("voice", handler)
 }
 
 enum Session {
@@ -77,15 +74,15 @@ enum Session {
 }
 
 struct VoiceSocket {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     limit: ConnLimit<LimitClock>,
     session: Mutex<Session>,
     timer: Mutex<Option<JoinHandle<()>>>,
     pipeline: SocketPipeline,
 }
 
-fn send_error(shared: &Shared, conn: &Conn, error: ErrorBody) {
-    shared.metrics.error(error.code);
+fn send_error(node: &Node, conn: &Conn, error: ErrorBody) {
+    node.metrics.error(error.code);
     conn.send(error_frame(error));
 }
 
@@ -97,11 +94,11 @@ fn connected() -> Bytes {
 
 impl VoiceSocket {
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        send_error(&self.shared, conn, error);
+        send_error(&self.node, conn, error);
     }
 
+    /// Refuses the connection's authentication (counted where it was decided).
     fn refuse(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.auth_failures.inc();
         *lock(&self.session) = Session::Refused;
         let reason = error.message.clone();
         self.send_error(conn, error);
@@ -112,16 +109,14 @@ impl VoiceSocket {
         let token = match serde_json::from_slice::<ClientFrame>(text) {
             Ok(ClientFrame::Auth { token }) => token,
             _ => {
-                return self.refuse(
-                    conn,
-                    ErrorBody::with_message(
-                        ErrorCode::Unauthorized,
-                        "authenticate first: {\"type\":\"auth\",\"token\":\"…\"}",
-                    ),
+                let first = ErrorBody::with_message(
+                    ErrorCode::Unauthorized,
+                    "authenticate first: {\"type\":\"auth\",\"token\":\"…\"}",
                 );
+                return self.refuse(conn, self.node.auth.refuse(first));
             }
         };
-        match verify(&self.shared, &token) {
+        match self.node.auth.verify_restaurant(&token) {
             Ok((tenant, claims)) => {
                 if let Some(timer) = lock(&self.timer).take() {
                     timer.abort();
@@ -150,17 +145,17 @@ impl VoiceSocket {
             return Ok(());
         }
         if let Some(previous) = previous {
-            self.shared
+            self.node
                 .fanout
                 .leave(&subject::output(Domain::Voice, tenant, &previous), conn.id);
         }
-        let shared = self.shared.clone();
+        let node = self.node.clone();
         let (t, s) = (tenant.to_string(), session.to_string());
         // Voice sessions have no snapshot frame: a client only resumes after the stored seq.
         let snapshot: Snapshot = Arc::new(move || {
-            let (shared, t, s) = (shared.clone(), t.clone(), s.clone());
+            let (node, t, s) = (node.clone(), t.clone(), s.clone());
             Box::pin(async move {
-                let seq = match shared.read_state(Domain::Voice, &t, &s).await? {
+                let seq = match node.read_state(Domain::Voice, &t, &s).await? {
                     Some(bytes) => serde_json::from_slice::<StoredView<'_>>(&bytes)
                         .map(|v| v.seq)
                         .unwrap_or(0),
@@ -169,7 +164,7 @@ impl VoiceSocket {
                 Ok((seq, Bytes::new()))
             })
         });
-        self.shared
+        self.node
             .fanout
             .join(
                 subject::output(Domain::Voice, tenant, session),
@@ -189,24 +184,24 @@ impl VoiceSocket {
     ) {
         // Transcripts and errors come from the handler: only a failed store needs an answer
         // from here (sent when it fails), so the next chunk is read while this one is stored.
-        let (shared, sender) = (self.shared.clone(), conn.clone());
+        let (node, sender) = (self.node.clone(), conn.clone());
         self.pipeline
             .send(
-                &self.shared.publisher,
+                &self.node.publisher,
                 Command {
                     domain: Domain::Voice,
                     tenant,
                     key: session,
                     client_id: None,
                     origin: Origin {
-                        edge: self.shared.id.clone(),
+                        edge: self.node.id.clone(),
                         conn: Some(conn.id),
                         request: None,
                     },
                     claims: Some(claims.clone()),
                     command: &command,
                 },
-                move |e| send_error(&shared, &sender, e),
+                move |e| send_error(&node, &sender, e),
             )
             .await;
     }
@@ -246,7 +241,7 @@ impl VoiceSocket {
                 }));
                 Ok(())
             }
-            ClientFrame::Auth { token } => match verify(&self.shared, &token) {
+            ClientFrame::Auth { token } => match self.node.auth.verify_restaurant(&token) {
                 Ok((other, _)) if other != tenant => Err(ErrorBody::with_message(
                     ErrorCode::TenantMismatch,
                     "a connection stays with the restaurant it authenticated for",
@@ -322,13 +317,12 @@ impl Handler for VoiceSocket {
             conn.send(connected());
             return;
         }
-        let conn = conn.clone();
-        let metrics = self.shared.metrics.clone();
-        let patience = self.shared.config.auth_timeout;
+        let (conn, node) = (conn.clone(), self.node.clone());
+        let patience = node.config.auth_timeout;
         *lock(&self.timer) = Some(tokio::spawn(async move {
             tokio::time::sleep(patience).await;
-            metrics.auth_failures.inc();
-            metrics.error(ErrorCode::AuthTimeout);
+            node.auth.refuse(ErrorBody::new(ErrorCode::AuthTimeout));
+            node.metrics.error(ErrorCode::AuthTimeout);
             conn.send(error_frame(ErrorBody::new(ErrorCode::AuthTimeout)));
             conn.close(frame::close::POLICY, "authentication timed out");
         }));
@@ -366,7 +360,7 @@ impl Handler for VoiceSocket {
             ..
         } = std::mem::replace(&mut *lock(&self.session), Session::Refused)
         {
-            self.shared
+            self.node
                 .fanout
                 .leave(&subject::output(Domain::Voice, &tenant, &session), conn.id);
         }

@@ -5,7 +5,8 @@
 //! edge attached to the scan, else 1 s), its configuration, and every accepted scan as a record
 //! for SQL and an event on the tenant's feed (a notice: see [`Effects::notify`]).
 
-use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::domain::{Background, Context, Domain, Effects, Rejection};
+use crate::error::RuntimeError;
 use crate::events::notify_feed;
 use serde_json::{Value, json};
 use tablewire_schemas::device::{
@@ -37,6 +38,17 @@ impl Domain for Device {
     const NAME: DomainName = DomainName::Device;
     type State = DeviceState;
     type Command = Command;
+
+    /// The presence watcher ([`crate::device_presence`]): a device whose edge died goes offline.
+    async fn start(
+        &self,
+        background: Background,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, RuntimeError> {
+        Ok(vec![tokio::spawn(crate::device_presence::watch(
+            background.client,
+            background.shutdown,
+        ))])
+    }
 
     fn new_state(&self, ctx: &Context<'_>) -> DeviceState {
         DeviceState {

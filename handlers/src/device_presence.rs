@@ -1,17 +1,15 @@
 //! Watches the device presence bucket (`tw_device_presence`) for expiry markers (limit markers
 //! of nats-server 2.11 and later: an entry nobody refreshed for the bucket's TTL is removed and
 //! a `MaxAge` marker written) and sends the device an `expire` command, so a device whose edge
-//! died goes offline. Started by the runtime with the device domain; with several handler
+//! died goes offline. Started by the device domain's start hook; with several handler
 //! processes each sends it, and the message id (key and marker revision) keeps one.
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
-use tablewire_nats::{resource, subject, token};
+use tablewire_nats::{resource, token};
+use tablewire_schemas::Domain;
 use tablewire_schemas::device::Command;
-use tablewire_schemas::{Domain, Envelope, Origin};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -86,31 +84,18 @@ async fn send_expire(
     );
     let command = serde_json::value::to_raw_value(&Command::Expire { silent_ms })
         .map_err(|e| e.to_string())?;
-    let envelope = Envelope {
-        tenant: tenant.to_string(),
-        domain: Domain::Device,
-        key: device.to_string(),
-        id: id.clone(),
-        origin: Origin {
-            edge: String::new(),
-            conn: None,
-            request: None,
-        },
-        claims: None,
-        at: crate::runtime::now_ms(),
+    let envelope = crate::outgoing::envelope(
+        Domain::Device,
+        tenant,
+        device,
+        &id,
+        crate::clock::now_ms(),
         command,
-    };
-    let payload = Bytes::from(serde_json::to_vec(&envelope).map_err(|e| e.to_string())?);
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-    js.publish_with_headers(
-        subject::input(Domain::Device, tenant, device),
-        headers,
-        payload,
-    )
-    .await
-    .map_err(|e| e.to_string())?
-    .await
-    .map_err(|e| e.to_string())?;
+    );
+    crate::outgoing::publish_command(js, &envelope)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -7,7 +7,8 @@
 use crate::domain::{Context, Domain, Effects, Rejection, json_len};
 use serde_json::json;
 use tablewire_schemas::display::{
-    Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SessionState, TRANSCRIPTION,
+    Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
+    SessionState, TRANSCRIPTION,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorCode};
 
@@ -51,9 +52,13 @@ impl Domain for Display {
                     (None, Some(asked)) => {
                         state.tenant_id = Some(asked);
                         effects.record(
-                            "display_session",
-                            json!({"sessionId": state.session_id, "tenantId": state.tenant_id,
-                                   "startedAt": state.started_at, "version": ctx.stream_seq}),
+                            SESSION_RECORD,
+                            SessionRecord {
+                                session_id: state.session_id.clone(),
+                                tenant_id: state.tenant_id.clone(),
+                                started_at: state.started_at,
+                                version: ctx.stream_seq,
+                            },
                         );
                     }
                     // The same tenant again, or none named: nothing changes.

@@ -1,7 +1,9 @@
 //! What a domain is: a pure function from (state, command, context) to a new state, events to
 //! fan out, replies for the sender and records for SQL, or a rejection with a catalogue code.
-//! Domains implement [`Domain`]; the runtime (`crate::runtime`) does all the I/O around it.
+//! Domains implement [`Domain`]; the runtime (`crate::runtime`) does all the I/O around it, and
+//! starts what a domain runs beside its commands through [`Domain::start`].
 
+use crate::error::RuntimeError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -172,6 +174,14 @@ pub enum FollowUpAction {
     Wait(std::time::Duration),
 }
 
+/// What a domain's background tasks are given when the runtime starts them ([`Domain::start`]).
+pub struct Background {
+    /// This handler's NATS connection.
+    pub client: async_nats::Client,
+    /// Becomes `true` when the handler stops; every task ends then.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 /// A domain: one kind of key (a display session, an order room, a tenant's POS, a device) and
 /// the rules for changing it. Everything here is pure; it is unit-tested without NATS.
 pub trait Domain: Send + Sync + 'static {
@@ -260,4 +270,15 @@ pub trait Domain: Send + Sync + 'static {
 
     /// Puts a fetched part into the state.
     fn attach_part(&self, _state: &mut Self::State, _part: &str, _json: &[u8]) {}
+
+    /// Starts what this domain runs beside its commands (a sweeper, a watcher), before its
+    /// partitions start; an error stops the handler from starting. The runtime awaits every
+    /// task returned when the handler stops. Default: none.
+    fn start(
+        &self,
+        background: Background,
+    ) -> impl Future<Output = Result<Vec<tokio::task::JoinHandle<()>>, RuntimeError>> + Send {
+        drop(background);
+        async { Ok(Vec::new()) }
+    }
 }

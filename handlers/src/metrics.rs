@@ -49,7 +49,8 @@ pub struct Metrics {
     /// Commands handed back to NATS to be delivered again later (NATS unreachable, a timeout,
     /// a key contended): each delivery that could not be applied yet.
     pub retries: Family<DomainLabel, Counter>,
-    /// Commands parked: set aside in `TW_PARKED`, never applied.
+    /// Commands parked: set aside in `TW_PARKED`, never applied (and record messages the SQL
+    /// writer could never write, reason `record_unreadable`).
     pub parked: Family<ParkedLabels, Counter>,
     /// Keys whose batch passed a byte bound (state or write) and was applied command by
     /// command, refusing or cutting where needed.

@@ -72,6 +72,12 @@ pub fn record(domain: Domain, tenant: &str, kind: &str) -> String {
     format!("tw.rec.{domain}.{}.{}", encode(tenant), encode(kind))
 }
 
+/// The domain of a record's subject (as [`record`] builds it).
+pub fn domain_of_record(subject: &str) -> Option<Domain> {
+    let domain = subject.strip_prefix("tw.rec.")?.split('.').next()?;
+    Domain::from_name(domain)
+}
+
 /// Every record of one kind from one domain, all tenants (e.g. for a webhook consumer).
 pub fn record_kind_filter(domain: Domain, kind: &str) -> String {
     format!("tw.rec.{domain}.*.{}", encode(kind))
@@ -155,6 +161,14 @@ pub mod header {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_domain_reads_back_from_its_subject() {
+        let subject = record(Domain::Display, "t.1", "display_session");
+        assert_eq!(domain_of_record(&subject), Some(Domain::Display));
+        assert_eq!(domain_of_record("tw.rec.nope.t1.k"), None);
+        assert_eq!(domain_of_record("tw.in.display.0.t1.k"), None);
+    }
 
     #[test]
     fn notice_positions_read_back_and_order_by_write_then_index() {

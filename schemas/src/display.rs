@@ -8,6 +8,23 @@ use serde_json::{Map, Value};
 /// How many entries `transcriptions` and `displayUpdates` keep (the newest).
 pub const HISTORY_LIMIT: usize = 100;
 
+/// The record kind of a session given its tenant by `/init` (table `display_sessions`).
+pub const SESSION_RECORD: &str = "display_session";
+
+/// The record of a session given its tenant, as the display handler writes it for SQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// The session id.
+    pub session_id: String,
+    /// The tenant `/init` named.
+    pub tenant_id: Option<String>,
+    /// When the session was created, ms since the Unix epoch.
+    pub started_at: i64,
+    /// The stream sequence of the `init` (a later version replaces an earlier row).
+    pub version: u64,
+}
+
 /// The session state, exactly as `initial_state` and `GET /session/{id}/state` show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -207,7 +207,7 @@ pub struct Origin {
 
 /// One accepted client command on its way to a handler. Published as JSON to
 /// `tw.in.{domain}.{tenant}.{key}` with `Nats-Msg-Id` set to [`Envelope::id`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Envelope<C = Box<RawValue>> {
     /// The tenant, from the verified token or the path, never from the command.
     pub tenant: String,

@@ -49,6 +49,11 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("display.init.json", doc::<display::InitRequest>()),
         ("display.state.json", doc::<display::SessionState>()),
         ("claims.json", doc::<envelope::Claims>()),
+        (
+            "envelope.json",
+            doc::<envelope::Envelope<serde_json::Value>>(),
+        ),
+        ("record.json", doc::<stored::Record>()),
         ("events.event.json", doc::<events::EventFrame>()),
         ("collab.client.json", doc::<collab::ClientMessage>()),
         ("collab.state.json", doc::<collab::OrderState>()),

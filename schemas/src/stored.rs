@@ -88,7 +88,7 @@ pub struct SequencedEvent {
 /// [`Record::parse_message`]).
 /// Handlers hold its fields as a [`crate::Frame`] (serialized once, copied into the outbox and
 /// the publish); the SQL writer reads them as a [`Value`] (the default).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Record<D = Value> {
     /// What kind of record: names the table it goes to.
     pub kind: String,

@@ -1,6 +1,6 @@
 // The screens (clients/app) in headless Chromium, driven by playwright-core, against a real
-// `tablewire dev`: the pages are served from clients/app by a static server here (the edge
-// does not serve /app/ yet) and reach the dev through `?edge=`. An order posted over
+// `tablewire dev`: the pages are served from clients/app by a static server here (the edge's
+// embedded copy at /app/ is checked by tests/api_docs.rs) and reach the dev through `?edge=`. An order posted over
 // `POST /api/orders` appears on two kitchen screens and a bump on one moves it on the other, and
 // a screen that lost its network reconnects, says so and shows the order posted meanwhile;
 // a device scan appears on the dashboard and a pushed config reaches the reader; two browser

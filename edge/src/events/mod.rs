@@ -7,15 +7,20 @@
 pub mod hub;
 pub mod subscription;
 
-use crate::http::{self, Body};
+use crate::credentials::{Bearer, RestaurantToken};
+use crate::http::{self, Answer, IdempotencyKey};
 use crate::limit::{ConnLimit, LimitClock};
+use crate::node::Node;
 use crate::publish::Command;
-use crate::server::Shared;
+use crate::upgrade::WebSocketUpgrade;
 use crate::ws::{Conn, Handler, frame};
+use axum::Router;
+use axum::extract::{FromRef, Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use hub::{Hub, Member};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::StatusCode;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,23 +45,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The events side of one edge: the fan-out hub and who left recently (for the reconnect
 /// count).
 pub struct EventsEdge {
+    node: Arc<Node>,
     /// The fan-out.
     pub hub: Arc<Hub>,
     recently_closed: Mutex<HashMap<(String, String), Instant>>,
 }
 
+/// The seed 004 routes.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Node>: FromRef<S>,
+    Arc<EventsEdge>: FromRef<S>,
+{
+    Router::new()
+        .route("/", get(socket))
+        .route("/ws", get(socket))
+        .route("/api/events", post(publish))
+}
+
 impl EventsEdge {
-    /// The events side of an edge receiving through `client`, waiting at most `patience` for
-    /// a subscription.
-    pub fn new(
-        client: async_nats::Client,
-        metrics: crate::metrics::Metrics,
-        patience: std::time::Duration,
-    ) -> EventsEdge {
-        EventsEdge {
-            hub: Hub::new(client, metrics, patience),
+    /// The events side of `node`. Events published while NATS was away are lost to this edge:
+    /// its events-socket clients, whose feed has no snapshot, are then told that events may be
+    /// missing.
+    pub fn start(node: Arc<Node>) -> Arc<EventsEdge> {
+        let hub = Hub::new(
+            node.client.clone(),
+            node.metrics.clone(),
+            node.config.bus_timeout,
+        );
+        let told = hub.clone();
+        node.on_reconnect(Box::new(move || {
+            told.tell_everyone(&error_frame(ErrorBody::new(ErrorCode::EventsMissed)));
+        }));
+        Arc::new(EventsEdge {
+            node,
+            hub,
             recently_closed: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn opened(&self, tenant: &str, sub: &str) -> bool {
@@ -99,86 +125,24 @@ pub(crate) fn error_frame(error: ErrorBody) -> Bytes {
     })
 }
 
-/// Routes `/`, `/ws` and `/api/events`.
-pub async fn route(
-    shared: &Arc<Shared>,
-    mut request: Request<Incoming>,
-    route: &'static str,
-) -> (&'static str, Response<Body>) {
-    let method = request.method().clone();
-    let response = match (route, method) {
-        ("/api/events", Method::POST) => publish(shared, request).await,
-        ("/api/events", _) => http::error_code(ErrorCode::MethodNotAllowed),
-        (_, Method::GET) => socket(shared, &mut request),
-        _ => http::error_code(ErrorCode::MethodNotAllowed),
-    };
-    (route, response)
-}
-
-/// The token the upgrade request carries: `Authorization: Bearer …` or `?token=…`.
-pub(crate) fn request_token(request: &Request<Incoming>) -> Option<Result<String, ErrorBody>> {
-    if let Some(header) = http::header_str(request, "authorization") {
-        return Some(
-            crate::auth::bearer_token(header)
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    ErrorBody::with_message(ErrorCode::Unauthorized, "expected Bearer credentials")
-                }),
-        );
-    }
-    http::query_param(request, "token").map(Ok)
-}
-
-/// Verifies a JWT for the events endpoints: it must name a restaurant.
-pub(crate) fn verify(shared: &Shared, token: &str) -> Result<(String, Claims), ErrorBody> {
-    let claims = shared.auth.verify_jwt(token)?;
-    match claims.tenant.clone() {
-        Some(tenant) if token::validate_id(&tenant).is_ok() => Ok((tenant, claims)),
-        _ => Err(ErrorBody::with_message(
-            ErrorCode::Unauthorized,
-            "the token names no restaurant",
-        )),
-    }
-}
-
-/// The restaurant and claims of a token that came with an upgrade request (header or query),
-/// `None` when none came (the first message must then be `auth`), or the error (counted) to answer
-/// 401 with before the upgrade. Shared by the events and voice sockets.
-pub(crate) fn upgrade_credentials(
-    shared: &Shared,
-    request: &Request<Incoming>,
-) -> Result<Option<(String, Claims)>, ErrorBody> {
-    match request_token(request) {
-        None => Ok(None),
-        Some(token) => match token.and_then(|t| verify(shared, &t)) {
-            Ok(ok) => Ok(Some(ok)),
-            Err(e) => {
-                shared.metrics.auth_failures.inc();
-                shared.metrics.error(e.code);
-                Err(e)
-            }
-        },
-    }
-}
-
-fn socket(shared: &Arc<Shared>, request: &mut Request<Incoming>) -> Response<Body> {
-    let authenticated = match upgrade_credentials(shared, request) {
-        Ok(authenticated) => authenticated,
-        Err(e) => return http::error(e),
-    };
+async fn socket(
+    State(events): State<Arc<EventsEdge>>,
+    RestaurantToken(authenticated): RestaurantToken,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let handler = EventsSocket {
-        shared: shared.clone(),
         limit: ConnLimit::per_minute_on(
             MESSAGES_PER_MINUTE,
-            shared.config.rate_limit_clock.clone(),
+            events.node.config.rate_limit_clock.clone(),
         ),
         session: Mutex::new(match authenticated {
             Some((tenant, claims)) => Session::Authenticated(tenant, claims),
             None => Session::Waiting,
         }),
         timer: Mutex::new(None),
+        events,
     };
-    shared.upgrade(request, "events", handler)
+    upgrade.serve("events", handler)
 }
 
 enum Session {
@@ -198,7 +162,7 @@ enum Session {
 
 /// One events WebSocket.
 struct EventsSocket {
-    shared: Arc<Shared>,
+    events: Arc<EventsEdge>,
     limit: ConnLimit<LimitClock>,
     session: Mutex<Session>,
     timer: Mutex<Option<JoinHandle<()>>>,
@@ -206,12 +170,12 @@ struct EventsSocket {
 
 impl EventsSocket {
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.error(error.code);
+        self.events.node.metrics.error(error.code);
         conn.send(error_frame(error));
     }
 
+    /// Refuses the connection's authentication (counted where it was decided).
     fn refuse(&self, conn: &Conn, error: ErrorBody) {
-        self.shared.metrics.auth_failures.inc();
         *lock(&self.session) = Session::Refused;
         let reason = error.message.clone();
         self.send_error(conn, error);
@@ -223,9 +187,9 @@ impl EventsSocket {
         if let Some(timer) = lock(&self.timer).take() {
             timer.abort();
         }
-        let events = &self.shared.events;
+        let events = &self.events;
         if events.opened(&tenant, &claims.sub) {
-            self.shared.metrics.events_reconnects.inc();
+            events.node.metrics.events_reconnects.inc();
         }
         let member = Member::new(conn.clone());
         *lock(&self.session) = Session::Ready {
@@ -246,16 +210,14 @@ impl EventsSocket {
         let token = match serde_json::from_slice::<ClientFrame>(text) {
             Ok(ClientFrame::Auth { token }) => token,
             _ => {
-                return self.refuse(
-                    conn,
-                    ErrorBody::with_message(
-                        ErrorCode::Unauthorized,
-                        "authenticate first: {\"type\":\"auth\",\"token\":\"…\"}",
-                    ),
+                let first = ErrorBody::with_message(
+                    ErrorCode::Unauthorized,
+                    "authenticate first: {\"type\":\"auth\",\"token\":\"…\"}",
                 );
+                return self.refuse(conn, self.events.node.auth.refuse(first));
             }
         };
-        match verify(&self.shared, &token) {
+        match self.events.node.auth.verify_restaurant(&token) {
             Ok((tenant, claims)) => self.start(conn, tenant, claims).await,
             Err(e) => self.refuse(conn, e),
         }
@@ -312,16 +274,13 @@ impl EventsSocket {
                 member.update(|subs| subs.unsubscribe(&events), ack(false))
             }
             // Already authenticated: a repeated `auth` must name the same restaurant.
-            ClientFrame::Auth { token } => match verify(&self.shared, &token) {
+            ClientFrame::Auth { token } => match self.events.node.auth.verify_restaurant(&token) {
                 Ok((other, _)) if other != tenant => Err(ErrorBody::with_message(
                     ErrorCode::TenantMismatch,
                     "a connection stays with the restaurant it authenticated for",
                 )),
                 Ok(_) => Ok(()),
-                Err(e) => {
-                    self.shared.metrics.auth_failures.inc();
-                    Err(e)
-                }
+                Err(e) => Err(e),
             },
         };
         if let Err(e) = result {
@@ -339,13 +298,12 @@ impl Handler for EventsSocket {
         match authenticated {
             Some((tenant, claims)) => self.start(conn, tenant, claims).await,
             None => {
-                let conn = conn.clone();
-                let metrics = self.shared.metrics.clone();
-                let patience = self.shared.config.auth_timeout;
+                let (conn, node) = (conn.clone(), self.events.node.clone());
+                let patience = node.config.auth_timeout;
                 *lock(&self.timer) = Some(tokio::spawn(async move {
                     tokio::time::sleep(patience).await;
-                    metrics.auth_failures.inc();
-                    metrics.error(ErrorCode::AuthTimeout);
+                    node.auth.refuse(ErrorBody::new(ErrorCode::AuthTimeout));
+                    node.metrics.error(ErrorCode::AuthTimeout);
                     conn.send(error_frame(ErrorBody::new(ErrorCode::AuthTimeout)));
                     conn.close(frame::close::POLICY, "authentication timed out");
                 }));
@@ -374,7 +332,8 @@ impl Handler for EventsSocket {
                 Ok(()) => self.on_client_frame(conn, &member, &tenant, &text),
             },
         }
-        self.shared
+        self.events
+            .node
             .metrics
             .events_processing
             .observe(started.elapsed().as_secs_f64());
@@ -386,65 +345,49 @@ impl Handler for EventsSocket {
         }
         let session = std::mem::replace(&mut *lock(&self.session), Session::Refused);
         if let Session::Ready { tenant, sub, .. } = session {
-            self.shared.events.hub.leave(&tenant, conn.id);
-            self.shared.events.closed(&tenant, &sub);
+            self.events.hub.leave(&tenant, conn.id);
+            self.events.closed(&tenant, &sub);
         }
     }
 }
 
 /// `POST /api/events`: `{"type": "table:updated", "data": {...}}` with a service (or admin)
 /// JWT; the event goes to the token's restaurant feed. An `Idempotency-Key` makes retries safe.
-async fn publish(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Body> {
-    let principal = match shared
-        .auth
-        .check_header(http::header_str(&request, "authorization"))
-    {
-        Ok(p) => p,
-        Err(e) => {
-            shared.metrics.auth_failures.inc();
-            return http::error(e);
-        }
-    };
-    let Some(claims) = principal.claims() else {
-        return http::error(ErrorBody::with_message(
-            ErrorCode::Forbidden,
-            "publishing events needs a service JWT naming the restaurant",
-        ));
-    };
+async fn publish(
+    State(node): State<Arc<Node>>,
+    Bearer(principal): Bearer,
+    IdempotencyKey(client_id): IdempotencyKey,
+    request: Request,
+) -> Answer {
+    let forbidden = |why: &str| ErrorBody::with_message(ErrorCode::Forbidden, why);
+    let claims = principal
+        .claims()
+        .ok_or_else(|| forbidden("publishing events needs a service JWT naming the restaurant"))?;
     if !claims.has_role(&[role::SERVICE, role::ADMIN]) {
-        return http::error(ErrorBody::with_message(
-            ErrorCode::Forbidden,
+        return Err(forbidden(
             "publishing events needs a token with role \"service\" or \"admin\"",
-        ));
+        )
+        .into());
     }
     let tenant = match claims.tenant.clone() {
         Some(t) if token::validate_id(&t).is_ok() => t,
-        _ => {
-            return http::error(ErrorBody::with_message(
-                ErrorCode::Forbidden,
-                "the token names no restaurant",
-            ));
-        }
+        _ => return Err(forbidden("the token names no restaurant").into()),
     };
-    let client_id = http::header_str(&request, "idempotency-key").map(str::to_string);
-    let body: PublishRequest = match http::read_json(request, shared.config.max_message_bytes).await
-    {
-        Ok(body) => body,
-        Err(e) => return http::error(e),
-    };
+    let body: PublishRequest = http::read_json(request, node.config.max_message_bytes).await?;
     if !is_event_name(&body.kind) {
-        return http::error(ErrorBody::with_message(
+        return Err(ErrorBody::with_message(
             ErrorCode::ValidationError,
             "\"type\" is an event name like \"table:updated\"",
-        ));
+        )
+        .into());
     }
     let command = EventsCommand::Publish {
         event: body.kind,
         data: body.data,
     };
     // Answered once the feed applied it (or refused it: the tenant's rate), never before.
-    let result = crate::request::apply(
-        shared,
+    let accepted = crate::request::apply(
+        &node,
         Command {
             domain: Domain::Events,
             tenant: &tenant,
@@ -455,16 +398,13 @@ async fn publish(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<B
             command: &command,
         },
     )
-    .await;
-    match result {
-        Ok(accepted) => http::json(
-            StatusCode::OK,
-            &PublishAccepted {
-                success: true,
-                message_id: accepted.message_id,
-                duplicate: accepted.duplicate,
-            },
-        ),
-        Err(e) => http::error(e),
-    }
+    .await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &PublishAccepted {
+            success: true,
+            message_id: accepted.message_id,
+            duplicate: accepted.duplicate,
+        },
+    ))
 }

@@ -5,32 +5,29 @@
 //! stores one. A room's tenant and id come from its KV key, which the runtime wrote: the order's
 //! `tenantId` is what the room shows, which in an open-tenant room is what its first join named.
 
-use super::Settings;
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, kv};
-use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
-use tablewire_nats::{resource, subject, token};
+use tablewire_nats::{resource, token};
+use tablewire_schemas::Domain;
 use tablewire_schemas::collab::{Command, RoomState};
 use tablewire_schemas::stored::Stored;
-use tablewire_schemas::{Domain, Envelope, Origin};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-/// How often rooms are scanned: a quarter of the timeout, between 100 ms and a minute.
-pub fn interval(settings: &Settings) -> Duration {
-    (settings.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+/// How often rooms are scanned: a quarter of the idle timeout, between 100 ms and a minute.
+pub fn interval(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
 /// Sweeps until `shutdown`.
 pub async fn run(
     client: async_nats::Client,
-    settings: Settings,
+    idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let js = jetstream::new(client);
-    let mut tick = tokio::time::interval(interval(&settings));
+    let mut tick = tokio::time::interval(interval(idle_timeout));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -45,7 +42,7 @@ pub async fn run(
             .await
         {
             Ok(bucket) => {
-                if let Err(e) = sweep(&js, &bucket, &settings).await {
+                if let Err(e) = sweep(&js, &bucket, idle_timeout).await {
                     debug!(error = %e, "collab sweep incomplete; next time");
                 }
             }
@@ -67,10 +64,10 @@ fn room_of_key(key: &str) -> Option<(String, String)> {
 pub async fn sweep(
     js: &jetstream::Context,
     bucket: &kv::Store,
-    settings: &Settings,
+    idle_timeout: Duration,
 ) -> Result<usize, String> {
-    let now = crate::runtime::now_ms();
-    let idle_ms = settings.idle_timeout.as_millis() as i64;
+    let now = crate::clock::now_ms();
+    let idle_ms = idle_timeout.as_millis() as i64;
     let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
     let mut sent = 0;
     while let Some(key) = keys.next().await {
@@ -92,34 +89,13 @@ pub async fn sweep(
         let Ok(command) = serde_json::value::to_raw_value(&Command::Expire) else {
             continue;
         };
-        let envelope = Envelope {
-            tenant: tenant.clone(),
-            domain: Domain::Collab,
-            key: room_id.clone(),
-            id: id.clone(),
-            origin: Origin {
-                edge: String::new(),
-                conn: None,
-                request: None,
-            },
-            claims: None,
-            at: now,
-            command,
-        };
-        let Ok(payload) = serde_json::to_vec(&envelope) else {
-            continue;
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-        js.publish_with_headers(
-            subject::input(Domain::Collab, &tenant, &room_id),
-            headers,
-            Bytes::from(payload),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
+        let envelope =
+            crate::outgoing::envelope(Domain::Collab, &tenant, &room_id, &id, now, command);
+        crate::outgoing::publish_command(js, &envelope)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
         sent += 1;
     }
     Ok(sent)

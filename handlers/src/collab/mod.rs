@@ -2,12 +2,13 @@
 //! splitting the bill, finalizing and leaving, a per-room rate limit kept in the state, and
 //! idle expiry (archive + removal) on the sweeper's `expire` command. Every free text a room
 //! shows goes through [`text`] (no markup, trimmed, capped). The sweeper itself (I/O) is in
-//! [`expiry`], the finalized-order webhook in [`webhook`].
+//! [`expiry`], the finalized-order webhook in [`webhook`]; [`Collab`]'s start hook starts both.
 
 pub mod expiry;
 pub mod webhook;
 
-use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::domain::{Background, Context, Domain, Effects, Rejection};
+use crate::error::RuntimeError;
 use crate::events::notify_feed;
 use crate::rate::WriteRate;
 use serde::Serialize;
@@ -54,10 +55,12 @@ pub const MAX_STATE_BYTES: usize = 192 * 1024;
 pub const FINALIZE_ROLES: &[&str] = &[role::SERVICE, role::ADMIN, "staff"];
 
 /// The collab domain.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Collab {
     /// Its settings.
     pub settings: Settings,
+    /// Post finalized orders here (off when `None`).
+    pub webhook: Option<webhook::Webhook>,
 }
 
 fn invalid(why: impl Into<String>) -> Rejection {
@@ -211,6 +214,25 @@ impl Domain for Collab {
 
     fn new_state(&self, ctx: &Context<'_>) -> RoomState {
         RoomState::new(ctx.tenant, ctx.key, ctx.now_ms)
+    }
+
+    /// The idle-room sweeper; with a webhook, its consumer (made before any room is applied: a
+    /// record finalized earlier would not wait for it) and the task that posts.
+    async fn start(
+        &self,
+        background: Background,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, RuntimeError> {
+        let Background { client, shutdown } = background;
+        let mut tasks = vec![tokio::spawn(expiry::run(
+            client.clone(),
+            self.settings.idle_timeout,
+            shutdown.clone(),
+        ))];
+        if let Some(hook) = &self.webhook {
+            webhook::ensure_consumer(&async_nats::jetstream::new(client.clone())).await?;
+            tasks.push(tokio::spawn(webhook::run(client, hook.clone(), shutdown)));
+        }
+        Ok(tasks)
     }
 
     /// Every frame and record is built from `room.order`: the room's internal fields

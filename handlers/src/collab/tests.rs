@@ -29,7 +29,10 @@ impl Room {
 
     fn with(settings: Settings) -> Room {
         Room {
-            domain: Collab { settings },
+            domain: Collab {
+                settings,
+                webhook: None,
+            },
             stored: RoomState::new("r1", "room1", T0),
             now: T0,
             claims: None,

@@ -1,12 +1,12 @@
 //! The finalized-order webhook (seed 001: "backend receives finalized order"): when a URL is
 //! configured, a durable consumer on the records stream takes every `collab_order` record and
 //! POSTs it as JSON with an HMAC-SHA256 signature header; anything but a 2xx is retried with
-//! backoff until it succeeds (the record waits in the stream). Started by the runtime with the
-//! collab domain. `http://` and `https://` URLs (through [`crate::http_client`]); anything else
+//! backoff until it succeeds (the record waits in the stream). Started by the start hook of
+//! [`super::Collab`]. `http://` and `https://` URLs (through [`crate::http_client`]); anything else
 //! is refused when the [`Webhook`] is made, so a handler with a bad URL does not start.
 
+use crate::error::RuntimeError;
 use crate::http_client::{Endpoint, HttpClient, HttpError, UrlError};
-use crate::runtime::RuntimeError;
 use async_nats::jetstream::{self, AckKind, consumer};
 use bytes::Bytes;
 use futures::StreamExt;

@@ -1,30 +1,30 @@
-//! SQL for the display domain's records: one row per session in `display_sessions`.
+//! SQL for the display domain's records: one row per session in `display_sessions`. Called by
+//! the SQL writer; a record that does not read as a [`SessionRecord`] is refused, not stored.
 
+use super::WriteError;
+use serde::Deserialize;
 use sqlx::Transaction;
+use tablewire_schemas::display::SessionRecord;
 use tablewire_schemas::stored::Record;
 
-/// The record kind the display domain writes on `init`.
-pub(crate) const SESSION: &str = "display_session";
+pub(crate) use tablewire_schemas::display::SESSION_RECORD as SESSION;
 
 pub(crate) async fn write_session(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
-) -> Result<(), sqlx::Error> {
-    let data = &record.data;
-    let session = data["sessionId"].as_str().unwrap_or_default();
-    let tenant = data["tenantId"].as_str();
-    let started = data["startedAt"].as_i64().unwrap_or_default();
-    let version = data["version"].as_i64().unwrap_or_default();
+) -> Result<(), WriteError> {
+    let session = SessionRecord::deserialize(&record.data)
+        .map_err(|e| WriteError::Unreadable(format!("{SESSION}: {e}")))?;
     sqlx::query(
         "INSERT INTO display_sessions (session_id, tenant_id, started_at, version) \
          VALUES ($1, $2, $3, $4) \
          ON CONFLICT (session_id) DO UPDATE SET tenant_id = excluded.tenant_id, \
          version = excluded.version WHERE display_sessions.version < excluded.version",
     )
-    .bind(session)
-    .bind(tenant)
-    .bind(started)
-    .bind(version)
+    .bind(&session.session_id)
+    .bind(session.tenant_id.as_deref())
+    .bind(session.started_at)
+    .bind(i64::try_from(session.version).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     Ok(())

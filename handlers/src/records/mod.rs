@@ -2,19 +2,21 @@
 //! acknowledging only after commit. When the database is down, records wait in the stream
 //! (nothing is dropped) and are written when it is back. One per handler process; any number
 //! may run against the same database. It also keeps the device tag directory (KV) in step
-//! with SQL.
+//! with SQL. A record that can never be written (it does not read as its kind) is parked in
+//! `TW_PARKED` with its reason, with the records that share its message, never stored empty.
 
 mod collab;
 mod device;
 mod display;
 mod pos;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ParkedLabels};
 use crate::store::{self, Pool};
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use std::time::Duration;
-use tablewire_nats::resource;
+use tablewire_nats::{resource, subject};
 use tablewire_schemas::stored::Record;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -24,6 +26,30 @@ const MAX_BATCH: usize = 256;
 /// How long the writer waits for more records before it commits the ones it has.
 const GATHER: Duration = Duration::from_millis(5);
 
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The database refused or could not be reached.
+    #[error("SQL: {0}")]
+    Sql(sqlx::Error),
+    /// The record does not read as its kind: writing it again would fail the same way.
+    #[error("unreadable record: {0}")]
+    Unreadable(String),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // Raised by the writers when a record's data does not read as its kind.
+            sqlx::Error::Decode(why) => WriteError::Unreadable(why.to_string()),
+            other => WriteError::Sql(other),
+        }
+    }
+}
+
+/// The reason (`Tw-Parked-Reason`, subject and metric label) of a parked record message.
+const RECORD_UNREADABLE: &str = "record_unreadable";
+
 /// Writes one record inside `tx` to its kind's table; a kind without one goes to the generic
 /// `records` table. Each table's key makes a second write a no-op. (Until 2026-11-27 every
 /// record was also copied to `records`: a second statement and a second copy of its JSON for
@@ -32,9 +58,9 @@ async fn write_record(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     record: &Record,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    match record.kind.as_str() {
-        display::SESSION => display::write_session(tx, record).await,
+) -> Result<(), WriteError> {
+    let written = match record.kind.as_str() {
+        display::SESSION => return display::write_session(tx, record).await,
         collab::ORDER => collab::write_order(tx, record).await,
         collab::ARCHIVE => collab::write_archive(tx, record).await,
         pos::ORDER => pos::write_order(tx, record).await,
@@ -43,7 +69,8 @@ async fn write_record(
         device::TAG => device::write_tag(tx, record).await,
         device::CONFIG => device::write_config(tx, record).await,
         _ => write_generic(tx, record, now_ms).await,
-    }
+    };
+    written.map_err(WriteError::from)
 }
 
 /// Keeps a record of a kind no table knows, as JSON.
@@ -84,13 +111,60 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn write_batch(pool: &Pool, records: &[&Record]) -> Result<(), sqlx::Error> {
-    let now = crate::runtime::now_ms();
+async fn write_batch(pool: &Pool, records: &[&Record]) -> Result<(), WriteError> {
+    let now = crate::clock::now_ms();
     let mut tx = pool.begin().await?;
     for record in records {
         write_record(&mut tx, record, now).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A header value from any text: control characters (CR, LF) become spaces, cut to 500
+/// characters.
+fn header_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect()
+}
+
+/// Parks a records-stream message holding a record that can never be written: publishes it as
+/// it is to `tw.parked.{domain}.record_unreadable` with why and where it came from, deduplicated
+/// by its sequence in the records stream, and waits until it is stored.
+async fn park_record(
+    js: &jetstream::Context,
+    message: &jetstream::Message,
+    why: &str,
+) -> Result<ParkedLabels, String> {
+    let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+    let domain = subject::domain_of_record(&message.subject)
+        .ok_or_else(|| format!("no domain in the records subject {}", message.subject))?;
+    let mut headers = HeaderMap::new();
+    let id = format!("{}:{seq}", resource::RECORDS_STREAM);
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+    headers.insert(subject::header::PARKED_REASON, RECORD_UNREADABLE);
+    headers.insert(subject::header::PARKED_DETAIL, header_text(why).as_str());
+    headers.insert(subject::header::PARKED_DOMAIN, domain.as_str());
+    headers.insert(subject::header::PARKED_SEQ, seq.to_string().as_str());
+    headers.insert(
+        subject::header::PARKED_SUBJECT,
+        header_text(&message.subject).as_str(),
+    );
+    js.publish_with_headers(
+        subject::parked(domain, RECORD_UNREADABLE),
+        headers,
+        message.payload.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(ParkedLabels {
+        domain: domain.as_str().to_string(),
+        reason: RECORD_UNREADABLE.to_string(),
+    })
 }
 
 /// Runs the SQL writer until `shutdown`.
@@ -198,7 +272,7 @@ pub async fn run(
                         let _ = message.ack_with(kind).await;
                     }
                 }
-                Err(e) if is_unavailable(&e) => {
+                Err(WriteError::Sql(e)) if is_unavailable(&e) => {
                     metrics.record_failures.inc();
                     warn!(error = %e, waiting = parsed.len(), "database unavailable; records wait in the stream");
                     for (message, _) in &parsed {
@@ -220,6 +294,25 @@ pub async fn run(
                             Ok(()) => {
                                 metrics.records_written.inc_by(records.len() as u64);
                                 let _ = message.ack().await;
+                            }
+                            Err(WriteError::Unreadable(why)) => {
+                                // Never written however often tried: kept in the parked
+                                // stream with its reason, then let go from the records stream.
+                                let (id, kind) = (&records[0].id, &records[0].kind);
+                                match park_record(&js, message, &why).await {
+                                    Ok(labels) => {
+                                        warn!(%id, %kind, count = records.len(), %why, "record unreadable; parked");
+                                        metrics.parked.get_or_create(&labels).inc();
+                                        let _ = message.ack_with(AckKind::Term).await;
+                                    }
+                                    Err(e) => {
+                                        metrics.record_failures.inc();
+                                        warn!(%id, %kind, error = %e, "unreadable record not parked; kept for retry");
+                                        let _ = message
+                                            .ack_with(AckKind::Nak(Some(Duration::from_secs(30))))
+                                            .await;
+                                    }
+                                }
                             }
                             Err(e) => {
                                 metrics.record_failures.inc();
@@ -275,6 +368,33 @@ mod tests {
             count(&pool, "SELECT COUNT(*) FROM records").await,
             1,
             "only the kind without a table is kept as JSON"
+        );
+    }
+
+    /// `data["sessionId"].as_str().unwrap_or_default()` stored a display session under an
+    /// empty id when the field was misspelled; such a record is refused (and parked by the
+    /// writer), never stored empty.
+    #[tokio::test]
+    async fn a_record_that_does_not_read_as_its_kind_is_refused_not_stored_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = store::connect(&format!("sqlite://{}/w.db", dir.path().display()))
+            .await
+            .expect("connect");
+        let misspelled = Record {
+            kind: display::SESSION.to_string(),
+            id: "display:t1.s1:3:0".to_string(),
+            tenant: "t1".to_string(),
+            data: json!({"sessionID": "s1", "tenantId": "t1", "startedAt": 1, "version": 3}),
+        };
+        let written = write_batch(&pool, &[&misspelled]).await;
+        assert!(
+            matches!(&written, Err(WriteError::Unreadable(why)) if why.contains("sessionId")),
+            "a misspelled record is refused as unreadable: {written:?}"
+        );
+        assert_eq!(
+            count(&pool, "SELECT COUNT(*) FROM display_sessions").await,
+            0,
+            "nothing stored under an empty session id"
         );
     }
 }

@@ -6,9 +6,8 @@
 //! `STATE_FULL`), the write (state and outbox) within the server's `max_payload` (the batch cut
 //! into several writes), and a command that panics or cannot fit even alone is parked.
 
-use super::Shared;
+use super::item::Item;
 use super::park::{self, Reason};
-use super::partition::Item;
 use crate::domain::{Context, Domain, Effects, json_len};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use tablewire_schemas::stored::{Emitted, Outbox, Record, SequencedEvent, Stored};
@@ -39,12 +38,6 @@ impl Limits {
             state: domain_bound.min(write / 2),
             write,
         }
-    }
-
-    /// The bounds of `D` on this worker's connection (its server's `max_payload`, as the
-    /// server announced it).
-    pub fn of<D: Domain>(shared: &Shared<D>) -> Limits {
-        Limits::new(shared.domain.max_state_bytes(), shared.client.max_payload())
     }
 
     /// Whether a write encoded as `encoded` bytes may go as it is without measuring its state

@@ -1,8 +1,9 @@
 //! Batched direct gets (nats-server >= 2.11): reads many stored messages of a subject filter in
 //! one request. The partition worker uses it to rebuild a batch from the stream.
 
-use super::{RuntimeError, Shared};
+use super::shared::Shared;
 use crate::domain::Domain;
+use crate::error::RuntimeError;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;

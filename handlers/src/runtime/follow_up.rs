@@ -3,14 +3,11 @@
 //! command to the same key, with a message id made from the follow-up's id so that it is
 //! applied once. Called by the partition worker after a successful write.
 
-use super::Shared;
+use super::shared::Shared;
 use crate::domain::{Domain, FollowUp, FollowUpAction};
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use std::time::Duration;
-use tablewire_nats::subject;
 use tablewire_schemas::stored::Stored;
-use tablewire_schemas::{Envelope, Origin};
 use tracing::{debug, warn};
 
 /// Starts the follow-up `after` asks for, unless the state before (whose follow-up had the id
@@ -66,37 +63,18 @@ async fn run<D: Domain>(
     let Ok(command) = serde_json::value::to_raw_value(&command) else {
         return;
     };
-    let envelope = Envelope {
-        tenant: tenant.clone(),
-        domain: D::NAME,
-        key: key.clone(),
-        id: message_id.clone(),
-        // From the runtime itself: nobody to answer.
-        origin: Origin {
-            edge: String::new(),
-            conn: None,
-            request: None,
-        },
-        claims: None,
-        at: super::now_ms(),
+    // From the runtime itself: nobody to answer.
+    let envelope = crate::outgoing::envelope(
+        D::NAME,
+        &tenant,
+        &key,
+        &message_id,
+        crate::clock::now_ms(),
         command,
-    };
-    let Ok(payload) = serde_json::to_vec(&envelope) else {
-        return;
-    };
-    let payload = Bytes::from(payload);
+    );
     let mut backoff = Duration::from_millis(100);
     for _ in 0..8 {
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
-        let stored = match js
-            .publish_with_headers(
-                subject::input(D::NAME, &tenant, &key),
-                headers,
-                payload.clone(),
-            )
-            .await
-        {
+        let stored = match crate::outgoing::publish_command(&js, &envelope).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

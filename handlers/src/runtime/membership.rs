@@ -13,7 +13,7 @@
 //! it is slow to answer only times out. A process that hangs with its connection open, or is cut
 //! off without the server noticing, is caught by its entry's expiry.
 
-use super::RuntimeError;
+use crate::error::RuntimeError;
 use async_nats::jetstream::kv;
 use async_nats::{Client, RequestErrorKind};
 use bytes::Bytes;

@@ -1,21 +1,40 @@
-//! The handler runtime: per domain, announce this worker, own a share of the partitions (taking
-//! over at once those of a worker that is gone, see [`membership`]), and run a [`partition`]
-//! worker for each owned partition. All I/O around the pure domains lives
-//! here: consume, order, dedupe, read state, compare-and-set write within byte bounds
-//! (`apply`), publish, park what can never be applied (`park`), ack.
+//! The handler runtime: runs the domains it is given ([`Registered`], from
+//! `crate::registry`): per domain, its start hook, then announce this worker, own a share of
+//! the partitions (taking over at once those of a worker that is gone, see [`membership`]),
+//! and run a [`partition`] worker for each owned partition. All I/O around the pure domains
+//! lives here. A batch, by phase:
+//! - [`partition`] — the pull loop: batches, take-over catch-up, pins.
+//! - [`plan`] — pure: trusted as delivered, or rebuilt from the stream ([`scan`]).
+//! - [`batch`] — carries a plan out: parks what is no command ([`item`]), applies the keys,
+//!   stores records, acknowledges ([`acks`]).
+//! - [`key`] — one key: read state ([`state`]), apply in memory ([`apply`], pure over the
+//!   domain), compare-and-set write within byte bounds, then [`outbox`] publishing.
+//! - [`park`] — commands that can never be applied; [`follow_up`] — I/O domains ask for;
+//!   [`direct`] — batched direct gets; [`shared`] — what a domain's workers share.
 
+mod acks;
 mod apply;
+mod batch;
 mod direct;
 mod follow_up;
+mod item;
+mod key;
 mod membership;
+mod outbox;
 mod park;
 mod partition;
+mod plan;
+mod scan;
+mod shared;
 mod state;
 
-use crate::domain::Domain;
-use crate::metrics::{DomainLabel, Metrics};
+use crate::domain::{Background, Domain};
+use crate::metrics::Metrics;
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use shared::Shared;
+use state::StateStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,81 +44,77 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use crate::error::RuntimeError;
 pub use membership::{owner as partition_owner, probe_worker};
-pub(crate) use state::StateStore;
 
-/// What can stop the runtime or one key's batch.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// NATS or JetStream failed; retried with a growing delay, never parked.
-    #[error("NATS: {0}")]
-    Nats(String),
-    /// A stored value cannot be read (the commands of its key are parked).
-    #[error("corrupt data: {0}")]
-    Corrupt(String),
-    /// A key kept losing compare-and-set writes.
-    #[error("too many concurrent writers on {0}")]
-    Contended(String),
-    /// Resources are missing: run `tablewire provision`.
-    #[error("not provisioned: {0} (run `tablewire provision`)")]
-    NotProvisioned(String),
-}
-
-/// Everything one domain's partition workers share.
-pub(crate) struct Shared<D: Domain> {
-    pub domain: D,
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
-    pub stream: jetstream::stream::Stream,
-    pub stream_name: String,
-    pub state: StateStore,
-    pub metrics: Metrics,
-    pub label: DomainLabel,
-    pub batch_size: usize,
-    pub key_concurrency: usize,
-}
-
-/// How a handler process runs.
+/// How this process's workers run, whatever the domain.
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// The domains to work for.
-    pub domains: Vec<DomainName>,
+pub struct Settings {
     /// This worker's id; a unique one is made up when `None`.
     pub worker_id: Option<String>,
     /// Most commands pulled and applied per batch.
     pub batch_size: usize,
     /// Most keys of one batch applied at the same time.
     pub key_concurrency: usize,
-    /// Collaborative order rooms: idle expiry and the per-room rate limit.
-    pub collab: crate::collab::Settings,
-    /// Collaborative orders: post finalized orders here (off when `None`).
-    pub collab_webhook: Option<crate::collab::webhook::Webhook>,
-    /// Writes one tenant's POS book accepts (orders, status changes), across all workers.
-    pub tenant_orders: crate::rate::WriteRate,
-    /// Events one tenant's feed accepts from `POST /api/events`, across all workers.
-    pub tenant_events: crate::rate::WriteRate,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            domains: DomainName::ALL.to_vec(),
-            worker_id: None,
-            batch_size: 256,
-            key_concurrency: 64,
-            collab: crate::collab::Settings::default(),
-            collab_webhook: None,
-            tenant_orders: crate::pos::TENANT_RATE,
-            tenant_events: crate::events::TENANT_RATE,
+/// A domain as the runtime runs it, whatever its types: one line of the registry
+/// (`crate::registry::domains`), or of a test's own list.
+pub struct Registered {
+    name: DomainName,
+    launch: Box<dyn Launch>,
+}
+
+impl Registered {
+    /// `domain`, ready to run.
+    pub fn new<D: Domain>(domain: D) -> Registered {
+        Registered {
+            name: D::NAME,
+            launch: Box::new(Launcher(domain)),
         }
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> DomainName {
+        self.name
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// What a [`Registered`] domain needs to start.
+struct Start<'a> {
+    client: &'a async_nats::Client,
+    settings: &'a Settings,
+    metrics: &'a Metrics,
+    worker: Worker<'a>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Starts one domain of unknown type: its start hook, then its partition workers.
+trait Launch: Send {
+    fn launch<'a>(
+        self: Box<Self>,
+        start: Start<'a>,
+    ) -> BoxFuture<'a, Result<Vec<JoinHandle<()>>, RuntimeError>>;
+}
+
+struct Launcher<D>(D);
+
+impl<D: Domain> Launch for Launcher<D> {
+    fn launch<'a>(
+        self: Box<Self>,
+        start: Start<'a>,
+    ) -> BoxFuture<'a, Result<Vec<JoinHandle<()>>, RuntimeError>> {
+        Box::pin(async move {
+            let domain = self.0;
+            let background = Background {
+                client: start.client.clone(),
+                shutdown: start.shutdown.clone(),
+            };
+            let mut tasks = domain.start(background).await?;
+            tasks.push(spawn_domain(domain, start).await?);
+            Ok(tasks)
+        })
+    }
 }
 
 /// A worker id: host, process and a random part, readable in `tw_workers`.
@@ -114,125 +129,33 @@ pub fn new_worker_id() -> String {
     )
 }
 
-/// Runs handler workers for `config.domains` until `shutdown` resolves; then releases every
-/// partition and leaves, so other workers take over at once.
+/// Runs handler workers for `domains` until `shutdown` resolves; then releases every partition
+/// and leaves, so other workers take over at once.
 pub async fn run(
     client: async_nats::Client,
-    config: Config,
+    settings: Settings,
+    domains: Vec<Registered>,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), RuntimeError> {
-    let worker = config.worker_id.clone().unwrap_or_else(new_worker_id);
-    info!(%worker, domains = ?config.domains, "handler starting");
+    let worker = settings.worker_id.clone().unwrap_or_else(new_worker_id);
+    let names: Vec<DomainName> = domains.iter().map(Registered::name).collect();
+    info!(%worker, domains = ?names, "handler starting");
     // Answers other workers' probes until every domain below has left; probes theirs.
     let liveness = membership::Liveness::start(client.clone()).await?;
     let mut tasks = Vec::new();
-    for &domain in &config.domains {
-        let (client, config, metrics, worker, shutdown) = (
-            &client,
-            &config,
-            &metrics,
-            Worker {
+    for domain in domains {
+        let start = Start {
+            client: &client,
+            settings: &settings,
+            metrics: &metrics,
+            worker: Worker {
                 name: worker.as_str(),
                 liveness: &liveness,
             },
-            shutdown.clone(),
-        );
-        // The one place that maps a domain name to its implementation.
-        let task = match domain {
-            DomainName::Display => {
-                spawn_domain(
-                    crate::display::Display,
-                    client,
-                    config,
-                    metrics,
-                    worker,
-                    shutdown,
-                )
-                .await?
-            }
-            DomainName::Events => {
-                spawn_domain(
-                    crate::events::Events {
-                        tenant_rate: config.tenant_events,
-                    },
-                    client,
-                    config,
-                    metrics,
-                    worker,
-                    shutdown,
-                )
-                .await?
-            }
-            DomainName::Collab => {
-                tasks.push(tokio::spawn(crate::collab::expiry::run(
-                    client.clone(),
-                    config.collab,
-                    shutdown.clone(),
-                )));
-                if let Some(webhook) = &config.collab_webhook {
-                    // Before the domain runs: a record finalized earlier would not wait for it.
-                    crate::collab::webhook::ensure_consumer(&jetstream::new(client.clone()))
-                        .await?;
-                    tasks.push(tokio::spawn(crate::collab::webhook::run(
-                        client.clone(),
-                        webhook.clone(),
-                        shutdown.clone(),
-                    )));
-                }
-                spawn_domain(
-                    crate::collab::Collab {
-                        settings: config.collab,
-                    },
-                    client,
-                    config,
-                    metrics,
-                    worker,
-                    shutdown,
-                )
-                .await?
-            }
-            DomainName::Pos => {
-                spawn_domain(
-                    crate::pos::Pos {
-                        tenant_rate: config.tenant_orders,
-                    },
-                    client,
-                    config,
-                    metrics,
-                    worker,
-                    shutdown,
-                )
-                .await?
-            }
-            DomainName::Voice => {
-                spawn_domain(
-                    crate::voice::Voice,
-                    client,
-                    config,
-                    metrics,
-                    worker,
-                    shutdown,
-                )
-                .await?
-            }
-            DomainName::Device => {
-                tokio::spawn(crate::device_presence::watch(
-                    client.clone(),
-                    shutdown.clone(),
-                ));
-                spawn_domain(
-                    crate::device::Device,
-                    client,
-                    config,
-                    metrics,
-                    worker,
-                    shutdown,
-                )
-                .await?
-            }
+            shutdown: shutdown.clone(),
         };
-        tasks.push(task);
+        tasks.extend(domain.launch.launch(start).await?);
     }
     tasks.push(tokio::spawn(liveness.clone().run(shutdown.clone())));
     for task in tasks {
@@ -251,14 +174,18 @@ struct Worker<'a> {
     liveness: &'a Arc<membership::Liveness>,
 }
 
+/// Starts the worker that keeps `domain`'s share of partitions running ([`run_domain`]).
 async fn spawn_domain<D: Domain>(
     domain: D,
-    client: &async_nats::Client,
-    config: &Config,
-    metrics: &Metrics,
-    worker: Worker<'_>,
-    shutdown: watch::Receiver<bool>,
+    start: Start<'_>,
 ) -> Result<JoinHandle<()>, RuntimeError> {
+    let Start {
+        client,
+        settings,
+        metrics,
+        worker,
+        shutdown,
+    } = start;
     let js = jetstream::new(client.clone());
     let stream_name = resource::input_stream(D::NAME);
     let stream = js
@@ -306,8 +233,8 @@ async fn spawn_domain<D: Domain>(
         state: StateStore::new(kv, parts, js.clone()),
         metrics: metrics.clone(),
         label: Metrics::domain(D::NAME),
-        batch_size: config.batch_size.max(1),
-        key_concurrency: config.key_concurrency.max(1),
+        batch_size: settings.batch_size.max(1),
+        key_concurrency: settings.key_concurrency.max(1),
     });
     let membership = membership::Membership::new(
         workers,

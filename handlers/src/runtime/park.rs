@@ -5,8 +5,9 @@
 //! and nothing is retried forever. Transient failures (NATS unreachable, a timeout, a lost
 //! compare-and-set) never come here: those commands are delivered again.
 
-use super::{RuntimeError, Shared};
+use super::shared::Shared;
 use crate::domain::{Context, Domain};
+use crate::error::RuntimeError;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use tablewire_nats::{resource, subject};

@@ -2,7 +2,7 @@
 //! the KV revision, optionally with a per-message TTL (the entry then vanishes by itself). Used
 //! by the partition workers.
 
-use super::RuntimeError;
+use crate::error::RuntimeError;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, kv};
 use bytes::Bytes;
