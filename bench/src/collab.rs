@@ -322,6 +322,15 @@ async fn write_loop(
 
 /// Runs the collab benchmark.
 pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
+    measure(args, None).await.map(|_| ())
+}
+
+/// Runs the collab benchmark and returns the paced phase's send → each participant latencies;
+/// with a floor probe, a floor phase runs on the same nats-server before and after that phase.
+pub async fn measure(
+    args: CollabArgs,
+    floor: Option<&crate::floor::FloorProbe>,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     println!(
         "collab benchmark: {} rooms x {} participants, {} items each, window {}, {} s phases, {} handler process(es)",
         args.rooms, args.participants, args.items, args.window, args.duration, args.handlers
@@ -450,6 +459,9 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     let rate = args.latency_rate.unwrap_or(rate1 / 2.0).max(1.0);
     *pace.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(Duration::from_secs_f64(total as f64 / rate));
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let errors_before = shared.errors.load(Ordering::Relaxed);
     let before = (scrape(addr).await, scrape(system.handler_metrics).await);
     let cpu = CpuMeter::start(&system.pids());
@@ -461,6 +473,9 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     let elapsed2 = t2.elapsed().as_secs_f64();
     let cpu_line = cpu.line();
     let after = (scrape(addr).await, scrape(system.handler_metrics).await);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let mut sockets = Vec::with_capacity(writers.len());
     for w in writers {
         match w.await {
@@ -609,7 +624,7 @@ pub async fn run(args: CollabArgs) -> anyhow::Result<()> {
     if finalizing != rooms.len() || heard.is_err() {
         bail!("not every room was finalized and heard of");
     }
-    Ok(())
+    Ok(hist.phase(2).clone())
 }
 
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {

@@ -120,6 +120,15 @@ async fn device(
 
 /// Runs the devices benchmark.
 pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
+    measure(args, None).await.map(|_| ())
+}
+
+/// Runs the devices benchmark and returns the scan → reply latencies; with a floor probe, a
+/// floor phase runs on the same nats-server before and after the scans.
+pub async fn measure(
+    args: DevicesArgs,
+    floor: Option<&crate::floor::FloorProbe>,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     println!(
         "devices benchmark: {} devices x {} scans/s for {} s, heartbeat every {} s, {} handler process(es)",
         args.devices, args.rate, args.duration, args.heartbeat, args.handlers
@@ -182,6 +191,9 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     );
 
     let pids = system.pids();
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let cpu = CpuMeter::start(&pids);
     let metrics_before = (scrape(addr).await, scrape(handler_metrics).await);
     let counts = Arc::new(Counts::default());
@@ -201,6 +213,9 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     }
     let elapsed = scan_start.elapsed().as_secs_f64();
     let cpu_line = cpu.line();
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let accepted = counts.accepted.load(Ordering::Relaxed);
     let too_soon = counts.too_soon.load(Ordering::Relaxed);
     println!(
@@ -242,5 +257,5 @@ pub async fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let _ = nc.drain().await;
     drop(system);
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    Ok(hist)
 }

@@ -171,6 +171,15 @@ async fn post_loop(load: Arc<Load>, offset: usize) -> anyhow::Result<u64> {
 
 /// Runs the display benchmark.
 pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
+    measure(args, None).await.map(|_| ())
+}
+
+/// Runs the display benchmark and returns the paced phase's POST → each display latencies; with a floor
+/// probe, a floor phase runs on the same nats-server before and after that phase.
+pub async fn measure(
+    args: DisplayArgs,
+    floor: Option<&crate::floor::FloorProbe>,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     println!(
         "display benchmark: {} sessions x {} displays, {} s phases, {} posters, {} handler process(es)",
         args.sessions, args.displays, args.duration, args.posters, args.handlers
@@ -280,6 +289,9 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
         .max(1.0);
     let posters = args.posters.min(rate.ceil() as usize).max(1);
     let pace = Duration::from_secs_f64(posters as f64 / rate);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let before2: u64 = accepted.iter().map(|a| a.load(Ordering::Relaxed)).sum();
     let until = Instant::now() + Duration::from_secs(args.duration);
     let load = Load {
@@ -296,6 +308,9 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
     let failures2 = run_posters(load, posters).await?;
     let cpu_line2 = cpu.line();
     let metrics_after = (scrape(addr).await, scrape(system.handler_metrics).await);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let sent2 = accepted
         .iter()
         .map(|a| a.load(Ordering::Relaxed))
@@ -350,7 +365,7 @@ pub async fn run(args: DisplayArgs) -> anyhow::Result<()> {
     if args.idle > 0 {
         idle(&system, args.idle, run_id).await?;
     }
-    Ok(())
+    Ok(hist.phase(2).clone())
 }
 
 /// Runs `posters` concurrent posters for one phase; returns how many posts were refused.

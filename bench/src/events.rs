@@ -199,6 +199,15 @@ async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::
 
 /// Runs the events benchmark.
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
+    measure(args, None).await.map(|_| ())
+}
+
+/// Runs the events benchmark and returns the paced phase's POST → each subscriber latencies; with a floor
+/// probe, a floor phase runs on the same nats-server before and after that phase.
+pub async fn measure(
+    args: EventsArgs,
+    floor: Option<&crate::floor::FloorProbe>,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     let restaurants = args.restaurants.max(1);
     let per_restaurant = (args.connections / restaurants).max(1);
     println!(
@@ -316,6 +325,9 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         .max(1.0);
     let posters = args.posters.min(rate.ceil() as usize).max(1);
     let pace = Duration::from_secs_f64(posters as f64 / rate);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let before2: u64 = accepted.iter().map(|a| a.load(Ordering::Relaxed)).sum();
     let load = Load {
         addr,
@@ -331,6 +343,9 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let failures2 = run_posters(load, posters).await?;
     let cpu_line2 = cpu.line();
     let metrics_after = (scrape(addr).await, scrape(system.handler_metrics).await);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let sent2 = accepted
         .iter()
         .map(|a| a.load(Ordering::Relaxed))
@@ -379,5 +394,5 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         println!("    {line}");
     }
     println!("  missing {}, duplicates {}", missing + short, duplicates);
-    Ok(())
+    Ok(hist.phase(2).clone())
 }

@@ -9,6 +9,8 @@
 //! - [`display`] — seed 000: sessions × displays, updates over HTTP, idle memory per display.
 //! - [`pos`] — seed 002: tenants × (2 POS + 3 kitchens), orders/s, latency, duplicates/missing.
 //! - [`events`] — seed 004: connections × restaurants, events over `POST /api/events`.
+//! - [`floor`] — each domain's latency at a fixed rate against the bare JetStream → KV → core
+//!   NATS path (the floor), measured on the same nats-server in the same run.
 //! - [`devices`] — seed 003: RFID readers scanning over WebSockets, replies and rows in SQL.
 //! - [`system`] — starting (with the testkit) and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load (the testkit's, re-exported).
@@ -20,6 +22,7 @@ pub mod collab;
 pub mod devices;
 pub mod display;
 pub mod events;
+pub mod floor;
 pub mod pos;
 pub mod report;
 pub mod system;
@@ -49,6 +52,9 @@ pub enum Bench {
     /// The soak: the 3-node cluster under load while edges, handlers and NATS nodes are killed
     /// and PostgreSQL stopped; fails when anything acknowledged is lost, duplicated or stuck.
     Chaos(chaos::ChaosArgs),
+    /// Each domain's p50/p99 at a fixed rate as a multiple of the bare path's (JetStream publish
+    /// → pull → KV compare-and-set → core publish → subscriber), on the same nats-server.
+    Floor(floor::FloorArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -60,5 +66,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Events(a) => events::run(a).await,
         Bench::Devices(a) => devices::run(a).await,
         Bench::Chaos(a) => chaos::run(a).await,
+        Bench::Floor(a) => floor::run(a).await,
     }
 }

@@ -203,6 +203,15 @@ async fn run_kitchen(
 
 /// Runs the POS benchmark.
 pub async fn run(args: PosArgs) -> anyhow::Result<()> {
+    measure(args, None).await.map(|_| ())
+}
+
+/// Runs the POS benchmark and returns the paced phase's submit → order_created latencies; with
+/// a floor probe, a floor phase runs on the same nats-server before and after that phase.
+pub async fn measure(
+    args: PosArgs,
+    floor: Option<&crate::floor::FloorProbe>,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     println!(
         "pos benchmark: {} tenants x ({POS_PER_TENANT} POS + {KITCHENS_PER_TENANT} kitchen) connections, {} s phases, window {}, {} handler process(es)",
         args.tenants, args.duration, args.window, args.handlers
@@ -326,6 +335,9 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     let rate = args.latency_rate.unwrap_or(rate1 / 2.0).max(1.0);
     let tills_n = args.tenants * POS_PER_TENANT;
     let pace = Duration::from_secs_f64(tills_n as f64 / rate);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let cpu = CpuMeter::start(&system.pids());
     let until2 = Instant::now() + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
@@ -343,6 +355,9 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     }
     let cpu_line2 = cpu.line();
     let metrics_after = (scrape(addr).await, scrape(system.handler_metrics).await);
+    if let Some(floor) = floor {
+        floor.measure(system.nats.client_url()).await?;
+    }
     let created2 = shared.created[2].load(Ordering::Relaxed);
 
     // Let the kitchens catch up, then count.
@@ -398,5 +413,5 @@ pub async fn run(args: PosArgs) -> anyhow::Result<()> {
     let _ = nc.drain().await;
     drop(system);
     let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    Ok(pos2.phase(2).clone())
 }
