@@ -162,17 +162,25 @@ pub fn front_door<B>(node: &Node, request: &mut hyper::Request<B>) -> Option<Res
     None
 }
 
-/// `path` without empty segments, when it has any (`None` when it is tidy already).
+/// Paths whose trailing slash is part of them: `/app/` is the screens' index, and their
+/// relative links resolve against it (`/app` redirects there).
+const KEEPS_TRAILING_SLASH: &[&str] = &["/app/"];
+
+/// `path` without empty segments, when it has any (`None` when it is tidy already); a path of
+/// [`KEEPS_TRAILING_SLASH`] keeps its last slash.
 fn tidy_path(path: &str) -> Option<String> {
     let untidy = path.contains("//") || (path.len() > 1 && path.ends_with('/'));
-    if !untidy {
+    if !untidy || KEEPS_TRAILING_SLASH.contains(&path) {
         return None;
     }
-    let tidy: String = path
+    let mut tidy: String = path
         .split('/')
         .filter(|s| !s.is_empty())
         .flat_map(|s| ["/", s])
         .collect();
+    if path.ends_with('/') && KEEPS_TRAILING_SLASH.contains(&format!("{tidy}/").as_str()) {
+        tidy.push('/');
+    }
     Some(if tidy.is_empty() {
         "/".to_string()
     } else {
@@ -230,5 +238,15 @@ mod tests {
             Some("/session/x/state")
         );
         assert_eq!(tidy_path("//").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn the_screens_index_keeps_its_slash() {
+        assert_eq!(tidy_path("/app/"), None);
+        assert_eq!(tidy_path("//app//").as_deref(), Some("/app/"));
+        assert_eq!(
+            tidy_path("/app/kitchen.html/").as_deref(),
+            Some("/app/kitchen.html")
+        );
     }
 }

@@ -1,6 +1,6 @@
 // The screens (clients/app) in headless Chromium, driven by playwright-core, against a real
-// `tablewire dev`: the pages are served from clients/app by a static server here (the edge's
-// embedded copy at /app/ is checked by tests/api_docs.rs) and reach the dev through `?edge=`. An order posted over
+// `tablewire dev`: the pages are the edge's own embedded copy of clients/app, served at /app/,
+// and reach the dev (or a proxy in front of it) through `?edge=`. An order posted over
 // `POST /api/orders` appears on two kitchen screens and a bump on one moves it on the other, and
 // a screen that lost its network reconnects, says so and shows the order posted meanwhile;
 // a device scan appears on the dashboard and a pushed config reaches the reader; two browser
@@ -10,17 +10,12 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { dirname, extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import { AUTH_SECRET, mintToken, order, startDev, startProxy } from "./support.mjs";
 
-const app = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "app");
 const screenshots = process.env.TABLEWIRE_SCREENSHOTS;
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json" };
 
 function chromiumPath() {
   if (process.env.TABLEWIRE_CHROMIUM) return process.env.TABLEWIRE_CHROMIUM;
@@ -34,33 +29,17 @@ function chromiumPath() {
   throw new Error("no Chromium: set TABLEWIRE_CHROMIUM or run scripts/install-chromium (scripts/test does)");
 }
 
-/** Serves clients/app (read-only, no directory listings). */
-function serveApp() {
-  const server = createServer(async (request, response) => {
-    const path = normalize(decodeURIComponent(new URL(request.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
-    try {
-      const body = await readFile(join(app, path === "/" ? "index.html" : path));
-      response.writeHead(200, { "Content-Type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
-    } catch {
-      response.writeHead(404).end();
-    }
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
-let dev, server, base, browser;
+let dev, base, browser;
 const pageErrors = [];
 
 before(async () => {
   dev = await startDev();
-  server = await serveApp();
-  base = `http://127.0.0.1:${server.address().port}`;
+  base = `${dev.http}/app`; // served by the edge itself
   browser = await chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox"] });
 });
 
 after(async () => {
   await browser?.close();
-  server?.close();
   await dev?.stop();
 });
 
