@@ -175,27 +175,8 @@ async fn a_key_whose_state_cannot_be_read_has_its_command_parked_and_holds_back_
     let _worker = handler_process(&url);
     let edge = InProcessEdge::start(&url, edge_config()).await;
     let poisoned = session();
-    let js = async_nats::jetstream::new(client(&url).await);
-    let kv = js
-        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Display))
-        .await
-        .expect("bucket");
-    kv.put(format!("_.{poisoned}"), "not a state".into())
-        .await
-        .expect("put");
     // Never applied: the answer says it was parked instead of claiming success.
-    let (status, body) = post(
-        edge.addr,
-        &format!("/session/{poisoned}/update"),
-        Some(AUTH_SECRET),
-        &json!({"type": "dish_card", "displayData": {"i": 0}}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (422, Some("COMMAND_PARKED")),
-        "{body}"
-    );
+    park_an_update_to_an_unreadable_display(&url, edge.addr, &poisoned).await;
     // 24 sessions over 4 partitions: some share the poisoned one's, after its command.
     let others: Vec<String> = (0..24).map(|_| session()).collect();
     for i in 0..3u64 {
@@ -211,6 +192,11 @@ async fn a_key_whose_state_cannot_be_read_has_its_command_parked_and_holds_back_
             "{s} applied"
         );
     }
+    let js = async_nats::jetstream::new(client(&url).await);
+    let kv = js
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Display))
+        .await
+        .expect("bucket");
     let entry = kv
         .get(format!("_.{poisoned}"))
         .await

@@ -58,26 +58,7 @@ async fn a_parked_command_and_a_live_edge_are_reported() {
     let healthy = session();
     update(edge.addr, &healthy, json!({"i": 0})).await;
     let poisoned = session();
-    let js = async_nats::jetstream::new(client(&url).await);
-    let kv = js
-        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Display))
-        .await
-        .expect("bucket");
-    kv.put(format!("_.{poisoned}"), "not a state".into())
-        .await
-        .expect("put");
-    let (status_code, body) = post(
-        edge.addr,
-        &format!("/session/{poisoned}/update"),
-        Some(AUTH_SECRET),
-        &json!({"type": "dish_card", "displayData": {"i": 0}}),
-    )
-    .await;
-    assert_eq!(
-        (status_code, body["error"]["code"].as_str()),
-        (422, Some("COMMAND_PARKED")),
-        "{body}"
-    );
+    park_an_update_to_an_unreadable_display(&url, edge.addr, &poisoned).await;
     let display_socket = Ws::connect(edge.addr, &format!("/session/{healthy}/display")).await;
 
     eventually("status lists the edge with its display socket", || {

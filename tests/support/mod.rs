@@ -613,6 +613,36 @@ pub async fn assert_display_applied_once(url: &str, session: &str, seq: u64, n: 
     assert_eq!(kept, (n.saturating_sub(100)..n).collect::<Vec<_>>());
 }
 
+/// Makes `session`'s stored display state unreadable, then posts an update to it through the edge
+/// at `addr`: the handler cannot apply it, parks it, and the edge answers 422 `COMMAND_PARKED`
+/// (asserted here).
+pub async fn park_an_update_to_an_unreadable_display(
+    nats_url: &str,
+    addr: SocketAddr,
+    session: &str,
+) {
+    let js = async_nats::jetstream::new(client(nats_url).await);
+    let kv = js
+        .get_key_value(tablewire_nats::resource::state_bucket(Domain::Display))
+        .await
+        .expect("bucket");
+    kv.put(format!("_.{session}"), "not a state".into())
+        .await
+        .expect("put");
+    let (status, body) = post(
+        addr,
+        &format!("/session/{session}/update"),
+        Some(AUTH_SECRET),
+        &serde_json::json!({"type": "dish_card", "displayData": {"i": 0}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("COMMAND_PARKED")),
+        "{body}"
+    );
+}
+
 /// Posts a display update with the bearer secret.
 pub async fn update(addr: SocketAddr, session: &str, data: Value) -> Value {
     let (status, body) = post(
