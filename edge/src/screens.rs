@@ -52,12 +52,9 @@ where
         )
 }
 
-/// Answers `GET /app/…`: `file` is the path below `/app/` (empty for the index); `dev_login` is
+/// Answers `GET` (or `HEAD`; other methods get 405 from the route) `/app/…`: `file` is the path below `/app/` (empty for the index); `dev_login` is
 /// `Some` only under `tablewire dev`.
 pub fn serve(method: &Method, file: &str, dev_login: Option<&DevLogin>) -> Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
-        return http::error_code(ErrorCode::MethodNotAllowed);
-    }
     if file == "dev.json" {
         return match dev_login {
             Some(login) => no_store(http::json(StatusCode::OK, login)),

@@ -11,10 +11,9 @@ pub mod endpoints;
 pub mod openapi;
 
 use crate::http::{self, Body};
-use hyper::{Method, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
-use tablewire_schemas::ErrorCode;
 
 pub use asyncapi::asyncapi;
 pub use openapi::openapi;
@@ -26,34 +25,20 @@ where
 {
     use axum::routing::get;
     axum::Router::new()
-        .route(
-            "/openapi.json",
-            get(|| async { serve_openapi(&Method::GET) }),
-        )
-        .route(
-            "/asyncapi.json",
-            get(|| async { serve_asyncapi(&Method::GET) }),
-        )
+        .route("/openapi.json", get(|| async { serve_openapi() }))
+        .route("/asyncapi.json", get(|| async { serve_asyncapi() }))
 }
 
 /// Answers `GET /openapi.json`.
-pub fn serve_openapi(method: &Method) -> Response<Body> {
+pub fn serve_openapi() -> Response<Body> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    serve(method, DOCUMENT.get_or_init(openapi))
+    http::json(StatusCode::OK, DOCUMENT.get_or_init(openapi))
 }
 
 /// Answers `GET /asyncapi.json`.
-pub fn serve_asyncapi(method: &Method) -> Response<Body> {
+pub fn serve_asyncapi() -> Response<Body> {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    serve(method, DOCUMENT.get_or_init(asyncapi))
-}
-
-fn serve(method: &Method, document: &Value) -> Response<Body> {
-    if method == Method::GET {
-        http::json(StatusCode::OK, document)
-    } else {
-        http::error_code(ErrorCode::MethodNotAllowed)
-    }
+    http::json(StatusCode::OK, DOCUMENT.get_or_init(asyncapi))
 }
 
 /// Where both documents keep their schemas.
