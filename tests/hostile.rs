@@ -85,7 +85,11 @@ async fn a_deflate_bomb_closes_with_1009_and_the_edge_stays_healthy() {
     let (_nats, edge) = edge_with(edge_config()).await;
     let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
     let bomb = deflated(&vec![b' '; 16 << 20]);
-    assert!(bomb.len() < 65_536, "the bomb passes as one message: {}", bomb.len());
+    assert!(
+        bomb.len() < 65_536,
+        "the bomb passes as one message: {}",
+        bomb.len()
+    );
     for fragments in [1, 4] {
         let (mut ws, head) =
             raw_websocket_with(edge.addr, "/session/deflate-bomb/display", offer).await;
@@ -93,12 +97,20 @@ async fn a_deflate_bomb_closes_with_1009_and_the_edge_stays_healthy() {
         let size = bomb.len().div_ceil(fragments);
         let mut bytes = Vec::new();
         for (i, piece) in bomb.chunks(size).enumerate() {
-            let fin = if (i + 1) * size >= bomb.len() { 0x80 } else { 0 };
+            let fin = if (i + 1) * size >= bomb.len() {
+                0x80
+            } else {
+                0
+            };
             let first = if i == 0 { 0x41 } else { 0x00 };
             bytes.extend(frame(fin | first, true, None, piece));
         }
         ws.write_all(&bytes).await.expect("send");
-        assert_eq!(close_code_then_end(&mut ws).await, Some(1009), "{fragments}");
+        assert_eq!(
+            close_code_then_end(&mut ws).await,
+            Some(1009),
+            "{fragments}"
+        );
     }
     let (status, _) = healthz(edge.addr).await;
     assert_eq!(status, 200);

@@ -13,16 +13,19 @@ const url = `${base}/ws/restaurant-pos/${tenant}?token=${token}`;
 function open(name, perMessageDeflate) {
   const ws = new WebSocket(url, { perMessageDeflate });
   const inbox = new Inbox(name);
+  let answer;
+  ws.on("upgrade", (response) => { answer = response.headers["sec-websocket-extensions"]; });
   ws.on("message", (data) => inbox.push(JSON.parse(data.toString())));
   ws.on("error", (e) => check(false, `${name}: ${e}`));
-  return new Promise((resolve) => ws.on("open", () => resolve({ ws, inbox })));
+  return new Promise((resolve) => ws.on("open", () => resolve({ ws, inbox, answer })));
 }
 
 const packed = await open("compressed", { threshold: 0 });
 const plain = await open("plain", false);
-check(packed.ws.extensions === "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-  `negotiated: ${packed.ws.extensions}`);
-check(plain.ws.extensions === "", `plain negotiated: ${plain.ws.extensions}`);
+check(packed.ws.extensions === "permessage-deflate", `negotiated: ${packed.ws.extensions}`);
+check(packed.answer === "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+  `answered: ${packed.answer}`);
+check(plain.ws.extensions === "" && plain.answer === undefined, `plain negotiated: ${plain.ws.extensions}`);
 for (const side of [packed, plain]) await side.inbox.of("sync_state");
 
 const order = (ref, notes) => ({
