@@ -93,7 +93,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         },
     )?;
     // The screens' sign-in page offers this token (`/app/dev.json`, served under `dev` only).
-    config.dev_login = Some(tablewire_edge::screens::DevLogin {
+    config.dev_login = Some(tablewire_edge::config::DevLogin {
         token: token.clone(),
         tenant: "demo".into(),
     });
