@@ -7,6 +7,7 @@
 
 mod support;
 
+use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde::de::DeserializeOwned;
@@ -594,6 +595,105 @@ proptest! {
             }
         }
     }
+}
+
+/// A masked client frame: FIN, then the first byte's other bits and opcode.
+fn masked_frame(fin: bool, first: u8, payload: &[u8]) -> Vec<u8> {
+    frame((u8::from(fin) << 7) | first, true, None, payload)
+}
+
+/// Every message a decoder with permessage-deflate makes of `bytes`, or its error.
+fn decode_inflating(bytes: &[u8], max: usize) -> Result<Vec<Message>, DecodeError> {
+    let mut d = Decoder::new(max).inflating();
+    d.buffer.extend_from_slice(bytes);
+    let mut out = Vec::new();
+    while let Some(m) = d.next_message()? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[test]
+fn decoder_compressed_messages_whole_or_fragmented_inflate_beside_plain_ones() {
+    let text = br#"{"type":"add_item","item":{"name":"burger"}}"#.repeat(30);
+    let packed = deflated(&text);
+    let mut bytes = masked_frame(true, 1 | 0x40, &packed);
+    bytes.extend(masked_frame(true, 1, b"plain"));
+    // Fragmented: RSV1 on the first frame only, a ping between the fragments.
+    let (a, b) = packed.split_at(packed.len() / 2);
+    bytes.extend(masked_frame(false, 2 | 0x40, a));
+    bytes.extend(masked_frame(true, 9, b"p"));
+    bytes.extend(masked_frame(true, 0, b));
+    let msgs = decode_inflating(&bytes, 1 << 16).expect("decode");
+    assert_eq!(
+        msgs,
+        vec![
+            Message::Text(text.clone().into()),
+            Message::Text(Bytes::from_static(b"plain")),
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Binary(text.into()),
+        ]
+    );
+}
+
+#[test]
+fn decoder_rsv1_where_the_rfc_forbids_it_is_a_protocol_error() {
+    let packed = deflated(b"hello");
+    let cases = [
+        // Not negotiated.
+        (false, masked_frame(true, 1 | 0x40, &packed)),
+        // On a control frame.
+        (true, masked_frame(true, 9 | 0x40, b"p")),
+        // On a continuation.
+        (true, {
+            let mut b = masked_frame(false, 1 | 0x40, &packed);
+            b.extend(masked_frame(true, 0x40, b""));
+            b
+        }),
+        // RSV2 and RSV3 are never negotiated.
+        (true, masked_frame(true, 1 | 0x20, b"x")),
+        (true, masked_frame(true, 1 | 0x10, b"x")),
+    ];
+    for (negotiated, bytes) in cases {
+        let got = if negotiated {
+            decode_inflating(&bytes, 100)
+        } else {
+            {
+                let mut d = Decoder::new(100);
+                d.buffer.extend_from_slice(&bytes);
+                d.next_message().map(|m| m.into_iter().collect::<Vec<_>>())
+            }
+        };
+        assert!(
+            matches!(got, Err(DecodeError::Protocol(_))),
+            "{negotiated} {bytes:02x?}: {got:?}"
+        );
+    }
+    let corrupt = masked_frame(true, 1 | 0x40, &[0xff; 16]);
+    assert_eq!(
+        decode_inflating(&corrupt, 100).map_err(|e| e.close_code()),
+        Err(1002)
+    );
+}
+
+#[test]
+fn decoder_a_compressed_message_is_held_to_the_size_limit_once_inflated() {
+    let bomb = deflated(&vec![b'a'; 1 << 20]);
+    assert!(bomb.len() < 5_000);
+    let err = decode_inflating(&masked_frame(true, 1 | 0x40, &bomb), 65_536).expect_err("too big");
+    assert_eq!(err, DecodeError::TooBig(65_536));
+    assert_eq!(err.close_code(), 1009);
+    let exact = deflated(&[b'a'; 1000]);
+    assert_eq!(
+        decode_inflating(&masked_frame(true, 1 | 0x40, &exact), 1000).map(|m| m.len()),
+        Ok(1)
+    );
+    // Invalid UTF-8 inside the compressed text is still 1007.
+    let bad = deflated(&[0xff, 0xfe, 0xfd]);
+    assert_eq!(
+        decode_inflating(&masked_frame(true, 1 | 0x40, &bad), 100),
+        Err(DecodeError::InvalidUtf8)
+    );
 }
 
 /// Compressed messages as permessage-deflate clients send them, whole or fragmented, some

@@ -255,13 +255,8 @@ impl Decoder {
     }
 
     /// A complete message: inflated if it came compressed, its text checked.
-    fn finish(
-        &self,
-        opcode: OpCode,
-        compressed: bool,
-        data: BytesMut,
-    ) -> Result<Message, DecodeError> {
-        let data = if compressed {
+    fn finish(&self, op: OpCode, packed: bool, data: BytesMut) -> Result<Message, DecodeError> {
+        let data = if packed {
             deflate::inflate(&data, self.max_message).map_err(|e| match e {
                 InflateError::TooBig => DecodeError::TooBig(self.max_message),
                 InflateError::Corrupt => DecodeError::Protocol("compressed data is not DEFLATE"),
@@ -269,7 +264,7 @@ impl Decoder {
         } else {
             data
         };
-        finish(opcode, data)
+        finish(op, data)
     }
 }
 
@@ -492,107 +487,6 @@ mod tests {
                 "close {code}"
             );
         }
-    }
-
-    /// A message compressed as a permessage-deflate client sends it (the tail stripped).
-    fn deflated(data: &[u8]) -> Vec<u8> {
-        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
-        let mut out = Vec::with_capacity(data.len() + 64);
-        c.compress_vec(data, &mut out, flate2::FlushCompress::Sync)
-            .expect("compress");
-        assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-        out.truncate(out.len() - 4);
-        out
-    }
-
-    fn decode_inflating(bytes: &[u8], max: usize) -> Result<Vec<Message>, DecodeError> {
-        let mut d = Decoder::new(max).inflating();
-        d.buffer.extend_from_slice(bytes);
-        let mut out = Vec::new();
-        while let Some(m) = d.next_message()? {
-            out.push(m);
-        }
-        Ok(out)
-    }
-
-    #[test]
-    fn compressed_messages_whole_or_fragmented_inflate_beside_plain_ones() {
-        let text = br#"{"type":"add_item","item":{"name":"burger"}}"#.repeat(30);
-        let packed = deflated(&text);
-        let mut bytes = client_frame(true, 1 | 0x40, &packed);
-        bytes.extend(client_frame(true, 1, b"plain"));
-        // Fragmented: RSV1 on the first frame only, a ping between the fragments.
-        let (a, b) = packed.split_at(packed.len() / 2);
-        bytes.extend(client_frame(false, 2 | 0x40, a));
-        bytes.extend(client_frame(true, 9, b"p"));
-        bytes.extend(client_frame(true, 0, b));
-        let msgs = decode_inflating(&bytes, 1 << 16).expect("decode");
-        assert_eq!(
-            msgs,
-            vec![
-                Message::Text(text.clone().into()),
-                Message::Text(Bytes::from_static(b"plain")),
-                Message::Ping(Bytes::from_static(b"p")),
-                Message::Binary(text.into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn rsv1_where_the_rfc_forbids_it_is_a_protocol_error() {
-        let packed = deflated(b"hello");
-        let cases = [
-            // Not negotiated.
-            (false, client_frame(true, 1 | 0x40, &packed)),
-            // On a control frame.
-            (true, client_frame(true, 9 | 0x40, b"p")),
-            // On a continuation.
-            (true, {
-                let mut b = client_frame(false, 1 | 0x40, &packed);
-                b.extend(client_frame(true, 0x40, b""));
-                b
-            }),
-            // RSV2 and RSV3 are never negotiated.
-            (true, client_frame(true, 1 | 0x20, b"x")),
-            (true, client_frame(true, 1 | 0x10, b"x")),
-        ];
-        for (negotiated, bytes) in cases {
-            let got = if negotiated {
-                decode_inflating(&bytes, 100)
-            } else {
-                decode_all(&bytes, 100)
-            };
-            assert!(
-                matches!(got, Err(DecodeError::Protocol(_))),
-                "{negotiated} {bytes:02x?}: {got:?}"
-            );
-        }
-        let corrupt = client_frame(true, 1 | 0x40, &[0xff; 16]);
-        assert_eq!(
-            decode_inflating(&corrupt, 100).map_err(|e| e.close_code()),
-            Err(close::PROTOCOL_ERROR)
-        );
-    }
-
-    #[test]
-    fn a_compressed_message_is_held_to_the_size_limit_once_inflated() {
-        let bomb = deflated(&vec![b'a'; 1 << 20]);
-        assert!(bomb.len() < 5_000);
-        let err =
-            decode_inflating(&client_frame(true, 1 | 0x40, &bomb), 65_536).expect_err("too big");
-        assert_eq!(err, DecodeError::TooBig(65_536));
-        assert_eq!(err.close_code(), close::TOO_BIG);
-        let exact = deflated(&[b'a'; 1000]);
-        assert_eq!(
-            decode_inflating(&client_frame(true, 1 | 0x40, &exact), 1000).map(|m| m.len()),
-            Ok(1)
-        );
-        // Invalid UTF-8 inside the compressed text is still 1007.
-        let bad = deflated(&[0xff, 0xfe, 0xfd]);
-        assert_eq!(
-            decode_inflating(&client_frame(true, 1 | 0x40, &bad), 100),
-            Err(DecodeError::InvalidUtf8)
-        );
     }
 
     #[test]
