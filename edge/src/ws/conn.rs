@@ -18,7 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -92,8 +92,24 @@ impl Socket {
             Socket::Plain(stream) => loop {
                 stream.readable().await?;
                 buf.reserve(4096);
-                match stream.try_read_buf(buf) {
+                let room = buf.capacity() - buf.len();
+                // A read that did not fill the room emptied the socket: its readiness is cleared
+                // now, as a `WouldBlock` would, instead of by one more read that finds nothing
+                // (a syscall per message saved). Bytes arriving later raise readiness again.
+                let mut drained = 0;
+                let read = stream.try_io(Interest::READABLE, || {
+                    let n = stream.try_read_buf(buf)?;
+                    if n > 0 && n < room {
+                        drained = n;
+                        return Err(ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                });
+                match read {
                     Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock && drained > 0 => {
+                        return Ok(drained);
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(e),
                 }
@@ -538,6 +554,36 @@ mod tests {
         assert!(!conn.take_alive());
         conn.touch();
         assert!(conn.take_alive());
+    }
+
+    #[tokio::test]
+    async fn a_read_that_empties_the_socket_still_hears_the_next_bytes() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut socket = Socket::Plain(Arc::new(server));
+        let mut buf = BytesMut::new();
+        for (i, chunk) in [&b"ab"[..], b"cd", b"ef"].into_iter().enumerate() {
+            client.write_all(chunk).await.expect("send");
+            let want = 2 * (i + 1);
+            while buf.len() < want {
+                let read = socket.read_into(&mut buf);
+                let n = tokio::time::timeout(Duration::from_secs(30), read)
+                    .await
+                    .expect("bytes sent after a draining read wake the reader")
+                    .expect("read");
+                assert!(n > 0, "not closed");
+            }
+            assert_eq!(&buf[..], &b"abcdef"[..want]);
+        }
+        drop(client);
+        let n = socket.read_into(&mut buf).await.expect("read");
+        assert_eq!(n, 0, "the peer's close is seen");
     }
 
     #[tokio::test]
