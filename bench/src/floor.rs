@@ -34,6 +34,11 @@ pub struct FloorArgs {
         default_value = "collab,pos,devices,events,display"
     )]
     pub domains: Vec<String>,
+    /// Bytes of the value the floor writes to KV (its commands and deliveries stay small): 0
+    /// writes the command itself (~170 bytes). A fairness check for domains whose state is
+    /// large, e.g. `--state-bytes 27000` for a POS book holding 200 active orders.
+    #[arg(long, default_value_t = 0)]
+    pub state_bytes: usize,
 }
 
 /// Keys the floor's commands are spread over (subjects `floor.in.<k>`, KV keys `k<k>`).
@@ -49,16 +54,19 @@ const FLOOR_PADDING: usize = 160;
 pub struct FloorProbe {
     rate: f64,
     duration: Duration,
+    state_bytes: usize,
     latencies: Mutex<Histogram<u64>>,
     sent: Mutex<(u64, u64)>,
 }
 
 impl FloorProbe {
-    /// A probe pacing `rate` commands per second for `duration` per phase.
-    pub fn new(rate: f64, duration: Duration) -> FloorProbe {
+    /// A probe pacing `rate` commands per second for `duration` per phase, writing
+    /// `state_bytes` to KV per command (0: the command itself).
+    pub fn new(rate: f64, duration: Duration, state_bytes: usize) -> FloorProbe {
         FloorProbe {
             rate: rate.max(1.0),
             duration,
+            state_bytes,
             latencies: Mutex::new(latency_histogram()),
             sent: Mutex::new((0, 0)),
         }
@@ -66,7 +74,7 @@ impl FloorProbe {
 
     /// Runs one floor phase against the nats-server at `nats_url`.
     pub async fn measure(&self, nats_url: &str) -> anyhow::Result<()> {
-        let phase = floor_phase(nats_url, self.rate, self.duration).await?;
+        let phase = floor_phase(nats_url, self.rate, self.duration, self.state_bytes).await?;
         if let Ok(mut all) = self.latencies.lock() {
             let _ = all.add(&phase.latencies);
         }
@@ -149,11 +157,13 @@ async fn declare(js: &jetstream::Context) -> anyhow::Result<(consumer::PullConsu
     Ok((consumer, store))
 }
 
-/// The worker side: pull, compare-and-set the key's state, publish the result, acknowledge.
+/// The worker side: pull, compare-and-set the key's state (the command, or `state_bytes` of
+/// it repeated), publish the result, acknowledge.
 async fn apply_loop(
     consumer: consumer::PullConsumer,
     store: kv::Store,
     nc: async_nats::Client,
+    state_bytes: usize,
 ) -> anyhow::Result<()> {
     let mut revisions: HashMap<String, u64> = HashMap::new();
     let mut messages = consumer.messages().await?;
@@ -176,8 +186,19 @@ async fn apply_loop(
                 .flatten()
                 .map_or(0, |e| e.revision),
         };
+        let state = if state_bytes == 0 {
+            message.payload.clone()
+        } else {
+            message
+                .payload
+                .iter()
+                .copied()
+                .cycle()
+                .take(state_bytes)
+                .collect()
+        };
         let revision = store
-            .update(&kv_key, message.payload.clone(), last)
+            .update(&kv_key, state, last)
             .await
             .map_err(|e| anyhow::anyhow!("floor compare-and-set: {e}"))?;
         revisions.insert(kv_key, revision);
@@ -193,7 +214,12 @@ async fn apply_loop(
 
 /// One paced floor phase: `rate` commands per second for `duration`, each timed from before its
 /// JetStream publish to its arrival at the subscriber.
-async fn floor_phase(nats_url: &str, rate: f64, duration: Duration) -> anyhow::Result<FloorPhase> {
+async fn floor_phase(
+    nats_url: &str,
+    rate: f64,
+    duration: Duration,
+    state_bytes: usize,
+) -> anyhow::Result<FloorPhase> {
     // Two connections, as in the runtime: the edge's (publish, subscribe) and the handler's.
     let edge = tablewire_nats::connect(nats_url, "tablewire-bench-floor-edge").await?;
     let worker = tablewire_nats::connect(nats_url, "tablewire-bench-floor-worker").await?;
@@ -201,7 +227,7 @@ async fn floor_phase(nats_url: &str, rate: f64, duration: Duration) -> anyhow::R
     let (consumer, store) = declare(&jetstream::new(worker.clone())).await?;
     let mut deliveries = edge.subscribe("floor.out.*").await?;
     edge.flush().await?;
-    let applier = tokio::spawn(apply_loop(consumer, store, worker.clone()));
+    let applier = tokio::spawn(apply_loop(consumer, store, worker.clone(), state_bytes));
 
     let start = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
@@ -293,7 +319,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
     let r = format!("{rate}");
     let mut rows = Vec::new();
     for domain in &args.domains {
-        let probe = FloorProbe::new(rate, duration);
+        let probe = FloorProbe::new(rate, duration, args.state_bytes);
         let (what, latency) = match domain.as_str() {
             "collab" => {
                 let flags = ["--rooms", "20", "--participants", "2", "--duration", &d];
@@ -375,14 +401,18 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
             floor_counts: probe.counts(),
         });
     }
-    print_table(rate, &rows);
+    print_table(rate, args.state_bytes, &rows);
     Ok(())
 }
 
-fn print_table(rate: f64, rows: &[Row]) {
+fn print_table(rate: f64, state_bytes: usize, rows: &[Row]) {
     println!();
+    let state = match state_bytes {
+        0 => String::new(),
+        n => format!(" ({n}-byte KV values)"),
+    };
     println!(
-        "floor at {rate:.0}/s: JetStream publish -> pull -> KV CAS -> core publish -> subscriber"
+        "floor at {rate:.0}/s: JetStream publish -> pull -> KV CAS{state} -> core publish -> subscriber"
     );
     println!(
         "| domain | measured | p50 ms | p99 ms | floor p50 ms | floor p99 ms | p50 / floor | p99 / floor | samples |"
@@ -413,6 +443,11 @@ fn print_table(rate: f64, rows: &[Row]) {
             "p99_ratio": ratio(p99, f99),
         }));
     }
-    let line = serde_json::json!({ "bench": "floor", "rate": rate, "domains": json });
+    let line = serde_json::json!({
+        "bench": "floor",
+        "rate": rate,
+        "state_bytes": state_bytes,
+        "domains": json,
+    });
     println!("{line}");
 }
