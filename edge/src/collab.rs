@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tablewire_nats::{subject, token};
 use tablewire_schemas::collab::{self, ClientMessage, Command as CollabCommand, OrderState};
 use tablewire_schemas::stored::StoredView;
-use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
+use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin, Sequenced};
 
 /// The seed 001 route.
 pub fn routes<S>() -> Router<S>
@@ -122,11 +122,9 @@ async fn snapshot(node: &Node, tenant: &str, room: &str) -> SnapshotResult {
         }
         None => (0, OrderState::new(tenant, room, now)),
     };
-    let frame = collab::Sync {
-        kind: "sync",
-        data: &state,
-        timestamp: now,
+    let frame = Sequenced {
         seq,
+        frame: collab::Sync::new(&state, now),
     };
     Ok((
         seq,

@@ -20,12 +20,12 @@ use hyper::http::request::Parts;
 use std::sync::Arc;
 use tablewire_nats::{subject, token};
 use tablewire_schemas::display::{
-    Accepted, ClientFrame, Command as DisplayCommand, DisplayUpdate, InitRequest, InitialStateRaw,
-    SHARED_TENANT, ServerFrame, SessionState,
+    self, Accepted, ClientFrame, Command as DisplayCommand, DisplayUpdate, InitRequest,
+    InitialStateRaw, SHARED_TENANT, ServerFrame, SessionState,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::stored::StoredView;
-use tablewire_schemas::{Domain, ErrorBody, ErrorCode, Origin};
+use tablewire_schemas::{Domain, ErrorBody, ErrorCode, Origin, Sequenced};
 
 /// The seed 000 routes.
 pub fn routes<S>() -> Router<S>
@@ -184,11 +184,12 @@ async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
     {
         Some(bytes) => {
             let view: StoredView<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
-            let frame = InitialStateRaw {
-                kind: "initial_state",
-                state: view.state,
-                timestamp: now,
+            let frame = Sequenced {
                 seq: view.seq,
+                frame: InitialStateRaw {
+                    state: view.state,
+                    timestamp: now,
+                },
             };
             Ok((
                 view.seq,
@@ -210,10 +211,14 @@ async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
                     command: &DisplayCommand::Open,
                 })
                 .await;
-            let frame = ServerFrame::InitialState {
-                state: SessionState::new(session, now),
-                timestamp: now,
+            let state = serde_json::value::to_raw_value(&SessionState::new(session, now))
+                .map_err(internal)?;
+            let frame = Sequenced {
                 seq: 0,
+                frame: InitialStateRaw {
+                    state: &state,
+                    timestamp: now,
+                },
             };
             Ok((
                 0,
@@ -236,10 +241,7 @@ impl DisplayHandler {
 
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
         self.node.metrics.error(error.code);
-        let frame = ServerFrame::Error {
-            error,
-            timestamp: now_ms(),
-        };
+        let frame = display::error_frame(&error, now_ms());
         if let Ok(json) = serde_json::to_vec(&frame) {
             conn.send_json(&json);
         }

@@ -4,13 +4,13 @@
 //! [`MAX_STATE_BYTES`] (the oldest go first, see [`Domain::trim`]). Updates fan out as `update`
 //! frames.
 
-use crate::domain::{Context, Domain, Effects, Rejection, json_len};
-use serde_json::json;
+use crate::domain::{Context, Domain, Effects, Rejection, json_len, to_value};
+use serde_json::Value;
 use tablewire_schemas::display::{
-    Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
-    SessionState, TRANSCRIPTION,
+    Applied, Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
+    SessionState, TRANSCRIPTION, UpdateFrame, error_frame,
 };
-use tablewire_schemas::{Domain as DomainName, ErrorCode};
+use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
 /// Most bytes of one session's stored state. Past it the oldest entries of `transcriptions` and
 /// `displayUpdates` are dropped (each list keeps at least its newest); an update too big even
@@ -89,11 +89,18 @@ impl Domain for Display {
                     state.current_order = Some(update.display_data.clone());
                 }
                 push_bounded(&mut state.display_updates, update.clone());
-                effects.event(json!({"type": "update", "update": update, "timestamp": ctx.now_ms}));
+                effects.event(UpdateFrame {
+                    update: &update,
+                    timestamp: ctx.now_ms,
+                });
                 applied(ctx, effects);
                 Ok(())
             }
         }
+    }
+
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        to_value(error_frame(error, ctx.now_ms))
     }
 
     fn max_state_bytes(&self) -> usize {
@@ -136,7 +143,12 @@ impl Domain for Display {
 /// runtime sends replies after the state is written, so the answer means a read sees it.
 fn applied(ctx: &Context<'_>, effects: &mut Effects) {
     if ctx.origin.request.is_some() {
-        effects.reply(ctx, json!({"type": "applied", "sequence": ctx.stream_seq}));
+        effects.reply(
+            ctx,
+            Applied {
+                sequence: ctx.stream_seq,
+            },
+        );
     }
 }
 
@@ -150,7 +162,7 @@ fn push_bounded(list: &mut Vec<DisplayUpdate>, update: DisplayUpdate) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use serde_json::{Value, json};
     use tablewire_schemas::{Claims, Origin};
 
     fn origin() -> Origin {

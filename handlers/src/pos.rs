@@ -11,16 +11,17 @@
 //! submission after that makes a new order, and KV drops the claim by itself then (a TTL on the
 //! claim's write, see [`Domain::time_to_live`]), so claims do not pile up.
 
-use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::domain::{Context, Domain, Effects, Rejection, to_value};
 use crate::events::notify_feed;
 use crate::rate::WriteRate;
 use chrono::{Datelike, FixedOffset, TimeZone};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use tablewire_schemas::events::event;
 use tablewire_schemas::pos::{
-    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput,
-    OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
+    ACTIVE_LIMIT, BookOrder, Command, FeedOrderCreated, FeedStatus, IDEMPOTENCY_WINDOW_MS,
+    IdempotencyClaim, Order, OrderInput, OrderStatus, PosState, RECENT_LIMIT, ServerFrame,
+    SettingsApplied, StatusRecord, TENANT_KEY, TenantOrders, error_frame,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
 
@@ -49,14 +50,8 @@ impl Default for Pos {
     }
 }
 
-/// Record kinds the pos domain writes.
-pub mod record {
-    /// A new order (`data` is the order).
-    pub const ORDER: &str = "pos_order";
-    /// A status change (`{orderId, status, previousStatus, updatedBy, at, order}`, the order as
-    /// it is after the change).
-    pub const STATUS: &str = "pos_order_status";
-}
+/// Record kinds the pos domain writes (their types are in `tablewire_schemas::pos`).
+pub use tablewire_schemas::pos::record;
 
 /// Most repeats waiting on one idempotency key before its order exists.
 const MAX_WAITING: usize = 32;
@@ -242,10 +237,7 @@ impl Pos {
                 }
                 book.utc_offset_minutes = utc_offset_minutes;
                 if ctx.origin.request.is_some() {
-                    effects.reply(
-                        ctx,
-                        json!({"type": "settings", "utcOffsetMinutes": utc_offset_minutes}),
-                    );
+                    effects.reply(ctx, SettingsApplied { utc_offset_minutes });
                 }
                 Ok(())
             }
@@ -387,16 +379,12 @@ fn create(
         effects.replies.push((reply_to.clone(), frame.clone()));
     }
     effects.record(record::ORDER, &order);
-    let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
-    let mut announced = json!({"order": {"id": order.id, "orderNumber": order.order_number,
-        "status": order.status, "items": order.kitchen().items, "total": total,
-        "orderType": order.order_type}});
-    if let Some(table) = order.table_id() {
-        // Where events clients filter on it (`filters: {table_id}`).
-        announced["order"]["table_id"] = table.clone();
-        announced["table_id"] = table.clone();
-    }
-    notify_feed(effects, ctx, event::ORDER_CREATED, announced);
+    notify_feed(
+        effects,
+        ctx,
+        event::ORDER_CREATED,
+        FeedOrderCreated::of(&order),
+    );
     let order = BookOrder::created(order);
     book.recent.insert(0, order.clone());
     book.recent.truncate(RECENT_LIMIT);
@@ -467,18 +455,31 @@ fn update_status(
         effects.reply(ctx, &frame);
     }
     effects.event(frame);
+    notify_feed(
+        effects,
+        ctx,
+        event::ORDER_STATUS,
+        FeedStatus {
+            order_id: &id,
+            order_number: &number,
+            status,
+            previous_status: previous,
+            updated_by: &updated_by,
+            table_id: table,
+        },
+    );
     effects.record(
         record::STATUS,
-        json!({"orderId": id, "orderNumber": number, "status": status,
-               "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms,
-               "order": changed}),
+        StatusRecord {
+            order_id: id,
+            order_number: number,
+            status,
+            previous_status: previous,
+            updated_by,
+            at: ctx.now_ms,
+            order: changed,
+        },
     );
-    let mut announced = json!({"order_id": id, "orderNumber": number, "status": status,
-           "previous_status": previous, "updatedBy": updated_by});
-    if let Some(table) = table {
-        announced["table_id"] = table;
-    }
-    notify_feed(effects, ctx, event::ORDER_STATUS, announced);
     Ok(())
 }
 
@@ -555,11 +556,7 @@ impl Domain for Pos {
     }
 
     fn error_frame(&self, error: &tablewire_schemas::ErrorBody, ctx: &Context<'_>) -> Value {
-        serde_json::to_value(ServerFrame::Error {
-            error: error.clone(),
-            timestamp: ctx.now_ms,
-        })
-        .unwrap_or(Value::Null)
+        to_value(error_frame(error, ctx.now_ms))
     }
 }
 

@@ -6,14 +6,15 @@
 //! is lost while no transcriber is reachable; a session that would keep more than
 //! [`MAX_AUDIO_BYTES`] refuses the chunk with `STATE_FULL` (audio cannot be dropped).
 
-use crate::domain::{Context, Domain, Effects, FollowUp, FollowUpAction, Rejection};
+use crate::domain::{Context, Domain, Effects, FollowUp, FollowUpAction, Rejection, to_value};
+use crate::events::rfc3339;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tablewire_nats::subject;
 use tablewire_schemas::voice::{
-    Chunk, Command, TranscribeReply, TranscribeRequest, Transcript, event,
+    Chunk, Command, Gap, ServerFrame, TranscribeReply, TranscribeRequest, Transcript, error_frame,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
@@ -134,14 +135,6 @@ impl VoiceState {
     }
 }
 
-fn error_event(code: ErrorCode, message: impl Into<String>, now: i64) -> Value {
-    json!({
-        "type": "error",
-        "data": ErrorBody::with_message(code, message),
-        "timestamp": crate::events::rfc3339(now),
-    })
-}
-
 impl Domain for Voice {
     const NAME: DomainName = DomainName::Voice;
     type State = VoiceState;
@@ -226,11 +219,12 @@ impl Domain for Voice {
                     state.release();
                 }
                 if !state.gaps.is_empty() {
-                    effects.event(json!({
-                        "type": event::GAP,
-                        "data": {"missing": state.gaps},
-                        "timestamp": crate::events::rfc3339(now),
-                    }));
+                    effects.event(ServerFrame::Gap {
+                        data: Gap {
+                            missing: state.gaps.clone(),
+                        },
+                        timestamp: rfc3339(now),
+                    });
                 }
             }
             Command::Transcribed {
@@ -251,26 +245,28 @@ impl Domain for Voice {
                     state.schedule(now);
                     return Ok(());
                 }
-                effects.event(json!({
-                    "type": event::TRANSCRIPT,
-                    "data": Transcript {
+                effects.event(ServerFrame::Transcript {
+                    data: Transcript {
                         is_final,
                         ..transcript
                     },
-                    "timestamp": crate::events::rfc3339(now),
-                }));
+                    timestamp: rfc3339(now),
+                });
             }
             Command::TranscribeFailed { request, message } => {
                 if state.in_flight.as_ref().is_none_or(|f| f.id != request) {
                     return Ok(());
                 }
                 state.in_flight = None;
-                effects.event(error_event(
-                    ErrorCode::TranscriberUnavailable,
-                    format!(
-                        "no transcriber reachable ({message}); the audio is kept and sent again"
+                effects.event(error_frame(
+                    ErrorBody::with_message(
+                        ErrorCode::TranscriberUnavailable,
+                        format!(
+                            "no transcriber reachable ({message}); the audio is kept and sent \
+                             again"
+                        ),
                     ),
-                    now,
+                    rfc3339(now),
                 ));
                 // Sent again with the next chunk or the end, not in a loop.
                 return Ok(());
@@ -288,7 +284,7 @@ impl Domain for Voice {
     }
 
     fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
-        error_event(error.code, error.message.clone(), ctx.now_ms)
+        to_value(error_frame(error.clone(), rfc3339(ctx.now_ms)))
     }
 
     fn max_state_bytes(&self) -> usize {
@@ -350,6 +346,7 @@ impl Domain for Voice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tablewire_schemas::Origin;
 
     /// The context of a command from nobody to answer, at 1 s.

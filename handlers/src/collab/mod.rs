@@ -7,21 +7,23 @@
 pub mod expiry;
 pub mod webhook;
 
-use crate::domain::{Background, Context, Domain, Effects, Rejection};
+use crate::domain::{Background, Context, Domain, Effects, Rejection, to_value};
 use crate::error::RuntimeError;
 use crate::events::notify_feed;
 use crate::rate::WriteRate;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::Value;
 use std::time::Duration;
 use tablewire_schemas::collab::{
-    AddItemData, ClientMessage, Command, Item, JoinData, OrderState, Participant, RECORD_ARCHIVE,
-    RECORD_ORDER, RoomState, Sender, Share, SplitData, SplitType, Status, limit,
+    AddItemData, ArchiveRecord, Change, ClientMessage, Command, FeedOrder, FeedOrderCreated, Item,
+    ItemChange, JoinData, OrderState, Participant, RECORD_ARCHIVE, RECORD_ORDER, RoomState, Sender,
+    Share, SplitChange, SplitData, SplitType, StateChange, Status, Sync, change, error_frame,
+    limit,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::events::event;
 use tablewire_schemas::text::check_no_markup;
-use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame};
+use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode, Frame};
 
 /// How rooms behave; `tablewire handler --collab-…` flags set these.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,7 +199,10 @@ impl Collab {
         }
         effects.record(
             RECORD_ARCHIVE,
-            json!({"archivedAt": ctx.now_ms, "order": state}),
+            ArchiveRecord {
+                archived_at: ctx.now_ms,
+                order: state.clone(),
+            },
         );
         effects.remove();
         Ok(())
@@ -277,7 +282,7 @@ impl Domain for Collab {
                 settle(&mut next, ctx.now_ms);
                 effects.reply(ctx, sync_frame(&next, ctx.now_ms));
                 let name = display_name(&next, &sender);
-                change(ctx, &sender, &name, "participant_joined", &next)
+                change(ctx, &sender, &name, change::PARTICIPANT_JOINED, &next)
             }
             ClientMessage::AddItem { data, .. } => {
                 let sender_name = member(&next, &sender)?;
@@ -288,7 +293,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "item_added",
+                    change::ITEM_ADDED,
                     ItemChange {
                         item: &item,
                         order_state: &next,
@@ -304,7 +309,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "item_removed",
+                    change::ITEM_REMOVED,
                     ItemChange {
                         item: &item,
                         order_state: &next,
@@ -324,7 +329,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "quantity_updated",
+                    change::QUANTITY_UPDATED,
                     ItemChange {
                         item: &item,
                         order_state: &next,
@@ -339,7 +344,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "split_updated",
+                    change::SPLIT_UPDATED,
                     SplitChange {
                         split_type: next.split_type,
                         order_state: &next,
@@ -383,13 +388,15 @@ impl Domain for Collab {
                     effects,
                     ctx,
                     event::ORDER_CREATED,
-                    json!({"order": order_summary(&next)}),
+                    FeedOrderCreated {
+                        order: FeedOrder::of(&next),
+                    },
                 );
                 change(
                     ctx,
                     &sender,
                     &sender_name,
-                    "order_finalized",
+                    change::ORDER_FINALIZED,
                     StateChange { order_state: &next },
                 )
             }
@@ -403,13 +410,17 @@ impl Domain for Collab {
                     p.active = false;
                 }
                 settle(&mut next, ctx.now_ms);
-                change(ctx, &sender, &sender_name, "participant_left", &next)
+                change(ctx, &sender, &sender_name, change::PARTICIPANT_LEFT, &next)
             }
         };
         effects.events.push(out);
         room.order = next;
         room.rate_tat_us = tat;
         Ok(())
+    }
+
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        to_value(error_frame(error, ctx.now_ms))
     }
 
     fn max_state_bytes(&self) -> usize {
@@ -427,46 +438,9 @@ fn member(state: &OrderState, sender: &str) -> Result<String, Rejection> {
         .ok_or_else(|| Rejection::new(ErrorCode::Forbidden, "join the order before changing it"))
 }
 
-/// A change frame in the seed's shape: `{type, participantId, participantName, data,
-/// timestamp}`. Serialized straight from borrowed parts: every change carries the whole order
-/// state, so building it as a `serde_json::Value` first was most of a handler's work.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChangeFrame<'a, D> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    participant_id: &'a str,
-    participant_name: &'a str,
-    data: D,
-    timestamp: i64,
-}
-
-/// `data` of item_added, item_removed and quantity_updated.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ItemChange<'a> {
-    item: &'a Item,
-    order_state: &'a OrderState,
-}
-
-/// `data` of split_updated.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SplitChange<'a> {
-    split_type: SplitType,
-    order_state: &'a OrderState,
-}
-
-/// `data` of order_finalized.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StateChange<'a> {
-    order_state: &'a OrderState,
-}
-
 /// A change frame in the seed's shape, serialized.
 fn change(ctx: &Context<'_>, sender: &str, name: &str, kind: &str, data: impl Serialize) -> Frame {
-    Frame::new(ChangeFrame {
+    Frame::new(Change {
         kind,
         participant_id: sender,
         participant_name: name,
@@ -484,9 +458,9 @@ fn display_name(state: &OrderState, id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The `sync` frame for a state (also what the edge sends on connect).
-pub fn sync_frame(state: &OrderState, now_ms: i64) -> serde_json::Value {
-    json!({"type": "sync", "data": state, "timestamp": now_ms})
+/// The `sync` frame for a state (what the edge sends on connect, there with its `seq`).
+pub fn sync_frame(state: &OrderState, now_ms: i64) -> Sync<'_> {
+    Sync::new(state, now_ms)
 }
 
 /// Adds or re-activates a participant. The room's first join also sets the circle and, when it
@@ -636,23 +610,6 @@ fn update_split(next: &mut OrderState, data: SplitData) -> Result<(), Rejection>
     }
     next.split_type = data.split_type;
     Ok(())
-}
-
-/// The order as the events feed shows it (`order:created`).
-fn order_summary(state: &OrderState) -> serde_json::Value {
-    json!({
-        "id": state.order_id,
-        "source": "collaborative",
-        "sessionId": state.session_id,
-        "circleId": state.circle_id,
-        "initiatedBy": state.initiated_by,
-        "items": state.items,
-        "total": state.total,
-        "splitType": state.split_type,
-        "splits": state.splits,
-        "status": state.status,
-        "finalizedAt": state.finalized_at,
-    })
 }
 
 #[cfg(test)]

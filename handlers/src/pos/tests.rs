@@ -2,6 +2,7 @@
 //! rejected orders, idempotency claims and how long KV keeps them.
 
 use super::*;
+use serde_json::json;
 use tablewire_schemas::pos::idempotency_state_key;
 
 const DAY1: i64 = 1_736_121_600_000; // 2025-01-06T00:00:00Z
