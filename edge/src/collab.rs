@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tablewire_nats::{subject, token};
 use tablewire_schemas::collab::{self, ClientMessage, Command as CollabCommand, OrderState};
 use tablewire_schemas::stored::StoredView;
-use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin, Sequenced};
+use tablewire_schemas::{Claims, Domain, ErrorBody, ErrorCode, Origin};
 
 /// The seed 001 route.
 pub fn routes<S>() -> Router<S>
@@ -122,10 +122,7 @@ async fn snapshot(node: &Node, tenant: &str, room: &str) -> SnapshotResult {
         }
         None => (0, OrderState::new(tenant, room, now)),
     };
-    let frame = Sequenced {
-        seq,
-        frame: collab::Sync::new(&state, now),
-    };
+    let frame = collab::Sync::new(&state, now).with_seq(seq);
     Ok((
         seq,
         crate::ws::frame::text(&serde_json::to_vec(&frame).map_err(internal)?),

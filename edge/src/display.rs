@@ -25,7 +25,7 @@ use tablewire_schemas::display::{
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::stored::StoredView;
-use tablewire_schemas::{Domain, ErrorBody, ErrorCode, Origin, Sequenced};
+use tablewire_schemas::{Domain, ErrorBody, ErrorCode, Origin};
 
 /// The seed 000 routes.
 pub fn routes<S>() -> Router<S>
@@ -184,12 +184,10 @@ async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
     {
         Some(bytes) => {
             let view: StoredView<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
-            let frame = Sequenced {
+            let frame = InitialStateRaw {
+                state: view.state,
+                timestamp: now,
                 seq: view.seq,
-                frame: InitialStateRaw {
-                    state: view.state,
-                    timestamp: now,
-                },
             };
             Ok((
                 view.seq,
@@ -211,14 +209,10 @@ async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
                     command: &DisplayCommand::Open,
                 })
                 .await;
-            let state = serde_json::value::to_raw_value(&SessionState::new(session, now))
-                .map_err(internal)?;
-            let frame = Sequenced {
+            let frame = ServerFrame::InitialState {
+                state: SessionState::new(session, now),
+                timestamp: now,
                 seq: 0,
-                frame: InitialStateRaw {
-                    state: &state,
-                    timestamp: now,
-                },
             };
             Ok((
                 0,

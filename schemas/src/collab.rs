@@ -392,8 +392,8 @@ impl RoomState {
 }
 
 /// The `sync` frame: `{type: "sync", data, timestamp}`. The handler answers a `join` with it;
-/// an edge sends it on connect as [`crate::Sequenced`], with the room's event sequence it
-/// includes.
+/// an edge sends it on connect with the room's event sequence it includes as `seq`, last (where
+/// it has always been: clients and the benchmarks match the frame's start, `{"type":"sync"`).
 #[derive(Debug, Serialize)]
 pub struct Sync<'a> {
     /// Always `sync`.
@@ -403,6 +403,9 @@ pub struct Sync<'a> {
     pub data: &'a OrderState,
     /// Server time, ms.
     pub timestamp: i64,
+    /// The room's event sequence this state includes (on connect; not in the `join` answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl<'a> Sync<'a> {
@@ -412,6 +415,15 @@ impl<'a> Sync<'a> {
             kind: "sync",
             data,
             timestamp,
+            seq: None,
+        }
+    }
+
+    /// The same frame with the event sequence it includes.
+    pub fn with_seq(self, seq: u64) -> Self {
+        Sync {
+            seq: Some(seq),
+            ..self
         }
     }
 }
@@ -611,11 +623,7 @@ mod tests {
         // What clients get is built from the order state, which has no such field, even when
         // read from the stored JSON.
         let order: OrderState = serde_json::from_value(stored).expect("order from stored");
-        let client = serde_json::to_string(&crate::Sequenced {
-            seq: 0,
-            frame: Sync::new(&order, 1),
-        })
-        .expect("sync");
+        let client = serde_json::to_string(&Sync::new(&order, 1).with_seq(0)).expect("sync");
         assert!(!client.contains("rateTatUs"), "{client}");
         assert!(!client.contains("rate_tat_us"), "{client}");
     }

@@ -158,7 +158,8 @@ pub enum ServerFrame {
 pub const SHARED_TENANT: &str = "_";
 
 /// `initial_state` with the state passed through as stored (the edge builds it from KV without
-/// parsing the state). As [`crate::Sequenced`], the same JSON as [`ServerFrame::InitialState`].
+/// parsing the state). Same JSON as [`ServerFrame::InitialState`], `seq` last as it has always
+/// been (clients and the benchmarks match the frame's start, `{"type":"initial_state"`).
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename = "initial_state")]
 pub struct InitialStateRaw<'a> {
@@ -166,6 +167,8 @@ pub struct InitialStateRaw<'a> {
     pub state: &'a serde_json::value::RawValue,
     /// Server time, ms.
     pub timestamp: i64,
+    /// The per-session event sequence the state includes.
+    pub seq: u64,
 }
 
 /// The `update` frame as the display handler emits it; the runtime adds `seq` (see
@@ -284,14 +287,18 @@ mod tests {
             }
         );
         let state = serde_json::value::to_raw_value(&SessionState::new("s", 1)).expect("raw");
-        let initial = crate::Sequenced {
+        let initial = InitialStateRaw {
+            state: &state,
+            timestamp: 2,
             seq: 4,
-            frame: InitialStateRaw {
-                state: &state,
-                timestamp: 2,
-            },
         };
         let text = serde_json::to_string(&initial).expect("initial");
+        let typed = ServerFrame::InitialState {
+            state: SessionState::new("s", 1),
+            timestamp: 2,
+            seq: 4,
+        };
+        assert_eq!(text, serde_json::to_string(&typed).expect("typed"));
         assert_eq!(
             serde_json::from_str::<ServerFrame>(&text).expect("initial_state"),
             ServerFrame::InitialState {

@@ -1,15 +1,17 @@
 //! A client frame (or a record's fields, or an emitted command) already serialized to JSON,
 //! and [`Sequenced`], a frame with its per-key `seq`. Domains build each once from typed
 //! values; the handler runtime stores it in a key's outbox and publishes it without serializing
-//! it again; edges build their snapshot frames (`sync`, `initial_state`) as [`Sequenced`].
+//! it again, with `seq` added as [`Sequenced`] writes it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// A frame carrying the per-key event sequence it is or includes: `{"seq": N, …the frame's
-/// own fields}`, `seq` first. The handler runtime adds `seq` to a frame already serialized
-/// with [`Frame::with_seq`], which writes exactly these bytes.
+/// An event frame with its per-key sequence number: `{"seq": N, …the frame's own fields}`, `seq`
+/// first, as every fanned-out event of every domain reaches clients. The handler runtime adds
+/// `seq` to a frame already serialized with [`Frame::with_seq`], which writes exactly these
+/// bytes; a client or test reads such a frame as `Sequenced<T>`. (The snapshot frames edges
+/// build, `sync` and `initial_state`, carry `seq` last, as they always have.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sequenced<T> {
     /// The per-key event sequence number.
