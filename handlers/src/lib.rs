@@ -34,7 +34,8 @@
 //!   each record as its schemas type (one that does not read is parked).
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
-//! - [`settings`] — the handler's flags and their defaults, which [`Config::default`] is built from.
+//! - [`settings`] — the handler's flags and their defaults, and the `Default`s of [`Config`] and
+//!   `collab::Settings` built from them.
 //!
 //! Every domain builds its frames, error frame, records and feed data from its protocol module
 //! in `tablewire_schemas` (never `json!`); the SQL writer reads records back as those types.

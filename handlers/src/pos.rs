@@ -67,7 +67,7 @@ impl Default for Pos {
 /// Record kinds the pos domain writes (their types are in `tablewire_schemas::pos`).
 pub use tablewire_schemas::pos::record;
 
-pub(super) fn validation(why: String) -> Rejection {
+fn validation(why: String) -> Rejection {
     Rejection::new(ErrorCode::ValidationError, why)
 }
 
@@ -251,7 +251,7 @@ impl Domain for Pos {
         // Every check comes before the first change, so a rejection changes nothing.
         match state {
             PosState::Tenant(book) => self.tenant(book, command, ctx, effects),
-            PosState::Idempotency(claim) => self.claim(claim, command, ctx, effects),
+            PosState::Idempotency(claim) => claim::apply(claim, command, ctx, effects),
         }
     }
 

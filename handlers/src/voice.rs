@@ -25,16 +25,12 @@ use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
 mod session;
 
-pub use session::{InFlight, VoiceState};
+pub use session::{CHUNK_OVERHEAD, InFlight, TRANSCRIBE_TIMEOUT, VoiceState};
 
 /// How long audio is kept after `voice:end`.
 pub const GRACE: Duration = Duration::from_secs(300);
-/// How long the transcriber may take to answer one request.
-pub const TRANSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most audio one session keeps: base64 bytes plus [`CHUNK_OVERHEAD`] per chunk.
 pub const MAX_AUDIO_BYTES: usize = 512 * 1024;
-/// What one chunk adds to the stored state besides its audio (`{"sequence":…,"audio":""}`).
-pub const CHUNK_OVERHEAD: usize = 40;
 /// Chunks held out of order waiting for a missing one.
 pub const MAX_WAITING: usize = 256;
 /// How far ahead of the next expected sequence number a chunk may be: the numbers in between

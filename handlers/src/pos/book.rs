@@ -2,16 +2,19 @@
 //! feed) and moving its status along. Part of the pos domain's `apply`.
 
 use super::numbering::{local_day, order_number};
-use super::{record, validation};
 use crate::domain::{Context, Effects, Rejection};
 use crate::events::notify_feed;
 use serde_json::Value;
 use tablewire_schemas::events::event;
 use tablewire_schemas::pos::{
     ACTIVE_LIMIT, BookOrder, FeedOrderCreated, FeedStatus, Order, OrderInput, OrderStatus,
-    RECENT_LIMIT, ServerFrame, StatusRecord, TenantOrders,
+    RECENT_LIMIT, ServerFrame, StatusRecord, TenantOrders, record,
 };
 use tablewire_schemas::{ErrorCode, Frame, Origin};
+
+fn validation(why: String) -> Rejection {
+    Rejection::new(ErrorCode::ValidationError, why)
+}
 
 /// Creates an order on the tenant's book: number, fan out, record, announce. Returns the
 /// `order_created` frame.

@@ -3,10 +3,7 @@
 
 use super::*;
 use serde_json::json;
-use tablewire_schemas::Origin;
-use tablewire_schemas::events::event;
-use tablewire_schemas::pos::idempotency_state_key;
-use tablewire_schemas::pos::*;
+use tablewire_schemas::{Origin, events::event, pos::*};
 
 const DAY1: i64 = 1_736_121_600_000; // 2025-01-06T00:00:00Z
 const POS: Pos = Pos::DEFAULT;

@@ -4,7 +4,7 @@
 //! redelivered record writes nothing twice. Called by the records writer; a record that does not
 //! read as its schemas type ([`OrderState`], [`ArchiveRecord`]) is refused, not stored.
 
-use super::{WriteError, read};
+use super::error::{WriteError, read};
 use sqlx::Transaction;
 use tablewire_schemas::collab::{ArchiveRecord, OrderState};
 use tablewire_schemas::stored::Record;

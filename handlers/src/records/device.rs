@@ -2,7 +2,7 @@
 //! read as its schemas type (a record that does not is refused, not stored), and the copy of the
 //! tag directory from SQL into KV (`tw_device_tags`) that edges read.
 
-use super::{WriteError, read};
+use super::error::{WriteError, read};
 use crate::store::Pool;
 use async_nats::jetstream::kv;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! SQL for the display domain's records: one row per session in `display_sessions`. Called by
 //! the SQL writer; a record that does not read as a [`SessionRecord`] is refused, not stored.
 
-use super::{WriteError, read};
+use super::error::{WriteError, read};
 use sqlx::Transaction;
 use tablewire_schemas::display::SessionRecord;
 use tablewire_schemas::stored::Record;

@@ -6,12 +6,15 @@
 //! `TW_PARKED` with its reason, with the records that share its message, never stored empty.
 //!
 //! Each kind's writer (`collab`, `device`, `display`, `pos`) reads a record's data as its
-//! domain's schemas type with [`read`] before any SQL.
+//! domain's schemas type with `error::read` before any SQL.
 
 mod collab;
 mod device;
 mod display;
+mod error;
 mod pos;
+
+pub use error::WriteError;
 
 use crate::metrics::{Metrics, ParkedLabels};
 use crate::store::{self, Pool};
@@ -28,37 +31,6 @@ use tracing::{info, warn};
 const MAX_BATCH: usize = 256;
 /// How long the writer waits for more records before it commits the ones it has.
 const GATHER: Duration = Duration::from_millis(5);
-
-/// Why a record was not written.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The database refused or could not be reached.
-    #[error("SQL: {0}")]
-    Sql(sqlx::Error),
-    /// The record does not read as its kind: writing it again would fail the same way.
-    #[error("unreadable record: {0}")]
-    Unreadable(String),
-}
-
-impl From<sqlx::Error> for WriteError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            // A value SQL could not decode: writing it again would fail the same way.
-            sqlx::Error::Decode(why) => WriteError::Unreadable(why.to_string()),
-            other => WriteError::Sql(other),
-        }
-    }
-}
-
-/// Reads a record's data as its kind's schemas type `T`, or refuses it as unreadable (naming
-/// the kind and the field), so that a record missing a field is parked, never stored with an
-/// empty value.
-pub(crate) fn read<'a, T: serde::Deserialize<'a>>(
-    kind: &str,
-    data: &'a serde_json::Value,
-) -> Result<T, WriteError> {
-    T::deserialize(data).map_err(|e| WriteError::Unreadable(format!("{kind}: {e}")))
-}
 
 /// The reason (`Tw-Parked-Reason`, subject and metric label) of a parked record message.
 const RECORD_UNREADABLE: &str = "record_unreadable";

@@ -2,7 +2,7 @@
 //! `pos_order_status` (and the order's current status). Called by the SQL writer; a record that
 //! does not read as its schemas type ([`Order`], [`StatusRecord`]) is refused, not stored.
 
-use super::{WriteError, read};
+use super::error::{WriteError, read};
 use sqlx::Transaction;
 use tablewire_schemas::pos::{Order, StatusRecord};
 use tablewire_schemas::stored::Record;

@@ -2,10 +2,16 @@
 //! one, and the transcriber request in flight; when the next request is due. Kept in KV by the
 //! voice domain.
 
-use super::{CHUNK_OVERHEAD, TRANSCRIBE_TIMEOUT};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tablewire_schemas::voice::Chunk;
+
+/// What one chunk adds to the stored state besides its audio (`{"sequence":…,"audio":""}`).
+pub const CHUNK_OVERHEAD: usize = 40;
+
+/// How long the transcriber may take to answer one request.
+pub const TRANSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A transcriber request in flight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
