@@ -3,8 +3,10 @@
 //! readable bytes or queued frames, so an idle connection is one parked task, a small handle
 //! and no buffers. On plain TCP, a send to a connection with nothing queued is written straight
 //! to the socket by the sender (no task wake-up); only what the socket does not take is queued
-//! for the task.
+//! for the task. A connection that negotiated permessage-deflate has its larger frames
+//! compressed on the way in to [`Conn::send_frames`] ([`super::deflate`]).
 
+use super::deflate::Deflate;
 use super::frame::{self, Decoder, Message};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
@@ -171,6 +173,8 @@ pub struct Conn {
     alive: AtomicBool,
     max_queued: usize,
     counters: Counters,
+    /// permessage-deflate, when the client negotiated it.
+    deflate: Option<Deflate>,
 }
 
 impl Conn {
@@ -185,7 +189,19 @@ impl Conn {
             alive: AtomicBool::new(true),
             max_queued,
             counters,
+            deflate: None,
         }
+    }
+
+    /// The same handle for a connection that negotiated permessage-deflate (`Some`).
+    pub fn deflating(mut self, deflate: Option<Deflate>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflate(&self) -> Option<Deflate> {
+        self.deflate
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -200,6 +216,9 @@ impl Conn {
     /// Sends `count` encoded frames laid end to end in `data`, in one write when possible.
     /// False when the connection is closing.
     pub fn send_frames(&self, mut data: Bytes, count: u64) -> bool {
+        if let Some(deflate) = &self.deflate {
+            data = deflate.encode(data);
+        }
         let mut q = self.lock();
         if q.closed || q.close.is_some() {
             return false;
@@ -351,6 +370,9 @@ async fn run<H: Handler>(
         Io::Tls(stream) => Socket::Tls(stream),
     };
     let mut decoder = Decoder::new(max_message);
+    if conn.deflate.is_some() {
+        decoder = decoder.inflating();
+    }
     decoder.buffer.extend_from_slice(&leftover);
     // `leftover` is a view into hyper's read buffer (kilobytes): an async fn keeps its
     // arguments for its whole life, so let go of it now, not when the connection ends.
