@@ -25,20 +25,8 @@ const LONG_FILES: &[(&str, &str)] = &[
         "one connection's read and write loops and their fragment assembly; split with the deflate work",
     ),
     (
-        "handlers/src/collab/mod.rs",
-        "the collab domain's commands; split by concept on the protocol branch",
-    ),
-    (
         "handlers/src/collab/tests.rs",
         "one table of cases per collab command, beside the domain they test",
-    ),
-    (
-        "handlers/src/pos.rs",
-        "the POS domain's commands; split by concept on the protocol branch",
-    ),
-    (
-        "handlers/src/voice.rs",
-        "the voice domain's commands; split by concept on the protocol branch",
     ),
 ];
 

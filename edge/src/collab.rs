@@ -122,12 +122,7 @@ async fn snapshot(node: &Node, tenant: &str, room: &str) -> SnapshotResult {
         }
         None => (0, OrderState::new(tenant, room, now)),
     };
-    let frame = collab::Sync {
-        kind: "sync",
-        data: &state,
-        timestamp: now,
-        seq,
-    };
+    let frame = collab::Sync::new(&state, now).with_seq(seq);
     Ok((
         seq,
         crate::ws::frame::text(&serde_json::to_vec(&frame).map_err(internal)?),

@@ -20,8 +20,8 @@ use hyper::http::request::Parts;
 use std::sync::Arc;
 use tablewire_nats::{subject, token};
 use tablewire_schemas::display::{
-    Accepted, ClientFrame, Command as DisplayCommand, DisplayUpdate, InitRequest, InitialStateRaw,
-    SHARED_TENANT, ServerFrame, SessionState,
+    self, Accepted, ClientFrame, Command as DisplayCommand, DisplayUpdate, InitRequest,
+    InitialStateRaw, SHARED_TENANT, ServerFrame, SessionState,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::stored::StoredView;
@@ -185,7 +185,6 @@ async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
         Some(bytes) => {
             let view: StoredView<'_> = serde_json::from_slice(&bytes).map_err(internal)?;
             let frame = InitialStateRaw {
-                kind: "initial_state",
                 state: view.state,
                 timestamp: now,
                 seq: view.seq,
@@ -249,10 +248,7 @@ impl DisplayHandler {
 
     fn send_error(&self, conn: &Conn, error: ErrorBody) {
         self.node.metrics.error(error.code);
-        let frame = ServerFrame::Error {
-            error,
-            timestamp: now_ms(),
-        };
+        let frame = display::error_frame(&error, now_ms());
         if let Ok(json) = serde_json::to_vec(&frame) {
             conn.send_json(&json);
         }

@@ -5,7 +5,7 @@
 //! and asks the transcriber.
 
 use crate::credentials::RestaurantToken;
-use crate::events::{encode, error_frame, timestamp};
+use crate::events::{encode, timestamp};
 use crate::fanout::Snapshot;
 use crate::http;
 use crate::limit::{ConnLimit, LimitClock};
@@ -79,6 +79,11 @@ struct VoiceSocket {
     session: Mutex<Session>,
     timer: Mutex<Option<JoinHandle<()>>>,
     pipeline: SocketPipeline,
+}
+
+/// The voice socket's error frame, as [`tablewire_schemas::voice::error_frame`] builds it.
+fn error_frame(error: ErrorBody) -> Bytes {
+    encode(&tablewire_schemas::voice::error_frame(error, timestamp()))
 }
 
 fn send_error(node: &Node, conn: &Conn, error: ErrorBody) {

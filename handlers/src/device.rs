@@ -8,20 +8,21 @@
 use crate::domain::{Background, Context, Domain, Effects, Rejection};
 use crate::error::RuntimeError;
 use crate::events::notify_feed;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tablewire_schemas::device::{
-    Command, DeviceEvent, DeviceState, Holder, Scan, check_scan, config_frame, error_frame,
-    too_soon,
+    Command, ConfigApplied, ConfigRecord, DeviceEvent, DeviceState, FeedOffline, FeedOnline,
+    HeartbeatAck, Holder, Scan, ScanAccepted, ScanRecord, TagRecord, check_scan, config_frame,
+    error_frame, too_soon,
 };
 use tablewire_schemas::events::event;
 use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
-/// The record kind of an accepted scan (`device_scans`).
-pub const SCAN_RECORD: &str = "device_scan";
-/// The record kind of a tag registered in registration mode (`device_tags`).
-pub const TAG_RECORD: &str = "device_tag";
 /// The record kind of a stored configuration (`device_configs`).
-pub const CONFIG_RECORD: &str = "device_config";
+pub use tablewire_schemas::device::record::CONFIG as CONFIG_RECORD;
+/// The record kind of an accepted scan (`device_scans`).
+pub use tablewire_schemas::device::record::SCAN as SCAN_RECORD;
+/// The record kind of a tag registered in registration mode (`device_tags`).
+pub use tablewire_schemas::device::record::TAG as TAG_RECORD;
 
 /// The device domain.
 #[derive(Debug, Default, Clone, Copy)]
@@ -83,8 +84,12 @@ impl Domain for Device {
                     effects,
                     ctx,
                     event::DEVICE_ONLINE,
-                    json!({"deviceId": ctx.key, "edge": holder.edge, "takeover": takeover,
-                           "timestamp": ctx.now_ms}),
+                    FeedOnline {
+                        device_id: ctx.key,
+                        edge: &holder.edge,
+                        takeover,
+                        timestamp: ctx.now_ms,
+                    },
                 );
                 Ok(())
             }
@@ -96,8 +101,12 @@ impl Domain for Device {
                         effects,
                         ctx,
                         event::DEVICE_OFFLINE,
-                        json!({"deviceId": ctx.key, "reason": reason,
-                               "lastSeen": state.last_seen, "timestamp": ctx.now_ms}),
+                        FeedOffline {
+                            device_id: ctx.key,
+                            reason: &reason,
+                            last_seen: state.last_seen,
+                            timestamp: ctx.now_ms,
+                        },
                     );
                 }
                 Ok(())
@@ -140,33 +149,42 @@ impl Domain for Device {
                 state.last_scan_at = Some(ctx.now_ms);
                 state.last_seen = ctx.now_ms;
                 state.scans += 1;
-                effects.reply(ctx, json!({"success": true, "scan": scan, "user": user}));
+                effects.reply(
+                    ctx,
+                    ScanAccepted {
+                        success: true,
+                        scan: &scan,
+                        user: &user,
+                    },
+                );
                 effects.event(DeviceEvent::Accepted {
                     at: ctx.now_ms,
                     own_interval_ms: state.config.scan_interval_ms,
                 });
-                effects.record(SCAN_RECORD, json!({"scan": scan, "user": user}));
+                let scanned = ScanRecord { scan, user };
+                effects.record(SCAN_RECORD, &scanned);
                 if registered {
                     effects.record(
                         TAG_RECORD,
-                        json!({"tagId": scan.tag_id, "deviceId": scan.device_id,
-                               "registeredAt": ctx.now_ms}),
+                        TagRecord {
+                            tag_id: scanned.scan.tag_id.clone(),
+                            device_id: scanned.scan.device_id.clone(),
+                            registered_at: ctx.now_ms,
+                        },
                     );
                 }
-                notify_feed(
-                    effects,
-                    ctx,
-                    event::DEVICE_SCAN,
-                    json!({"scan": scan, "user": user}),
-                );
+                notify_feed(effects, ctx, event::DEVICE_SCAN, &scanned);
                 Ok(())
             }
             Command::Heartbeat { timestamp } => {
                 state.last_seen = ctx.now_ms;
                 effects.reply(
                     ctx,
-                    json!({"success": true, "action": "heartbeat", "timestamp": ctx.now_ms,
-                           "deviceTimestamp": timestamp}),
+                    HeartbeatAck {
+                        success: true,
+                        timestamp: ctx.now_ms,
+                        device_timestamp: timestamp,
+                    },
                 );
                 Ok(())
             }
@@ -179,8 +197,12 @@ impl Domain for Device {
                         effects,
                         ctx,
                         event::DEVICE_OFFLINE,
-                        json!({"deviceId": ctx.key, "reason": "expired",
-                               "lastSeen": state.last_seen, "timestamp": ctx.now_ms}),
+                        FeedOffline {
+                            device_id: ctx.key,
+                            reason: "expired",
+                            last_seen: state.last_seen,
+                            timestamp: ctx.now_ms,
+                        },
                     );
                 }
                 Ok(())
@@ -193,15 +215,23 @@ impl Domain for Device {
                 state.configured = true;
                 effects.record(
                     CONFIG_RECORD,
-                    json!({"deviceId": ctx.key, "config": config, "version": ctx.stream_seq}),
+                    ConfigRecord {
+                        device_id: ctx.key.to_string(),
+                        config: config.clone(),
+                        version: ctx.stream_seq,
+                    },
                 );
                 effects.event(DeviceEvent::Config {
                     config: config.clone(),
                 });
                 effects.reply(
                     ctx,
-                    json!({"success": true, "deviceId": ctx.key, "config": config,
-                           "online": state.online}),
+                    ConfigApplied {
+                        success: true,
+                        device_id: ctx.key,
+                        config: &config,
+                        online: state.online,
+                    },
                 );
                 Ok(())
             }
@@ -217,6 +247,7 @@ impl Domain for Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tablewire_schemas::Origin;
     use tablewire_schemas::device::{DeviceConfig, TagEntry};
 

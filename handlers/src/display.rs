@@ -4,28 +4,18 @@
 //! [`MAX_STATE_BYTES`] (the oldest go first, see [`Domain::trim`]). Updates fan out as `update`
 //! frames.
 
-use crate::domain::{Context, Domain, Effects, Rejection, json_len};
-use serde_json::json;
+use crate::domain::{Context, Domain, Effects, Rejection, json_len, to_value};
+use serde_json::Value;
 use tablewire_schemas::display::{
-    Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
-    SessionState, TRANSCRIPTION,
+    Applied, Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
+    SessionState, TRANSCRIPTION, UpdateFrame, error_frame,
 };
-use tablewire_schemas::{Domain as DomainName, ErrorCode};
+use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
 /// Most bytes of one session's stored state. Past it the oldest entries of `transcriptions` and
 /// `displayUpdates` are dropped (each list keeps at least its newest); an update too big even
 /// then is refused with `STATE_FULL`.
 pub const MAX_STATE_BYTES: usize = 512 * 1024;
-
-/// The `update` frame an update fans out as (`ServerFrame::Update` without its `seq`, which
-/// travels in the event's header).
-#[derive(serde::Serialize)]
-struct UpdateEvent<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    update: &'a DisplayUpdate,
-    timestamp: i64,
-}
 
 /// The display domain.
 #[derive(Debug, Default, Clone, Copy)]
@@ -100,8 +90,7 @@ impl Domain for Display {
                 }
                 // Serialized from the update itself, before it moves into the list (no copy of
                 // it as a JSON tree on the way).
-                effects.event(UpdateEvent {
-                    kind: "update",
+                effects.event(UpdateFrame {
                     update: &update,
                     timestamp: ctx.now_ms,
                 });
@@ -110,6 +99,10 @@ impl Domain for Display {
                 Ok(())
             }
         }
+    }
+
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        to_value(error_frame(error, ctx.now_ms))
     }
 
     fn max_state_bytes(&self) -> usize {
@@ -152,7 +145,12 @@ impl Domain for Display {
 /// runtime sends replies after the state is written, so the answer means a read sees it.
 fn applied(ctx: &Context<'_>, effects: &mut Effects) {
     if ctx.origin.request.is_some() {
-        effects.reply(ctx, json!({"type": "applied", "sequence": ctx.stream_seq}));
+        effects.reply(
+            ctx,
+            Applied {
+                sequence: ctx.stream_seq,
+            },
+        );
     }
 }
 
@@ -166,7 +164,7 @@ fn push_bounded(list: &mut Vec<DisplayUpdate>, update: DisplayUpdate) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use serde_json::{Value, json};
     use tablewire_schemas::{Claims, Origin};
 
     fn origin() -> Origin {

@@ -6,9 +6,11 @@
 use crate::error::RuntimeError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tablewire_schemas::stored::Notice;
-use tablewire_schemas::{Claims, Domain as DomainName, ErrorBody, ErrorCode, Frame, Origin};
+use tablewire_schemas::{
+    Claims, Domain as DomainName, ErrorBody, ErrorCode, ErrorFrame, Frame, Origin,
+};
 
 /// Everything a domain may know about the command besides its payload. Built from the envelope,
 /// so applying the same command twice sees the same context.
@@ -140,8 +142,9 @@ pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
 /// The byte bound of a key's state when its domain names none ([`Domain::max_state_bytes`]).
 pub const DEFAULT_MAX_STATE_BYTES: usize = 256 * 1024;
 
-fn to_value(value: impl Serialize) -> Value {
-    // Frames are built from plain structs and maps; they always serialize.
+/// A typed frame as a JSON value (for [`Domain::error_frame`]). Frames are built from plain
+/// structs and maps; they always serialize (anything else becomes `null`, not a panic).
+pub fn to_value(value: impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
@@ -204,15 +207,14 @@ pub trait Domain: Send + Sync + 'static {
         effects: &mut Effects,
     ) -> Result<(), Rejection>;
 
-    /// The frame that tells a sender its command was rejected. The default is the generic
-    /// `{"type":"error", code, errorCode, message, retryable, timestamp}`.
+    /// The frame that tells a sender its command was rejected. Every domain of tablewire names
+    /// its own, built by its protocol module in `tablewire_schemas` (`display::error_frame`, …)
+    /// where the edge builds it too; the default is the common [`ErrorFrame`].
     fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
-        let mut frame = to_value(error);
-        if let Value::Object(map) = &mut frame {
-            map.insert("type".to_string(), json!("error"));
-            map.insert("timestamp".to_string(), json!(ctx.now_ms));
-        }
-        frame
+        to_value(ErrorFrame {
+            error: error.clone(),
+            timestamp: ctx.now_ms,
+        })
     }
 
     /// Most bytes one key's state may take as stored JSON. A command after which the state

@@ -4,11 +4,14 @@
 //! domains' events reach the same subscribers as notices ([`notify_feed`]), without passing
 //! through here.
 
-use crate::domain::{Context, Domain, Effects, Rejection};
+use crate::domain::{Context, Domain, Effects, Rejection, to_value};
 use crate::rate::WriteRate;
 use serde::{Deserialize, Serialize};
-use tablewire_schemas::events::{Command, EventFrame, MAX_EVENT_NAME, is_event_name};
-use tablewire_schemas::{Domain as DomainName, ErrorCode};
+use serde_json::Value;
+use tablewire_schemas::events::{
+    Command, EventFrame, MAX_EVENT_NAME, Published, error_frame, is_event_name,
+};
+use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
 /// The events domain.
 #[derive(Debug, Clone, Copy)]
@@ -53,14 +56,15 @@ fn is_zero(n: &i64) -> bool {
 /// and a quarter of nats-server's work for an order). Device scans and presence, POS orders and
 /// status changes, finalized collaborative orders go this way; the HTTP API's events are
 /// commands to the feed.
-pub fn notify_feed(effects: &mut Effects, ctx: &Context<'_>, name: &str, data: serde_json::Value) {
+/// `data` is the event's typed data from the emitting domain's protocol module.
+pub fn notify_feed(effects: &mut Effects, ctx: &Context<'_>, name: &str, data: impl Serialize) {
     effects.notify(
         DomainName::Events,
         ctx.tenant,
         tablewire_schemas::events::FEED_KEY,
         EventFrame {
             kind: name.to_string(),
-            data,
+            data: to_value(data),
             timestamp: rfc3339(ctx.now_ms),
             seq: None,
         },
@@ -112,7 +116,7 @@ impl Domain for Events {
                 state.published += 1;
                 if ctx.origin.request.is_some() {
                     // `POST /api/events` is answered once the event is on the feed.
-                    effects.reply(ctx, serde_json::json!({"type": "published"}));
+                    effects.reply(ctx, Published {});
                 }
                 effects.event(EventFrame {
                     kind: event,
@@ -123,6 +127,12 @@ impl Domain for Events {
                 Ok(())
             }
         }
+    }
+
+    /// Seed 004's error frame (`{"type":"error", data, timestamp}`), which the edge reads back
+    /// for `POST /api/events`.
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        to_value(error_frame(error.clone(), rfc3339(ctx.now_ms)))
     }
 }
 

@@ -7,13 +7,16 @@
 //! - [`domain`] — the [`Domain`](domain::Domain) trait: a pure `apply(state, command, ctx)`
 //!   returning events, replies and records, or a rejection with a catalogue code; a `start`
 //!   hook for what a domain runs beside its commands.
-//! - [`collab`] — seed 001: collaborative order rooms, and their idle-expiry sweeper.
+//! - [`collab`] — seed 001: collaborative order rooms (rules split by concept: input, members,
+//!   items, split), and their idle-expiry sweeper and webhook.
 //! - [`display`] — seed 000: display sessions.
 //! - [`device`] — seed 003: RFID readers (holder, presence, scan interval, config, scans).
 //! - [`device_presence`] — turns expired device presence (KV limit markers) into `expire` commands.
 //! - [`events`] — seed 004: each tenant's events feed, fed by the other domains and the API.
-//! - [`pos`] — seed 002: POS ↔ kitchen orders (numbering, status flow, idempotency claims).
-//! - [`voice`] — seed 004: voice sessions, audio reassembled in order for a transcriber.
+//! - [`pos`] — seed 002: POS ↔ kitchen orders (`book`: creation and status flow, `numbering`,
+//!   `claim`: idempotency claims).
+//! - [`voice`] — seed 004: voice sessions (`session`: audio reassembled in order) for a
+//!   transcriber.
 //! - [`rate`] — write rates kept in a key's own state (GCRA), per room and per tenant.
 //! - [`transcriber`] — a `tw.svc.transcribe` service forwarding to an OpenAI-compatible
 //!   HTTP transcription endpoint (`tablewire transcriber`).
@@ -27,11 +30,15 @@
 //! - [`clock`] — the wall clock in ms.
 //! - [`http_client`] — the one outbound HTTP(S) client (rustls with the system's roots), used by
 //!   the collab webhook and the transcriber.
-//! - [`records`] — the SQL writer that drains the records stream into the database.
+//! - [`records`] — the SQL writer that drains the records stream into the database, reading
+//!   each record as its schemas type (one that does not read is parked).
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
 //! - [`settings`] — the handler's flags and their defaults, and the `Default`s of [`Config`] and
 //!   `collab::Settings` built from them.
+//!
+//! Every domain builds its frames, error frame, records and feed data from its protocol module
+//! in `tablewire_schemas` (never `json!`); the SQL writer reads records back as those types.
 
 pub mod clock;
 pub mod collab;

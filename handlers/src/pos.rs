@@ -10,19 +10,34 @@
 //! A claim is good for 24 hours from the submission that made it (by the commands' clock): a
 //! submission after that makes a new order, and KV drops the claim by itself then (a TTL on the
 //! claim's write, see [`Domain::time_to_live`]), so claims do not pile up.
+//!
+//! # Layout
+//! - this file — [`Pos`], its rate limit, `apply`'s dispatch between a tenant's book and a claim,
+//!   and the order bodies kept as KV parts.
+//! - `book` — creating an order and moving its status along.
+//! - `claim` — idempotency claims.
+//! - `numbering` — `ORD-YYYYMMDD-NNN` per local day.
+//! - `tests` — the rules, table by table.
+//!
+//! Frames, records and the feed's announcements are `tablewire_schemas::pos`'s types.
 
-use crate::domain::{Context, Domain, Effects, Rejection};
-use crate::events::notify_feed;
+use crate::domain::{Context, Domain, Effects, Rejection, to_value};
 use crate::rate::WriteRate;
-use chrono::{Datelike, FixedOffset, TimeZone};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
-use tablewire_schemas::events::event;
 use tablewire_schemas::pos::{
-    ACTIVE_LIMIT, BookOrder, Command, IDEMPOTENCY_WINDOW_MS, IdempotencyClaim, Order, OrderInput,
-    OrderStatus, PosState, RECENT_LIMIT, ServerFrame, TENANT_KEY, TenantOrders,
+    BookOrder, Command, IdempotencyClaim, Order, PosState, ServerFrame, SettingsApplied,
+    TENANT_KEY, TenantOrders, error_frame,
 };
-use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, Origin, envelope::role};
+use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame, envelope::role};
+
+mod book;
+mod claim;
+mod numbering;
+
+use book::{create, update_status};
+pub use claim::{ASK_AGAIN_AFTER_MS, claim_expired, claim_time_to_live};
+pub use numbering::{local_day, order_number};
 
 /// The pos domain.
 #[derive(Debug, Clone, Copy)]
@@ -49,54 +64,11 @@ impl Default for Pos {
     }
 }
 
-/// Record kinds the pos domain writes.
-pub mod record {
-    /// A new order (`data` is the order).
-    pub const ORDER: &str = "pos_order";
-    /// A status change (`{orderId, status, previousStatus, updatedBy, at, order}`, the order as
-    /// it is after the change).
-    pub const STATUS: &str = "pos_order_status";
-}
-
-/// Most repeats waiting on one idempotency key before its order exists.
-const MAX_WAITING: usize = 32;
-
-/// How long a claim waits for its order (by the commands' clock) before a repeat asks the
-/// tenant's book again: the first request may have been lost to a failure, and a claim must not
-/// wait forever. The book answers a key it already made an order for with that order, so
-/// asking twice never makes two.
-pub const ASK_AGAIN_AFTER_MS: i64 = 10_000;
-
-/// The local day `YYYYMMDD` of `now_ms` at `offset_minutes` east of UTC.
-pub fn local_day(now_ms: i64, offset_minutes: i32) -> String {
-    let offset = FixedOffset::east_opt(offset_minutes * 60)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
-    let date = offset
-        .timestamp_millis_opt(now_ms)
-        .single()
-        .map(|t| t.date_naive())
-        .unwrap_or_default();
-    format!("{:04}{:02}{:02}", date.year(), date.month(), date.day())
-}
-
-/// `ORD-YYYYMMDD-NNN`: at least three digits, more past 999.
-pub fn order_number(day: &str, n: u64) -> String {
-    format!("ORD-{day}-{n:03}")
-}
+/// Record kinds the pos domain writes (their types are in `tablewire_schemas::pos`).
+pub use tablewire_schemas::pos::record;
 
 fn validation(why: String) -> Rejection {
     Rejection::new(ErrorCode::ValidationError, why)
-}
-
-/// Whether a claim no longer holds at `now_ms`: never made, or made 24 hours ago or more.
-pub fn claim_expired(claim: &IdempotencyClaim, now_ms: i64) -> bool {
-    claim.claimed_at == 0 || now_ms - claim.claimed_at >= IDEMPOTENCY_WINDOW_MS
-}
-
-/// How long KV keeps a claim written at `now_ms`: until its 24 hours are over.
-pub fn claim_time_to_live(claim: &IdempotencyClaim, now_ms: i64) -> Duration {
-    let left = claim.claimed_at + IDEMPOTENCY_WINDOW_MS - now_ms;
-    Duration::from_millis(left.max(0) as u64)
 }
 
 impl Pos {
@@ -242,10 +214,7 @@ impl Pos {
                 }
                 book.utc_offset_minutes = utc_offset_minutes;
                 if ctx.origin.request.is_some() {
-                    effects.reply(
-                        ctx,
-                        json!({"type": "settings", "utcOffsetMinutes": utc_offset_minutes}),
-                    );
+                    effects.reply(ctx, SettingsApplied { utc_offset_minutes });
                 }
                 Ok(())
             }
@@ -257,229 +226,6 @@ impl Pos {
             }
         }
     }
-
-    fn claim(
-        &self,
-        claim: &mut IdempotencyClaim,
-        command: Command,
-        ctx: &Context<'_>,
-        effects: &mut Effects,
-    ) -> Result<(), Rejection> {
-        match command {
-            Command::Submit {
-                order,
-                idempotency_key: Some(key),
-            } => {
-                if claim_expired(claim, ctx.now_ms) {
-                    order.check().map_err(validation)?;
-                    *claim = IdempotencyClaim {
-                        claimed_at: ctx.now_ms,
-                        frame: None,
-                        waiting: Vec::new(),
-                        asked_at: 0,
-                    };
-                    effects.emit(
-                        DomainName::Pos,
-                        ctx.tenant,
-                        TENANT_KEY,
-                        Command::Create {
-                            order,
-                            idempotency_key: key,
-                            claimed_at: ctx.now_ms,
-                            reply_to: ctx.origin.clone(),
-                        },
-                    );
-                } else if let Some(frame) = &claim.frame {
-                    effects.reply(ctx, frame);
-                } else {
-                    if claim.waiting.len() < MAX_WAITING {
-                        claim.waiting.push(ctx.origin.clone());
-                    }
-                    let asked = claim.asked_at.max(claim.claimed_at);
-                    if ctx.now_ms - asked >= ASK_AGAIN_AFTER_MS {
-                        // The waiting senders get the answer when it comes back.
-                        claim.asked_at = ctx.now_ms;
-                        effects.emit(
-                            DomainName::Pos,
-                            ctx.tenant,
-                            TENANT_KEY,
-                            Command::Create {
-                                order,
-                                idempotency_key: key,
-                                claimed_at: claim.claimed_at,
-                                reply_to: Origin::default(),
-                            },
-                        );
-                    }
-                }
-                Ok(())
-            }
-            Command::Created { frame } => {
-                for origin in claim.waiting.drain(..) {
-                    effects.replies.push((origin, Frame::from(&frame)));
-                }
-                claim.frame = Some(frame);
-                Ok(())
-            }
-            Command::Refused { error } => {
-                // Only a claim still waiting is released; one answered already keeps its order.
-                if claim.frame.is_none() {
-                    let frame = Frame::from(&self.error_frame(&error, ctx));
-                    for origin in claim.waiting.drain(..) {
-                        effects.replies.push((origin, frame.clone()));
-                    }
-                    *claim = IdempotencyClaim::default();
-                }
-                Ok(())
-            }
-            _ => Err(Rejection::new(
-                ErrorCode::InvalidMessage,
-                "an idempotency key only takes submissions",
-            )),
-        }
-    }
-}
-
-/// Creates an order on the tenant's book: number, fan out, record, announce. Returns the
-/// `order_created` frame.
-fn create(
-    book: &mut TenantOrders,
-    input: OrderInput,
-    idempotency_key: Option<String>,
-    reply_to: &Origin,
-    ctx: &Context<'_>,
-    effects: &mut Effects,
-) -> Result<Frame, Rejection> {
-    input.check().map_err(validation)?;
-    // Days only move forward: a late clock never makes a number of an earlier day again.
-    let today = local_day(ctx.now_ms, book.utc_offset_minutes);
-    if today > book.day {
-        book.day = today;
-        book.day_count = 0;
-    }
-    book.day_count += 1;
-    book.total += 1;
-    let extra = input.extra_fields();
-    let order = Order {
-        id: format!("order-{}", book.total),
-        order_number: order_number(&book.day, book.day_count),
-        tenant_id: ctx.tenant.to_string(),
-        order_type: input.order_type().to_string(),
-        payment_method: input.payment_method,
-        customer: input.customer,
-        cart: input.cart.unwrap_or(Value::Null),
-        status: OrderStatus::Pending,
-        pos_status: input.status,
-        source: input.source,
-        idempotency_key,
-        created_at: ctx.now_ms,
-        updated_at: ctx.now_ms,
-        extra,
-    };
-    // Serialized once, straight from the typed frame.
-    let frame = Frame::new(ServerFrame::OrderCreated {
-        kitchen_order: order.kitchen(),
-        order: Box::new(order.clone()),
-    });
-    effects.events.push(frame.clone());
-    // HTTP senders wait for an answer; WebSocket senders already get the event.
-    if reply_to.request.is_some() {
-        effects.replies.push((reply_to.clone(), frame.clone()));
-    }
-    effects.record(record::ORDER, &order);
-    let total = order.cart.get("total").cloned().unwrap_or(Value::Null);
-    let mut announced = json!({"order": {"id": order.id, "orderNumber": order.order_number,
-        "status": order.status, "items": order.kitchen().items, "total": total,
-        "orderType": order.order_type}});
-    if let Some(table) = order.table_id() {
-        // Where events clients filter on it (`filters: {table_id}`).
-        announced["order"]["table_id"] = table.clone();
-        announced["table_id"] = table.clone();
-    }
-    notify_feed(effects, ctx, event::ORDER_CREATED, announced);
-    let order = BookOrder::created(order);
-    book.recent.insert(0, order.clone());
-    book.recent.truncate(RECENT_LIMIT);
-    book.active.push(order);
-    if book.active.len() > ACTIVE_LIMIT {
-        let excess = book.active.len() - ACTIVE_LIMIT;
-        book.active.drain(..excess);
-    }
-    Ok(frame)
-}
-
-fn update_status(
-    book: &mut TenantOrders,
-    order_id: &str,
-    status: OrderStatus,
-    updated_by: String,
-    ctx: &Context<'_>,
-    effects: &mut Effects,
-) -> Result<(), Rejection> {
-    let Some(index) = book.active.iter().position(|o| o.id == order_id) else {
-        return Err(match book.recent.iter().find(|o| o.id == order_id) {
-            Some(done) => Rejection::new(
-                ErrorCode::Conflict,
-                format!("order {order_id} is already {}", done.status.as_str()),
-            ),
-            None => Rejection::new(
-                ErrorCode::UnknownResource,
-                format!("no active order {order_id}"),
-            ),
-        });
-    };
-    let previous = book.active[index].status;
-    let table = book.active[index].order().table_id().cloned();
-    if !previous.can_become(status) {
-        return Err(Rejection::new(
-            ErrorCode::Conflict,
-            format!(
-                "an order cannot go from {} to {}",
-                previous.as_str(),
-                status.as_str()
-            ),
-        ));
-    }
-    let whole = book.active[index].has_body();
-    let order = book.active[index].edit();
-    order.status = status;
-    order.updated_at = ctx.now_ms;
-    let (id, number) = (order.id.clone(), order.order_number.clone());
-    // Without its body (gone from KV after ORDER_BODY_TTL_MS) the order is not written over
-    // in SQL: only the status history and the row's status change.
-    let changed = whole.then(|| order.clone());
-    if let Some(recent) = book.recent.iter_mut().find(|o| o.id == id) {
-        let recent = recent.edit();
-        recent.status = status;
-        recent.updated_at = ctx.now_ms;
-    }
-    if status.is_final() {
-        book.active.remove(index);
-    }
-    let frame = ServerFrame::OrderStatusUpdate {
-        order_id: id.clone(),
-        order_number: number.clone(),
-        status,
-        updated_by: updated_by.clone(),
-    };
-    // HTTP senders wait for an answer; WebSocket senders already get the event.
-    if ctx.origin.request.is_some() {
-        effects.reply(ctx, &frame);
-    }
-    effects.event(frame);
-    effects.record(
-        record::STATUS,
-        json!({"orderId": id, "orderNumber": number, "status": status,
-               "previousStatus": previous, "updatedBy": updated_by, "at": ctx.now_ms,
-               "order": changed}),
-    );
-    let mut announced = json!({"order_id": id, "orderNumber": number, "status": status,
-           "previous_status": previous, "updatedBy": updated_by});
-    if let Some(table) = table {
-        announced["table_id"] = table;
-    }
-    notify_feed(effects, ctx, event::ORDER_STATUS, announced);
-    Ok(())
 }
 
 impl Domain for Pos {
@@ -505,7 +251,7 @@ impl Domain for Pos {
         // Every check comes before the first change, so a rejection changes nothing.
         match state {
             PosState::Tenant(book) => self.tenant(book, command, ctx, effects),
-            PosState::Idempotency(claim) => self.claim(claim, command, ctx, effects),
+            PosState::Idempotency(claim) => claim::apply(claim, command, ctx, effects),
         }
     }
 
@@ -555,11 +301,7 @@ impl Domain for Pos {
     }
 
     fn error_frame(&self, error: &tablewire_schemas::ErrorBody, ctx: &Context<'_>) -> Value {
-        serde_json::to_value(ServerFrame::Error {
-            error: error.clone(),
-            timestamp: ctx.now_ms,
-        })
-        .unwrap_or(Value::Null)
+        to_value(error_frame(error, ctx.now_ms))
     }
 }
 

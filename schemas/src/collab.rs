@@ -1,11 +1,12 @@
 //! Seed 001 (collaborative order rooms, PartyKit protocol at `/parties/collaborative_order/{room}`):
 //! the client messages with the seed's field names, the order state every server frame carries,
-//! and the commands edges and the expiry sweeper put in the envelope. Read by `edge` and `handlers`.
+//! the frames out (`sync`, changes, the error frame), the records (a finalized order, an archived
+//! room), the feed's announcement, and the commands edges and the expiry sweeper put in the
+//! envelope. Read by `edge` and `handlers`.
 
 use crate::ErrorBody;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// The PartyKit party name of collaborative orders (the path segment after `/parties/`).
@@ -390,7 +391,9 @@ impl RoomState {
     }
 }
 
-/// The `sync` frame: the seed's shape plus the room's event sequence it includes.
+/// The `sync` frame: `{type: "sync", data, timestamp}`. The handler answers a `join` with it;
+/// an edge sends it on connect with the room's event sequence it includes as `seq`, last (where
+/// it has always been: clients and the benchmarks match the frame's start, `{"type":"sync"`).
 #[derive(Debug, Serialize)]
 pub struct Sync<'a> {
     /// Always `sync`.
@@ -400,22 +403,178 @@ pub struct Sync<'a> {
     pub data: &'a OrderState,
     /// Server time, ms.
     pub timestamp: i64,
-    /// The room's event sequence this state includes.
-    pub seq: u64,
+    /// The room's event sequence this state includes (on connect; not in the `join` answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl<'a> Sync<'a> {
+    /// The `sync` frame of `data` at `timestamp`.
+    pub fn new(data: &'a OrderState, timestamp: i64) -> Self {
+        Sync {
+            kind: "sync",
+            data,
+            timestamp,
+            seq: None,
+        }
+    }
+
+    /// The same frame with the event sequence it includes.
+    pub fn with_seq(self, seq: u64) -> Self {
+        Sync {
+            seq: Some(seq),
+            ..self
+        }
+    }
+}
+
+/// Change frame types (`type` of a [`Change`]).
+pub mod change {
+    /// Someone joined (or joined again).
+    pub const PARTICIPANT_JOINED: &str = "participant_joined";
+    /// Someone left.
+    pub const PARTICIPANT_LEFT: &str = "participant_left";
+    /// An item was added.
+    pub const ITEM_ADDED: &str = "item_added";
+    /// An item was removed.
+    pub const ITEM_REMOVED: &str = "item_removed";
+    /// An item's quantity changed.
+    pub const QUANTITY_UPDATED: &str = "quantity_updated";
+    /// The split changed.
+    pub const SPLIT_UPDATED: &str = "split_updated";
+    /// The order was finalized.
+    pub const ORDER_FINALIZED: &str = "order_finalized";
+}
+
+/// A change frame in the seed's shape: `{type, participantId, participantName, data,
+/// timestamp}`, fanned out to every connection of the room. Serialized straight from borrowed
+/// parts: every change carries the whole order state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change<'a, D> {
+    /// One of [`change`].
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// Who made the change.
+    pub participant_id: &'a str,
+    /// Their name.
+    pub participant_name: &'a str,
+    /// What changed: the order state ([`participant_joined`](change::PARTICIPANT_JOINED),
+    /// [`participant_left`](change::PARTICIPANT_LEFT)), an [`ItemChange`], a [`SplitChange`] or
+    /// a [`StateChange`].
+    pub data: D,
+    /// Server time, ms.
+    pub timestamp: i64,
+}
+
+/// `data` of `item_added`, `item_removed` and `quantity_updated`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemChange<'a> {
+    /// The item (as it was, for a removal).
+    pub item: &'a Item,
+    /// The order after the change.
+    pub order_state: &'a OrderState,
+}
+
+/// `data` of `split_updated`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitChange<'a> {
+    /// The new split type.
+    pub split_type: SplitType,
+    /// The order after the change.
+    pub order_state: &'a OrderState,
+}
+
+/// `data` of `order_finalized`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateChange<'a> {
+    /// The finalized order.
+    pub order_state: &'a OrderState,
 }
 
 /// The error frame of a room: `{"type":"error", code, errorCode, message, retryable,
-/// retryAfterMs?, timestamp}` — the same shape the handler's rejections have.
-pub fn error_frame(error: &ErrorBody, timestamp: i64) -> Value {
-    let mut frame = serde_json::to_value(error).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut frame {
-        map.insert("type".to_string(), json!("error"));
-        map.insert("timestamp".to_string(), json!(timestamp));
+/// retryAfterMs?, timestamp}`. The edge (for what it refuses) and the collab handler (for its
+/// rejections) both build it with [`error_frame`].
+pub use crate::error::ErrorFrame;
+
+/// The error frame of a room (see [`ErrorFrame`]).
+pub fn error_frame(error: &ErrorBody, timestamp: i64) -> ErrorFrame {
+    ErrorFrame {
+        error: error.clone(),
+        timestamp,
     }
-    frame
 }
 
-/// The record kind of a finalized order (table `collab_orders`).
+/// A finalized order as the tenant's events feed announces it (`order:created`'s
+/// `data.order`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedOrder<'a> {
+    /// The order id.
+    pub id: &'a str,
+    /// Always `collaborative`.
+    pub source: &'static str,
+    /// The room.
+    pub session_id: &'a str,
+    /// The circle.
+    pub circle_id: &'a Option<String>,
+    /// The first participant.
+    pub initiated_by: &'a Option<String>,
+    /// The items.
+    pub items: &'a [Item],
+    /// Minor units.
+    pub total: u64,
+    /// The split type.
+    pub split_type: SplitType,
+    /// The shares.
+    pub splits: &'a [Share],
+    /// `finalized`.
+    pub status: Status,
+    /// When, ms.
+    pub finalized_at: Option<i64>,
+}
+
+impl<'a> FeedOrder<'a> {
+    /// The announcement of `state`.
+    pub fn of(state: &'a OrderState) -> Self {
+        FeedOrder {
+            id: &state.order_id,
+            source: "collaborative",
+            session_id: &state.session_id,
+            circle_id: &state.circle_id,
+            initiated_by: &state.initiated_by,
+            items: &state.items,
+            total: state.total,
+            split_type: state.split_type,
+            splits: &state.splits,
+            status: state.status,
+            finalized_at: state.finalized_at,
+        }
+    }
+}
+
+/// The `data` of `order:created` on the events feed for a finalized order: `{"order": …}`.
+#[derive(Debug, Serialize)]
+pub struct FeedOrderCreated<'a> {
+    /// The order.
+    pub order: FeedOrder<'a>,
+}
+
+/// The record of an expired room ([`RECORD_ARCHIVE`]): the order as it was when archived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveRecord {
+    /// When the room was archived, ms.
+    pub archived_at: i64,
+    /// The order.
+    pub order: OrderState,
+}
+
+/// The record kind of a finalized order (table `collab_orders`): its data is the
+/// [`OrderState`].
 pub const RECORD_ORDER: &str = "collab_order";
 /// The record kind of an archived (expired) room (table `collab_archives`).
 pub const RECORD_ARCHIVE: &str = "collab_archive";
@@ -423,6 +582,7 @@ pub const RECORD_ARCHIVE: &str = "collab_archive";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn seed_messages_parse_and_unknown_fields_are_ignored() {
@@ -463,13 +623,7 @@ mod tests {
         // What clients get is built from the order state, which has no such field, even when
         // read from the stored JSON.
         let order: OrderState = serde_json::from_value(stored).expect("order from stored");
-        let client = serde_json::to_string(&Sync {
-            kind: "sync",
-            data: &order,
-            timestamp: 1,
-            seq: 0,
-        })
-        .expect("sync");
+        let client = serde_json::to_string(&Sync::new(&order, 1).with_seq(0)).expect("sync");
         assert!(!client.contains("rateTatUs"), "{client}");
         assert!(!client.contains("rate_tat_us"), "{client}");
     }

@@ -1,7 +1,8 @@
 //! Seed 003 (RFID readers, formerly one Durable Object per device): the frames of
 //! `GET /ws/device?deviceId=…` (the seed's `action` field), `POST /api/rfid/scan`,
-//! `PUT /api/devices/{id}/config`, `PUT /api/devices/settings`, the device domain's commands and
-//! its per-device state.
+//! `PUT /api/devices/{id}/config`, `PUT /api/devices/settings` and their answers, the error
+//! frame, the records (scans, tags, configs), the feed's device events, the device domain's
+//! commands and its per-device state.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -323,6 +324,118 @@ pub fn config_frame(config: &DeviceConfig) -> Value {
         map.insert("action".to_string(), Value::from("config"));
     }
     frame
+}
+
+/// Record kinds of the device domain.
+pub mod record {
+    /// An accepted scan (`device_scans`): its data is a [`ScanRecord`](super::ScanRecord).
+    pub const SCAN: &str = "device_scan";
+    /// A tag registered in registration mode (`device_tags`): a
+    /// [`TagRecord`](super::TagRecord).
+    pub const TAG: &str = "device_tag";
+    /// A stored configuration (`device_configs`): a [`ConfigRecord`](super::ConfigRecord).
+    pub const CONFIG: &str = "device_config";
+}
+
+/// An accepted scan with the user its tag belongs to: the record of [`record::SCAN`] and the
+/// `data` of `device:scan` on the events feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanRecord {
+    /// The scan.
+    pub scan: Scan,
+    /// The tag's user from the tag directory, or null.
+    pub user: Option<Value>,
+}
+
+/// A tag registered in registration mode ([`record::TAG`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagRecord {
+    /// The tag.
+    pub tag_id: String,
+    /// The device that registered it.
+    pub device_id: String,
+    /// When, ms.
+    pub registered_at: i64,
+}
+
+/// A device's stored configuration ([`record::CONFIG`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigRecord {
+    /// The device.
+    pub device_id: String,
+    /// Its configuration.
+    pub config: DeviceConfig,
+    /// The command's input stream sequence (a later version replaces an earlier row).
+    pub version: u64,
+}
+
+/// The answer to an accepted scan, on the socket and to `POST /api/rfid/scan`:
+/// `{"success": true, "scan": …, "user": …}`.
+#[derive(Debug, Serialize)]
+pub struct ScanAccepted<'a> {
+    /// Always true.
+    pub success: bool,
+    /// The scan.
+    pub scan: &'a Scan,
+    /// The tag's user, or null.
+    pub user: &'a Option<Value>,
+}
+
+/// The answer to a heartbeat: `{"success": true, "action": "heartbeat", "timestamp",
+/// "deviceTimestamp"}`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "action", rename = "heartbeat", rename_all = "camelCase")]
+pub struct HeartbeatAck {
+    /// Always true.
+    pub success: bool,
+    /// Server time, ms.
+    pub timestamp: i64,
+    /// The device's own timestamp, as sent.
+    pub device_timestamp: Option<Value>,
+}
+
+/// The answer to `PUT /api/devices/{id}/config`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigApplied<'a> {
+    /// Always true.
+    pub success: bool,
+    /// The device.
+    pub device_id: &'a str,
+    /// Its configuration now.
+    pub config: &'a DeviceConfig,
+    /// Whether it is connected.
+    pub online: bool,
+}
+
+/// The `data` of `device:online` on the events feed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedOnline<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// The edge holding it.
+    pub edge: &'a str,
+    /// Whether this connection took over from another.
+    pub takeover: bool,
+    /// Server time, ms.
+    pub timestamp: i64,
+}
+
+/// The `data` of `device:offline` on the events feed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedOffline<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// Why (`closed`, `replaced`, `expired`, …).
+    pub reason: &'a str,
+    /// When it was last heard from, ms.
+    pub last_seen: i64,
+    /// Server time, ms.
+    pub timestamp: i64,
 }
 
 /// An error as seed 003 answers it, `{"success": false, "error": "…"}`, with the catalogue's

@@ -1,5 +1,6 @@
-//! Seed 000 (customer displays, formerly a Durable Object): the session state object and the
-//! frames of `/session/{id}/display`, `/init`, `/update` and `/state`, with the seed's names.
+//! Seed 000 (customer displays, formerly a Durable Object): the session state object, the
+//! frames of `/session/{id}/display`, `/init`, `/update` and `/state` with the seed's names, the
+//! display error frame and the session record.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -157,18 +158,46 @@ pub enum ServerFrame {
 pub const SHARED_TENANT: &str = "_";
 
 /// `initial_state` with the state passed through as stored (the edge builds it from KV without
-/// parsing the state). Same JSON as [`ServerFrame::InitialState`].
+/// parsing the state). Same JSON as [`ServerFrame::InitialState`], `seq` last as it has always
+/// been (clients and the benchmarks match the frame's start, `{"type":"initial_state"`).
 #[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "initial_state")]
 pub struct InitialStateRaw<'a> {
-    /// Always `initial_state`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     /// The state, as stored.
     pub state: &'a serde_json::value::RawValue,
     /// Server time, ms.
     pub timestamp: i64,
     /// The per-session event sequence the state includes.
     pub seq: u64,
+}
+
+/// The `update` frame as the display handler emits it; the runtime adds `seq` (see
+/// [`crate::Sequenced`]), which makes it [`ServerFrame::Update`].
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "update")]
+pub struct UpdateFrame<'a> {
+    /// The update, as applied.
+    pub update: &'a DisplayUpdate,
+    /// Server time, ms.
+    pub timestamp: i64,
+}
+
+/// What the display handler answers an HTTP request (`/init`, `/update`) once its write is
+/// applied: `{"type":"applied","sequence":…}`; the edge then answers [`Accepted`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "applied")]
+pub struct Applied {
+    /// The command's input stream sequence.
+    pub sequence: u64,
+}
+
+/// The error frame of a display socket ([`ServerFrame::Error`]); the edge and the display
+/// handler both build it here.
+pub fn error_frame(error: &crate::ErrorBody, timestamp: i64) -> ServerFrame {
+    ServerFrame::Error {
+        error: error.clone(),
+        timestamp,
+    }
 }
 
 /// Commands of the display domain, inside the envelope.
@@ -237,6 +266,47 @@ mod tests {
         assert_eq!(json["update"]["type"], "dish_card");
         assert_eq!(json["update"]["lang"], "en");
         assert_eq!(json["seq"], 3);
+    }
+
+    #[test]
+    fn the_handlers_update_with_its_seq_reads_as_the_update_frame() {
+        let update: DisplayUpdate =
+            serde_json::from_value(json!({"type":"dish_card","displayData":1})).expect("parse");
+        let emitted = crate::Frame::new(UpdateFrame {
+            update: &update,
+            timestamp: 7,
+        })
+        .with_seq(3);
+        let frame: ServerFrame = serde_json::from_str(emitted.get()).expect("update frame");
+        assert_eq!(
+            frame,
+            ServerFrame::Update {
+                update,
+                timestamp: 7,
+                seq: 3
+            }
+        );
+        let state = serde_json::value::to_raw_value(&SessionState::new("s", 1)).expect("raw");
+        let initial = InitialStateRaw {
+            state: &state,
+            timestamp: 2,
+            seq: 4,
+        };
+        let text = serde_json::to_string(&initial).expect("initial");
+        let typed = ServerFrame::InitialState {
+            state: SessionState::new("s", 1),
+            timestamp: 2,
+            seq: 4,
+        };
+        assert_eq!(text, serde_json::to_string(&typed).expect("typed"));
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(&text).expect("initial_state"),
+            ServerFrame::InitialState {
+                state: SessionState::new("s", 1),
+                timestamp: 2,
+                seq: 4
+            }
+        );
     }
 
     #[test]

@@ -137,6 +137,20 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// The error frame with the body at its top level, `{"type":"error", code, errorCode, message,
+/// retryable, retryAfterMs?, timestamp}` (ms): the shape of the display, collab and POS sockets'
+/// error frames (each domain's protocol module names its own `error_frame`), and of a rejection
+/// by a handler domain that names none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "error")]
+pub struct ErrorFrame {
+    /// The error.
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    /// Server time, ms since the Unix epoch.
+    pub timestamp: i64,
+}
+
 /// The body every error carries: in HTTP responses as `{"error": ErrorBody}`, in error
 /// frames either at the top level or under `data`, as the seed of the endpoint has it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,6 +1,7 @@
 //! Seed 004 (restaurant events feed): the contract by which other domains (POS orders,
-//! collaborative orders, devices) and the HTTP API put events on a tenant's feed, and the
-//! frame subscribers receive. The feed is one key per tenant ([`FEED_KEY`]); its handler orders
+//! collaborative orders, devices) and the HTTP API put events on a tenant's feed, the frame
+//! subscribers receive, the socket's other frames and its error frame (shared with the voice
+//! socket). The feed is one key per tenant ([`FEED_KEY`]); its handler orders
 //! and numbers the events, edges deliver them to that tenant's subscribers only.
 //!
 //! Other domains send [`Command::Publish`] with `Effects::emit(Domain::Events, tenant,
@@ -158,6 +159,26 @@ pub enum ServerFrame {
     },
 }
 
+/// The error frame of seed 004's sockets (events and voice), `{"type":"error", data,
+/// timestamp}`: the edge (for what it refuses) and the voice handler (for its rejections) both
+/// build it here. Seed 004's clients switch on `INVALID_MESSAGE` for any message they got
+/// wrong, so malformed JSON and unknown types carry that code, with the catalogue's finer one
+/// in `data.detail`.
+pub fn error_frame(error: crate::ErrorBody, timestamp: String) -> ServerFrame {
+    let data = match error.code {
+        crate::ErrorCode::MalformedJson | crate::ErrorCode::UnknownType => {
+            error.coarsened(crate::ErrorCode::InvalidMessage)
+        }
+        _ => error,
+    };
+    ServerFrame::Error { data, timestamp }
+}
+
+/// What the events handler answers a publish once it is on the feed: `{"type":"published"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "published")]
+pub struct Published {}
+
 /// `POST /api/events`: a backend publishes an event to its restaurant's feed (service JWT).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PublishRequest {
@@ -206,6 +227,23 @@ mod tests {
         ] {
             assert!(!is_event_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_error_frame_coarsens_what_seed_clients_switch_on() {
+        use crate::{ErrorBody, ErrorCode};
+        let frame = error_frame(ErrorBody::new(ErrorCode::MalformedJson), "t".into());
+        let json = serde_json::to_value(&frame).expect("serialize");
+        assert_eq!(json["type"], "error");
+        assert_eq!(json["data"]["code"], "INVALID_MESSAGE");
+        assert_eq!(json["timestamp"], "t");
+        let frame = error_frame(ErrorBody::new(ErrorCode::Conflict), "t".into());
+        let json = serde_json::to_value(&frame).expect("serialize");
+        assert_eq!(json["data"]["code"], "CONFLICT");
+        assert_eq!(
+            serde_json::to_string(&Published {}).expect("published"),
+            r#"{"type":"published"}"#
+        );
     }
 
     #[test]

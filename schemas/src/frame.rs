@@ -1,10 +1,25 @@
-//! A client frame (or a record's fields, or an emitted command) already serialized to JSON.
-//! Domains build each once from typed values; the handler runtime stores it in a key's outbox
-//! and publishes it without serializing it again.
+//! A client frame (or a record's fields, or an emitted command) already serialized to JSON,
+//! and [`Sequenced`], a frame with its per-key `seq`. Domains build each once from typed
+//! values; the handler runtime stores it in a key's outbox and publishes it without serializing
+//! it again, with `seq` added as [`Sequenced`] writes it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+/// An event frame with its per-key sequence number: `{"seq": N, …the frame's own fields}`, `seq`
+/// first, as every fanned-out event of every domain reaches clients. The handler runtime adds
+/// `seq` to a frame already serialized with [`Frame::with_seq`], which writes exactly these
+/// bytes; a client or test reads such a frame as `Sequenced<T>`. (The snapshot frames edges
+/// build, `sync` and `initial_state`, carry `seq` last, as they always have.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Sequenced<T> {
+    /// The per-key event sequence number.
+    pub seq: u64,
+    /// The frame.
+    #[serde(flatten)]
+    pub frame: T,
+}
 
 /// One JSON frame, kept as its text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,7 +56,8 @@ impl Frame {
     }
 
     /// The same object with `"seq": seq` as its first field (replacing none: domains do not set
-    /// `seq`). Frames that are not objects are returned unchanged.
+    /// `seq`): the bytes of [`Sequenced`] around the frame, without serializing it again. Frames
+    /// that are not objects are returned unchanged.
     pub fn with_seq(self, seq: u64) -> Self {
         let text = self.get();
         let Some(rest) = text.strip_prefix('{') else {
@@ -88,6 +104,46 @@ mod tests {
     fn an_empty_object_gets_only_seq_and_a_non_object_is_unchanged() {
         assert_eq!(Frame::new(json!({})).with_seq(2).get(), r#"{"seq":2}"#);
         assert_eq!(Frame::new(json!([1, 2])).with_seq(2).get(), "[1,2]");
+    }
+
+    #[test]
+    fn with_seq_writes_the_bytes_of_sequenced() {
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Out {
+            Update { n: u32, text: &'static str },
+        }
+        #[derive(Serialize)]
+        struct Plain {
+            a: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Empty {}
+        let update = Out::Update { n: 1, text: "x" };
+        let spliced = Frame::new(&update).with_seq(9);
+        let typed = serde_json::to_string(&Sequenced {
+            seq: 9,
+            frame: &update,
+        })
+        .expect("sequenced");
+        assert_eq!(spliced.get(), typed);
+        assert_eq!(typed, r#"{"seq":9,"type":"update","n":1,"text":"x"}"#);
+        let plain = Sequenced {
+            seq: 3,
+            frame: Plain { a: "b" },
+        };
+        assert_eq!(
+            serde_json::to_string(&plain).expect("plain"),
+            Frame::new(Plain { a: "b" }).with_seq(3).get()
+        );
+        assert_eq!(
+            serde_json::to_string(&Sequenced {
+                seq: 2,
+                frame: Empty {}
+            })
+            .expect("empty"),
+            Frame::new(Empty {}).with_seq(2).get()
+        );
     }
 
     #[test]

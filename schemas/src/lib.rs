@@ -1,10 +1,11 @@
 //! Every wire type of tablewire, and only here.
 //!
 //! # Layout
-//! - [`error`] — the numbered error catalogue ([`ErrorCode`]) and the error body every error
-//!   frame and HTTP error carries.
+//! - [`error`] — the numbered error catalogue ([`ErrorCode`]), the error body every error
+//!   frame and HTTP error carries, and the common error frame ([`ErrorFrame`]).
 //! - [`envelope`] — the edge→handler envelope and the verified JWT claims inside it.
-//! - [`frame`] — a client frame serialized once ([`Frame`]), as domains emit and outboxes keep it.
+//! - [`frame`] — a client frame serialized once ([`Frame`]), as domains emit and outboxes keep it,
+//!   and [`Sequenced`], a frame with its per-key `seq` first.
 //! - [`stored`] — the JSON kept per key in the state buckets, and the records sent to SQL.
 //! - [`display`] — seed 000: customer display sessions (`/session/{id}/…`).
 //! - [`collab`] — seed 001: collaborative order rooms (`/parties/collaborative_order/{room}`).
@@ -18,6 +19,11 @@
 //! - [`json_schemas`] — JSON Schema documents for clients, generated from these types and kept
 //!   in `schemas/json/` (a test fails when they are stale; regenerate with
 //!   `TABLEWIRE_WRITE_SCHEMAS=1 cargo test -p tablewire-schemas`).
+//!
+//! Each domain's protocol module ([`display`], [`collab`], [`pos`], [`device`], [`events`],
+//! [`voice`]) owns that domain's frames in and out, its error frame (`error_frame`: the edge and
+//! the handler both build it there), its records for SQL and what it announces on the events
+//! feed. Frames that carry `seq` are [`Sequenced`].
 
 pub mod collab;
 pub mod device;
@@ -33,8 +39,8 @@ pub mod text;
 pub mod voice;
 
 pub use envelope::{Claims, Domain, Envelope, Origin};
-pub use error::{ErrorBody, ErrorCode, HttpError};
-pub use frame::Frame;
+pub use error::{ErrorBody, ErrorCode, ErrorFrame, HttpError};
+pub use frame::{Frame, Sequenced};
 
 /// The JSON Schema documents clients get, as `(file name, document)`.
 pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {

@@ -1,6 +1,7 @@
 //! Seed 002 (POS ↔ kitchen display order sync): the frames of `GET /ws/restaurant-pos/{tenantId}`
-//! and of the HTTP fallback (`/api/orders`), the orders they carry, the pos handler's commands
-//! and per-key state, and the order checks both the edge and the handler run.
+//! and of the HTTP fallback (`/api/orders`), the orders they carry, the error frame, the records
+//! (orders, status changes), the feed's announcements, the pos handler's commands and per-key
+//! state, and the order checks both the edge and the handler run.
 
 use crate::Origin;
 use crate::text::check_no_markup;
@@ -426,6 +427,124 @@ pub enum ServerFrame {
         /// ms since the Unix epoch.
         timestamp: i64,
     },
+}
+
+/// The error frame of a POS socket and of its HTTP answers ([`ServerFrame::Error`]); the pos
+/// handler builds its rejections here.
+pub fn error_frame(error: &crate::ErrorBody, timestamp: i64) -> ServerFrame {
+    ServerFrame::Error {
+        error: error.clone(),
+        timestamp,
+    }
+}
+
+/// What the pos handler answers a `PUT /api/pos/settings` once applied:
+/// `{"type":"settings","utcOffsetMinutes":…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "settings", rename_all = "camelCase")]
+pub struct SettingsApplied {
+    /// The tenant's offset now.
+    pub utc_offset_minutes: i32,
+}
+
+/// Record kinds of the pos domain (tables `pos_orders` and `pos_order_status`).
+pub mod record {
+    /// A new order: its data is the [`Order`](super::Order).
+    pub const ORDER: &str = "pos_order";
+    /// A status change: its data is a [`StatusRecord`](super::StatusRecord).
+    pub const STATUS: &str = "pos_order_status";
+}
+
+/// The record of a status change ([`record::STATUS`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRecord {
+    /// The order.
+    pub order_id: String,
+    /// Its number.
+    pub order_number: String,
+    /// The new status.
+    pub status: OrderStatus,
+    /// The status before.
+    pub previous_status: OrderStatus,
+    /// Who changed it.
+    pub updated_by: String,
+    /// When, ms.
+    pub at: i64,
+    /// The order as it is after the change; `null` when the handler no longer had its body
+    /// (only the status history and the row's status change then).
+    pub order: Option<Order>,
+}
+
+/// An order as the tenant's events feed announces it (`order:created`'s `data.order`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedOrder<'a> {
+    /// The order id.
+    pub id: &'a str,
+    /// Its number.
+    pub order_number: &'a str,
+    /// The kitchen status.
+    pub status: OrderStatus,
+    /// The cart's items.
+    pub items: Vec<Value>,
+    /// The cart's `total`, as sent (or null).
+    pub total: Value,
+    /// The order type.
+    pub order_type: &'a str,
+    /// The table, where events clients filter on it (`filters: {table_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<&'a Value>,
+}
+
+/// The `data` of `order:created` on the events feed for a POS order.
+#[derive(Debug, Serialize)]
+pub struct FeedOrderCreated<'a> {
+    /// The order.
+    pub order: FeedOrder<'a>,
+    /// The table, again at the top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<&'a Value>,
+}
+
+impl<'a> FeedOrderCreated<'a> {
+    /// The announcement of `order`.
+    pub fn of(order: &'a Order) -> Self {
+        let table_id = order.table_id();
+        FeedOrderCreated {
+            order: FeedOrder {
+                id: &order.id,
+                order_number: &order.order_number,
+                status: order.status,
+                items: order.kitchen().items,
+                total: order.cart.get("total").cloned().unwrap_or(Value::Null),
+                order_type: &order.order_type,
+                table_id,
+            },
+            table_id,
+        }
+    }
+}
+
+/// The `data` of `order:status` on the events feed (seed 004's snake_case names beside the
+/// camelCase ones POS clients know).
+#[derive(Debug, Serialize)]
+pub struct FeedStatus<'a> {
+    /// The order id.
+    pub order_id: &'a str,
+    /// Its number.
+    #[serde(rename = "orderNumber")]
+    pub order_number: &'a str,
+    /// The new status.
+    pub status: OrderStatus,
+    /// The status before.
+    pub previous_status: OrderStatus,
+    /// Who changed it.
+    #[serde(rename = "updatedBy")]
+    pub updated_by: &'a str,
+    /// The table, if the order names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<Value>,
 }
 
 /// Commands of the pos domain, inside the envelope.

@@ -1,6 +1,6 @@
-//! Seed 004's voice stream (`/voice-stream`): what clients send and receive, the commands the
-//! edge puts in the voice input stream (one key per voice session), and the JSON contract of
-//! the transcriber, a NATS request/reply service on `tw.svc.transcribe` that anyone may write
+//! Seed 004's voice stream (`/voice-stream`): what clients send and receive (its error frame is
+//! the events socket's, [`error_frame`]), the commands the edge puts in the voice input stream
+//! (one key per voice session), and the JSON contract of the transcriber, a NATS request/reply service on `tw.svc.transcribe` that anyone may write
 //! in any language.
 
 use schemars::JsonSchema;
@@ -90,6 +90,42 @@ pub struct Transcript {
     pub confidence: f64,
     /// Whether this is the session's final transcript.
     pub is_final: bool,
+}
+
+/// `voice:gap` data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Gap {
+    /// Sequence numbers that never arrived.
+    pub missing: Vec<u64>,
+}
+
+/// What a voice session fans out to its connection (besides the events socket's frames,
+/// [`crate::events::ServerFrame`]); the runtime adds `seq` to each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    /// A transcript of the audio so far.
+    #[serde(rename = "voice:transcript")]
+    Transcript {
+        /// The transcript.
+        data: Transcript,
+        /// RFC 3339.
+        timestamp: String,
+    },
+    /// Chunks that never arrived (sent at `voice:end`).
+    #[serde(rename = "voice:gap")]
+    Gap {
+        /// Which.
+        data: Gap,
+        /// RFC 3339.
+        timestamp: String,
+    },
+}
+
+/// The error frame of the voice socket: the events socket's (see
+/// [`crate::events::error_frame`]), built here by the edge and the voice handler alike.
+pub fn error_frame(error: crate::ErrorBody, timestamp: String) -> crate::events::ServerFrame {
+    crate::events::error_frame(error, timestamp)
 }
 
 /// Commands of the voice domain, inside the envelope (key: the session id).

@@ -109,20 +109,9 @@ pub(crate) fn encode(frame: &ServerFrame) -> Bytes {
     frame::text(&serde_json::to_vec(frame).unwrap_or_default())
 }
 
-/// An error frame of seed 004's sockets (events and voice). Its clients switch on
-/// `INVALID_MESSAGE` for any message they got wrong, so malformed JSON and unknown types carry
-/// that code, with the catalogue's finer one in `data.detail`.
+/// The events socket's error frame, as [`tablewire_schemas::events::error_frame`] builds it.
 pub(crate) fn error_frame(error: ErrorBody) -> Bytes {
-    let data = match error.code {
-        ErrorCode::MalformedJson | ErrorCode::UnknownType => {
-            error.coarsened(ErrorCode::InvalidMessage)
-        }
-        _ => error,
-    };
-    encode(&ServerFrame::Error {
-        data,
-        timestamp: timestamp(),
-    })
+    encode(&tablewire_schemas::events::error_frame(error, timestamp()))
 }
 
 async fn socket(

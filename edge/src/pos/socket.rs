@@ -112,13 +112,7 @@ fn send_frame(conn: &Conn, frame: &ServerFrame) {
 
 fn send_error(node: &Node, conn: &Conn, error: ErrorBody) {
     node.metrics.error(error.code);
-    send_frame(
-        conn,
-        &ServerFrame::Error {
-            error,
-            timestamp: now_ms(),
-        },
-    );
+    send_frame(conn, &tablewire_schemas::pos::error_frame(&error, now_ms()));
 }
 
 impl Handler for PosHandler {

@@ -1,27 +1,47 @@
 //! The collab domain (seed 001): one key per order room. Pure rules for joining, editing items,
 //! splitting the bill, finalizing and leaving, a per-room rate limit kept in the state, and
-//! idle expiry (archive + removal) on the sweeper's `expire` command. Every free text a room
-//! shows goes through [`text`] (no markup, trimmed, capped). The sweeper itself (I/O) is in
-//! [`expiry`], the finalized-order webhook in [`webhook`]; [`Collab`]'s start hook starts both.
+//! idle expiry (archive + removal) on the sweeper's `expire` command. Frames, records and the
+//! feed's announcement are `tablewire_schemas::collab`'s types.
+//!
+//! # Layout
+//! - this file — [`Collab`], its settings, and `apply`: one arm per client message.
+//! - `input` — what a room accepts: every free text a room shows goes through its `text` (no
+//!   markup, trimmed, capped), participant ids, quantities.
+//! - `members` — joining, membership and display names.
+//! - `items` — new items and finding one.
+//! - `split` — shares per split type, totals, `update_split`.
+//! - [`expiry`] — the idle-room sweeper (I/O); [`webhook`] — the finalized-order webhook;
+//!   [`Collab`]'s start hook starts both.
 
 pub mod expiry;
+mod input;
+mod items;
+mod members;
+mod split;
 pub mod webhook;
 
-use crate::domain::{Background, Context, Domain, Effects, Rejection};
+pub use input::sanitize;
+pub use split::compute_splits;
+
+use crate::domain::{Background, Context, Domain, Effects, Rejection, to_value};
 use crate::error::RuntimeError;
 use crate::events::notify_feed;
 use crate::rate::WriteRate;
+use input::{check_quantity, optional_text, participant_id};
+use items::{item_index, new_item};
+use members::{display_name, join, member};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::Value;
+use split::{custom_matches, settle, update_split};
 use std::time::Duration;
 use tablewire_schemas::collab::{
-    AddItemData, ClientMessage, Command, Item, JoinData, OrderState, Participant, RECORD_ARCHIVE,
-    RECORD_ORDER, RoomState, Sender, Share, SplitData, SplitType, Status, limit,
+    ArchiveRecord, Change, ClientMessage, Command, FeedOrder, FeedOrderCreated, ItemChange,
+    OrderState, RECORD_ARCHIVE, RECORD_ORDER, RoomState, SplitChange, SplitType, StateChange,
+    Status, Sync, change, error_frame, limit,
 };
 use tablewire_schemas::envelope::role;
 use tablewire_schemas::events::event;
-use tablewire_schemas::text::check_no_markup;
-use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame};
+use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode, Frame};
 
 /// How rooms behave; `tablewire handler --collab-…` flags set these (their defaults are
 /// `Settings::default`, in `crate::settings`).
@@ -54,130 +74,6 @@ pub struct Collab {
     pub webhook: Option<webhook::Webhook>,
 }
 
-fn invalid(why: impl Into<String>) -> Rejection {
-    Rejection::new(ErrorCode::ValidationError, why)
-}
-
-/// Trims, removes control characters and cuts to `max` characters.
-pub fn sanitize(text: &str, max: usize) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .chars()
-        .take(max)
-        .collect::<String>()
-        .trim_end()
-        .to_string()
-}
-
-/// A free text `field` that other participants see: refused (`VALIDATION_ERROR`) when it
-/// holds markup, else [`sanitize`]d. The one place a room's texts are checked.
-fn text(field: &str, raw: &str, max: usize) -> Result<String, Rejection> {
-    check_no_markup(field, raw).map_err(invalid)?;
-    Ok(sanitize(raw, max))
-}
-
-/// An optional free text: [`text`], and `None` when absent or empty once sanitized.
-fn optional_text(field: &str, raw: Option<&str>, max: usize) -> Result<Option<String>, Rejection> {
-    Ok(match raw {
-        Some(raw) => Some(text(field, raw, max)?).filter(|t| !t.is_empty()),
-        None => None,
-    })
-}
-
-fn participant_id(from: &Sender) -> Result<String, Rejection> {
-    let id = text("participantId", &from.participant_id, usize::MAX)?;
-    if id.is_empty() || id.chars().count() > limit::PARTICIPANT_ID {
-        return Err(invalid(format!(
-            "participantId must be 1..{} characters",
-            limit::PARTICIPANT_ID
-        )));
-    }
-    Ok(id)
-}
-
-fn check_quantity(quantity: u32) -> Result<(), Rejection> {
-    if limit::QUANTITY.contains(&quantity) {
-        Ok(())
-    } else {
-        Err(invalid("quantity must be 1..99"))
-    }
-}
-
-/// Each participant's share of `state.total` under its split type. Equal: among active
-/// participants and those who left with items, in join order, the first `remainder` paying one
-/// minor unit more. Itemized: the subtotals of the items each added. Custom: as supplied, and
-/// no shares while no amounts were supplied (pending).
-pub fn compute_splits(state: &OrderState) -> Vec<Share> {
-    match state.split_type {
-        SplitType::Equal => {
-            let payers: Vec<&Participant> = state
-                .participants
-                .iter()
-                .filter(|p| p.active || state.items.iter().any(|i| i.added_by == p.participant_id))
-                .collect();
-            let n = payers.len() as u64;
-            if n == 0 {
-                return Vec::new();
-            }
-            let (base, remainder) = (state.total / n, state.total % n);
-            payers
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Share {
-                    participant_id: p.participant_id.clone(),
-                    amount: base + u64::from((i as u64) < remainder),
-                })
-                .collect()
-        }
-        SplitType::Itemized => {
-            let mut shares: Vec<Share> = state
-                .participants
-                .iter()
-                .map(|p| Share {
-                    participant_id: p.participant_id.clone(),
-                    amount: 0,
-                })
-                .collect();
-            for item in &state.items {
-                if let Some(share) = shares
-                    .iter_mut()
-                    .find(|s| s.participant_id == item.added_by)
-                {
-                    share.amount += item.subtotal;
-                }
-            }
-            shares
-        }
-        SplitType::Custom => match &state.custom_amounts {
-            None => Vec::new(),
-            Some(amounts) => state
-                .participants
-                .iter()
-                .map(|p| Share {
-                    participant_id: p.participant_id.clone(),
-                    amount: amounts.get(&p.participant_id).copied().unwrap_or(0),
-                })
-                .collect(),
-        },
-    }
-}
-
-fn custom_matches(state: &OrderState) -> bool {
-    state
-        .custom_amounts
-        .as_ref()
-        .is_some_and(|a| a.values().sum::<u64>() == state.total)
-}
-
-/// Recomputes the total and the splits after a change.
-fn settle(state: &mut OrderState, now_ms: i64) {
-    state.total = state.items.iter().map(|i| i.subtotal).sum();
-    state.splits = compute_splits(state);
-    state.updated_at = state.updated_at.max(now_ms);
-}
-
 impl Collab {
     fn expire(
         &self,
@@ -191,7 +87,10 @@ impl Collab {
         }
         effects.record(
             RECORD_ARCHIVE,
-            json!({"archivedAt": ctx.now_ms, "order": state}),
+            ArchiveRecord {
+                archived_at: ctx.now_ms,
+                order: state.clone(),
+            },
         );
         effects.remove();
         Ok(())
@@ -271,7 +170,7 @@ impl Domain for Collab {
                 settle(&mut next, ctx.now_ms);
                 effects.reply(ctx, sync_frame(&next, ctx.now_ms));
                 let name = display_name(&next, &sender);
-                change(ctx, &sender, &name, "participant_joined", &next)
+                change(ctx, &sender, &name, change::PARTICIPANT_JOINED, &next)
             }
             ClientMessage::AddItem { data, .. } => {
                 let sender_name = member(&next, &sender)?;
@@ -282,7 +181,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "item_added",
+                    change::ITEM_ADDED,
                     ItemChange {
                         item: &item,
                         order_state: &next,
@@ -298,7 +197,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "item_removed",
+                    change::ITEM_REMOVED,
                     ItemChange {
                         item: &item,
                         order_state: &next,
@@ -318,7 +217,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "quantity_updated",
+                    change::QUANTITY_UPDATED,
                     ItemChange {
                         item: &item,
                         order_state: &next,
@@ -333,7 +232,7 @@ impl Domain for Collab {
                     ctx,
                     &sender,
                     &sender_name,
-                    "split_updated",
+                    change::SPLIT_UPDATED,
                     SplitChange {
                         split_type: next.split_type,
                         order_state: &next,
@@ -377,13 +276,15 @@ impl Domain for Collab {
                     effects,
                     ctx,
                     event::ORDER_CREATED,
-                    json!({"order": order_summary(&next)}),
+                    FeedOrderCreated {
+                        order: FeedOrder::of(&next),
+                    },
                 );
                 change(
                     ctx,
                     &sender,
                     &sender_name,
-                    "order_finalized",
+                    change::ORDER_FINALIZED,
                     StateChange { order_state: &next },
                 )
             }
@@ -397,7 +298,7 @@ impl Domain for Collab {
                     p.active = false;
                 }
                 settle(&mut next, ctx.now_ms);
-                change(ctx, &sender, &sender_name, "participant_left", &next)
+                change(ctx, &sender, &sender_name, change::PARTICIPANT_LEFT, &next)
             }
         };
         effects.events.push(out);
@@ -406,61 +307,18 @@ impl Domain for Collab {
         Ok(())
     }
 
+    fn error_frame(&self, error: &ErrorBody, ctx: &Context<'_>) -> Value {
+        to_value(error_frame(error, ctx.now_ms))
+    }
+
     fn max_state_bytes(&self) -> usize {
         MAX_STATE_BYTES
     }
 }
 
-/// The name of `sender` if they joined and have not left; otherwise a rejection.
-fn member(state: &OrderState, sender: &str) -> Result<String, Rejection> {
-    state
-        .participants
-        .iter()
-        .find(|p| p.participant_id == sender && p.active)
-        .map(|p| p.participant_name.clone())
-        .ok_or_else(|| Rejection::new(ErrorCode::Forbidden, "join the order before changing it"))
-}
-
-/// A change frame in the seed's shape: `{type, participantId, participantName, data,
-/// timestamp}`. Serialized straight from borrowed parts: every change carries the whole order
-/// state, so building it as a `serde_json::Value` first was most of a handler's work.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChangeFrame<'a, D> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    participant_id: &'a str,
-    participant_name: &'a str,
-    data: D,
-    timestamp: i64,
-}
-
-/// `data` of item_added, item_removed and quantity_updated.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ItemChange<'a> {
-    item: &'a Item,
-    order_state: &'a OrderState,
-}
-
-/// `data` of split_updated.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SplitChange<'a> {
-    split_type: SplitType,
-    order_state: &'a OrderState,
-}
-
-/// `data` of order_finalized.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StateChange<'a> {
-    order_state: &'a OrderState,
-}
-
 /// A change frame in the seed's shape, serialized.
 fn change(ctx: &Context<'_>, sender: &str, name: &str, kind: &str, data: impl Serialize) -> Frame {
-    Frame::new(ChangeFrame {
+    Frame::new(Change {
         kind,
         participant_id: sender,
         participant_name: name,
@@ -469,184 +327,9 @@ fn change(ctx: &Context<'_>, sender: &str, name: &str, kind: &str, data: impl Se
     })
 }
 
-fn display_name(state: &OrderState, id: &str) -> String {
-    state
-        .participants
-        .iter()
-        .find(|p| p.participant_id == id)
-        .map(|p| p.participant_name.clone())
-        .unwrap_or_default()
-}
-
-/// The `sync` frame for a state (also what the edge sends on connect).
-pub fn sync_frame(state: &OrderState, now_ms: i64) -> serde_json::Value {
-    json!({"type": "sync", "data": state, "timestamp": now_ms})
-}
-
-/// Adds or re-activates a participant. The room's first join also sets the circle and, when it
-/// came without a token (only an open-tenant room takes those), the `tenantId` the room shows:
-/// the one that join named, as seed 001's server echoed it. Display only: the room's key, its
-/// records and its events stay the tenant the edge gave it, and a join with a token shows that
-/// token's tenant again.
-fn join(
-    next: &mut OrderState,
-    sender: &str,
-    name: Option<String>,
-    data: &JoinData,
-    ctx: &Context<'_>,
-) -> Result<(), Rejection> {
-    let phone = optional_text("phone", data.phone.as_deref(), limit::SHORT_FIELD)?;
-    let circle_id = optional_text("circleId", data.circle_id.as_deref(), limit::SHORT_FIELD)?;
-    let first = next.participants.is_empty();
-    if ctx.claims.is_some() {
-        next.tenant_id = ctx.tenant.to_string();
-    } else if first
-        && let Some(shown) = optional_text("tenantId", data.tenant_id.as_deref(), limit::TENANT_ID)?
-    {
-        next.tenant_id = shown;
-    }
-    if next.circle_id.is_none() {
-        next.circle_id = circle_id;
-    }
-    if let Some(p) = next
-        .participants
-        .iter_mut()
-        .find(|p| p.participant_id == sender)
-    {
-        p.active = true;
-        if let Some(name) = name {
-            p.participant_name = name;
-        }
-        if phone.is_some() {
-            p.phone = phone;
-        }
-        return Ok(());
-    }
-    if next.participants.len() >= limit::PARTICIPANTS {
-        return Err(Rejection::new(
-            ErrorCode::Conflict,
-            format!("a room holds at most {} participants", limit::PARTICIPANTS),
-        ));
-    }
-    next.participants.push(Participant {
-        participant_id: sender.to_string(),
-        participant_name: name.unwrap_or_else(|| sender.to_string()),
-        phone,
-        joined_at: ctx.now_ms,
-        active: true,
-    });
-    if next.initiated_by.is_none() {
-        next.initiated_by = Some(sender.to_string());
-    }
-    Ok(())
-}
-
-fn new_item(
-    next: &mut OrderState,
-    data: AddItemData,
-    sender: &str,
-    sender_name: &str,
-    now_ms: i64,
-) -> Result<Item, Rejection> {
-    let dish_name = text("dishName", &data.dish_name, usize::MAX)?;
-    if dish_name.is_empty() || dish_name.chars().count() > limit::DISH_NAME {
-        return Err(invalid(format!(
-            "dishName must be 1..{} characters",
-            limit::DISH_NAME
-        )));
-    }
-    check_quantity(data.quantity)?;
-    if data.price == 0 || data.price > limit::PRICE {
-        return Err(invalid(format!(
-            "price must be 1..{} (integer minor units)",
-            limit::PRICE
-        )));
-    }
-    if next.items.len() >= limit::ITEMS {
-        return Err(Rejection::new(
-            ErrorCode::Conflict,
-            format!("an order holds at most {} items", limit::ITEMS),
-        ));
-    }
-    let id = format!("item_{}", next.next_item);
-    next.next_item += 1;
-    let dish_type = optional_text("dishType", data.dish_type.as_deref(), limit::DISH_TYPE)?;
-    let customization = optional_text(
-        "customization",
-        data.customization.as_deref(),
-        limit::CUSTOMIZATION,
-    )?;
-    Ok(Item {
-        id,
-        dish_name,
-        dish_type,
-        quantity: data.quantity,
-        price: data.price,
-        subtotal: data.price * u64::from(data.quantity),
-        customization,
-        added_by: sender.to_string(),
-        added_by_name: sender_name.to_string(),
-        added_at: now_ms,
-    })
-}
-
-fn item_index(state: &OrderState, item_id: &str) -> Result<usize, Rejection> {
-    state
-        .items
-        .iter()
-        .position(|i| i.id == item_id)
-        .ok_or_else(|| Rejection::new(ErrorCode::UnknownResource, "no such item"))
-}
-
-/// Changes the split. A custom split may come without `amounts` (seed 001's own message):
-/// the type changes and the amounts stay pending — those supplied earlier, or none — until an
-/// `update_split` brings them; finalize waits for amounts that sum to the total.
-fn update_split(next: &mut OrderState, data: SplitData) -> Result<(), Rejection> {
-    match data.split_type {
-        SplitType::Custom => {
-            let Some(amounts) = data.amounts else {
-                next.split_type = SplitType::Custom;
-                return Ok(());
-            };
-            if let Some(stranger) = amounts
-                .keys()
-                .find(|id| !next.participants.iter().any(|p| &p.participant_id == *id))
-            {
-                return Err(invalid(format!("{stranger} is not a participant")));
-            }
-            let sum = amounts
-                .values()
-                .try_fold(0u64, |acc, a| acc.checked_add(*a))
-                .unwrap_or(u64::MAX);
-            let total: u64 = next.items.iter().map(|i| i.subtotal).sum();
-            if sum != total {
-                return Err(invalid(format!(
-                    "custom amounts sum to {sum}, the total is {total}"
-                )));
-            }
-            next.custom_amounts = Some(amounts);
-        }
-        _ => next.custom_amounts = None,
-    }
-    next.split_type = data.split_type;
-    Ok(())
-}
-
-/// The order as the events feed shows it (`order:created`).
-fn order_summary(state: &OrderState) -> serde_json::Value {
-    json!({
-        "id": state.order_id,
-        "source": "collaborative",
-        "sessionId": state.session_id,
-        "circleId": state.circle_id,
-        "initiatedBy": state.initiated_by,
-        "items": state.items,
-        "total": state.total,
-        "splitType": state.split_type,
-        "splits": state.splits,
-        "status": state.status,
-        "finalizedAt": state.finalized_at,
-    })
+/// The `sync` frame for a state (what the edge sends on connect, there with its `seq`).
+pub fn sync_frame(state: &OrderState, now_ms: i64) -> Sync<'_> {
+    Sync::new(state, now_ms)
 }
 
 #[cfg(test)]

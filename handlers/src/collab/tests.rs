@@ -1,7 +1,7 @@
 //! Unit tests of the collab domain's pure rules: every message type, splits, rejections.
 
 use super::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tablewire_schemas::{Claims, Origin};
 
 const T0: i64 = 1_700_000_000_000;

@@ -2,7 +2,8 @@
 //! rejected orders, idempotency claims and how long KV keeps them.
 
 use super::*;
-use tablewire_schemas::pos::idempotency_state_key;
+use serde_json::json;
+use tablewire_schemas::{Origin, events::event, pos::*};
 
 const DAY1: i64 = 1_736_121_600_000; // 2025-01-06T00:00:00Z
 const POS: Pos = Pos::DEFAULT;

@@ -1,10 +1,12 @@
 //! SQL for the collab domain's records: a finalized order with its items and shares
 //! (`collab_orders`, `collab_order_items`, `collab_order_splits`) and archived rooms
 //! (`collab_archives`). Every insert is `ON CONFLICT DO NOTHING` on the order's key, so a
-//! redelivered record writes nothing twice. Called by the records writer.
+//! redelivered record writes nothing twice. Called by the records writer; a record that does not
+//! read as its schemas type ([`OrderState`], [`ArchiveRecord`]) is refused, not stored.
 
+use super::error::{WriteError, read};
 use sqlx::Transaction;
-use tablewire_schemas::collab::OrderState;
+use tablewire_schemas::collab::{ArchiveRecord, OrderState};
 use tablewire_schemas::stored::Record;
 
 pub(crate) use tablewire_schemas::collab::{RECORD_ARCHIVE as ARCHIVE, RECORD_ORDER as ORDER};
@@ -16,16 +18,11 @@ fn lowercase(value: impl serde::Serialize) -> String {
         .unwrap_or_default()
 }
 
-/// A record that is not an order state cannot be written: it stays in the stream for later.
-fn order(data: &serde_json::Value) -> Result<OrderState, sqlx::Error> {
-    serde_json::from_value(data.clone()).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 pub(crate) async fn write_order(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
-) -> Result<(), sqlx::Error> {
-    let order = order(&record.data)?;
+) -> Result<(), WriteError> {
+    let order: OrderState = read(ORDER, &record.data)?;
     let tenant = &record.tenant;
     let inserted = sqlx::query(
         "INSERT INTO collab_orders (tenant_id, order_id, room_id, circle_id, initiated_by, \
@@ -85,11 +82,8 @@ pub(crate) async fn write_order(
 pub(crate) async fn write_archive(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
-) -> Result<(), sqlx::Error> {
-    let order = order(&record.data["order"])?;
-    let archived_at = record.data["archivedAt"]
-        .as_i64()
-        .unwrap_or(order.updated_at);
+) -> Result<(), WriteError> {
+    let ArchiveRecord { archived_at, order } = read(ARCHIVE, &record.data)?;
     sqlx::query(
         "INSERT INTO collab_archives (tenant_id, order_id, room_id, status, archived_at, data) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, order_id) DO NOTHING",

@@ -1,12 +1,15 @@
-//! SQL for the device domain's records (`device_scans`, `device_tags`, `device_configs`), and
-//! the copy of the tag directory from SQL into KV (`tw_device_tags`) that edges read.
+//! SQL for the device domain's records (`device_scans`, `device_tags`, `device_configs`), each
+//! read as its schemas type (a record that does not is refused, not stored), and the copy of the
+//! tag directory from SQL into KV (`tw_device_tags`) that edges read.
 
+use super::error::{WriteError, read};
 use crate::store::Pool;
 use async_nats::jetstream::kv;
 use serde_json::{Value, json};
 use sqlx::{Row, Transaction};
 use std::time::Duration;
 use tablewire_nats::resource;
+use tablewire_schemas::device::{ConfigRecord, ScanRecord, TagRecord};
 use tablewire_schemas::stored::Record;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -24,25 +27,25 @@ pub const TAG_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) async fn write_scan(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
-) -> Result<(), sqlx::Error> {
-    let scan = &record.data["scan"];
-    let user_id = match &record.data["user"]["id"] {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+) -> Result<(), WriteError> {
+    let ScanRecord { scan, user } = read(SCAN, &record.data)?;
+    let user_id = match user.as_ref().and_then(|u| u.get("id")) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
     sqlx::query(
         "INSERT INTO device_scans (id, tenant, device_id, tag_id, location, user_id, registered, \
          scanned_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(scan["id"].as_str().unwrap_or_default())
+    .bind(&scan.id)
     .bind(&record.tenant)
-    .bind(scan["deviceId"].as_str().unwrap_or_default())
-    .bind(scan["tagId"].as_str().unwrap_or_default())
-    .bind(scan["location"].as_str())
+    .bind(&scan.device_id)
+    .bind(&scan.tag_id)
+    .bind(scan.location.as_deref())
     .bind(user_id)
-    .bind(scan["registered"].as_bool().unwrap_or(false))
-    .bind(scan["timestamp"].as_i64().unwrap_or_default())
+    .bind(scan.registered)
+    .bind(scan.timestamp)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -51,16 +54,16 @@ pub(crate) async fn write_scan(
 pub(crate) async fn write_tag(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
-) -> Result<(), sqlx::Error> {
-    let data = &record.data;
+) -> Result<(), WriteError> {
+    let tag: TagRecord = read(TAG, &record.data)?;
     sqlx::query(
         "INSERT INTO device_tags (tenant, tag_id, registered_by, updated_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, tag_id) DO NOTHING",
     )
     .bind(&record.tenant)
-    .bind(data["tagId"].as_str().unwrap_or_default())
-    .bind(data["deviceId"].as_str())
-    .bind(data["registeredAt"].as_i64().unwrap_or_default())
+    .bind(&tag.tag_id)
+    .bind(&tag.device_id)
+    .bind(tag.registered_at)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -69,17 +72,17 @@ pub(crate) async fn write_tag(
 pub(crate) async fn write_config(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
-) -> Result<(), sqlx::Error> {
-    let data = &record.data;
+) -> Result<(), WriteError> {
+    let config: ConfigRecord = read(CONFIG, &record.data)?;
     sqlx::query(
         "INSERT INTO device_configs (tenant, device_id, config, version) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (tenant, device_id) DO UPDATE SET config = excluded.config, \
          version = excluded.version WHERE device_configs.version < excluded.version",
     )
     .bind(&record.tenant)
-    .bind(data["deviceId"].as_str().unwrap_or_default())
-    .bind(data["config"].to_string())
-    .bind(data["version"].as_i64().unwrap_or_default())
+    .bind(&config.device_id)
+    .bind(record.data["config"].to_string())
+    .bind(i64::try_from(config.version).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,8 +1,7 @@
 //! SQL for the display domain's records: one row per session in `display_sessions`. Called by
 //! the SQL writer; a record that does not read as a [`SessionRecord`] is refused, not stored.
 
-use super::error::WriteError;
-use serde::Deserialize;
+use super::error::{WriteError, read};
 use sqlx::Transaction;
 use tablewire_schemas::display::SessionRecord;
 use tablewire_schemas::stored::Record;
@@ -13,8 +12,7 @@ pub(crate) async fn write_session(
     tx: &mut Transaction<'_, sqlx::Any>,
     record: &Record,
 ) -> Result<(), WriteError> {
-    let session = SessionRecord::deserialize(&record.data)
-        .map_err(|e| WriteError::Unreadable(format!("{SESSION}: {e}")))?;
+    let session: SessionRecord = read(SESSION, &record.data)?;
     sqlx::query(
         "INSERT INTO display_sessions (session_id, tenant_id, started_at, version) \
          VALUES ($1, $2, $3, $4) \
