@@ -2,10 +2,12 @@
 //! close codes the wire does not allow, request bodies trickled in byte by byte, and more
 //! connections from one address than an edge may hold. Plus property tests: arbitrary bytes, cut
 //! at arbitrary points, into the frame decoder, and into every JSON entry point the edge parses
-//! from clients.
+//! from clients. With permessage-deflate: a deflate bomb, RSV1 where it may not be, and the
+//! inflating decoder under the same property test.
 
 mod support;
 
+use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde::de::DeserializeOwned;
@@ -30,10 +32,15 @@ async fn edge_with(config: tablewire_edge::Config) -> (tablewire_nats::NatsServe
 
 /// A WebSocket upgrade done by hand, so the test can write any bytes after it.
 async fn raw_websocket(addr: SocketAddr, path: &str) -> TcpStream {
+    raw_websocket_with(addr, path, "").await.0
+}
+
+/// [`raw_websocket`] with extra header lines (each ending in CRLF); also gives the 101's head.
+async fn raw_websocket_with(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut head = Vec::new();
@@ -45,12 +52,94 @@ async fn raw_websocket(addr: SocketAddr, path: &str) -> TcpStream {
             .expect("read");
         head.push(byte[0]);
     }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "upgraded: {head}");
+    (stream, head)
+}
+
+/// `data` compressed as a permessage-deflate client sends it: raw DEFLATE, sync-flushed, the
+/// trailing `00 00 ff ff` stripped.
+fn deflated(data: &[u8]) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut out = Vec::with_capacity(data.len() / 100 + 1024);
+    loop {
+        let at = c.total_in() as usize;
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity());
+        }
+        c.compress_vec(&data[at..], &mut out, flate2::FlushCompress::Sync)
+            .expect("compress");
+        if c.total_in() as usize == data.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Issue 22: a message of a few kilobytes that inflates to 16 MiB is refused with 1009 once
+/// it passes the message limit (nothing past it is allocated), on each of several sockets; the
+/// edge stays healthy and the same worker threads inflate a good message right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deflate_bomb_closes_with_1009_and_the_edge_stays_healthy() {
+    let (_nats, edge) = edge_with(edge_config()).await;
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let bomb = deflated(&vec![b' '; 16 << 20]);
     assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "upgraded: {}",
-        String::from_utf8_lossy(&head)
+        bomb.len() < 65_536,
+        "the bomb passes as one message: {}",
+        bomb.len()
     );
-    stream
+    for fragments in [1, 4] {
+        let (mut ws, head) =
+            raw_websocket_with(edge.addr, "/session/deflate-bomb/display", offer).await;
+        assert!(head.contains("permessage-deflate"), "{head}");
+        let size = bomb.len().div_ceil(fragments);
+        let mut bytes = Vec::new();
+        for (i, piece) in bomb.chunks(size).enumerate() {
+            let fin = if (i + 1) * size >= bomb.len() {
+                0x80
+            } else {
+                0
+            };
+            let first = if i == 0 { 0x41 } else { 0x00 };
+            bytes.extend(frame(fin | first, true, None, piece));
+        }
+        ws.write_all(&bytes).await.expect("send");
+        assert_eq!(
+            close_code_then_end(&mut ws).await,
+            Some(1009),
+            "{fragments}"
+        );
+    }
+    let (status, _) = healthz(edge.addr).await;
+    assert_eq!(status, 200);
+    let addr = edge.addr;
+    eventually("the two bombs counted as too big", || async move {
+        let text = metrics(addr).await;
+        metric(
+            &text,
+            r#"tablewire_edge_errors_total{code="MESSAGE_TOO_BIG"}"#,
+        ) == 2.0
+    })
+    .await;
+    // A compressed ping afterwards is answered.
+    let (mut ws, _) = raw_websocket_with(edge.addr, "/session/deflate-bomb/display", offer).await;
+    ws.write_all(&frame(0xc1, true, None, &deflated(br#"{"type":"ping"}"#)))
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(r#""type":"pong""#) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(TIMEOUT, ws.read(&mut chunk))
+            .await
+            .expect("pong in time")
+            .expect("read");
+        assert!(n > 0, "socket open");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    edge.drain().await;
 }
 
 /// Reads server frames until the server closes the socket; the code of its close frame, `None`
@@ -441,7 +530,16 @@ fn decode_in_chunks(
     cuts: &[usize],
     max_message: usize,
 ) -> Result<Outcome, TestCaseError> {
-    let mut decoder = Decoder::new(max_message);
+    decode_with(Decoder::new(max_message), bytes, cuts, max_message)
+}
+
+/// [`decode_in_chunks`] with a given decoder.
+fn decode_with(
+    mut decoder: Decoder,
+    bytes: &[u8],
+    cuts: &[usize],
+    max_message: usize,
+) -> Result<Outcome, TestCaseError> {
     let mut messages = Vec::new();
     let mut start = 0;
     for &end in cuts.iter().chain(std::iter::once(&bytes.len())) {
@@ -493,6 +591,179 @@ proptest! {
                 Message::Close(Some(code)) => {
                     prop_assert!(tablewire_edge::ws::frame::close_code_allowed(*code));
                 }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A masked client frame: FIN, then the first byte's other bits and opcode.
+fn masked_frame(fin: bool, first: u8, payload: &[u8]) -> Vec<u8> {
+    frame((u8::from(fin) << 7) | first, true, None, payload)
+}
+
+/// Every message a decoder with permessage-deflate makes of `bytes`, or its error.
+fn decode_inflating(bytes: &[u8], max: usize) -> Result<Vec<Message>, DecodeError> {
+    let mut d = Decoder::new(max).inflating();
+    d.buffer.extend_from_slice(bytes);
+    let mut out = Vec::new();
+    while let Some(m) = d.next_message()? {
+        out.push(m);
+    }
+    Ok(out)
+}
+
+#[test]
+fn decoder_compressed_messages_whole_or_fragmented_inflate_beside_plain_ones() {
+    let text = br#"{"type":"add_item","item":{"name":"burger"}}"#.repeat(30);
+    let packed = deflated(&text);
+    let mut bytes = masked_frame(true, 1 | 0x40, &packed);
+    bytes.extend(masked_frame(true, 1, b"plain"));
+    // Fragmented: RSV1 on the first frame only, a ping between the fragments.
+    let (a, b) = packed.split_at(packed.len() / 2);
+    bytes.extend(masked_frame(false, 2 | 0x40, a));
+    bytes.extend(masked_frame(true, 9, b"p"));
+    bytes.extend(masked_frame(true, 0, b));
+    let msgs = decode_inflating(&bytes, 1 << 16).expect("decode");
+    assert_eq!(
+        msgs,
+        vec![
+            Message::Text(text.clone().into()),
+            Message::Text(Bytes::from_static(b"plain")),
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Binary(text.into()),
+        ]
+    );
+}
+
+#[test]
+fn decoder_rsv1_where_the_rfc_forbids_it_is_a_protocol_error() {
+    let packed = deflated(b"hello");
+    let cases = [
+        // Not negotiated.
+        (false, masked_frame(true, 1 | 0x40, &packed)),
+        // On a control frame.
+        (true, masked_frame(true, 9 | 0x40, b"p")),
+        // On a continuation.
+        (true, {
+            let mut b = masked_frame(false, 1 | 0x40, &packed);
+            b.extend(masked_frame(true, 0x40, b""));
+            b
+        }),
+        // RSV2 and RSV3 are never negotiated.
+        (true, masked_frame(true, 1 | 0x20, b"x")),
+        (true, masked_frame(true, 1 | 0x10, b"x")),
+    ];
+    for (negotiated, bytes) in cases {
+        let got = if negotiated {
+            decode_inflating(&bytes, 100)
+        } else {
+            {
+                let mut d = Decoder::new(100);
+                d.buffer.extend_from_slice(&bytes);
+                d.next_message().map(|m| m.into_iter().collect::<Vec<_>>())
+            }
+        };
+        assert!(
+            matches!(got, Err(DecodeError::Protocol(_))),
+            "{negotiated} {bytes:02x?}: {got:?}"
+        );
+    }
+    let corrupt = masked_frame(true, 1 | 0x40, &[0xff; 16]);
+    assert_eq!(
+        decode_inflating(&corrupt, 100).map_err(|e| e.close_code()),
+        Err(1002)
+    );
+}
+
+#[test]
+fn decoder_a_compressed_message_is_held_to_the_size_limit_once_inflated() {
+    let bomb = deflated(&vec![b'a'; 1 << 20]);
+    assert!(bomb.len() < 5_000);
+    let err = decode_inflating(&masked_frame(true, 1 | 0x40, &bomb), 65_536).expect_err("too big");
+    assert_eq!(err, DecodeError::TooBig(65_536));
+    assert_eq!(err.close_code(), 1009);
+    let exact = deflated(&[b'a'; 1000]);
+    assert_eq!(
+        decode_inflating(&masked_frame(true, 1 | 0x40, &exact), 1000).map(|m| m.len()),
+        Ok(1)
+    );
+    // Invalid UTF-8 inside the compressed text is still 1007.
+    let bad = deflated(&[0xff, 0xfe, 0xfd]);
+    assert_eq!(
+        decode_inflating(&masked_frame(true, 1 | 0x40, &bad), 100),
+        Err(DecodeError::InvalidUtf8)
+    );
+}
+
+/// Compressed messages as permessage-deflate clients send them, whole or fragmented, some
+/// inflating far past any limit, some with a byte flipped, some cut short.
+fn compressed_message() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(any::<u8>(), 1..32),
+        prop_oneof![3 => 1usize..4096, 1 => 65_000usize..300_000],
+        1usize..4,
+        prop::option::weighted(0.2, (any::<Index>(), any::<u8>())),
+        prop::option::weighted(0.1, any::<Index>()),
+    )
+        .prop_map(|(seed, len, fragments, flip, cut)| {
+            let data: Vec<u8> = seed.iter().copied().cycle().take(len).collect();
+            let mut packed = deflated(&data);
+            if let Some((at, bits)) = flip {
+                let at = at.index(packed.len());
+                packed[at] ^= bits;
+            }
+            if let Some(at) = cut {
+                packed.truncate(at.index(packed.len() + 1));
+            }
+            let size = packed.len().div_ceil(fragments).max(1);
+            let pieces: Vec<&[u8]> = packed.chunks(size).collect();
+            let mut out = Vec::new();
+            for (i, piece) in pieces.iter().enumerate() {
+                let fin = if i + 1 == pieces.len() { 0x80 } else { 0 };
+                let first = if i == 0 { 0x41 } else { 0x00 };
+                out.extend(frame(fin | first, true, None, piece));
+            }
+            if pieces.is_empty() {
+                out.extend(frame(0xc1, true, None, &[]));
+            }
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// The decoder of a socket that negotiated permessage-deflate, fed compressed messages
+    /// among frame-shaped noise (RSV1 anywhere): the same promises, and nothing inflated is
+    /// ever handed on past the limit.
+    #[test]
+    fn the_inflating_decoder_survives_any_bytes_cut_anywhere(
+        pieces in prop::collection::vec(
+            prop_oneof![2 => compressed_message().boxed(), 2 => frame_like().boxed(),
+                1 => frame_like().prop_map(|mut f| { f[0] |= 0x40; f }).boxed()],
+            1..6,
+        ),
+        cuts in prop::collection::vec(any::<Index>(), 0..12),
+        max_message in prop::sample::select(vec![16usize, 1024, 65_536]),
+    ) {
+        let bytes = pieces.concat();
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let inflating = || Decoder::new(max_message).inflating();
+        let whole = decode_with(inflating(), &bytes, &[], max_message)?;
+        let cut = decode_with(inflating(), &bytes, &cuts, max_message)?;
+        prop_assert_eq!(&whole, &cut, "cut at {:?}", cuts);
+        if let Some(error) = &whole.1 {
+            prop_assert!([1002, 1007, 1009].contains(&error.close_code()), "{error:?}");
+        }
+        for message in &whole.0 {
+            match message {
+                Message::Text(data) => {
+                    prop_assert!(std::str::from_utf8(data).is_ok());
+                    prop_assert!(data.len() <= max_message);
+                }
+                Message::Binary(data) => prop_assert!(data.len() <= max_message),
                 _ => {}
             }
         }

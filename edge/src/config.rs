@@ -55,6 +55,11 @@ pub struct Config {
     pub cors_origin: String,
     /// Bytes that may wait for a slow WebSocket reader before it is closed with 1013.
     pub max_queued_bytes: usize,
+    /// Accept permessage-deflate (RFC 7692) when a WebSocket client offers it, without context
+    /// takeover either way.
+    pub permessage_deflate: bool,
+    /// On a socket with permessage-deflate, messages of fewer bytes are sent uncompressed.
+    pub deflate_threshold_bytes: usize,
     /// How long an HTTP request waits for a handler's answer when it needs one.
     pub reply_timeout: Duration,
     /// How long a new WebSocket waits for NATS to confirm the subscription to its events. Past
@@ -169,6 +174,12 @@ pub struct EdgeSettings {
     /// limit. Unset: 100 on `edge`, no limit on `dev`.
     #[arg(long, env = "TABLEWIRE_CONNECTION_RATE_PER_IP")]
     pub connection_rate_per_ip: Option<u32>,
+    /// Accept permessage-deflate when a WebSocket client offers it (`false`: never compress).
+    #[arg(long, env = "TABLEWIRE_PERMESSAGE_DEFLATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub permessage_deflate: bool,
+    /// With permessage-deflate, messages under this many bytes are sent uncompressed.
+    #[arg(long, env = "TABLEWIRE_DEFLATE_THRESHOLD_BYTES", default_value_t = 256)]
+    pub deflate_threshold_bytes: usize,
 }
 
 /// `--max-connections-per-ip` when unset (on `edge`).
@@ -220,6 +231,8 @@ impl EdgeSettings {
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             cors_origin: self.cors_origin.clone(),
             max_queued_bytes: 4 * 1024 * 1024,
+            permessage_deflate: self.permessage_deflate,
+            deflate_threshold_bytes: self.deflate_threshold_bytes,
             reply_timeout: Duration::from_secs(5),
             bus_timeout: Duration::from_secs(self.bus_timeout_secs),
             collab_open_tenant: self.collab_open_tenant.clone(),

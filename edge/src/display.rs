@@ -223,6 +223,19 @@ async fn snapshot(node: &Node, session: &str) -> SnapshotResult {
     }
 }
 
+/// A client frame's `type`, borrowed when it has no escapes (then it can be compared at once).
+#[derive(serde::Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
+}
+
+/// The `pong` frame (`ServerFrame::Pong`), encoded without a serializer.
+fn pong_frame(timestamp: i64) -> Bytes {
+    let json = format!(r#"{{"type":"pong","timestamp":{timestamp}}}"#);
+    crate::ws::frame::text(json.as_bytes())
+}
+
 /// A display WebSocket.
 struct DisplayHandler {
     node: Arc<Node>,
@@ -262,17 +275,19 @@ impl Handler for DisplayHandler {
     }
 
     async fn on_text(&self, conn: &Arc<Conn>, text: Bytes) {
+        // The common message, a ping, is read without building a JSON tree and answered with
+        // a frame written straight from its parts.
+        if let Ok(TypeOnly { kind: Some("ping") }) = serde_json::from_slice::<TypeOnly<'_>>(&text) {
+            conn.send(pong_frame(now_ms()));
+            return;
+        }
         let value: serde_json::Value = match http::parse_json(&text) {
             Ok(v) => v,
             Err(e) => return self.send_error(conn, e),
         };
         match serde_json::from_value::<ClientFrame>(value.clone()) {
             Ok(ClientFrame::Ping) => {
-                if let Ok(json) = serde_json::to_vec(&ServerFrame::Pong {
-                    timestamp: now_ms(),
-                }) {
-                    conn.send_json(&json);
-                }
+                conn.send(pong_frame(now_ms()));
             }
             Err(_) => {
                 let error = match value.get("type").and_then(|t| t.as_str()) {
@@ -292,5 +307,44 @@ impl Handler for DisplayHandler {
 
     async fn on_close(&self, conn: &Arc<Conn>) {
         self.node.fanout.leave(&self.subject(), conn.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pong_frame_is_the_schema_pong() {
+        let frame = pong_frame(1_733_000_000_123);
+        let encoded = serde_json::to_vec(&ServerFrame::Pong {
+            timestamp: 1_733_000_000_123,
+        })
+        .expect("encode");
+        assert_eq!(frame, crate::ws::frame::text(&encoded));
+    }
+
+    #[test]
+    fn only_a_plain_ping_takes_the_fast_path() {
+        let kind = |text: &str| {
+            serde_json::from_slice::<TypeOnly<'_>>(text.as_bytes())
+                .ok()
+                .and_then(|t| t.kind.map(str::to_string))
+        };
+        assert_eq!(kind(r#"{"type":"ping"}"#).as_deref(), Some("ping"));
+        assert_eq!(kind(r#"{"type":"ping","x":[1]}"#).as_deref(), Some("ping"));
+        assert_eq!(kind(r#"{"type":"pong"}"#).as_deref(), Some("pong"));
+        assert_eq!(
+            kind(r#"{"type":"p\u0069ng"}"#),
+            None,
+            "escaped: the slow path"
+        );
+        assert_eq!(kind(r#"{"type":"ping"} x"#), None, "trailing bytes");
+        assert_eq!(
+            kind(r#"{"type":"ping","type":"x"}"#),
+            None,
+            "a repeated type"
+        );
+        assert_eq!(kind(r#"{"kind":"ping"}"#), None);
     }
 }

@@ -1,12 +1,13 @@
 //! The WebSocket upgrade as an extractor: a route takes a [`WebSocketUpgrade`], checks what it
 //! must, then [`serve`](WebSocketUpgrade::serve)s the socket with its `ws::Handler` on the
-//! edge's own frame decoder and connection machinery ([`crate::ws`]).
+//! edge's own frame decoder and connection machinery ([`crate::ws`]), with permessage-deflate
+//! when the client offers it and the edge allows it ([`crate::ws::deflate::negotiate`]).
 
 use crate::admission::Pass;
 use crate::http::{self, Body};
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::ws::{self, Handler, Io, frame};
+use crate::ws::{self, Handler, Io, deflate, frame};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::response::Response;
 use fastwebsockets::upgrade::UpgradeFut;
@@ -24,8 +25,9 @@ enum Handshake {
     NotRequested,
     /// An upgrade request that cannot be upgraded (`400 PROTOCOL_ERROR`).
     Refused(String),
-    /// The `101` answer and the socket once it is sent.
-    Ready(Response, UpgradeFut),
+    /// The `101` answer and the socket once it is sent; with permessage-deflate when it was
+    /// negotiated.
+    Ready(Response, UpgradeFut, Option<deflate::Deflate>),
 }
 
 /// A request's WebSocket upgrade, answered only when the route [`serve`](Self::serve)s it.
@@ -48,12 +50,35 @@ where
         // fastwebsockets reads a request: lend it the headers and the upgrade handle.
         let mut request = Request::new(());
         std::mem::swap(request.headers_mut(), &mut parts.headers);
+        let node = Arc::<Node>::from_ref(state);
         let handshake = if fastwebsockets::upgrade::is_upgrade_request(&request) {
             if let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() {
                 request.extensions_mut().insert(on_upgrade);
             }
+            let compression = node.config.permessage_deflate.then(|| {
+                let offers = request
+                    .headers()
+                    .get_all(hyper::header::SEC_WEBSOCKET_EXTENSIONS);
+                deflate::negotiate(offers.iter().map(|v| v.as_bytes()))
+            });
             match fastwebsockets::upgrade::upgrade(&mut request) {
-                Ok((response, socket)) => Handshake::Ready(response.map(Body::new), socket),
+                Ok((mut response, socket)) => {
+                    let deflate = match compression.flatten() {
+                        Some(answer) => match answer.parse() {
+                            Ok(value) => {
+                                response
+                                    .headers_mut()
+                                    .insert(hyper::header::SEC_WEBSOCKET_EXTENSIONS, value);
+                                Some(deflate::Deflate {
+                                    threshold: node.config.deflate_threshold_bytes,
+                                })
+                            }
+                            Err(_) => None,
+                        },
+                        None => None,
+                    };
+                    Handshake::Ready(response.map(Body::new), socket, deflate)
+                }
                 Err(e) => Handshake::Refused(e.to_string()),
             }
         } else {
@@ -61,7 +86,7 @@ where
         };
         std::mem::swap(request.headers_mut(), &mut parts.headers);
         Ok(WebSocketUpgrade {
-            node: Arc::<Node>::from_ref(state),
+            node,
             handshake,
             admitted: parts.extensions.get::<Arc<Pass>>().cloned(),
         })
@@ -76,12 +101,12 @@ impl WebSocketUpgrade {
         if node.draining() {
             return http::error_code(ErrorCode::Draining);
         }
-        let (response, socket) = match self.handshake {
+        let (response, socket, deflate) = match self.handshake {
             Handshake::NotRequested => return http::error_code(ErrorCode::UpgradeRequired),
             Handshake::Refused(why) => {
                 return http::error(ErrorBody::with_message(ErrorCode::ProtocolError, why));
             }
-            Handshake::Ready(response, socket) => (response, socket),
+            Handshake::Ready(response, socket, deflate) => (response, socket, deflate),
         };
         let label = Metrics::endpoint(endpoint);
         let counters = ws::Counters {
@@ -91,7 +116,7 @@ impl WebSocketUpgrade {
         };
         let conn = node
             .conns
-            .open(endpoint, node.config.max_queued_bytes, counters);
+            .open(endpoint, node.config.max_queued_bytes, counters, deflate);
         let lease = ws::Lease::new(node.conns.clone(), conn, handler);
         let admitted = self.admitted;
         tokio::spawn(async move {

@@ -17,6 +17,16 @@ use tablewire_schemas::{Domain as DomainName, ErrorCode};
 /// then is refused with `STATE_FULL`.
 pub const MAX_STATE_BYTES: usize = 512 * 1024;
 
+/// The `update` frame an update fans out as (`ServerFrame::Update` without its `seq`, which
+/// travels in the event's header).
+#[derive(serde::Serialize)]
+struct UpdateEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    update: &'a DisplayUpdate,
+    timestamp: i64,
+}
+
 /// The display domain.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Display;
@@ -88,8 +98,14 @@ impl Domain for Display {
                 if ORDER_TYPES.contains(&update.kind.as_str()) {
                     state.current_order = Some(update.display_data.clone());
                 }
-                push_bounded(&mut state.display_updates, update.clone());
-                effects.event(json!({"type": "update", "update": update, "timestamp": ctx.now_ms}));
+                // Serialized from the update itself, before it moves into the list (no copy of
+                // it as a JSON tree on the way).
+                effects.event(UpdateEvent {
+                    kind: "update",
+                    update: &update,
+                    timestamp: ctx.now_ms,
+                });
+                push_bounded(&mut state.display_updates, update);
                 applied(ctx, effects);
                 Ok(())
             }

@@ -3,7 +3,10 @@
 //! read, never inside a pending read) and an idle connection holds no read buffer at all.
 //! The decoder enforces the limits the edge promises: a message (all its fragments together)
 //! over the maximum size is refused with 1009, broken framing with 1002, bad UTF-8 with 1007.
+//! With permessage-deflate negotiated ([`Decoder::inflating`]), a message whose first frame has
+//! RSV1 set is inflated ([`super::deflate`]) within the same maximum size.
 
+use super::deflate::{self, InflateError};
 use bytes::{Buf, Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload};
 
@@ -110,8 +113,10 @@ pub struct Decoder {
     max_message: usize,
     /// Bytes read but not yet decoded. Empty (and unallocated) while the connection is idle.
     pub buffer: BytesMut,
-    /// The opcode and data of a fragmented message in progress.
-    partial: Option<(OpCode, BytesMut)>,
+    /// The opcode, compression (RSV1) and data of a fragmented message in progress.
+    partial: Option<(OpCode, bool, BytesMut)>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    inflate: bool,
 }
 
 impl Decoder {
@@ -121,7 +126,14 @@ impl Decoder {
             max_message,
             buffer: BytesMut::new(),
             partial: None,
+            inflate: false,
         }
+    }
+
+    /// The same decoder for a connection that negotiated permessage-deflate.
+    pub fn inflating(mut self) -> Self {
+        self.inflate = true;
+        self
     }
 
     /// Drops the buffer's memory when it holds nothing, so idle connections cost nothing.
@@ -134,7 +146,7 @@ impl Decoder {
     /// The next complete message in the buffer, `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message>, DecodeError> {
         loop {
-            let Some((fin, opcode, payload)) = self.next_frame()? else {
+            let Some((fin, opcode, compressed, payload)) = self.next_frame()? else {
                 return Ok(None);
             };
             match opcode {
@@ -146,12 +158,12 @@ impl Decoder {
                         return Err(DecodeError::Protocol("new message inside a fragmented one"));
                     }
                     if fin {
-                        return finish(opcode, payload).map(Some);
+                        return self.finish(opcode, compressed, payload).map(Some);
                     }
-                    self.partial = Some((opcode, payload));
+                    self.partial = Some((opcode, compressed, payload));
                 }
                 OpCode::Continuation => {
-                    let Some((first, mut data)) = self.partial.take() else {
+                    let Some((first, compressed, mut data)) = self.partial.take() else {
                         return Err(DecodeError::Protocol("continuation without a message"));
                     };
                     if data.len().saturating_add(payload.len()) > self.max_message {
@@ -159,27 +171,34 @@ impl Decoder {
                     }
                     data.extend_from_slice(&payload);
                     if fin {
-                        return finish(first, data).map(Some);
+                        return self.finish(first, compressed, data).map(Some);
                     }
-                    self.partial = Some((first, data));
+                    self.partial = Some((first, compressed, data));
                 }
             }
         }
     }
 
-    /// One frame off the buffer, unmasked.
-    fn next_frame(&mut self) -> Result<Option<(bool, OpCode, BytesMut)>, DecodeError> {
+    /// One frame off the buffer, unmasked, with whether RSV1 marks it compressed.
+    #[allow(clippy::type_complexity)]
+    fn next_frame(&mut self) -> Result<Option<(bool, OpCode, bool, BytesMut)>, DecodeError> {
         let buf = &self.buffer;
         if buf.len() < 2 {
             return Ok(None);
         }
         let (b0, b1) = (buf[0], buf[1]);
-        if b0 & 0b0111_0000 != 0 {
+        if b0 & 0b0011_0000 != 0 {
             return Err(DecodeError::Protocol("reserved bits set"));
         }
         let opcode =
             OpCode::try_from(b0 & 0x0f).map_err(|_| DecodeError::Protocol("unknown opcode"))?;
         let fin = b0 & 0x80 != 0;
+        // RFC 7692 6: RSV1 only once permessage-deflate is negotiated, and only on the first
+        // frame of a data message (never on a continuation or a control frame).
+        let compressed = b0 & 0b0100_0000 != 0;
+        if compressed && !(self.inflate && matches!(opcode, OpCode::Text | OpCode::Binary)) {
+            return Err(DecodeError::Protocol("reserved bits set"));
+        }
         if b1 & 0x80 == 0 {
             return Err(DecodeError::Protocol("client frame not masked"));
         }
@@ -214,7 +233,7 @@ impl Decoder {
         // Refuse from the header alone, before buffering anything of an oversized frame. Every
         // sum of lengths from the wire is checked: a wrapped sum would pass as a small frame.
         let too_big = DecodeError::TooBig(self.max_message);
-        let pending = self.partial.as_ref().map_or(0, |(_, d)| d.len() as u64);
+        let pending = self.partial.as_ref().map_or(0, |(_, _, d)| d.len() as u64);
         let message_len = len.checked_add(pending).ok_or_else(|| too_big.clone())?;
         if !control && message_len > self.max_message as u64 {
             return Err(too_big);
@@ -232,7 +251,20 @@ impl Decoder {
         for (i, b) in payload.iter_mut().enumerate() {
             *b ^= mask[i & 3];
         }
-        Ok(Some((fin, opcode, payload)))
+        Ok(Some((fin, opcode, compressed, payload)))
+    }
+
+    /// A complete message: inflated if it came compressed, its text checked.
+    fn finish(&self, op: OpCode, packed: bool, data: BytesMut) -> Result<Message, DecodeError> {
+        let data = if packed {
+            deflate::inflate(&data, self.max_message).map_err(|e| match e {
+                InflateError::TooBig => DecodeError::TooBig(self.max_message),
+                InflateError::Corrupt => DecodeError::Protocol("compressed data is not DEFLATE"),
+            })?
+        } else {
+            data
+        };
+        finish(op, data)
     }
 }
 

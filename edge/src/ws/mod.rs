@@ -1,8 +1,10 @@
-//! WebSocket plumbing of the edge: frames ([`frame`]), connections ([`conn`]), the registry
+//! WebSocket plumbing of the edge: frames ([`frame`]), permessage-deflate ([`deflate`]),
+//! connections ([`conn`]), the registry
 //! of live connections used by heartbeats, replies and drain ([`Registry`]), and the [`Lease`]
 //! that gives a connection's place back however its task ends.
 
 pub mod conn;
+pub mod deflate;
 pub mod frame;
 
 pub use conn::{Conn, Counters, Handler, Io, Served};
@@ -27,10 +29,16 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new connection.
-    pub fn open(&self, endpoint: &'static str, max_queued: usize, counters: Counters) -> Arc<Conn> {
+    /// Registers a new connection, compressing what it sends when `deflate` is `Some`.
+    pub fn open(
+        &self,
+        endpoint: &'static str,
+        max_queued: usize,
+        counters: Counters,
+        deflate: Option<deflate::Deflate>,
+    ) -> Arc<Conn> {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn = Arc::new(Conn::new(id, endpoint, max_queued, counters));
+        let conn = Arc::new(Conn::new(id, endpoint, max_queued, counters).deflating(deflate));
         self.lock().insert(id, conn.clone());
         conn
     }
@@ -181,7 +189,7 @@ mod tests {
             .expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         let registry = Arc::new(Registry::default());
-        let conn = registry.open("test", 1 << 20, Counters::default());
+        let conn = registry.open("test", 1 << 20, Counters::default(), None);
         let calls = Arc::new(Calls::default());
         let handler = Faulty {
             calls: calls.clone(),
