@@ -40,6 +40,14 @@ fn dev_secrets(dir: &Path) -> anyhow::Result<DevSecrets> {
     Ok(secrets)
 }
 
+/// Every client of `dev` is local and comes from one address (browsers, the seeds' clients, a
+/// load test opening thousands of sockets): the per-address connection limits, meant for a
+/// public edge, would only refuse that work. Off unless set.
+fn local_limits(edge: &mut tablewire_edge::EdgeSettings) {
+    edge.max_connections_per_ip.get_or_insert(0);
+    edge.connection_rate_per_ip.get_or_insert(0);
+}
+
 pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -77,6 +85,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = tablewire_handlers::metrics::Metrics::new(&mut registry);
     let backlog = crate::backlog_metrics::BacklogMetrics::new(&mut registry);
+    local_limits(&mut args.edge);
     let mut config = edge_config(&nats_url, &args.edge, &args.auth, None);
     // Seed 001's client sends no token: in dev, tokenless room connections are tenant `demo`.
     config
@@ -184,4 +193,28 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         println!("nats-server stopped");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_has_no_per_address_limits_unless_set() {
+        let mut unset = tablewire_edge::EdgeSettings::default();
+        local_limits(&mut unset);
+        let config = unset.config("nats://127.0.0.1:1", Default::default(), None);
+        assert_eq!(config.max_connections_per_ip, 0);
+        assert_eq!(config.connection_rate_per_ip, 0);
+
+        let mut set = tablewire_edge::EdgeSettings {
+            max_connections_per_ip: Some(7),
+            connection_rate_per_ip: Some(3),
+            ..Default::default()
+        };
+        local_limits(&mut set);
+        let config = set.config("nats://127.0.0.1:1", Default::default(), None);
+        assert_eq!(config.max_connections_per_ip, 7);
+        assert_eq!(config.connection_rate_per_ip, 3);
+    }
 }

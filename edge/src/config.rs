@@ -166,13 +166,14 @@ pub struct EdgeSettings {
     #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Connections open at once from one client address (IPv6: one /64); 0 for no limit, e.g.
-    /// behind a proxy that connects from one address.
-    #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
-    pub max_connections_per_ip: usize,
+    /// behind a proxy that connects from one address. Unset: 1000 on `edge`, no limit on `dev`
+    /// (where every client is local, from one address).
+    #[arg(long, env = "TABLEWIRE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// New connections per second from one client address (a burst of as many); 0 for no
-    /// limit.
-    #[arg(long, env = "TABLEWIRE_CONNECTION_RATE_PER_IP", default_value_t = 100)]
-    pub connection_rate_per_ip: u32,
+    /// limit. Unset: 100 on `edge`, no limit on `dev`.
+    #[arg(long, env = "TABLEWIRE_CONNECTION_RATE_PER_IP")]
+    pub connection_rate_per_ip: Option<u32>,
     /// Accept permessage-deflate when a WebSocket client offers it (`false`: never compress).
     #[arg(long, env = "TABLEWIRE_PERMESSAGE_DEFLATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub permessage_deflate: bool,
@@ -180,6 +181,11 @@ pub struct EdgeSettings {
     #[arg(long, env = "TABLEWIRE_DEFLATE_THRESHOLD_BYTES", default_value_t = 256)]
     pub deflate_threshold_bytes: usize,
 }
+
+/// `--max-connections-per-ip` when unset (on `edge`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1000;
+/// `--connection-rate-per-ip` when unset (on `edge`).
+pub const DEFAULT_CONNECTION_RATE_PER_IP: u32 = 100;
 
 impl Default for EdgeSettings {
     /// The flags' defaults (environment variables are not read).
@@ -239,8 +245,12 @@ impl EdgeSettings {
             max_connections: self
                 .max_connections
                 .unwrap_or_else(crate::admission::default_max_connections),
-            max_connections_per_ip: self.max_connections_per_ip,
-            connection_rate_per_ip: self.connection_rate_per_ip,
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            connection_rate_per_ip: self
+                .connection_rate_per_ip
+                .unwrap_or(DEFAULT_CONNECTION_RATE_PER_IP),
             connection_headroom: crate::admission::DEFAULT_HEADROOM,
             dev_login: None,
         }
@@ -264,6 +274,7 @@ mod tests {
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert_eq!(config.heartbeat, Duration::from_secs(30));
         assert_eq!(config.max_connections_per_ip, 1000);
+        assert_eq!(config.connection_rate_per_ip, 100);
         assert_eq!(config.device_auth, DeviceAuth::Token);
     }
 }

@@ -2,19 +2,22 @@
 //! client joins and unsubscribes after the last leaves, and writes each event to those
 //! clients. Every member first gets a snapshot (read from KV) and then exactly the events after
 //! it, in order: events are held while the snapshot is read, repeats (by `Tw-Seq`) are
-//! dropped, and a gap makes the member take a fresh snapshot.
+//! dropped, and a gap makes the member take a fresh snapshot. Members of one key waiting at
+//! once share a read, one that started after each of them asked (read-your-writes).
 
 use crate::metrics::Metrics;
 use crate::ws::{Conn, frame};
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tablewire_nats::subject;
 use tablewire_schemas::{ErrorBody, ErrorCode};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -22,6 +25,8 @@ use tracing::{debug, warn};
 /// empty frame when the endpoint only needs to know where to resume).
 pub type SnapshotResult = Result<(u64, Bytes), ErrorBody>;
 /// Reads a key's state and builds the endpoint's snapshot frame (`initial_state`, `sync`, …).
+/// Every member of one subject must give the same snapshot (it depends on the key, not on the
+/// connection): one read serves all the members waiting for it.
 pub type Snapshot =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = SnapshotResult> + Send>> + Send + Sync>;
 
@@ -117,16 +122,57 @@ struct Member {
     snapshot: Snapshot,
 }
 
+/// A member waiting for a snapshot, and who to tell once it has one (or is gone).
+type Waiter = (u64, oneshot::Sender<()>);
+
+/// The snapshot reads of one topic. At most one runs at a time, and it serves every member
+/// that asked before it started, never one that asked later: a write answered just before a
+/// member asked may be missing from a read that started earlier (read-your-writes). Members
+/// that ask while a read runs share the next one, so a burst of clients of one key costs two
+/// reads, not one each.
+#[derive(Default)]
+struct Reads {
+    /// A reader task is running.
+    running: bool,
+    /// Members asking for the next read.
+    waiting: Vec<Waiter>,
+}
+
 struct Topic {
     subject: String,
     subscribed: tokio::sync::OnceCell<()>,
     members: Mutex<Vec<Member>>,
+    reads: Mutex<Reads>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Topic {
+    fn new(subject: String) -> Topic {
+        Topic {
+            subject,
+            subscribed: tokio::sync::OnceCell::new(),
+            members: Mutex::new(Vec::new()),
+            reads: Mutex::new(Reads::default()),
+            task: Mutex::new(None),
+        }
+    }
+
     fn members(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reads(&self) -> std::sync::MutexGuard<'_, Reads> {
+        self.reads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The members asking for the next read, taken; `None` (and the reader stops) when none.
+    fn next_batch(&self) -> Option<Vec<Waiter>> {
+        let mut reads = self.reads();
+        if reads.waiting.is_empty() {
+            reads.running = false;
+            return None;
+        }
+        Some(std::mem::take(&mut reads.waiting))
     }
 }
 
@@ -187,14 +233,7 @@ impl Fanout {
             let mut topics = self.topics();
             let topic = topics
                 .entry(subject.clone())
-                .or_insert_with(|| {
-                    Arc::new(Topic {
-                        subject: subject.clone(),
-                        subscribed: tokio::sync::OnceCell::new(),
-                        members: Mutex::new(Vec::new()),
-                        task: Mutex::new(None),
-                    })
-                })
+                .or_insert_with(|| Arc::new(Topic::new(subject.clone())))
                 .clone();
             topic.members().push(Member {
                 conn: conn.clone(),
@@ -321,66 +360,27 @@ impl Fanout {
         gap
     }
 
-    /// Reads a snapshot for one member and switches it to live events after it.
+    /// Gets one member a snapshot and switches it to live events after it; returns once that
+    /// is done (or the member is gone). The read is one that starts after this call, shared
+    /// with the other members of the topic asking at the same time.
     async fn resync(&self, topic: &Arc<Topic>, conn_id: u64) {
-        let snapshot = {
-            let members = topic.members();
-            match members.iter().find(|m| m.conn.id == conn_id) {
-                Some(m) => m.snapshot.clone(),
-                None => return,
-            }
+        let (done, served) = oneshot::channel();
+        let start = {
+            let mut reads = topic.reads();
+            reads.waiting.push((conn_id, done));
+            !std::mem::replace(&mut reads.running, true)
         };
-        // The state store may be briefly unreachable (a NATS reconnect, a cluster electing a
-        // leader): keep holding events and try again before giving up on the client.
-        let deadline = tokio::time::Instant::now() + SNAPSHOT_PATIENCE;
-        let mut backoff = Duration::from_millis(50);
-        let result = loop {
-            match snapshot().await {
-                Ok(ok) => break Ok(ok),
-                Err(error) if tokio::time::Instant::now() + backoff < deadline => {
-                    debug!(subject = %topic.subject, error = %error.message, "snapshot failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    if !topic.members().iter().any(|m| m.conn.id == conn_id) {
-                        return;
-                    }
+        if start {
+            // A task of its own: a reader cancelled with the connection that started it would
+            // leave the others waiting.
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = topic.next_batch() {
+                    read_for(&topic, batch).await;
                 }
-                Err(error) => break Err(error),
-            }
-        };
-        let mut members = topic.members();
-        let Some(member) = members.iter_mut().find(|m| m.conn.id == conn_id) else {
-            return;
-        };
-        match result {
-            Ok((seq, frame)) => {
-                // An endpoint without a snapshot frame only resumes after `seq`.
-                if !frame.is_empty() {
-                    member.conn.send(frame);
-                }
-                member.last_seq = seq;
-                if let Phase::Syncing(held) = std::mem::replace(&mut member.phase, Phase::Live) {
-                    for (event_seq, frame) in held {
-                        match event_seq {
-                            Some(s) if s <= member.last_seq => {}
-                            Some(s) => {
-                                member.last_seq = s;
-                                member.conn.send(frame);
-                            }
-                            None => {
-                                member.conn.send(frame);
-                            }
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                warn!(subject = %topic.subject, error = %error.message, "no snapshot; asking the client to come back");
-                member
-                    .conn
-                    .close(frame::close::TRY_AGAIN_LATER, &error.message);
-            }
+            });
         }
+        let _ = served.await;
     }
 
     /// Makes every client take a fresh snapshot (after a NATS reconnect, when events may have
@@ -417,6 +417,80 @@ impl Fanout {
             topics.remove(subject);
             if let Some(task) = topic.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 task.abort();
+            }
+        }
+    }
+}
+
+/// Reads one snapshot for the members of `batch` (all asked before it starts) and switches
+/// each to live events after it, or, when the state store stays unreachable, closes them.
+async fn read_for(topic: &Topic, batch: Vec<Waiter>) {
+    let ids: HashSet<u64> = batch.iter().map(|(id, _)| *id).collect();
+    let present = |topic: &Topic| topic.members().iter().any(|m| ids.contains(&m.conn.id));
+    let snapshot = {
+        let members = topic.members();
+        match members.iter().find(|m| ids.contains(&m.conn.id)) {
+            Some(m) => m.snapshot.clone(),
+            None => return,
+        }
+    };
+    // The state store may be briefly unreachable (a NATS reconnect, a cluster electing a
+    // leader): keep holding events and try again before giving up on the clients.
+    let deadline = tokio::time::Instant::now() + SNAPSHOT_PATIENCE;
+    let mut backoff = Duration::from_millis(50);
+    let result = loop {
+        let read = AssertUnwindSafe(snapshot()).catch_unwind().await;
+        match read {
+            Ok(Ok(ok)) => break Ok(ok),
+            Ok(Err(error)) if tokio::time::Instant::now() + backoff < deadline => {
+                debug!(subject = %topic.subject, error = %error.message, "snapshot failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                if !present(topic) {
+                    return;
+                }
+            }
+            Ok(Err(error)) => break Err(error),
+            Err(_) => break Err(ErrorBody::new(ErrorCode::Internal)),
+        }
+    };
+    let mut members = topic.members();
+    for member in members.iter_mut().filter(|m| ids.contains(&m.conn.id)) {
+        match &result {
+            Ok((seq, frame)) => go_live(member, *seq, frame),
+            Err(error) => {
+                warn!(subject = %topic.subject, error = %error.message, "no snapshot; asking the client to come back");
+                member
+                    .conn
+                    .close(frame::close::TRY_AGAIN_LATER, &error.message);
+            }
+        }
+    }
+    drop(members);
+    for (_, done) in batch {
+        let _ = done.send(());
+    }
+}
+
+/// Sends `member` its snapshot (`frame`, which includes events up to `seq`), then the events
+/// held meanwhile that come after it; from now on it gets events as they come.
+fn go_live(member: &mut Member, seq: u64, frame: &Bytes) {
+    // An endpoint without a snapshot frame only resumes after `seq`.
+    if !frame.is_empty() {
+        member.conn.send(frame.clone());
+    }
+    member.last_seq = seq;
+    if let Phase::Syncing(held) = std::mem::replace(&mut member.phase, Phase::Live) {
+        for (event_seq, frame) in held {
+            match event_seq {
+                Some(s) if s <= member.last_seq => {}
+                Some(s) => {
+                    member.last_seq = s;
+                    member.conn.send(frame);
+                }
+                None => {
+                    member.conn.send(frame);
+                }
             }
         }
     }

@@ -26,11 +26,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tablewire_schemas::{ErrorBody, ErrorCode};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
+
+/// Connections the kernel queues for `accept` (it caps this at `net.core.somaxconn`). A burst
+/// of clients connecting at once (displays coming back after a restart or a drain) must wait in
+/// the queue: with a full queue the kernel drops their SYNs, and a client retries only after a
+/// second (then 3 s, 7 s, ...). The standard listener asks for 128, which 200 clients
+/// connecting at once overflowed while the edge was busy.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for accepting connections, with [`LISTEN_BACKLOG`].
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As the standard listener does: a restarted edge can bind while old sockets linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// A bound edge, ready to [`run`](Edge::run).
 pub struct Edge {
@@ -59,13 +80,10 @@ impl Edge {
     /// Binds the listen address, loads TLS, connects to NATS (`config.nats_url`), opens the
     /// state buckets and this edge's inbox, and registers the edge's metrics.
     pub async fn bind(config: Config, registry: &mut Registry) -> Result<Edge, EdgeError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| EdgeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| EdgeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let tls = match &config.tls {
             Some(files) => Some(crate::tls::acceptor(files).map_err(EdgeError::Tls)?),
             None => None,
@@ -358,5 +376,26 @@ async fn heartbeat(node: Arc<Node>) {
                 conn.close(frame::close::GOING_AWAY, "heartbeat timeout");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_queue_while_nothing_accepts() {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        // Nothing accepts: each handshake completes only if the kernel has room to queue it.
+        // Past the queue a SYN is dropped and retried after 1 s, 3 s, 7 s, ... until the queue
+        // has room, which it never gets here.
+        let burst = futures::future::try_join_all((0..300).map(|_| TcpStream::connect(addr)));
+        let connected = tokio::time::timeout(Duration::from_secs(30), burst)
+            .await
+            .expect("300 handshakes complete while the edge accepts none")
+            .expect("connect");
+        assert_eq!(connected.len(), 300);
+        drop(listener);
     }
 }

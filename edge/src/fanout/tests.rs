@@ -16,12 +16,7 @@ async fn fanout() -> Arc<Fanout> {
 }
 
 fn topic() -> Arc<Topic> {
-    Arc::new(Topic {
-        subject: "tw.out.test".to_string(),
-        subscribed: tokio::sync::OnceCell::new(),
-        members: Mutex::new(Vec::new()),
-        task: Mutex::new(None),
-    })
+    Arc::new(Topic::new("tw.out.test".to_string()))
 }
 
 /// A snapshot at `seq` carrying the frame `snap`.
@@ -269,4 +264,66 @@ async fn after_its_snapshot_a_member_gets_only_the_held_events_past_it() {
             case.name
         );
     }
+}
+
+#[tokio::test]
+async fn members_asking_together_share_one_read_that_starts_after_each_asked() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let fanout = fanout().await;
+    let topic = topic();
+    // Read n answers sequence n with the frame "snap{n} ", once the gate lets it.
+    let reads = Arc::new(AtomicU64::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let snapshot: Snapshot = {
+        let (reads, gate) = (reads.clone(), gate.clone());
+        Arc::new(move || {
+            let (reads, gate) = (reads.clone(), gate.clone());
+            Box::pin(async move {
+                let n = reads.fetch_add(1, Ordering::SeqCst) + 1;
+                gate.acquire().await.expect("gate").forget();
+                Ok((n, Bytes::from(format!("snap{n} "))))
+            })
+        })
+    };
+    let ask = |id: u64| {
+        topic
+            .members()
+            .push(member(id, Phase::Syncing(Vec::new()), 0, snapshot.clone()));
+        let (fanout, topic) = (fanout.clone(), topic.clone());
+        tokio::spawn(async move { fanout.resync(&topic, id).await })
+    };
+    let mut asked = vec![ask(1)];
+    while reads.load(Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    // While the first read runs, four more members ask: that read began before they did.
+    asked.extend((2..=5).map(ask));
+    while topic.reads().waiting.len() < 4 {
+        tokio::task::yield_now().await;
+    }
+    gate.add_permits(10);
+    for task in asked {
+        task.await.expect("resync");
+    }
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        2,
+        "one read for the first, one for the rest"
+    );
+    let members = topic.members();
+    assert_eq!(written(&members[0]), "snap1 ");
+    for member in &members[1..] {
+        assert_eq!(
+            written(member),
+            "snap2 ",
+            "member {} is served by a read that started after it asked",
+            member.conn.id
+        );
+        assert_eq!(member.last_seq, 2);
+        assert!(matches!(member.phase, Phase::Live));
+    }
+    assert!(
+        !topic.reads().running,
+        "the reader stopped once nobody waited"
+    );
 }
