@@ -1,15 +1,16 @@
 //! `tablewire dev`: the whole system in one process. Starts a local nats-server (unless
-//! --nats-url), provisions, runs an edge, every handler and the SQL writer on a SQLite file,
-//! and prints where everything is and the credentials to use. Ctrl-C stops it all, the
-//! nats-server included.
+//! --nats-url) and provisions it with the testkit's functions, runs an edge, every handler and
+//! the SQL writer on a SQLite file, and prints where everything is and the credentials to use.
+//! Ctrl-C stops it all, the nats-server included.
 
 use crate::cli::DevArgs;
 use crate::run::{connect, edge_config, handler_config, shutdown_signal};
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
-use tablewire_nats::{NatsServer, ServerOptions};
+use tablewire_nats::ServerOptions;
 use tablewire_schemas::{Claims, Domain};
+use tablewire_testkit::Nats;
 
 /// Secrets made up for development, kept in the data dir so tokens survive restarts.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -48,25 +49,28 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     crate::run::check_public_key(&args.auth)?;
     let handler_config = handler_config(&args.handler, Domain::ALL.to_vec(), None)?;
 
+    // Its NATS as the testkit starts every system's (one server here, its store in the data
+    // dir); the rest runs in this process rather than as the testkit's child processes, so
+    // that `dev` is one process to run, stop and debug.
     let mut server = None;
     let nats_url = match &args.nats_url {
         Some(url) => url.clone(),
         None => {
-            let started = NatsServer::start(ServerOptions {
+            let options = ServerOptions {
                 store_dir: Some(args.data_dir.join("nats")),
                 monitoring: true,
                 ..Default::default()
-            })
-            .await
-            .context("cannot start a local nats-server")?;
+            };
+            let started = Nats::start(1, options)
+                .await
+                .context("cannot start a local nats-server")?;
             let url = started.client_url().to_string();
             server = Some(started);
             url
         }
     };
     let client = connect(&nats_url, "tablewire-dev").await?;
-    let js = async_nats::jetstream::new(client.clone());
-    tablewire_nats::provision(&js, Domain::ALL, &args.topology.topology())
+    tablewire_testkit::nats::provision(&nats_url, &args.topology.topology())
         .await
         .context("provisioning failed")?;
 
@@ -93,7 +97,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         },
     )?;
     // The screens' sign-in page offers this token (`/app/dev.json`, served under `dev` only).
-    config.dev_login = Some(tablewire_edge::screens::DevLogin {
+    config.dev_login = Some(tablewire_edge::config::DevLogin {
         token: token.clone(),
         tenant: "demo".into(),
     });

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use support::*;
 use tablewire_edge::api_docs::endpoints::{ENDPOINTS, Kind};
-use tablewire_edge::screens::DevLogin;
+use tablewire_edge::config::DevLogin;
 
 async fn edge(dev_login: Option<DevLogin>) -> (tablewire_nats::NatsServer, InProcessEdge) {
     let nats = nats().await;

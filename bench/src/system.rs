@@ -71,6 +71,7 @@ pub async fn start(shape: &Shape) -> anyhow::Result<System> {
 /// [`start`] with more flags for the edge.
 pub async fn start_with(shape: &Shape, edge_flags: &[&str]) -> anyhow::Result<System> {
     let testkit_shape = tablewire_testkit::Shape {
+        nats_nodes: 1,
         handlers: shape.handlers,
         topology: shape.streams.topology(),
         domains: shape.domains.clone(),

@@ -2,6 +2,7 @@
 //! parse): the defaults `tablewire edge --help` documents are written once, there.
 
 use crate::auth::AuthConfig;
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,7 +94,16 @@ pub struct Config {
     pub connection_headroom: usize,
     /// What `/app/dev.json` answers (the dev token for the screens' sign-in); `Some` only under
     /// `tablewire dev`, else that path is 404.
-    pub dev_login: Option<crate::screens::DevLogin>,
+    pub dev_login: Option<DevLogin>,
+}
+
+/// What `/app/dev.json` answers under `tablewire dev` ([`crate::screens`]): a token the sign-in page offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DevLogin {
+    /// The dev JWT `tablewire dev` prints.
+    pub token: String,
+    /// Its tenant.
+    pub tenant: String,
 }
 
 /// The edge's flags (environment variables, config-file keys) shared by `tablewire edge` and

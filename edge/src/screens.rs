@@ -3,10 +3,10 @@
 //! `/app/dev.json`, the dev token for the sign-in page. [`routes`] is merged
 //! into the edge's router ([`crate::app`]).
 
+use crate::config::DevLogin;
 use crate::http::{self, Body};
 use bytes::Bytes;
 use hyper::{Method, Response, StatusCode, header};
-use serde::Serialize;
 use tablewire_schemas::ErrorCode;
 
 /// The files of `clients/app/` (the screenshots, which only the README shows, left out).
@@ -14,15 +14,6 @@ use tablewire_schemas::ErrorCode;
 #[folder = "../clients/app/"]
 #[exclude = "screenshots/*"]
 struct Files;
-
-/// What `/app/dev.json` answers under `tablewire dev`: a token the sign-in page offers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DevLogin {
-    /// The dev JWT `tablewire dev` prints.
-    pub token: String,
-    /// Its tenant.
-    pub tenant: String,
-}
 
 /// `/app` (a redirect), `/app/` and `/app/{file}`; `dev.json` from the node's config.
 pub fn routes<S>() -> axum::Router<S>

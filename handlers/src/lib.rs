@@ -30,7 +30,8 @@
 //! - [`records`] — the SQL writer that drains the records stream into the database.
 //! - [`store`] — the sqlx pool (SQLite file by default, PostgreSQL by URL) and migrations.
 //! - [`metrics`] — Prometheus metrics of all of the above.
-//! - [`settings`] — the handler's flags and their defaults, which [`Config::default`] is built from.
+//! - [`settings`] — the handler's flags and their defaults, and the `Default`s of [`Config`] and
+//!   `collab::Settings` built from them.
 
 pub mod clock;
 pub mod collab;

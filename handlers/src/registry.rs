@@ -10,7 +10,8 @@ use crate::runtime::{self, Registered, RuntimeError};
 use tablewire_schemas::Domain as DomainName;
 use tokio::sync::watch;
 
-/// How a handler process runs.
+/// How a handler process runs; its `Default` (every domain, the flags' defaults) is in
+/// [`crate::settings`].
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The domains to work for.
@@ -29,13 +30,6 @@ pub struct Config {
     pub tenant_orders: crate::rate::WriteRate,
     /// Events one tenant's feed accepts from `POST /api/events`, across all workers.
     pub tenant_events: crate::rate::WriteRate,
-}
-
-impl Default for Config {
-    /// Every domain, with the flags' defaults ([`crate::settings::HandlerSettings`]).
-    fn default() -> Self {
-        crate::settings::HandlerSettings::default().without_webhook(DomainName::ALL.to_vec(), None)
-    }
 }
 
 /// Every domain, built from `config`: one line each.

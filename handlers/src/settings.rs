@@ -69,6 +69,20 @@ impl Default for HandlerSettings {
     }
 }
 
+impl Default for crate::Config {
+    /// Every domain, with the flags' defaults.
+    fn default() -> Self {
+        HandlerSettings::default().without_webhook(Domain::ALL.to_vec(), None)
+    }
+}
+
+impl Default for crate::collab::Settings {
+    /// The flags' defaults.
+    fn default() -> Self {
+        HandlerSettings::default().collab()
+    }
+}
+
 impl HandlerSettings {
     /// The runtime's configuration for `domains`; fails on a webhook URL that is not `http://`
     /// or `https://`, so a misconfigured handler does not start.

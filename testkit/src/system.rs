@@ -1,19 +1,25 @@
-//! A whole system for one benchmark or test: a nats-server of its own, provisioning, an edge (more
-//! with [`System::start_edge`]) and handler processes ([`crate::Launcher`]), with one SQL writer
-//! among the handlers (SQLite takes one writer). Everything is stopped when dropped. Used by every `tablewire bench` but the
-//! chaos soak, which supervises a cluster of its own with the same launcher.
+//! A whole system for one benchmark or test: a nats-server of its own or a cluster
+//! ([`crate::Nats`]), provisioning, an edge (more with [`System::start_edge`]) and handler
+//! processes ([`crate::Launcher`]), with one SQL writer among the handlers (SQLite takes one
+//! writer). Everything is stopped when dropped.
+//! Used by every `tablewire bench` but the chaos soak, which supervises processes of its own
+//! with the same launcher on the same [`crate::Nats`].
 
+use crate::nats::{Nats, provision};
 use crate::process::Launcher;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tablewire_nats::{NatsServer, ServerOptions, Topology};
+use tablewire_nats::{ServerOptions, Topology};
 use tablewire_schemas::Domain;
 use tokio::process::Child;
 
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// NATS servers: 0 or 1 for one server, 3 for a cluster (give `topology` replicas 3 for R3
+    /// streams and buckets).
+    pub nats_nodes: usize,
     /// Handler processes (at least one is started).
     pub handlers: usize,
     /// How the NATS resources are provisioned.
@@ -29,8 +35,8 @@ pub struct Shape {
 
 /// A running system.
 pub struct System {
-    /// The nats-server.
-    pub nats: NatsServer,
+    /// The nats-server, or the cluster.
+    pub nats: Nats,
     /// The edge's address.
     pub edge_addr: SocketAddr,
     /// The edge process.
@@ -53,17 +59,13 @@ impl System {
     /// Starts nats-server, provisions, starts the edge and the handlers with `launcher`, and
     /// waits until the edge answers `/healthz`.
     pub async fn start(launcher: &Launcher, shape: &Shape) -> anyhow::Result<System> {
-        let nats = NatsServer::start(ServerOptions::default())
-            .await
-            .context("starting nats-server")?;
-        let client = tablewire_nats::connect(nats.client_url(), "tablewire-testkit").await?;
-        let js = async_nats::jetstream::new(client.clone());
-        tablewire_nats::provision(&js, Domain::ALL, &shape.topology).await?;
-        let _ = client.drain().await;
+        let nats = Nats::start(shape.nats_nodes, ServerOptions::default()).await?;
+        let nats_url = nats.client_url().to_string();
+        provision(&nats_url, &shape.topology).await?;
         let edge_addr = free_addr()?;
         let edge_flags: Vec<&str> = shape.edge_flags.iter().map(String::as_str).collect();
         let edge = launcher
-            .edge(nats.client_url(), edge_addr, &edge_flags)
+            .edge(&nats_url, edge_addr, &edge_flags)
             .spawn()
             .context("starting the edge")?;
         let mut handlers = Vec::new();
@@ -77,7 +79,7 @@ impl System {
             // One SQL writer (SQLite takes one writer).
             let records = shape.database_url.as_deref().filter(|_| i == 0);
             let handler = launcher
-                .handler(nats.client_url(), &shape.domains, records, Some(metrics))
+                .handler(&nats_url, &shape.domains, records, Some(metrics))
                 .spawn()
                 .context("starting a handler")?;
             handlers.push(handler);
@@ -119,8 +121,10 @@ impl System {
     /// Process ids by role, for CPU accounting.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
         let mut pids = Vec::new();
-        if let Some(p) = self.nats.pid() {
-            pids.push(("nats-server", p));
+        for server in self.nats.servers() {
+            if let Some(p) = server.pid() {
+                pids.push(("nats-server", p));
+            }
         }
         for edge in std::iter::once(&self.edge).chain(self.more_edges.iter().map(|(_, e)| e)) {
             if let Some(p) = edge.id() {

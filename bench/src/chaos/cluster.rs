@@ -1,5 +1,5 @@
-//! The processes under test: a 3-node NATS cluster (every stream and bucket provisioned with 3
-//! replicas), two `tablewire edge` and two `tablewire handler` child processes of this binary
+//! The processes under test: a 3-node NATS cluster started by the testkit ([`Nats`]; every
+//! stream and bucket provisioned with 3 replicas), two `tablewire edge` and two `tablewire handler` child processes of this binary
 //! (each handler also runs the SQL writer, on the private PostgreSQL), and how each is killed
 //! with SIGKILL and brought back. Child logs go to files in the run's directory. Everything is
 //! ended when dropped, and with the soak however it dies.
@@ -10,8 +10,9 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tablewire_nats::{Cluster, Topology};
+use tablewire_nats::{Cluster, ServerOptions, Topology};
 use tablewire_schemas::Domain;
+use tablewire_testkit::nats::{Nats, provision};
 use tokio::process::{Child, Command};
 
 /// One `tablewire` child process that can be killed and started again the same way.
@@ -102,20 +103,18 @@ impl Processes {
         let postgres = Postgres::start_in(&dir.join("postgres"))
             .await
             .context("starting the private PostgreSQL")?;
-        let cluster = Cluster::start(3)
-            .await
-            .context("starting the 3-node NATS cluster")?;
+        let cluster = Nats::start(3, ServerOptions::default())
+            .await?
+            .into_cluster()
+            .context("a 3-node NATS cluster")?;
         let urls = cluster.client_urls();
-        let client = tablewire_nats::connect(&urls, "tablewire-chaos-provision").await?;
-        let js = async_nats::jetstream::new(client.clone());
         let topology = Topology {
             replicas: 3,
             ..topology.clone()
         };
-        tablewire_nats::provision(&js, Domain::ALL, &topology)
+        provision(&urls, &topology)
             .await
             .context("provisioning with replicas 3")?;
-        let _ = client.drain().await;
         let launcher = launcher(child_log)?;
         let mut handlers = Vec::new();
         let mut handler_metrics = Vec::new();

@@ -3,8 +3,8 @@
 //! [`super::endpoints::ENDPOINTS`], the subject functions of [`tablewire_nats::subject`] and the
 //! schemas of `schemas/json/`. Served at `/asyncapi.json`.
 
+use super::components::{component_schemas, schema_ref, template_parameters};
 use super::endpoints::{ENDPOINTS, Kind};
-use super::{component_schemas, schema_ref, template_parameters};
 use serde_json::{Map, Value, json};
 use tablewire_nats::subject;
 use tablewire_schemas::Domain;

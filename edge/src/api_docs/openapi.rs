@@ -1,8 +1,8 @@
 //! The OpenAPI 3.1 document of the edge's HTTP endpoints, built from
 //! [`super::endpoints::ENDPOINTS`] and the schemas of `schemas/json/`. Served at `/openapi.json`.
 
+use super::components::{component_schemas, schema_ref, template_parameters};
 use super::endpoints::{ENDPOINTS, Kind, Response};
-use super::{component_schemas, schema_ref, template_parameters};
 use serde_json::{Map, Value, json};
 
 /// The document.

@@ -23,7 +23,8 @@ use tablewire_schemas::events::event;
 use tablewire_schemas::text::check_no_markup;
 use tablewire_schemas::{Domain as DomainName, ErrorCode, Frame};
 
-/// How rooms behave; `tablewire handler --collab-…` flags set these.
+/// How rooms behave; `tablewire handler --collab-…` flags set these (their defaults are
+/// `Settings::default`, in `crate::settings`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     /// A room with no accepted change for this long expires (archived, then removed).
@@ -32,13 +33,6 @@ pub struct Settings {
     pub room_rate: u32,
     /// Changes one room accepts at once.
     pub room_burst: u32,
-}
-
-impl Default for Settings {
-    /// The flags' defaults ([`crate::settings::HandlerSettings`]).
-    fn default() -> Self {
-        crate::settings::HandlerSettings::default().collab()
-    }
 }
 
 /// Most bytes of one room's stored state. Every change frame carries the whole order and a

@@ -1,7 +1,7 @@
 //! SQL for the display domain's records: one row per session in `display_sessions`. Called by
 //! the SQL writer; a record that does not read as a [`SessionRecord`] is refused, not stored.
 
-use super::WriteError;
+use super::error::WriteError;
 use serde::Deserialize;
 use sqlx::Transaction;
 use tablewire_schemas::display::SessionRecord;

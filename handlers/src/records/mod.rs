@@ -8,7 +8,10 @@
 mod collab;
 mod device;
 mod display;
+mod error;
 mod pos;
+
+pub use error::WriteError;
 
 use crate::metrics::{Metrics, ParkedLabels};
 use crate::store::{self, Pool};
@@ -25,27 +28,6 @@ use tracing::{info, warn};
 const MAX_BATCH: usize = 256;
 /// How long the writer waits for more records before it commits the ones it has.
 const GATHER: Duration = Duration::from_millis(5);
-
-/// Why a record was not written.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The database refused or could not be reached.
-    #[error("SQL: {0}")]
-    Sql(sqlx::Error),
-    /// The record does not read as its kind: writing it again would fail the same way.
-    #[error("unreadable record: {0}")]
-    Unreadable(String),
-}
-
-impl From<sqlx::Error> for WriteError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            // Raised by the writers when a record's data does not read as its kind.
-            sqlx::Error::Decode(why) => WriteError::Unreadable(why.to_string()),
-            other => WriteError::Sql(other),
-        }
-    }
-}
 
 /// The reason (`Tw-Parked-Reason`, subject and metric label) of a parked record message.
 const RECORD_UNREADABLE: &str = "record_unreadable";
