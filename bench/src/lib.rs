@@ -12,6 +12,8 @@
 //! - [`floor`] — each domain's latency at a fixed rate against the bare JetStream → KV → core
 //!   NATS path (the floor), measured on the same nats-server in the same run.
 //! - [`devices`] — seed 003: RFID readers scanning over WebSockets, replies and rows in SQL.
+//! - [`scale`] — two edges × 15,000 sockets held by load processes of this binary, a fixed rate
+//!   of display updates; memory per socket and CPU per message per component, a sizing model.
 //! - [`system`] — starting (with the testkit) and measuring the processes under test.
 //! - [`client`] — WebSocket and HTTP clients for load (the testkit's, re-exported).
 //! - [`report`] — latency histograms and CPU accounting.
@@ -25,6 +27,7 @@ pub mod events;
 pub mod floor;
 pub mod pos;
 pub mod report;
+pub mod scale;
 pub mod system;
 
 use clap::{Args, Subcommand};
@@ -55,6 +58,13 @@ pub enum Bench {
     /// Each domain's p50/p99 at a fixed rate as a multiple of the bare path's (JetStream publish
     /// → pull → KV compare-and-set → core publish → subscriber), on the same nats-server.
     Floor(floor::FloorArgs),
+    /// Two edges holding 15,000 display and device sockets each against one nats-server: memory
+    /// per socket and CPU per delivered message of each component, and a sizing model for 100k
+    /// and 1M sockets from them.
+    Scale(scale::ScaleArgs),
+    /// One load process of `bench scale` (started by it; reads requests on stdin).
+    #[command(hide = true)]
+    ScaleClient(scale::ClientArgs),
 }
 
 /// Runs the chosen benchmark.
@@ -67,5 +77,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Devices(a) => devices::run(a).await,
         Bench::Chaos(a) => chaos::run(a).await,
         Bench::Floor(a) => floor::run(a).await,
+        Bench::Scale(a) => scale::run(a).await,
+        Bench::ScaleClient(a) => scale::client_main(a).await,
     }
 }

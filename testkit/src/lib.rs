@@ -8,8 +8,8 @@
 //!   [`System`], the chaos soak and `tablewire dev`), and [`nats::provision`].
 //! - [`process`] — [`Launcher`]: edge and handler child processes of the `tablewire` binary,
 //!   killed when dropped and when their parent dies, however it dies.
-//! - [`system`] — [`System`]: NATS, provisioning, an edge and handlers (one SQL writer), started
-//!   together and stopped when dropped; free ports and health waits.
+//! - [`system`] — [`System`]: NATS, provisioning, an edge (or more) and handlers (one SQL writer),
+//!   started together and stopped when dropped; free ports and health waits.
 //! - [`postgres`] — [`PostgresDb`]: a fresh database on a PostgreSQL server, dropped after.
 //! - [`client`] — WebSocket and HTTP clients.
 

@@ -1,6 +1,7 @@
 //! A whole system for one benchmark or test: a nats-server of its own or a cluster
-//! ([`crate::Nats`]), provisioning, an edge and handler processes ([`crate::Launcher`]), with one
-//! SQL writer among the handlers (SQLite takes one writer). Everything is stopped when dropped.
+//! ([`crate::Nats`]), provisioning, an edge (more with [`System::start_edge`]) and handler
+//! processes ([`crate::Launcher`]), with one SQL writer among the handlers (SQLite takes one
+//! writer). Everything is stopped when dropped.
 //! Used by every `tablewire bench` but the chaos soak, which supervises processes of its own
 //! with the same launcher on the same [`crate::Nats`].
 
@@ -44,6 +45,8 @@ pub struct System {
     pub handlers: Vec<Child>,
     /// Where the first handler serves its metrics.
     pub handler_metrics: SocketAddr,
+    /// Edges started after the first ([`System::start_edge`]): address and process.
+    pub more_edges: Vec<(SocketAddr, Child)>,
 }
 
 /// A loopback address with a port free a moment ago, for a process to listen on.
@@ -87,9 +90,27 @@ impl System {
             edge,
             handlers,
             handler_metrics,
+            more_edges: Vec::new(),
         };
         wait_until_healthy(system.edge_addr, Duration::from_secs(30)).await?;
         Ok(system)
+    }
+
+    /// Starts one more edge on the same nats-server with `launcher` and `flags`, and waits until
+    /// it answers `/healthz`; returns its address. It is stopped with the rest.
+    pub async fn start_edge(
+        &mut self,
+        launcher: &Launcher,
+        flags: &[&str],
+    ) -> anyhow::Result<SocketAddr> {
+        let addr = free_addr()?;
+        let edge = launcher
+            .edge(self.nats.client_url(), addr, flags)
+            .spawn()
+            .context("starting another edge")?;
+        self.more_edges.push((addr, edge));
+        wait_until_healthy(addr, Duration::from_secs(30)).await?;
+        Ok(addr)
     }
 
     /// The edge's process id.
@@ -105,8 +126,10 @@ impl System {
                 pids.push(("nats-server", p));
             }
         }
-        if let Some(p) = self.edge.id() {
-            pids.push(("edge", p));
+        for edge in std::iter::once(&self.edge).chain(self.more_edges.iter().map(|(_, e)| e)) {
+            if let Some(p) = edge.id() {
+                pids.push(("edge", p));
+            }
         }
         for h in &self.handlers {
             if let Some(p) = h.id() {
@@ -137,6 +160,7 @@ impl Drop for System {
     fn drop(&mut self) {
         let mut children: Vec<&mut Child> = self.handlers.iter_mut().collect();
         children.push(&mut self.edge);
+        children.extend(self.more_edges.iter_mut().map(|(_, edge)| edge));
         for child in &mut children {
             let _ = child.start_kill();
         }
