@@ -335,7 +335,8 @@ fn sample(pids: &[(String, u32)]) -> Sample {
 
 /// Runs the scale benchmark; fails when a delivery is missing or repeated, or a socket closed.
 pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
-    if args.edges == 0 || args.session_size == 0 || args.displays % args.session_size != 0 {
+    if args.edges == 0 || args.session_size == 0 || !args.displays.is_multiple_of(args.session_size)
+    {
         bail!(
             "--edges and --session-size must be at least 1, and --session-size divide --displays"
         );

@@ -106,9 +106,9 @@ pub fn raise_file_limit(need: u64) -> anyhow::Result<u64> {
         );
     }
     let hard = limit.rlim_max;
-    if hard != libc::RLIM_INFINITY && (hard as u64) < need {
+    if hard != libc::RLIM_INFINITY && hard < need {
         bail!(
-            "the hard limit of open files is {hard}, below the {need} one process here needs: raise              it (`ulimit -Hn`, LimitNOFILE=, limits.conf) or ask for fewer sockets per edge and              per load process"
+            "the hard limit of open files is {hard}, below the {need} one process here needs: raise it (`ulimit -Hn`, LimitNOFILE=, limits.conf) or ask for fewer sockets per edge and per load process"
         );
     }
     let want = if hard == libc::RLIM_INFINITY {
@@ -126,7 +126,7 @@ pub fn raise_file_limit(need: u64) -> anyhow::Result<u64> {
             );
         }
     }
-    Ok(want as u64)
+    Ok(want)
 }
 
 /// Waits until the `streams` hold nothing (their retention keeps only what a consumer has not
