@@ -1,11 +1,12 @@
 //! WebSocket plumbing of the edge: frames ([`frame`]), permessage-deflate ([`deflate`]),
-//! connections ([`conn`]), the registry
+//! the socket under a connection ([`io`]), connections ([`conn`]), the registry
 //! of live connections used by heartbeats, replies and drain ([`Registry`]), and the [`Lease`]
 //! that gives a connection's place back however its task ends.
 
 pub mod conn;
 pub mod deflate;
 pub mod frame;
+pub mod io;
 
 pub use conn::{Conn, Counters, Handler, Io, Served};
 
