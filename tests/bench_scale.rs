@@ -137,7 +137,7 @@ async fn the_short_scale_benchmark_delivers_everything_across_two_edges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_file_limit_too_low_fails_before_anything_starts() {
     let output = run_scale(
-        "ulimit -Hn 1000 && ulimit -Sn 1000 &&",
+        "ulimit -Sn 1000 && ulimit -Hn 1000 &&",
         &["--displays", "15000", "--devices", "0"],
     )
     .await;
