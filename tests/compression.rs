@@ -39,26 +39,10 @@ struct Received {
 
 impl Raw {
     async fn connect(addr: SocketAddr, path: &str, offer: Option<&str>) -> Raw {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
         let offer = offer
             .map(|o| format!("Sec-WebSocket-Extensions: {o}\r\n"))
             .unwrap_or_default();
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            tokio::time::timeout(TIMEOUT, stream.read_exact(&mut byte))
-                .await
-                .expect("the upgrade is answered in time")
-                .expect("read");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).expect("utf8 head");
-        assert!(head.starts_with("HTTP/1.1 101"), "upgraded: {head}");
+        let (stream, head) = raw_websocket_with(addr, path, &offer).await;
         let extensions = head.lines().find_map(|line| {
             let (name, value) = line.split_once(':')?;
             name.eq_ignore_ascii_case("sec-websocket-extensions")

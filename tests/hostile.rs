@@ -30,33 +30,6 @@ async fn edge_with(config: tablewire_edge::Config) -> (tablewire_nats::NatsServe
     (nats, edge)
 }
 
-/// A WebSocket upgrade done by hand, so the test can write any bytes after it.
-async fn raw_websocket(addr: SocketAddr, path: &str) -> TcpStream {
-    raw_websocket_with(addr, path, "").await.0
-}
-
-/// [`raw_websocket`] with extra header lines (each ending in CRLF); also gives the 101's head.
-async fn raw_websocket_with(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(TIMEOUT, stream.read_exact(&mut byte))
-            .await
-            .expect("the upgrade is answered in time")
-            .expect("read");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    assert!(head.starts_with("HTTP/1.1 101"), "upgraded: {head}");
-    (stream, head)
-}
-
 /// `data` compressed as a permessage-deflate client sends it: raw DEFLATE, sync-flushed, the
 /// trailing `00 00 ff ff` stripped.
 fn deflated(data: &[u8]) -> Vec<u8> {
