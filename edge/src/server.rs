@@ -278,7 +278,7 @@ async fn serve_tcp(
 ) {
     let _ = tcp.set_nodelay(true);
     let io = match tls {
-        None => Io::Plain(tcp),
+        None => Io::plain(tcp),
         Some(acceptor) => {
             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => Io::Tls(Box::new(stream)),

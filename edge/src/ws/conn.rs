@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::ErrorKind;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +20,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
+pub use super::handler::{Handler, Served};
 pub use super::io::Io;
 use tokio::sync::Notify;
+
+/// Longest the `101` answer waits for the frames the opening sends ([`Handler::on_open`]).
+const HOLD_101: Duration = Duration::from_millis(250);
 
 /// The socket of an upgraded connection. Plain TCP is shared with the [`Conn`] so senders can
 /// write to it directly.
@@ -251,8 +254,16 @@ impl Conn {
         self.alive.store(true, Ordering::Relaxed);
     }
 
-    fn attach(&self, stream: Arc<TcpStream>) {
-        self.lock().direct = Some(stream);
+    /// Lets senders write to `stream`, once the task has written `head` (the held `101`).
+    fn attach(&self, stream: Arc<TcpStream>, head: Vec<u8>) {
+        let mut q = self.lock();
+        q.direct = Some(stream);
+        if !head.is_empty() {
+            q.bytes += head.len();
+            q.frames.push_back(head.into());
+            drop(q);
+            self.notify.notify_one();
+        }
     }
 
     /// Takes what is queued; until [`finish_write`](Self::finish_write), senders queue too.
@@ -269,6 +280,17 @@ impl Conn {
         (frames, close)
     }
 
+    /// What is queued, taken unless a close waits behind it (the task then writes both).
+    fn take_unless_closing(&self) -> Vec<Bytes> {
+        let mut q = self.lock();
+        if q.close.is_some() || q.closed {
+            return Vec::new();
+        }
+        q.bytes = 0;
+        q.writing = !q.frames.is_empty();
+        q.frames.drain(..).collect()
+    }
+
     fn finish_write(&self) {
         self.lock().writing = false;
     }
@@ -280,21 +302,6 @@ impl Conn {
         q.bytes = 0;
         q.direct = None;
     }
-}
-
-/// What an endpoint does with its connections.
-pub trait Handler: Send + Sync + 'static {
-    /// After the upgrade, before anything is read: send the initial state, join topics.
-    fn on_open(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
-    /// A complete text message.
-    fn on_text(&self, conn: &Arc<Conn>, text: Bytes) -> impl Future<Output = ()> + Send;
-    /// A binary message. The default treats it like text (some embedded WebSocket libraries
-    /// send JSON as binary); bytes that are not JSON get the endpoint's usual error frame.
-    fn on_binary(&self, conn: &Arc<Conn>, data: Bytes) -> impl Future<Output = ()> + Send {
-        self.on_text(conn, data)
-    }
-    /// The connection ended, however it ended.
-    fn on_close(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
 }
 
 /// Runs a connection until it closes; the caller then runs [`Handler::on_close`] (see
@@ -326,9 +333,9 @@ async fn run<H: Handler>(
     served: &mut Served,
 ) {
     let mut socket = match io {
-        Io::Plain(stream) => {
+        Io::Plain(stream, head) => {
             let stream = Arc::new(stream);
-            conn.attach(stream.clone());
+            conn.attach(stream.clone(), head);
             Socket::Plain(stream)
         }
         Io::Tls(stream) => Socket::Tls(stream),
@@ -344,8 +351,16 @@ async fn run<H: Handler>(
     decoder.shrink_if_idle();
     // Boxed: the opening work (snapshot, subscriptions) is large and done once; a parked
     // connection's task should not carry room for it.
-    let opened = AssertUnwindSafe(Box::pin(handler.on_open(conn)));
-    if opened.catch_unwind().await.is_err() {
+    let mut opened = AssertUnwindSafe(Box::pin(handler.on_open(conn))).catch_unwind();
+    // The held `101` leaves with the frames the opening sends, unless the opening is slow.
+    let opened = match tokio::time::timeout(HOLD_101, &mut opened).await {
+        Ok(opened) => opened,
+        Err(_) => match write_frames(&mut socket, conn, conn.take_unless_closing()).await {
+            Ok(()) => opened.await,
+            Err(_) => return,
+        },
+    };
+    if opened.is_err() {
         failed(conn, &mut decoder, served);
     }
     'run: loop {
@@ -359,22 +374,8 @@ async fn run<H: Handler>(
             biased;
             _ = conn.notify.notified() => {
                 let (frames, close) = conn.take_pending();
-                if !frames.is_empty() {
-                    conn.counters.socket_writes.inc();
-                    let result = if frames.len() == 1 {
-                        socket.write_all(&frames[0]).await
-                    } else {
-                        let total = frames.iter().map(Bytes::len).sum();
-                        let mut batch = Vec::with_capacity(total);
-                        for f in &frames {
-                            batch.extend_from_slice(f);
-                        }
-                        socket.write_all(&batch).await
-                    };
-                    conn.finish_write();
-                    if result.is_err() {
-                        break 'run;
-                    }
+                if write_frames(&mut socket, conn, frames).await.is_err() {
+                    break 'run;
                 }
                 if let Some((code, reason)) = close {
                     served.close_code = Some(code);
@@ -391,6 +392,21 @@ async fn run<H: Handler>(
             }
         }
     }
+}
+
+/// Writes `frames` (taken from the queue) in one write.
+async fn write_frames(socket: &mut Socket, conn: &Conn, frames: Vec<Bytes>) -> std::io::Result<()> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    conn.counters.socket_writes.inc();
+    let result = if let [only] = &frames[..] {
+        socket.write_all(only).await
+    } else {
+        socket.write_all(&frames.concat()).await
+    };
+    conn.finish_write();
+    result
 }
 
 /// Hands every complete message in the decoder's buffer to the handler; a broken stream
@@ -459,17 +475,5 @@ async fn linger(socket: &mut Socket, peer_closed: bool) {
     .await;
 }
 
-/// How a connection ended, for metrics and logs.
-#[derive(Debug, Default)]
-pub struct Served {
-    /// The close code the edge sent, if it sent one.
-    pub close_code: Option<u16>,
-    /// Whether the peer started the close.
-    pub peer_closed: bool,
-    /// The close code of a protocol error, if one ended it.
-    pub protocol_error: Option<u16>,
-    /// Whether code serving it panicked (the handler, the decoder, or the socket loop).
-    pub panicked: bool,
-}
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,12 @@
 //! WebSocket plumbing of the edge: frames ([`frame`]), permessage-deflate ([`deflate`]),
-//! the socket under a connection ([`io`]), connections ([`conn`]), the registry
-//! of live connections used by heartbeats, replies and drain ([`Registry`]), and the [`Lease`]
-//! that gives a connection's place back however its task ends.
+//! the socket under a connection ([`io`]), connections ([`conn`]) and what endpoints do with
+//! them ([`handler`]), the registry of live connections used by heartbeats, replies and drain
+//! ([`Registry`]), and the [`Lease`] that gives a connection's place back however its task ends.
 
 pub mod conn;
 pub mod deflate;
 pub mod frame;
+pub mod handler;
 pub mod io;
 
 pub use conn::{Conn, Counters, Handler, Io, Served};
@@ -180,6 +181,68 @@ mod tests {
         }
     }
 
+    /// A handler whose opening sends one frame, after `delay`.
+    struct Greeter {
+        delay: std::time::Duration,
+    }
+
+    impl Handler for Greeter {
+        async fn on_open(&self, conn: &Arc<Conn>) {
+            tokio::time::sleep(self.delay).await;
+            conn.send(frame::text(b"hello"));
+        }
+
+        async fn on_text(&self, _conn: &Arc<Conn>, _text: Bytes) {}
+
+        async fn on_close(&self, _conn: &Arc<Conn>) {}
+    }
+
+    const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+
+    /// Serves a [`Greeter`] on a socket whose `101` hyper wrote (held by [`Io`]); returns the
+    /// client's end.
+    async fn greeted(delay: std::time::Duration) -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut io = Io::plain(server);
+        io.write_all(HEAD).await.expect("hyper writes the 101");
+        io.write_all(b"and the rest").await.expect("held too");
+        let registry = Arc::new(Registry::default());
+        let conn = registry.open("test", 1 << 20, Counters::default(), None);
+        let lease = Lease::new(registry, conn, Greeter { delay });
+        tokio::spawn(async move { lease.serve(io, Bytes::new(), 1024, &Gauge::default()).await });
+        client
+    }
+
+    #[tokio::test]
+    async fn the_101_leaves_with_the_opening_frames_in_one_write() {
+        let mut client = greeted(std::time::Duration::ZERO).await;
+        let want = [HEAD, b"and the rest", &frame::text(b"hello")].concat();
+        let mut got = vec![0u8; want.len()];
+        let read = client.read(&mut got);
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("an answer")
+            .expect("read");
+        assert_eq!(n, want.len(), "one segment: {:?}", &got[..n]);
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_slow_opening_does_not_hold_the_101_back() {
+        let mut client = greeted(std::time::Duration::from_secs(3600)).await;
+        let mut got = vec![0u8; HEAD.len()];
+        let read = client.read_exact(&mut got);
+        tokio::time::timeout(std::time::Duration::from_secs(20), read)
+            .await
+            .expect("the 101 comes while the opening still runs")
+            .expect("read");
+        assert_eq!(got, HEAD);
+    }
+
     /// A registered connection on a real socket pair, with its lease.
     async fn lease(
         hang_on_open: bool,
@@ -197,7 +260,7 @@ mod tests {
             hang_on_open,
         };
         let lease = Lease::new(registry.clone(), conn, handler);
-        (lease, registry, calls, Io::Plain(server), client)
+        (lease, registry, calls, Io::plain(server), client)
     }
 
     /// Everything the server sends until it closes the socket (within a deadline).

@@ -70,7 +70,7 @@ async fn sends_go_straight_to_an_idle_socket_and_queue_behind_a_write() {
         .expect("connect");
     let (server, _) = listener.accept().await.expect("accept");
     let conn = conn(1 << 20);
-    conn.attach(Arc::new(server));
+    conn.attach(Arc::new(server), Vec::new());
     assert!(conn.send_frames(Bytes::from_static(b"ab"), 2));
     assert_eq!(conn.counters.messages_out.get(), 2);
     assert!(
