@@ -38,7 +38,12 @@ impl Socket {
     async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Socket::Plain(stream) => loop {
-                stream.readable().await?;
+                // Waits in the socket's one reader slot, not in its list of `readable()`
+                // waiters: the slot keeps the waker of the last task that waited there, and
+                // until the upgrade that was hyper's connection task, whose memory (2.8 KiB, a
+                // task is freed only when its last waker is) stayed allocated for the life of
+                // the socket. Waiting here replaces that waker with this task's.
+                std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
                 buf.reserve(4096);
                 let room = buf.capacity() - buf.len();
                 // A read that did not fill the room emptied the socket: its readiness is cleared
