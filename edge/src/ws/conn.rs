@@ -41,7 +41,12 @@ impl Socket {
     async fn read_into(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Socket::Plain(stream) => loop {
-                stream.readable().await?;
+                // Waits in the socket's one reader slot, not in its list of `readable()`
+                // waiters: the slot keeps the waker of the last task that waited there, and
+                // until the upgrade that was hyper's connection task, whose memory (2.8 KiB, a
+                // task is freed only when its last waker is) stayed allocated for the life of
+                // the socket. Waiting here replaces that waker with this task's.
+                std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
                 buf.reserve(4096);
                 let room = buf.capacity() - buf.len();
                 // A read that did not fill the room emptied the socket: its readiness is cleared
@@ -353,12 +358,16 @@ async fn run<H: Handler>(
     // connection's task should not carry room for it.
     let mut opened = AssertUnwindSafe(Box::pin(handler.on_open(conn))).catch_unwind();
     // The held `101` leaves with the frames the opening sends, unless the opening is slow.
-    let opened = match tokio::time::timeout(HOLD_101, &mut opened).await {
+    // Boxed like the opening: a parked connection's task should not carry room for the timer.
+    let opened = match Box::pin(tokio::time::timeout(HOLD_101, &mut opened)).await {
         Ok(opened) => opened,
-        Err(_) => match write_frames(&mut socket, conn, conn.take_unless_closing()).await {
-            Ok(()) => opened.await,
-            Err(_) => return,
-        },
+        Err(_) => {
+            let early = Box::pin(write_frames(&mut socket, conn, conn.take_unless_closing()));
+            if early.await.is_err() {
+                return;
+            }
+            opened.await
+        }
     };
     if opened.is_err() {
         failed(conn, &mut decoder, served);
@@ -374,12 +383,14 @@ async fn run<H: Handler>(
             biased;
             _ = conn.notify.notified() => {
                 let (frames, close) = conn.take_pending();
-                if write_frames(&mut socket, conn, frames).await.is_err() {
+                // Boxed: a parked connection's task should not carry room for a write it is
+                // not doing (88 bytes of every idle socket's task).
+                if Box::pin(write_frames(&mut socket, conn, frames)).await.is_err() {
                     break 'run;
                 }
                 if let Some((code, reason)) = close {
                     served.close_code = Some(code);
-                    let _ = socket.write_all(&frame::close_frame(code, &reason)).await;
+                    let _ = Box::pin(socket.write_all(&frame::close_frame(code, &reason))).await;
                     linger(&mut socket, served.peer_closed).await;
                     break 'run;
                 }
