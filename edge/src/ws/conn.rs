@@ -10,8 +10,8 @@ use super::deflate::Deflate;
 use super::frame::{self, Decoder, Message};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use prometheus_client::metrics::counter::Counter;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::ErrorKind;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-pub use super::handler::{Handler, Served};
 pub use super::io::Io;
+pub use super::stats::{Counters, Served};
 use tokio::sync::Notify;
 
 /// Longest the `101` answer waits for the frames the opening sends ([`Handler::on_open`]).
@@ -120,17 +120,6 @@ struct Queue {
     writing: bool,
     /// The plain TCP socket, for senders to write to while nothing is queued.
     direct: Option<Arc<TcpStream>>,
-}
-
-/// Counters a connection updates as it goes (shared with the edge's metrics).
-#[derive(Clone, Default)]
-pub struct Counters {
-    /// Messages received.
-    pub messages_in: Counter,
-    /// Frames sent.
-    pub messages_out: Counter,
-    /// Socket writes those frames took (frames per write shows how well sends batch).
-    pub socket_writes: Counter,
 }
 
 /// The handle of one connection. Shared behind an `Arc`; sending never blocks.
@@ -307,6 +296,21 @@ impl Conn {
         q.bytes = 0;
         q.direct = None;
     }
+}
+
+/// What an endpoint does with its connections.
+pub trait Handler: Send + Sync + 'static {
+    /// After the upgrade, before anything is read: send the initial state, join topics.
+    fn on_open(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
+    /// A complete text message.
+    fn on_text(&self, conn: &Arc<Conn>, text: Bytes) -> impl Future<Output = ()> + Send;
+    /// A binary message. The default treats it like text (some embedded WebSocket libraries
+    /// send JSON as binary); bytes that are not JSON get the endpoint's usual error frame.
+    fn on_binary(&self, conn: &Arc<Conn>, data: Bytes) -> impl Future<Output = ()> + Send {
+        self.on_text(conn, data)
+    }
+    /// The connection ended, however it ended.
+    fn on_close(&self, conn: &Arc<Conn>) -> impl Future<Output = ()> + Send;
 }
 
 /// Runs a connection until it closes; the caller then runs [`Handler::on_close`] (see

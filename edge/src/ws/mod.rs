@@ -1,13 +1,13 @@
 //! WebSocket plumbing of the edge: frames ([`frame`]), permessage-deflate ([`deflate`]),
-//! the socket under a connection ([`io`]), connections ([`conn`]) and what endpoints do with
-//! them ([`handler`]), the registry of live connections used by heartbeats, replies and drain
+//! the socket under a connection ([`io`]), connections ([`conn`]) and what they count and
+//! report ([`stats`]), the registry of live connections used by heartbeats, replies and drain
 //! ([`Registry`]), and the [`Lease`] that gives a connection's place back however its task ends.
 
 pub mod conn;
 pub mod deflate;
 pub mod frame;
-pub mod handler;
 pub mod io;
+pub mod stats;
 
 pub use conn::{Conn, Counters, Handler, Io, Served};
 
