@@ -29,6 +29,15 @@ fn main() -> std::process::ExitCode {
         }
     };
     logging::init(&cli.log, &cli.log_format);
+    // Every component holds sockets (an edge one per client, dev's nats-server one per
+    // connection): use the open files the hard limit allows, not a shell's soft 1,024.
+    match tablewire_edge::admission::raise_open_file_limit() {
+        Ok(Some((before, after))) if after > before => {
+            tracing::debug!(before, after, "raised the soft limit of open files");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the soft limit of open files"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

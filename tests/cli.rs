@@ -143,6 +143,55 @@ async fn dev_brings_everything_up_and_takes_its_nats_server_down() {
     assert!(!nats_running(), "the child nats-server is gone too");
 }
 
+/// The soft and hard "Max open files" of a process, from `/proc/PID/limits`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().expect("soft").to_string();
+    let hard = fields.next().expect("hard").to_string();
+    (soft, hard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_raises_a_low_soft_open_file_limit_to_the_hard_one() {
+    let (_, hard) = open_file_limits(std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let addr = free_addr();
+    // A shell's usual soft limit is 1,024 under a far higher hard one; 256 makes the point.
+    let mut dev = Process::of(move || {
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg("ulimit -Sn 256 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_tablewire"))
+            .args(["dev", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(&data_dir)
+            .args(["--auth-secret", AUTH_SECRET])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        command
+    });
+    eventually("dev answers /healthz", || async move {
+        get(addr, "/healthz").await.ok().map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    let pid = dev.child.id().expect("running");
+    let (soft, _) = open_file_limits(pid);
+    if hard == "unlimited" {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").expect("nr_open");
+        assert_eq!(soft, nr_open.trim(), "soft limit raised to fs.nr_open");
+    } else {
+        assert_eq!(soft, hard, "soft limit raised to the hard one");
+    }
+    let status = dev.terminate().await.expect("dev exits");
+    assert!(status.success(), "clean exit: {status:?}");
+}
+
 fn free_addr() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -91,42 +91,18 @@ pub async fn start_edge(
 }
 
 /// Raises this process's soft limit of open files to its hard limit (children started afterwards
-/// inherit it); fails, saying what to change, when the hard limit is below `need`. Returns the
-/// new soft limit.
+/// inherit it); fails, saying what to change, when the limit reached is below `need`. Returns
+/// the new soft limit.
 pub fn raise_file_limit(need: u64) -> anyhow::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively borrowed `limit`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let (_, now) = tablewire_edge::admission::raise_open_file_limit()
+        .map_err(|e| anyhow::anyhow!("cannot raise the open file limit: {e}"))?
+        .ok_or_else(|| anyhow::anyhow!("this system has no open file limit to raise"))?;
+    if now != libc::RLIM_INFINITY && now < need {
         bail!(
-            "cannot read the open file limit: {}",
-            std::io::Error::last_os_error()
+            "the hard limit of open files is {now}, below the {need} one process here needs: raise it (`ulimit -Hn`, LimitNOFILE=, limits.conf) or ask for fewer sockets per edge and per load process"
         );
     }
-    let hard = limit.rlim_max;
-    if hard != libc::RLIM_INFINITY && hard < need {
-        bail!(
-            "the hard limit of open files is {hard}, below the {need} one process here needs: raise it (`ulimit -Hn`, LimitNOFILE=, limits.conf) or ask for fewer sockets per edge and per load process"
-        );
-    }
-    let want = if hard == libc::RLIM_INFINITY {
-        limit.rlim_cur.max(need as libc::rlim_t)
-    } else {
-        hard
-    };
-    if want != limit.rlim_cur {
-        limit.rlim_cur = want;
-        // SAFETY: setrlimit reads one valid `rlimit`.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            bail!(
-                "cannot raise the open file limit to {want}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    Ok(want)
+    Ok(now)
 }
 
 /// Waits until the `streams` hold nothing (their retention keeps only what a consumer has not

@@ -47,6 +47,51 @@ pub fn open_file_limit() -> Option<usize> {
     }
 }
 
+/// Where [`raise_open_file_limit`] stops when the hard limit is unlimited: the kernel's own
+/// per-process ceiling (`fs.nr_open`), or this when it cannot be read.
+const UNLIMITED_FILES_TARGET: u64 = 1 << 20;
+
+/// Raises the process's soft limit of open files to its hard limit (to the kernel's `fs.nr_open`
+/// when the hard limit is unlimited), as Go and nginx do: a shell's default soft limit of 1,024
+/// would otherwise cap an edge at about 500 sockets while the hard limit allows far more.
+/// Children started afterwards (dev's nats-server) inherit it. Returns the soft limit before
+/// and after; `Ok(None)` where there is no such limit.
+pub fn raise_open_file_limit() -> std::io::Result<Option<(u64, u64)>> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively borrowed `limit`.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = limit.rlim_cur;
+        let target = if limit.rlim_max == libc::RLIM_INFINITY {
+            std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .unwrap_or(UNLIMITED_FILES_TARGET)
+        } else {
+            limit.rlim_max
+        };
+        if before == libc::RLIM_INFINITY || before >= target {
+            return Ok(Some((before, before)));
+        }
+        limit.rlim_cur = target;
+        // SAFETY: setrlimit reads one valid `rlimit`.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Some((before, target)))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(None)
+    }
+}
+
 /// The default global cap: the file limit less [`FILE_RESERVE`] (at least 64); 1,048,576 when
 /// the process has no file limit.
 pub fn default_max_connections() -> usize {
