@@ -422,7 +422,7 @@ mod tests {
         let encoded = EncodedUpdate::new(&state.display_updates[1]).expect("encode");
         assert_eq!(encoded, stored.display_updates[1]);
         assert_eq!(
-            serde_json::to_value(&StoredSession::new("s", 1)).expect("new"),
+            serde_json::to_value(StoredSession::new("s", 1)).expect("new"),
             serde_json::to_value(SessionState::new("s", 1)).expect("new")
         );
     }
