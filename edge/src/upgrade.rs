@@ -134,6 +134,8 @@ impl WebSocketUpgrade {
             };
             node.metrics.connections_opened.get_or_create(&label).inc();
             let gauge = node.metrics.connections.get_or_create(&label).clone();
+            // Not needed past here; the connection may live for days.
+            drop(label);
             let served = lease
                 .serve(
                     parts.io.into_inner(),

@@ -88,3 +88,50 @@ async fn sends_go_straight_to_an_idle_socket_and_queue_behind_a_write() {
     assert_eq!(conn.take_pending().0, vec![Bytes::from_static(b"d")]);
     conn.finish_write();
 }
+
+/// A waker that only counts who holds it.
+struct Held;
+
+impl futures::task::ArcWake for Held {
+    fn wake_by_ref(_: &Arc<Self>) {}
+}
+
+#[tokio::test]
+async fn a_connection_waiting_to_read_lets_go_of_the_task_that_read_before_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    // hyper's connection task waits for the request's next bytes this way before the upgrade.
+    let before = Arc::new(Held);
+    let waker = futures::task::waker(before.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    // A new socket may start out marked readable; a read that finds nothing clears that.
+    let _ = server.try_io(Interest::READABLE, || {
+        Err::<(), _>(std::io::Error::from(ErrorKind::WouldBlock))
+    });
+    assert!(server.poll_read_ready(&mut cx).is_pending());
+    drop(waker);
+    assert_eq!(
+        Arc::strong_count(&before),
+        2,
+        "the socket keeps that task's waker"
+    );
+    // The upgraded connection waits to read: the old task's waker (and so its memory) is freed.
+    let mut socket = Socket::Plain(Arc::new(server));
+    let mut buf = BytesMut::new();
+    let read = socket.read_into(&mut buf);
+    tokio::pin!(read);
+    assert!(
+        futures::poll!(read.as_mut()).is_pending(),
+        "nothing to read"
+    );
+    assert_eq!(
+        Arc::strong_count(&before),
+        1,
+        "a parked connection keeps no waker of the task that served the upgrade"
+    );
+}
