@@ -162,6 +162,37 @@ async fn commands_are_acknowledged_by_batch_when_provisioned_so() {
     every_command_is_acknowledged_once_applied(true).await;
 }
 
+/// A batch's acknowledgement waits for the next batch, or half a second: acknowledged to
+/// empty, an input stream (interest retention) has nats-server delete its last block file and
+/// create another, inline while the stream is locked, so while commands come the stream keeps
+/// its newest one. Nothing waits for that acknowledgement; each update is answered once applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_command_is_acknowledged_with_the_next_batch_or_soon_after() {
+    let nats = nats().await;
+    let url = nats.client_url().to_string();
+    provision(&url, &test_topology()).await;
+    let _worker = handler_process(&url);
+    let edge = InProcessEdge::start(&url, edge_config()).await;
+    let js = async_nats::jetstream::new(client(&url).await);
+    let mut stream = js
+        .get_stream(tablewire_nats::resource::input_stream(Domain::Display))
+        .await
+        .expect("stream");
+    let s = session();
+    for i in 0..3u64 {
+        update(edge.addr, &s, json!({"i": i})).await;
+        // Answered: applied, and its acknowledgement (were it sent at once) long processed.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let left = stream.info().await.expect("stream info").state.messages;
+        assert_eq!(
+            left, 1,
+            "update {i}: only the newest command is left unacknowledged"
+        );
+    }
+    wait_until_unacknowledged(&url, 0).await;
+    assert_eq!(stored_display(&url, &s).await["seq"].as_u64(), Some(3));
+}
+
 /// A session whose stored state no longer reads has its command parked (in `TW_PARKED`, with
 /// its reason), not retried forever, and holds back no other: with per-command
 /// acknowledgements (the default) the sessions sharing its partition, whose commands come

@@ -7,8 +7,8 @@
 use crate::domain::{Context, Domain, Effects, Rejection, json_len, to_value};
 use serde_json::Value;
 use tablewire_schemas::display::{
-    Applied, Command, DisplayUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
-    SessionState, TRANSCRIPTION, UpdateFrame, error_frame,
+    Applied, Command, EncodedUpdate, HISTORY_LIMIT, ORDER_TYPES, SESSION_RECORD, SessionRecord,
+    StoredSession, TRANSCRIPTION, UpdateFrame, error_frame,
 };
 use tablewire_schemas::{Domain as DomainName, ErrorBody, ErrorCode};
 
@@ -23,16 +23,16 @@ pub struct Display;
 
 impl Domain for Display {
     const NAME: DomainName = DomainName::Display;
-    type State = SessionState;
+    type State = StoredSession;
     type Command = Command;
 
-    fn new_state(&self, ctx: &Context<'_>) -> SessionState {
-        SessionState::new(ctx.key, ctx.now_ms)
+    fn new_state(&self, ctx: &Context<'_>) -> StoredSession {
+        StoredSession::new(ctx.key, ctx.now_ms)
     }
 
     fn apply(
         &self,
-        state: &mut SessionState,
+        state: &mut StoredSession,
         command: Command,
         ctx: &Context<'_>,
         effects: &mut Effects,
@@ -82,19 +82,25 @@ impl Domain for Display {
                     ));
                 }
                 update.timestamp = Some(ctx.now_ms);
-                if update.kind == TRANSCRIPTION {
-                    push_bounded(&mut state.transcriptions, update.clone());
-                }
-                if ORDER_TYPES.contains(&update.kind.as_str()) {
-                    state.current_order = Some(update.display_data.clone());
-                }
-                // Serialized from the update itself, before it moves into the list (no copy of
-                // it as a JSON tree on the way).
+                // Encoded once: the `update` frame and both lists take these bytes, and a write
+                // of the session copies them instead of encoding its whole history again.
+                let encoded = EncodedUpdate::new(&update).map_err(|e| {
+                    Rejection::new(
+                        ErrorCode::ValidationError,
+                        format!("update does not encode: {e}"),
+                    )
+                })?;
                 effects.event(UpdateFrame {
-                    update: &update,
+                    update: encoded.json(),
                     timestamp: ctx.now_ms,
                 });
-                push_bounded(&mut state.display_updates, update);
+                if update.kind == TRANSCRIPTION {
+                    push_bounded(&mut state.transcriptions, encoded.clone());
+                }
+                if ORDER_TYPES.contains(&update.kind.as_str()) {
+                    state.current_order = Some(update.display_data);
+                }
+                push_bounded(&mut state.display_updates, encoded);
                 applied(ctx, effects);
                 Ok(())
             }
@@ -112,12 +118,12 @@ impl Domain for Display {
     /// Drops the oldest entries of the two lists, oldest first across both (a transcription's
     /// copy in `transcriptions` before the one in `displayUpdates`), until the session fits
     /// `budget`; each list keeps at least its newest entry.
-    fn trim(&self, state: &mut SessionState, budget: usize) -> bool {
+    fn trim(&self, state: &mut StoredSession, budget: usize) -> bool {
         let mut size = json_len(state);
         let mut dropped = false;
         while size > budget {
-            let oldest = |list: &[DisplayUpdate]| {
-                (list.len() > 1).then(|| list.first().map(|u| u.timestamp))
+            let oldest = |list: &[EncodedUpdate]| {
+                (list.len() > 1).then(|| list.first().map(EncodedUpdate::timestamp))
             };
             let from_transcriptions = match (
                 oldest(&state.transcriptions),
@@ -134,7 +140,7 @@ impl Domain for Display {
                 &mut state.display_updates
             };
             // The entry and the comma that separated it from the next.
-            size = size.saturating_sub(json_len(&list.remove(0)) + 1);
+            size = size.saturating_sub(list.remove(0).len() + 1);
             dropped = true;
         }
         dropped
@@ -154,7 +160,7 @@ fn applied(ctx: &Context<'_>, effects: &mut Effects) {
     }
 }
 
-fn push_bounded(list: &mut Vec<DisplayUpdate>, update: DisplayUpdate) {
+fn push_bounded(list: &mut Vec<EncodedUpdate>, update: EncodedUpdate) {
     if list.len() >= HISTORY_LIMIT {
         list.drain(..=list.len() - HISTORY_LIMIT);
     }
@@ -231,8 +237,9 @@ mod tests {
         }
         assert_eq!(state.transcriptions.len(), HISTORY_LIMIT);
         assert_eq!(state.display_updates.len(), HISTORY_LIMIT);
-        assert_eq!(state.transcriptions[0].display_data, json!(150));
-        assert_eq!(state.display_updates[99].display_data, json!(249));
+        let data = |u: &EncodedUpdate| u.decode().expect("decode").display_data;
+        assert_eq!(data(&state.transcriptions[0]), json!(150));
+        assert_eq!(data(&state.display_updates[99]), json!(249));
     }
 
     #[test]
@@ -262,9 +269,13 @@ mod tests {
         let after = json_len(&state);
         assert!(after <= 100_000, "fits: {after}");
         assert!(after > 80_000, "drops no more than needed: {after}");
-        let kept = |list: &[DisplayUpdate]| -> Vec<i64> {
+        let kept = |list: &[EncodedUpdate]| -> Vec<i64> {
             list.iter()
-                .map(|u| u.display_data["i"].as_i64().expect("i"))
+                .map(|u| {
+                    u.decode().expect("decode").display_data["i"]
+                        .as_i64()
+                        .expect("i")
+                })
                 .collect()
         };
         let updates = kept(&state.display_updates);
@@ -384,5 +395,76 @@ mod tests {
         assert_eq!(err.0.code, ErrorCode::ValidationError);
         assert_eq!(state, before);
         assert_eq!(fx, Effects::default());
+    }
+
+    /// The cost of one update on a full session (100 updates of ~330 bytes, as wsbench posts):
+    /// applied and the session encoded for its write, stored as decoded JSON trees (`old`, the
+    /// state before `StoredSession`) or as encoded updates (`new`). Run by hand:
+    /// `TW_ENCODE=old|new cargo test --release -p tablewire-handlers encode_cost -- --ignored`
+    /// (under `valgrind --tool=callgrind` for instruction counts).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn encode_cost() {
+        use tablewire_schemas::display::{DisplayUpdate, SessionState};
+        let body = |i: i64| {
+            json!({"type": "dish_card", "displayData": {"seq": i, "t": 1_700_000_000_000_i64 + i,
+                "session": "s-01", "dishName": "Braised short rib",
+                "description": "Slow-braised beef short rib, celeriac puree, charred shallots, red wine jus",
+                "price": "24.00", "allergens": ["dairy", "celery", "sulphites"],
+                "imageUrl": "/img/dishes/short-rib.jpg"}})
+        };
+        let rounds: i64 = std::env::var("TW_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(2000);
+        let variant = std::env::var("TW_ENCODE").unwrap_or_else(|_| "new".into());
+        let o = origin();
+        let started = std::time::Instant::now();
+        let mut bytes = 0;
+        if variant == "old" {
+            let mut state = SessionState::new("s", 0);
+            for i in 0..rounds + 100 {
+                let mut update: DisplayUpdate = serde_json::from_value(body(i)).expect("update");
+                update.timestamp = Some(i);
+                #[derive(serde::Serialize)]
+                struct Frame<'a> {
+                    r#type: &'static str,
+                    update: &'a DisplayUpdate,
+                    timestamp: i64,
+                }
+                let frame = serde_json::to_vec(&Frame {
+                    r#type: "update",
+                    update: &update,
+                    timestamp: i,
+                });
+                bytes += frame.map(|f| f.len()).unwrap_or(0);
+                if state.display_updates.len() >= HISTORY_LIMIT {
+                    state.display_updates.remove(0);
+                }
+                state.display_updates.push(update);
+                bytes += serde_json::to_vec(&state).expect("encode").len();
+            }
+        } else {
+            let mut state = Display.new_state(&ctx(&o, None, 0));
+            for i in 0..rounds + 100 {
+                let mut fx = Effects::default();
+                let Command::Update { update } =
+                    update("dish_card", body(i)["displayData"].clone())
+                else {
+                    unreachable!()
+                };
+                Display
+                    .apply(
+                        &mut state,
+                        Command::Update { update },
+                        &ctx(&o, None, i),
+                        &mut fx,
+                    )
+                    .expect("apply");
+                bytes += serde_json::to_vec(&state).expect("encode").len();
+            }
+        }
+        let per = started.elapsed() / u32::try_from(rounds + 100).unwrap_or(1);
+        println!("{variant}: {per:?} per update, {bytes} bytes encoded");
     }
 }

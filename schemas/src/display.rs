@@ -58,6 +58,89 @@ impl SessionState {
     }
 }
 
+/// A session as the display handler stores it: the JSON of [`SessionState`], with each entry of
+/// `transcriptions` and `displayUpdates` kept as the JSON it was encoded to when applied, so a
+/// write appends one update's bytes instead of encoding the whole history again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSession {
+    /// The session id from the path.
+    pub session_id: String,
+    /// The tenant given to `/init`, or null.
+    pub tenant_id: Option<String>,
+    /// The `displayData` of the last `order_summary` or `order_update`, or null.
+    pub current_order: Option<Value>,
+    /// The last 100 updates of type `transcription`, encoded.
+    pub transcriptions: Vec<EncodedUpdate>,
+    /// The last 100 updates of any type, encoded.
+    pub display_updates: Vec<EncodedUpdate>,
+    /// When the session was created, milliseconds since the Unix epoch.
+    pub started_at: i64,
+}
+
+impl StoredSession {
+    /// A fresh session, as the first display, update or init creates it.
+    pub fn new(session_id: impl Into<String>, started_at: i64) -> Self {
+        StoredSession {
+            session_id: session_id.into(),
+            tenant_id: None,
+            current_order: None,
+            transcriptions: Vec::new(),
+            display_updates: Vec::new(),
+            started_at,
+        }
+    }
+}
+
+/// A [`DisplayUpdate`] as JSON, encoded once (its `timestamp` set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EncodedUpdate(Box<serde_json::value::RawValue>);
+
+impl EncodedUpdate {
+    /// Encodes an update.
+    pub fn new(update: &DisplayUpdate) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(update).map(EncodedUpdate)
+    }
+
+    /// The JSON.
+    pub fn json(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+
+    /// Its encoded length, bytes.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    /// Never true: an update encodes to at least `{}`.
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+
+    /// The update's `timestamp` (read from the JSON; used only when trimming).
+    pub fn timestamp(&self) -> Option<i64> {
+        #[derive(Deserialize)]
+        struct Stamp {
+            timestamp: Option<i64>,
+        }
+        serde_json::from_str::<Stamp>(self.0.get())
+            .ok()
+            .and_then(|s| s.timestamp)
+    }
+
+    /// The update, decoded.
+    pub fn decode(&self) -> Result<DisplayUpdate, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl PartialEq for EncodedUpdate {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
 /// One display update: the body of `POST /session/{id}/update`, and the `update` of an
 /// `update` frame. Fields other than `type`, `displayData` and `timestamp` are kept as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -176,8 +259,8 @@ pub struct InitialStateRaw<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename = "update")]
 pub struct UpdateFrame<'a> {
-    /// The update, as applied.
-    pub update: &'a DisplayUpdate,
+    /// The update, as applied (encoded once, see [`EncodedUpdate`]).
+    pub update: &'a serde_json::value::RawValue,
     /// Server time, ms.
     pub timestamp: i64,
 }
@@ -272,8 +355,9 @@ mod tests {
     fn the_handlers_update_with_its_seq_reads_as_the_update_frame() {
         let update: DisplayUpdate =
             serde_json::from_value(json!({"type":"dish_card","displayData":1})).expect("parse");
+        let encoded = EncodedUpdate::new(&update).expect("encode");
         let emitted = crate::Frame::new(UpdateFrame {
-            update: &update,
+            update: encoded.json(),
             timestamp: 7,
         })
         .with_seq(3);
@@ -306,6 +390,40 @@ mod tests {
                 timestamp: 2,
                 seq: 4
             }
+        );
+    }
+
+    #[test]
+    fn a_stored_session_reads_and_writes_as_the_session_state() {
+        let state: SessionState = serde_json::from_value(json!({
+            "sessionId": "s", "tenantId": "t", "currentOrder": {"total": 5},
+            "transcriptions": [{"type": "transcription", "displayData": {"text": "hi"},
+                                "timestamp": 3, "lang": "en"}],
+            "displayUpdates": [{"type": "transcription", "displayData": {"text": "hi"},
+                                "timestamp": 3, "lang": "en"},
+                               {"type": "dish_card", "displayData": [1, "two"], "timestamp": 4}],
+            "startedAt": 1
+        }))
+        .expect("state");
+        let stored: StoredSession =
+            serde_json::from_str(&serde_json::to_string(&state).expect("state json"))
+                .expect("stored");
+        assert_eq!(stored.display_updates.len(), 2);
+        assert_eq!(stored.display_updates[1].timestamp(), Some(4));
+        assert_eq!(
+            stored.transcriptions[0].decode().expect("decode"),
+            state.transcriptions[0]
+        );
+        let back: SessionState =
+            serde_json::from_slice(&serde_json::to_vec(&stored).expect("stored json"))
+                .expect("back");
+        assert_eq!(back, state);
+        // An update encoded by itself is the entry the session state would hold.
+        let encoded = EncodedUpdate::new(&state.display_updates[1]).expect("encode");
+        assert_eq!(encoded, stored.display_updates[1]);
+        assert_eq!(
+            serde_json::to_value(StoredSession::new("s", 1)).expect("new"),
+            serde_json::to_value(SessionState::new("s", 1)).expect("new")
         );
     }
 

@@ -2,7 +2,8 @@
 //! metadata, lets [`super::plan`] decide whether the batch is trusted or rebuilt from the stream
 //! ([`super::scan`]), parks deliveries that are no command of the domain, applies each key's
 //! commands ([`super::key`], several keys at once), stores the batch's records and
-//! acknowledges. A panic anywhere in it leaves the partition running: the batch comes back.
+//! acknowledges it with the next batch ([`PartitionState::held`]). A panic anywhere in it
+//! leaves the partition running: the batch comes back.
 
 use super::acks::{Acks, nak, nak_all};
 use super::item::{Item, parse_item};
@@ -18,11 +19,16 @@ use async_nats::jetstream;
 use futures::{FutureExt, StreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 use tablewire_nats::resource;
+use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 /// Most cached key states per partition before the cache is emptied.
 const MAX_CACHED: usize = 20_000;
+
+/// Longest a batch's acknowledgement is held back when no later batch comes to send it.
+pub(crate) const HOLD_ACK: Duration = Duration::from_millis(500);
 
 /// What this worker keeps for a partition between batches.
 pub(crate) struct PartitionState<S> {
@@ -30,6 +36,17 @@ pub(crate) struct PartitionState<S> {
     cache: HashMap<String, Loaded<S>>,
     /// The consumer sequence the next delivery must have for the batch to be trusted.
     expected_next: Option<u64>,
+    /// The last batch's acknowledgements, held back until the next batch is applied (or
+    /// [`HOLD_ACK`] passes). An input stream (interest retention) whose last command is
+    /// acknowledged is empty, and nats-server then deletes its last block file and creates
+    /// another, inline in the acknowledgement, while the stream is locked: at a steady rate
+    /// that was a file deleted and created for about every other command, the next command's
+    /// store waiting for it. Held back one batch, the stream keeps its newest commands.
+    /// Acknowledging later changes nothing else: every one of them is applied (a worker
+    /// taking over skips them by their key's `applied` sequence).
+    held: Vec<jetstream::Message>,
+    /// When `held` was last filled.
+    held_since: Option<Instant>,
 }
 
 impl<S> PartitionState<S> {
@@ -37,6 +54,35 @@ impl<S> PartitionState<S> {
         PartitionState {
             cache: HashMap::new(),
             expected_next: None,
+            held: Vec::new(),
+            held_since: None,
+        }
+    }
+
+    /// Resolves when the held acknowledgements are due; never while none are held.
+    pub async fn held_due(&self) {
+        match self.held_since {
+            Some(since) => tokio::time::sleep_until(since + HOLD_ACK).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends the held acknowledgements.
+    pub async fn release_held(&mut self) {
+        self.held_since = None;
+        for message in self.held.drain(..) {
+            if let Err(e) = message.ack().await {
+                debug!(error = %e, "ack failed; the command comes back and is skipped");
+            }
+        }
+    }
+
+    /// Sends the held acknowledgements and holds `next` instead.
+    async fn hold(&mut self, next: Vec<jetstream::Message>) {
+        self.release_held().await;
+        if !next.is_empty() {
+            self.held = next;
+            self.held_since = Some(Instant::now());
         }
     }
 
@@ -91,7 +137,10 @@ pub(crate) async fn process<D: Domain>(
     .catch_unwind()
     .await;
     let settled = match carried_out {
-        Ok(settled) => settled,
+        Ok((settled, acks)) => {
+            pstate.hold(acks).await;
+            settled
+        }
         Err(panic) => {
             error!(
                 consumer = %resource::partition_consumer(D::NAME, partition),
@@ -104,13 +153,16 @@ pub(crate) async fn process<D: Domain>(
                 .get_or_create(&shared.label)
                 .inc();
             pstate.cache.clear();
+            pstate.release_held().await;
             Settled::Failed
         }
     };
     pstate.expected_next = plan.next_expected(settled);
 }
 
-/// Carries out `plan` for `messages` (each described by the delivery at its index).
+/// Carries out `plan` for `messages` (each described by the delivery at its index); returns how
+/// it settled and the deliveries to acknowledge (held back by the caller, see
+/// [`PartitionState::held`]).
 async fn carry_out<D: Domain>(
     shared: &Shared<D>,
     partition: u16,
@@ -119,7 +171,7 @@ async fn carry_out<D: Domain>(
     messages: Vec<jetstream::Message>,
     deliveries: &[Delivery],
     plan: Plan,
-) -> Settled {
+) -> (Settled, Vec<jetstream::Message>) {
     let mut items = Vec::with_capacity(messages.len());
     // Deliveries that are no command of this domain: parked, then acknowledged.
     let mut unreadable = Vec::new();
@@ -193,7 +245,7 @@ async fn carry_out<D: Domain>(
             Err(e) => {
                 warn!(partition, error = %e, "cannot read the partition to rebuild a batch; retrying");
                 nak_all(shared, items.iter().filter_map(|i| i.message.as_ref())).await;
-                return Settled::Failed;
+                return (Settled::Failed, Vec::new());
             }
         }
         debug!(partition, foreign, "rebuilt batch from the stream");
@@ -206,16 +258,10 @@ async fn carry_out<D: Domain>(
     if let Err(e) = store_records::<D>(shared, &keys.records).await {
         warn!(partition, error = %e, "could not store the batch's records; will retry");
         nak_all(shared, keys.written.iter()).await;
-        return Settled::Failed;
+        return (Settled::Failed, Vec::new());
     }
-    match acks {
-        Acks::PerMessage => {
-            for message in &keys.written {
-                if let Err(e) = message.ack().await {
-                    debug!(error = %e, "ack failed; the command will come back and be skipped");
-                }
-            }
-        }
+    let to_ack = match acks {
+        Acks::PerMessage => keys.written,
         Acks::Batch => {
             // Acknowledging a delivery acknowledges every command up to its stream sequence,
             // and every command up to the first failed key's was applied or parked: in a
@@ -223,23 +269,23 @@ async fn carry_out<D: Domain>(
             // the stream.
             let last = keys
                 .written
-                .iter()
-                .chain(&unreadable_done)
-                .filter_map(|m| Some((m.info().ok()?.stream_sequence, m)))
+                .into_iter()
+                .chain(unreadable_done)
+                .filter_map(|m| {
+                    let seq = m.info().ok()?.stream_sequence;
+                    Some((seq, m))
+                })
                 .filter(|(seq, _)| *seq < first_failed)
                 .max_by_key(|(seq, _)| *seq);
-            if let Some((_, message)) = last
-                && let Err(e) = message.ack().await
-            {
-                debug!(error = %e, "ack failed; the batch will come back and be skipped");
-            }
+            last.map(|(_, message)| message).into_iter().collect()
         }
-    }
-    if first_failed == u64::MAX {
+    };
+    let settled = if first_failed == u64::MAX {
         Settled::Done { foreign }
     } else {
         Settled::Failed
-    }
+    };
+    (settled, to_ack)
 }
 
 /// What applying a batch's keys left to do for the batch.

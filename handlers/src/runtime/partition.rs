@@ -6,8 +6,9 @@
 //! How a batch is applied, by phase: [`super::plan`] (trusted as delivered, or rebuilt from the
 //! stream by [`super::scan`]), [`super::apply`] (pure, in memory), [`super::key`] (the key's
 //! compare-and-set write within its byte bounds), [`super::outbox`] (events, replies, commands
-//! and records published), [`super::acks`] (acknowledged, or delivered again after a growing
-//! delay). A command that can never be applied is parked ([`super::park`]).
+//! and records published), [`super::acks`] (acknowledged one batch late, so that the input
+//! stream keeps its newest commands, or delivered again after a growing delay). A command
+//! that can never be applied is parked ([`super::park`]).
 
 use super::acks::Acks;
 use super::batch::{self, PartitionState};
@@ -44,6 +45,8 @@ pub(crate) async fn run<D: Domain>(
     let mut backoff = Duration::from_millis(100);
     let mut taking_over = take_over;
     'pull: while !*stop.borrow() {
+        // Held acknowledgements go before anything else is asked of the partition.
+        state.release_held().await;
         let lookup = shared.stream.get_consumer(&name);
         let consumer: jetstream::consumer::PullConsumer =
             match tokio::time::timeout(CONSUMER_LOOKUP_TIMEOUT, lookup).await {
@@ -127,9 +130,11 @@ pub(crate) async fn run<D: Domain>(
                         continue 'pull;
                     }
                 }
+                _ = state.held_due() => state.release_held().await,
             }
         }
     }
+    state.release_held().await;
     if received_any {
         // Hand the partition to its next owner now rather than after the pin times out.
         if let Err(e) = shared

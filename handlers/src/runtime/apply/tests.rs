@@ -302,7 +302,7 @@ fn display_sessions_fed_long_transcriptions_keep_the_newest_within_their_bound()
     let newest = state
         .display_updates
         .last()
-        .map(|u| u.display_data["n"].clone());
+        .map(|u| u.decode().expect("decode").display_data["n"].clone());
     assert_eq!(newest, Some(json!(20)));
     assert!(state.transcriptions.len() >= 2, "several kept");
 }
