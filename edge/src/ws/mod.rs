@@ -197,6 +197,68 @@ mod tests {
         async fn on_close(&self, _conn: &Arc<Conn>) {}
     }
 
+    /// An opening that is done at once and says when it is dropped.
+    struct Opening(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Future for Opening {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::task::Poll::Ready(())
+        }
+    }
+
+    impl Drop for Opening {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A handler whose opening is an [`Opening`].
+    struct Opener(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Handler for Opener {
+        fn on_open(&self, _conn: &Arc<Conn>) -> impl Future<Output = ()> + Send {
+            Opening(self.0.clone())
+        }
+
+        async fn on_text(&self, _conn: &Arc<Conn>, _text: Bytes) {}
+
+        async fn on_close(&self, _conn: &Arc<Conn>) {}
+    }
+
+    #[tokio::test]
+    async fn a_finished_opening_is_freed_while_the_connection_lives() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let registry = Arc::new(Registry::default());
+        let conn = registry.open("test", 1 << 20, Counters::default(), None);
+        let lease = Lease::new(registry, conn.clone(), Opener(dropped.clone()));
+        let io = Io::plain(server);
+        let serving =
+            tokio::spawn(
+                async move { lease.serve(io, Bytes::new(), 1024, &Gauge::default()).await },
+            );
+        // The opening's box is about 1 KiB per socket: it must go when the opening is done, not
+        // when the connection ends.
+        let freed = async {
+            while !dropped.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), freed)
+            .await
+            .expect("the finished opening is still held");
+        assert!(!serving.is_finished(), "the connection is still open");
+        serving.abort();
+    }
+
     const HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
 
     /// Serves a [`Greeter`] on a socket whose `101` hyper wrote (held by [`Io`]); returns the
