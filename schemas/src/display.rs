@@ -26,10 +26,15 @@ pub struct SessionRecord {
     pub version: u64,
 }
 
-/// The session state, exactly as `initial_state` and `GET /session/{id}/state` show it.
+/// A display session's state, its history entries of type `U`: [`SessionState`] as clients see
+/// it, [`StoredSession`] as the handler stores it (the same JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionState {
+#[schemars(
+    rename = "SessionState",
+    description = "The session state, exactly as `initial_state` and `GET /session/{id}/state` show it."
+)]
+pub struct Session<U> {
     /// The session id from the path.
     pub session_id: String,
     /// The tenant given to `/init`, or null.
@@ -37,51 +42,25 @@ pub struct SessionState {
     /// The `displayData` of the last `order_summary` or `order_update`, or null.
     pub current_order: Option<Value>,
     /// The last 100 updates of type `transcription`.
-    pub transcriptions: Vec<DisplayUpdate>,
+    pub transcriptions: Vec<U>,
     /// The last 100 updates of any type.
-    pub display_updates: Vec<DisplayUpdate>,
+    pub display_updates: Vec<U>,
     /// When the session was created, milliseconds since the Unix epoch.
     pub started_at: i64,
 }
 
-impl SessionState {
-    /// A fresh session, as the first display, update or init creates it.
-    pub fn new(session_id: impl Into<String>, started_at: i64) -> Self {
-        SessionState {
-            session_id: session_id.into(),
-            tenant_id: None,
-            current_order: None,
-            transcriptions: Vec::new(),
-            display_updates: Vec::new(),
-            started_at,
-        }
-    }
-}
+/// The session state, exactly as `initial_state` and `GET /session/{id}/state` show it.
+pub type SessionState = Session<DisplayUpdate>;
 
 /// A session as the display handler stores it: the JSON of [`SessionState`], with each entry of
 /// `transcriptions` and `displayUpdates` kept as the JSON it was encoded to when applied, so a
 /// write appends one update's bytes instead of encoding the whole history again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredSession {
-    /// The session id from the path.
-    pub session_id: String,
-    /// The tenant given to `/init`, or null.
-    pub tenant_id: Option<String>,
-    /// The `displayData` of the last `order_summary` or `order_update`, or null.
-    pub current_order: Option<Value>,
-    /// The last 100 updates of type `transcription`, encoded.
-    pub transcriptions: Vec<EncodedUpdate>,
-    /// The last 100 updates of any type, encoded.
-    pub display_updates: Vec<EncodedUpdate>,
-    /// When the session was created, milliseconds since the Unix epoch.
-    pub started_at: i64,
-}
+pub type StoredSession = Session<EncodedUpdate>;
 
-impl StoredSession {
+impl<U> Session<U> {
     /// A fresh session, as the first display, update or init creates it.
     pub fn new(session_id: impl Into<String>, started_at: i64) -> Self {
-        StoredSession {
+        Session {
             session_id: session_id.into(),
             tenant_id: None,
             current_order: None,
