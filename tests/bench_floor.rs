@@ -2,40 +2,26 @@
 //! JSON line has every domain with figures that make sense, and that the floor delivered what
 //! it published. No timing is asserted (the machine is shared and noisy).
 
-use std::time::Duration;
+mod bench_run;
 
 const DOMAINS: [&str; 5] = ["collab", "pos", "devices", "events", "display"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_short_floor_benchmark_prints_every_domain_against_the_floor() {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tablewire"))
-        .args([
-            "--log",
-            "error",
-            "bench",
-            "floor",
-            "--rate",
-            "40",
-            "--duration",
-            "1",
-        ])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(600), run)
-        .await
-        .expect("the benchmark ends within 10 minutes")
-        .expect("the benchmark runs");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tablewire"));
+    command.args([
+        "--log",
+        "error",
+        "bench",
+        "floor",
+        "--rate",
+        "40",
+        "--duration",
+        "1",
+    ]);
+    let output = bench_run::run(command).await;
+    let json = bench_run::json_line(&output, "floor");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(output.status.success(), "the benchmark failed: {stderr}");
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(r#"{"bench":"floor""#))
-        .unwrap_or_else(|| panic!("no JSON line in: {stdout}"));
-    let json: serde_json::Value = serde_json::from_str(line).expect("the JSON line parses");
     assert_eq!(json["rate"].as_f64(), Some(40.0));
     let domains = json["domains"].as_array().expect("a list of domains");
     let names: Vec<&str> = domains

@@ -3,24 +3,19 @@
 //! display exactly once, that the figures per component are consistent, and that a hard file
 //! limit below what the run needs fails at once with a clear message. No timing is asserted.
 
-use std::time::Duration;
+mod bench_run;
 
 async fn run_scale(shell_prefix: &str, flags: &[&str]) -> std::process::Output {
     let binary = env!("CARGO_BIN_EXE_tablewire");
     let script = format!("{shell_prefix} exec \"$0\" \"$@\"");
-    let run = tokio::process::Command::new("sh")
+    let mut command = tokio::process::Command::new("sh");
+    command
         .arg("-c")
         .arg(script)
         .arg(binary)
         .args(["--log", "error", "bench", "scale"])
-        .args(flags)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(600), run)
-        .await
-        .expect("the benchmark ends within 10 minutes")
-        .expect("the benchmark runs")
+        .args(flags);
+    bench_run::run(command).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,16 +40,8 @@ async fn the_short_scale_benchmark_delivers_everything_across_two_edges() {
         ],
     )
     .await;
+    let json = bench_run::json_line(&output, "scale");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(output.status.success(), "the benchmark failed: {stderr}");
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with(r#"{"bench":"scale""#))
-        .unwrap_or_else(|| panic!("no JSON line in: {stdout}"));
-    let json: serde_json::Value = serde_json::from_str(line).expect("the JSON line parses");
     let number = |field: &str| {
         json[field]
             .as_u64()
