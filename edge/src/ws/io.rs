@@ -72,3 +72,16 @@ impl tokio::io::AsyncWrite for Io {
         }
     }
 }
+
+/// A connected pair of loopback sockets, (server end, client end), for the ws tests.
+#[cfg(test)]
+pub(crate) async fn socket_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (server, _) = listener.accept().await.expect("accept");
+    (server, client)
+}

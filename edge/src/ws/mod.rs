@@ -147,19 +147,6 @@ impl<H: Handler> Drop for Lease<H> {
     }
 }
 
-/// A connected pair of loopback sockets, (server end, client end), for this module's tests.
-#[cfg(test)]
-pub(crate) async fn socket_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
-        .await
-        .expect("connect");
-    let (server, _) = listener.accept().await.expect("accept");
-    (server, client)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_opening_is_freed_while_the_connection_lives() {
-        let (server, _client) = socket_pair().await;
+        let (server, _client) = io::socket_pair().await;
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let registry = Arc::new(Registry::default());
         let conn = registry.open("test", 1 << 20, Counters::default(), None);
@@ -273,7 +260,7 @@ mod tests {
     /// Serves a [`Greeter`] on a socket whose `101` hyper wrote (held by [`Io`]); returns the
     /// client's end.
     async fn greeted(delay: std::time::Duration) -> TcpStream {
-        let (server, client) = socket_pair().await;
+        let (server, client) = io::socket_pair().await;
         let mut io = Io::plain(server);
         io.write_all(HEAD).await.expect("hyper writes the 101");
         io.write_all(b"and the rest").await.expect("held too");
@@ -314,7 +301,7 @@ mod tests {
     async fn lease(
         hang_on_open: bool,
     ) -> (Lease<Faulty>, Arc<Registry>, Arc<Calls>, Io, TcpStream) {
-        let (server, client) = socket_pair().await;
+        let (server, client) = io::socket_pair().await;
         let registry = Arc::new(Registry::default());
         let conn = registry.open("test", 1 << 20, Counters::default(), None);
         let calls = Arc::new(Calls::default());

@@ -33,7 +33,7 @@ fn heartbeat_sees_a_silent_peer() {
 #[tokio::test]
 async fn a_read_that_empties_the_socket_still_hears_the_next_bytes() {
     use tokio::io::AsyncWriteExt;
-    let (server, mut client) = crate::ws::socket_pair().await;
+    let (server, mut client) = crate::ws::io::socket_pair().await;
     let mut socket = Socket::Plain(Arc::new(server));
     let mut buf = BytesMut::new();
     for (i, chunk) in [&b"ab"[..], b"cd", b"ef"].into_iter().enumerate() {
@@ -56,7 +56,7 @@ async fn a_read_that_empties_the_socket_still_hears_the_next_bytes() {
 
 #[tokio::test]
 async fn sends_go_straight_to_an_idle_socket_and_queue_behind_a_write() {
-    let (server, mut client) = crate::ws::socket_pair().await;
+    let (server, mut client) = crate::ws::io::socket_pair().await;
     let conn = conn(1 << 20);
     conn.attach(Arc::new(server), Vec::new());
     assert!(conn.send_frames(Bytes::from_static(b"ab"), 2));
@@ -86,7 +86,7 @@ impl futures::task::ArcWake for Held {
 
 #[tokio::test]
 async fn a_connection_waiting_to_read_lets_go_of_the_task_that_read_before_it() {
-    let (server, _client) = crate::ws::socket_pair().await;
+    let (server, _client) = crate::ws::io::socket_pair().await;
     // hyper's connection task waits for the request's next bytes this way before the upgrade.
     let before = Arc::new(Held);
     let waker = futures::task::waker(before.clone());
